@@ -1,0 +1,302 @@
+"""The worldflow error tree.
+
+Every error worldflow raises derives from :class:`WorldflowError`. Each class has a stable
+``code`` (used on the wire and in logs) and an ``http_status`` (used by the HTTP APIs and the
+remote world); :func:`error_from_code` maps a code back to its class, so an error crosses HTTP
+and comes out as the same type it went in as::
+
+    WorldflowError
+    ├── ConfigurationError              500  configuration_error
+    │   └── WorldNotAvailableError      500  world_not_available
+    ├── SerializationError              400  serialization_error
+    ├── WorldError                      500  world_error
+    │   ├── InvalidEventError           400  invalid_event
+    │   ├── NotFoundError               404  not_found
+    │   │   ├── RunNotFoundError        404  run_not_found
+    │   │   ├── StepNotFoundError       404  step_not_found
+    │   │   ├── HookNotFoundError       404  hook_not_found
+    │   │   └── StreamNotFoundError     404  stream_not_found
+    │   ├── EntityConflictError         409  entity_conflict
+    │   │   ├── HookConflictError       409  hook_conflict
+    │   │   ├── RunTerminalError        409  run_terminal
+    │   │   ├── RunNotTerminalError     409  run_not_terminal
+    │   │   └── LeaseLostError          409  lease_lost
+    │   ├── WorldLockedError            423  world_locked
+    │   └── CorruptLogError             500  corrupt_log
+    ├── WorkflowError                   500  workflow_error
+    │   ├── NondeterminismError         500  nondeterminism
+    │   ├── DeterminismViolationError   500  determinism_violation
+    │   ├── WorkflowNotRegisteredError  404  workflow_not_registered
+    │   ├── StepNotRegisteredError      500  step_not_registered
+    │   ├── WorkflowFailedError         500  workflow_failed
+    │   └── WorkflowCancelledError      409  workflow_cancelled
+    └── StepError                       500  step_error
+        ├── FatalError                  500  fatal
+        └── RetryableError              500  retryable
+
+``EntityConflictError`` is also the engine's "already done" signal: a second ``*_created``
+event for the same correlation id means another worker (or an earlier attempt) got there first.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import ClassVar
+
+__all__ = [
+    "ConfigurationError",
+    "CorruptLogError",
+    "DeterminismViolationError",
+    "EntityConflictError",
+    "FatalError",
+    "HookConflictError",
+    "HookNotFoundError",
+    "InvalidEventError",
+    "LeaseLostError",
+    "NondeterminismError",
+    "NotFoundError",
+    "RetryableError",
+    "RunNotFoundError",
+    "RunNotTerminalError",
+    "RunTerminalError",
+    "SerializationError",
+    "StepError",
+    "StepNotFoundError",
+    "StepNotRegisteredError",
+    "StreamNotFoundError",
+    "WorkflowCancelledError",
+    "WorkflowError",
+    "WorkflowFailedError",
+    "WorkflowNotRegisteredError",
+    "WorldError",
+    "WorldLockedError",
+    "WorldNotAvailableError",
+    "WorldflowError",
+    "error_from_code",
+]
+
+
+class WorldflowError(Exception):
+    """Base class of every error raised by worldflow."""
+
+    code: ClassVar[str] = "worldflow_error"
+    http_status: ClassVar[int] = 500
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __reduce__(self) -> tuple[type[WorldflowError], tuple[str]]:
+        return (type(self), (self.message,))
+
+
+class ConfigurationError(WorldflowError):
+    """worldflow was set up wrongly (a bad URL, a missing option)."""
+
+    code = "configuration_error"
+
+
+class WorldNotAvailableError(ConfigurationError):
+    """A world URL names a world that is not installed or not implemented yet."""
+
+    code = "world_not_available"
+
+
+class SerializationError(WorldflowError):
+    """A value cannot be encoded as a worldflow payload, or a payload cannot be decoded."""
+
+    code = "serialization_error"
+    http_status = 400
+
+
+class WorldError(WorldflowError):
+    """An error reported by a world (storage, queue or streams)."""
+
+    code = "world_error"
+
+
+class InvalidEventError(WorldError):
+    """An event or request is malformed: a missing field, a wrong type, a bad value."""
+
+    code = "invalid_event"
+    http_status = 400
+
+
+class NotFoundError(WorldError):
+    """The thing asked for does not exist."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class RunNotFoundError(NotFoundError):
+    """No run has this id."""
+
+    code = "run_not_found"
+
+
+class StepNotFoundError(NotFoundError):
+    """No step of this run has this id (or name)."""
+
+    code = "step_not_found"
+
+
+class HookNotFoundError(NotFoundError):
+    """No live hook has this token (or id)."""
+
+    code = "hook_not_found"
+
+
+class StreamNotFoundError(NotFoundError):
+    """The run has no stream of this name."""
+
+    code = "stream_not_found"
+
+
+class EntityConflictError(WorldError):
+    """The write conflicts with what is stored: it was already done, or is not allowed now."""
+
+    code = "entity_conflict"
+    http_status = 409
+
+
+class HookConflictError(EntityConflictError):
+    """A live hook already holds this token."""
+
+    code = "hook_conflict"
+
+
+class RunTerminalError(EntityConflictError):
+    """The run has finished; it accepts nothing but an in-flight step's own result."""
+
+    code = "run_terminal"
+
+
+class RunNotTerminalError(EntityConflictError):
+    """The operation needs a finished run (purge), and this one is still going."""
+
+    code = "run_not_terminal"
+
+
+class LeaseLostError(EntityConflictError):
+    """A queue lease expired or was taken over before it was acknowledged."""
+
+    code = "lease_lost"
+
+
+class WorldLockedError(WorldError):
+    """Another process holds the world's writer lock."""
+
+    code = "world_locked"
+    http_status = 423
+
+
+class CorruptLogError(WorldError):
+    """A stored log cannot be read; the message names the file and line."""
+
+    code = "corrupt_log"
+
+
+class WorkflowError(WorldflowError):
+    """An error about a workflow run as a whole."""
+
+    code = "workflow_error"
+
+
+class NondeterminismError(WorkflowError):
+    """Replaying the event log did not match what the workflow code does now."""
+
+    code = "nondeterminism"
+
+
+class DeterminismViolationError(WorkflowError):
+    """Workflow code did something that cannot be replayed (real I/O, a timer, a thread)."""
+
+    code = "determinism_violation"
+
+
+class WorkflowNotRegisteredError(WorkflowError):
+    """No workflow of this name is registered with the engine."""
+
+    code = "workflow_not_registered"
+    http_status = 404
+
+
+class StepNotRegisteredError(WorkflowError):
+    """No step of this name is registered."""
+
+    code = "step_not_registered"
+
+
+class WorkflowFailedError(WorkflowError):
+    """The run failed; raised by ``Run.result()``. ``error_name`` is the original class."""
+
+    code = "workflow_failed"
+
+    def __init__(self, message: str = "", *, run_id: str = "", error_name: str = "") -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.error_name = error_name
+
+
+class WorkflowCancelledError(WorkflowError):
+    """The run was cancelled; raised by ``Run.result()``."""
+
+    code = "workflow_cancelled"
+    http_status = 409
+
+
+class StepError(WorldflowError):
+    """Base of the errors a step raises to steer its own retries."""
+
+    code = "step_error"
+
+
+class FatalError(StepError):
+    """Raise from a step to fail it at once, without retrying."""
+
+    code = "fatal"
+
+
+class RetryableError(StepError):
+    """Raise from a step to retry it, optionally not before ``retry_after``.
+
+    ``retry_after`` is seconds, a ``timedelta``, a duration string (``"30s"``) or a datetime.
+    """
+
+    code = "retryable"
+
+    def __init__(
+        self, message: str = "", *, retry_after: float | str | timedelta | datetime | None = None
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _all_subclasses(cls: type[WorldflowError]) -> list[type[WorldflowError]]:
+    out: list[type[WorldflowError]] = []
+    for sub in cls.__subclasses__():
+        out.append(sub)
+        out.extend(_all_subclasses(sub))
+    return out
+
+
+def error_from_code(code: str, message: str) -> WorldflowError:
+    """Build the error whose stable ``code`` is ``code`` (``WorldflowError`` if unknown).
+
+    The one place HTTP bodies and stored error records turn back into exception types.
+    """
+    cls = _BY_CODE.get(code, WorldflowError)
+    return cls(message)
+
+
+_BY_CODE: dict[str, type[WorldflowError]] = {}
+
+
+def _index_codes() -> None:
+    classes: list[type[WorldflowError]] = [WorldflowError, *_all_subclasses(WorldflowError)]
+    for cls in classes:
+        _BY_CODE.setdefault(cls.code, cls)
+
+
+_index_codes()

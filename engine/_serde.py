@@ -1,0 +1,195 @@
+"""Payload encoding: Python values <-> msgspec JSON that round-trips their types.
+
+JSON-native values (``None``, ``bool``, ``int``, ``float``, ``str``, lists, dicts with ``str``
+keys) are stored as plain JSON, so logs stay readable and other tools can use them. Other
+common types are stored as a tagged object ``{"$wf": TAG, ...}`` and come back as what they
+were: ``datetime``, ``date``, ``time``, ``timedelta``, ``UUID``, ``Decimal``, ``bytes``,
+``tuple``, ``set``, ``frozenset``, dicts with non-``str`` keys, enums, dataclasses and
+msgspec Structs (the last three by importable class path).
+
+Encoding is deterministic (sets are sorted by their encoded elements), because the engine
+compares a replayed step's encoded input with the recorded one. A value that cannot be
+encoded raises :class:`~worldflow.SerializationError` at the call that passed it, naming
+where in the value the problem is.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import enum
+import importlib
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from worldflow._errors import SerializationError
+
+__all__ = ["decode", "encode", "encode_bytes"]
+
+_TAG = "$wf"
+_TAG_BYTES = b'"$wf"'
+_SCALARS = (str, int, float, bool, type(None))
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder()
+_raw_cache_null = msgspec.Raw(b"null")
+
+
+def _class_path(cls: type) -> str:
+    if "<locals>" in cls.__qualname__:
+        raise SerializationError(
+            f"{cls.__qualname__} is defined inside a function; move it to module level so a "
+            "replay can import it"
+        )
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _load_class(path: str) -> type:
+    module_name, _, qualname = path.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise SerializationError(
+            f"cannot load class {path!r} for a stored payload: {exc}"
+        ) from None
+    if not isinstance(obj, type):
+        raise SerializationError(f"{path!r} is not a class")
+    return obj
+
+
+def _to_json(value: Any, path: str) -> Any:
+    """Turn ``value`` into JSON-native data, tagging what JSON cannot hold."""
+    t = type(value)
+    if t in _SCALARS:
+        return value
+    if t is list:
+        return [_to_json(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if t is dict:
+        if all(type(k) is str for k in value) and _TAG not in value:
+            return {k: _to_json(v, f"{path}.{k}") for k, v in value.items()}
+        return {
+            _TAG: "dict",
+            "v": [
+                [_to_json(k, f"{path}<key>"), _to_json(v, f"{path}[{k!r}]")]
+                for k, v in value.items()
+            ],
+        }
+    if isinstance(value, enum.Enum):
+        return {_TAG: "enum", "cls": _class_path(t), "v": _to_json(value.value, path)}
+    for base in (str, int, float):  # a scalar's subclass (not an enum): keep the plain value
+        if isinstance(value, base):
+            return base(value)
+    if t is tuple:
+        return {_TAG: "tuple", "v": [_to_json(v, f"{path}[{i}]") for i, v in enumerate(value)]}
+    if t is set or t is frozenset:
+        items = [_to_json(v, f"{path}{{}}") for v in value]
+        items.sort(key=_encoder.encode)
+        return {_TAG: "set" if t is set else "frozenset", "v": items}
+    if t is dt.datetime:
+        return {_TAG: "datetime", "v": value.isoformat()}
+    if t is dt.date:
+        return {_TAG: "date", "v": value.isoformat()}
+    if t is dt.time:
+        return {_TAG: "time", "v": value.isoformat()}
+    if t is dt.timedelta:
+        return {_TAG: "timedelta", "v": [value.days, value.seconds, value.microseconds]}
+    if t is uuid.UUID:
+        return {_TAG: "uuid", "v": str(value)}
+    if t is Decimal:
+        return {_TAG: "decimal", "v": str(value)}
+    if t is bytes or t is bytearray or t is memoryview:
+        return {_TAG: "bytes", "v": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, msgspec.Struct):
+        fields = {f: _to_json(getattr(value, f), f"{path}.{f}") for f in value.__struct_fields__}
+        return {_TAG: "struct", "cls": _class_path(t), "v": fields}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {
+            f.name: _to_json(getattr(value, f.name), f"{path}.{f.name}")
+            for f in dataclasses.fields(value)
+        }
+        return {_TAG: "dataclass", "cls": _class_path(t), "v": fields}
+    if isinstance(value, tuple) and hasattr(t, "_fields"):  # NamedTuple: keep as a tuple
+        return {_TAG: "tuple", "v": [_to_json(v, f"{path}[{i}]") for i, v in enumerate(value)]}
+    raise SerializationError(
+        f"cannot encode a value of type {t.__module__}.{t.__qualname__} at {path}: worldflow "
+        "payloads hold JSON values, datetime, date, time, timedelta, UUID, Decimal, bytes, "
+        "tuples, sets, enums, dataclasses and msgspec Structs"
+    )
+
+
+def _from_json(value: Any) -> Any:
+    t = type(value)
+    if t is list:
+        return [_from_json(v) for v in value]
+    if t is not dict:
+        return value
+    tag = value.get(_TAG)
+    if tag is None:
+        return {k: _from_json(v) for k, v in value.items()}
+    v = value.get("v")
+    match tag:
+        case "dict":
+            return {_from_json(k): _from_json(x) for k, x in v}
+        case "tuple":
+            return tuple(_from_json(x) for x in v)
+        case "set":
+            return {_from_json(x) for x in v}
+        case "frozenset":
+            return frozenset(_from_json(x) for x in v)
+        case "datetime":
+            return dt.datetime.fromisoformat(v)
+        case "date":
+            return dt.date.fromisoformat(v)
+        case "time":
+            return dt.time.fromisoformat(v)
+        case "timedelta":
+            return dt.timedelta(days=v[0], seconds=v[1], microseconds=v[2])
+        case "uuid":
+            return uuid.UUID(v)
+        case "decimal":
+            return Decimal(v)
+        case "bytes":
+            return base64.b64decode(v)
+        case "enum":
+            return _load_class(value["cls"])(_from_json(v))
+        case "struct" | "dataclass":
+            cls = _load_class(value["cls"])
+            return cls(**{k: _from_json(x) for k, x in v.items()})
+        case _:
+            raise SerializationError(f"unknown payload tag {tag!r}")
+
+
+def encode(value: Any) -> msgspec.Raw:
+    """Encode ``value`` as a payload (JSON text wrapped in :class:`msgspec.Raw`).
+
+    Raises :class:`~worldflow.SerializationError` naming the unsupported part of ``value``.
+
+    >>> bytes(encode({"n": 1}))
+    b'{"n":1}'
+    """
+    if value is None:
+        return _raw_cache_null
+    return msgspec.Raw(_encoder.encode(_to_json(value, "$")))
+
+
+def encode_bytes(value: Any) -> bytes:
+    """Like :func:`encode`, as plain bytes."""
+    return _encoder.encode(_to_json(value, "$"))
+
+
+def decode(payload: msgspec.Raw | bytes | str) -> Any:
+    """Decode a payload made by :func:`encode` back into the value it was made from."""
+    data = payload if isinstance(payload, (bytes, str)) else bytes(payload)
+    try:
+        value = _decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise SerializationError(f"malformed payload: {exc}") from None
+    tagged = _TAG_BYTES in data if isinstance(data, bytes) else _TAG in data
+    if not tagged:
+        return value
+    return _from_json(value)

@@ -1,0 +1,1 @@
+"""The worldflow inspector: web UI and HTTP APIs (aiohttp + jinja2). Not built yet."""

@@ -1,0 +1,274 @@
+"""The World contract: storage + queue + streams + notifications, as small role protocols.
+
+A world holds one append-only event log per run and keeps views (runs, steps, hooks, waits)
+in step with it. :meth:`EventLog.append` is the only write path for runs; it applies the
+rules below atomically per batch and returns the updated views.
+
+Rules every world enforces (``worldflow.worlds.testing`` checks each):
+
+* ``run_created`` is a run's first event; appending it to an existing run, or a second
+  ``step_created`` / ``wait_created`` / ``hook_created`` for the same correlation id, raises
+  :class:`~worldflow.EntityConflictError` (the engine reads it as "already done").
+* Any event but ``run_created`` on an unknown run raises :class:`~worldflow.RunNotFoundError`.
+* On a terminal run nothing is accepted but the result of a step that is ``running``
+  (:class:`~worldflow.RunTerminalError`), except that ``run_cancelled`` on a cancelled run is a
+  no-op success.
+* A step event on a missing step raises :class:`~worldflow.StepNotFoundError`; a result on a
+  terminal step raises :class:`~worldflow.EntityConflictError` (the first completion wins).
+* ``wait_completed`` happens once (a second one is an ``EntityConflictError``).
+* ``hook_received`` / ``hook_disposed`` on a missing or disposed hook raise
+  :class:`~worldflow.HookNotFoundError`. A live token belongs to one hook: ``hook_created``
+  with a live token is stored as a ``hook_conflict`` event instead (and returned as such).
+* A terminal run releases its hooks (disposed) and waits (completed).
+* ``seq`` is dense per run, from 1, with no gaps or duplicates under concurrent appends.
+* A batch is atomic: if one event is refused, none of the batch is stored.
+
+Every method is async; options are keyword-only; results are Structs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection, Sequence
+from datetime import datetime
+from typing import Literal, Protocol, runtime_checkable
+
+import msgspec
+
+from worldflow.worlds._events import AnyEvent
+from worldflow.worlds._records import (
+    Hook,
+    HookStatus,
+    Lease,
+    Page,
+    QueueMessage,
+    RunStatus,
+    Step,
+    StreamChunk,
+    StreamInfo,
+    Wait,
+    WaitStatus,
+    WorkflowRun,
+)
+
+__all__ = [
+    "EventLog",
+    "EventResult",
+    "Notifications",
+    "Queue",
+    "RunStore",
+    "Streams",
+    "World",
+]
+
+SortOrder = Literal["asc", "desc"]
+
+
+class EventResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What an append stored and the views it changed.
+
+    ``events`` are the stored events in order (stamped with ``seq``, ``event_id`` and
+    ``created_at``; a refused hook token shows as ``hook_conflict``). ``steps``, ``hooks`` and
+    ``waits`` are the views the batch touched, as they are after it.
+    """
+
+    run: WorkflowRun
+    events: list[AnyEvent]
+    steps: list[Step] = msgspec.field(default_factory=list)
+    hooks: list[Hook] = msgspec.field(default_factory=list)
+    waits: list[Wait] = msgspec.field(default_factory=list)
+
+
+@runtime_checkable
+class EventLog(Protocol):
+    """The per-run append-only event log: the only write path for runs."""
+
+    async def append(self, run_id: str, events: Sequence[AnyEvent]) -> EventResult:
+        """Append a batch of events to ``run_id``'s log atomically; see the module rules."""
+        ...
+
+    async def list_events(
+        self, run_id: str, *, after_seq: int = 0, limit: int | None = None
+    ) -> Page[AnyEvent]:
+        """Events of a run with ``seq > after_seq`` in ``seq`` order.
+
+        ``cursor`` is the last returned ``seq`` as a string. Unknown run → ``RunNotFoundError``.
+        """
+        ...
+
+
+@runtime_checkable
+class RunStore(Protocol):
+    """Reads of the views: runs, steps, hooks and waits."""
+
+    async def get_run(self, run_id: str) -> WorkflowRun:
+        """The run's view. Unknown run → ``RunNotFoundError``."""
+        ...
+
+    async def list_runs(
+        self,
+        *,
+        workflow_name: str | None = None,
+        status: RunStatus | Collection[RunStatus] | None = None,
+        resource_id: str | None = None,
+        metadata: dict[str, str] | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        order: SortOrder = "desc",
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[WorkflowRun]:
+        """Runs matching every given filter, in creation order (newest first by default).
+
+        ``metadata`` matches runs whose metadata holds every given key with that value.
+        ``created_after`` is inclusive, ``created_before`` exclusive. Pages never skip or
+        repeat a run, even while runs are being created.
+        """
+        ...
+
+    async def get_step(self, run_id: str, step_id: str) -> Step:
+        """One step. Unknown run → ``RunNotFoundError``; unknown step → ``StepNotFoundError``."""
+        ...
+
+    async def list_steps(
+        self, run_id: str, *, limit: int = 1000, cursor: str | None = None
+    ) -> Page[Step]:
+        """A run's steps in creation order. Unknown run → ``RunNotFoundError``."""
+        ...
+
+    async def get_hook_by_token(self, token: str) -> Hook:
+        """The live hook holding ``token``, else ``HookNotFoundError``."""
+        ...
+
+    async def list_hooks(
+        self,
+        *,
+        run_id: str | None = None,
+        status: HookStatus | None = None,
+        limit: int = 1000,
+        cursor: str | None = None,
+    ) -> Page[Hook]:
+        """Hooks (of one run, or of the world), in creation order."""
+        ...
+
+    async def list_waits(
+        self,
+        *,
+        run_id: str | None = None,
+        status: WaitStatus | None = None,
+        limit: int = 1000,
+        cursor: str | None = None,
+    ) -> Page[Wait]:
+        """Waits (of one run, or of the world), in creation order."""
+        ...
+
+    async def purge(self, run_id: str) -> None:
+        """Delete a terminal run and everything of it (log, views, streams, queue messages).
+
+        Unknown run → ``RunNotFoundError``; a run not yet terminal → ``RunNotTerminalError``.
+        """
+        ...
+
+
+@runtime_checkable
+class Queue(Protocol):
+    """At-least-once delivery of :class:`QueueMessage` s on named queues."""
+
+    async def enqueue(
+        self,
+        queue: str,
+        message: QueueMessage,
+        *,
+        idempotency_key: str | None = None,
+        delay: float = 0.0,
+    ) -> str:
+        """Add a message, deliverable after ``delay`` seconds; return its message id.
+
+        While a message with the same ``idempotency_key`` waits undelivered on the queue, no
+        second one is added: its id is returned, and its delivery time moves earlier if the new
+        one would be due sooner. Once leased, the key is free again.
+        """
+        ...
+
+    async def lease(
+        self, queue: str, *, lease_for: float, max_messages: int = 1, wait: float = 0.0
+    ) -> list[Lease]:
+        """Take up to ``max_messages`` due messages for ``lease_for`` seconds.
+
+        Waits up to ``wait`` seconds for one to become due. A lease not acked or nacked before
+        it expires makes its message deliverable again (with ``attempt`` + 1).
+        """
+        ...
+
+    async def ack(self, lease: Lease) -> None:
+        """Done with the message: remove it. An expired or taken-over lease → ``LeaseLostError``."""
+        ...
+
+    async def nack(self, lease: Lease, *, delay: float = 0.0) -> None:
+        """Give the message back, deliverable again after ``delay`` seconds."""
+        ...
+
+    async def extend(self, lease: Lease, *, lease_for: float) -> Lease:
+        """Keep a lease for ``lease_for`` more seconds (a long step's heartbeat)."""
+        ...
+
+
+@runtime_checkable
+class Streams(Protocol):
+    """Append-only chunk streams, named per run, read with a live tail."""
+
+    async def write_stream(self, run_id: str, name: str, chunks: Sequence[bytes]) -> int:
+        """Append chunks to the stream (created on first write); return its new length.
+
+        Unknown run → ``RunNotFoundError``; a closed stream → ``EntityConflictError``.
+        """
+        ...
+
+    async def close_stream(self, run_id: str, name: str) -> None:
+        """Mark the stream finished (idempotent); live readers end after the last chunk."""
+        ...
+
+    def read_stream(
+        self, run_id: str, name: str, *, start: int = 0, follow: bool = True
+    ) -> AsyncIterator[StreamChunk]:
+        """Chunks from index ``start``; with ``follow`` wait for new ones until closed.
+
+        Unknown stream → ``StreamNotFoundError`` on first iteration (a run that has no
+        stream of that name *yet* but is not terminal is followed until it appears).
+        """
+        ...
+
+    async def list_streams(self, run_id: str) -> list[StreamInfo]:
+        """The run's streams. Unknown run → ``RunNotFoundError``."""
+        ...
+
+
+@runtime_checkable
+class Notifications(Protocol):
+    """Wake-ups when logs grow, so readers wait instead of polling."""
+
+    async def wait_for_run(
+        self, run_id: str, *, after_seq: int, timeout: float | None = None
+    ) -> int:
+        """Return the run's ``last_seq`` as soon as it is greater than ``after_seq``.
+
+        Returns the current ``last_seq`` (≤ ``after_seq``) when ``timeout`` passes first.
+        Unknown run → ``RunNotFoundError``.
+        """
+        ...
+
+    async def wait_for_world(self, *, after: int, timeout: float | None = None) -> int:
+        """Return the world's change counter as soon as it exceeds ``after``.
+
+        The counter grows with every stored append (any run); ``after=0`` with ``timeout=0``
+        reads it.
+        """
+        ...
+
+
+@runtime_checkable
+class World(EventLog, RunStore, Queue, Streams, Notifications, Protocol):
+    """Everything the engine, the inspector and the CLI need from storage."""
+
+    async def aclose(self) -> None:
+        """Release files, connections and background tasks. Idempotent."""
+        ...
