@@ -1,0 +1,25 @@
+"""Shared pytest setup: the anyio backend, and the ``--slow`` switch for long runs."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--slow",
+        action="store_true",
+        default=False,
+        help="run long property and crash tests with their full budgets",
+    )
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def slow(request: pytest.FixtureRequest) -> bool:
+    """True when the run asked for the long budgets (``--slow``)."""
+    return bool(request.config.getoption("--slow"))
