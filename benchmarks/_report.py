@@ -1,0 +1,337 @@
+"""What a benchmark run produces: figures, correctness checks, verdicts on the targets, and
+their rendering as a table and as JSON.
+
+The targets and the peer figures are those of the benchmark issue; each target is a ratio to a
+floor measured in the same run (or an absolute bound where the issue gives one).
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+__all__ = [
+    "PEERS",
+    "TARGETS",
+    "Check",
+    "Figure",
+    "Report",
+    "Target",
+    "Verdict",
+    "judge",
+    "relevant_floor",
+    "render_table",
+    "write_json",
+]
+
+Kind = Literal["world", "floor", "peer"]
+
+
+class Figure(msgspec.Struct, frozen=True, kw_only=True):
+    """One measured (or, for peers, quoted) figure of one workload on one world or floor."""
+
+    workload: str
+    source: str
+    """The world (``memory``, ``file``), the floor (``plain``, ``jsonl``, ``fsync``) or peer."""
+    metric: str
+    value: float
+    kind: Kind = "world"
+    note: str = ""
+
+
+class Check(msgspec.Struct, frozen=True, kw_only=True):
+    """A correctness check: results right, nothing lost, nothing recorded twice."""
+
+    workload: str
+    source: str
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+class Verdict(msgspec.Struct, frozen=True, kw_only=True):
+    """A figure held against its target."""
+
+    workload: str
+    source: str
+    metric: str
+    value: float
+    limit: float
+    target: str
+    met: bool
+
+
+class Report(msgspec.Struct, kw_only=True):
+    """Everything one run of the suite measured; written as the JSON results file."""
+
+    started_at: str
+    quick: bool
+    machine: dict[str, str]
+    worlds: list[str]
+    figures: list[Figure] = msgspec.field(default_factory=list)
+    checks: list[Check] = msgspec.field(default_factory=list)
+    verdicts: list[Verdict] = msgspec.field(default_factory=list)
+    notes: list[str] = msgspec.field(default_factory=list)
+
+    @classmethod
+    def begin(cls, *, quick: bool) -> Report:
+        """An empty report stamped with the time and the machine."""
+        return cls(
+            started_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            quick=quick,
+            machine=machine(),
+            worlds=[],
+        )
+
+    @property
+    def failed_checks(self) -> list[Check]:
+        """The correctness checks that failed."""
+        return [check for check in self.checks if not check.ok]
+
+
+def machine() -> dict[str, str]:
+    """What the figures depend on: CPU count, Python, OS."""
+    import os
+
+    return {
+        "cpus": str(os.cpu_count()),
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+    }
+
+
+@dataclass(frozen=True)
+class Target:
+    """``metric`` of ``workload`` on ``world`` must be ``op`` ``factor`` x floor + ``plus``.
+
+    Without a floor the bound is absolute: ``factor`` + ``plus``. ``world=None`` applies the
+    target to every world.
+    """
+
+    workload: str
+    world: str | None
+    metric: str
+    op: Literal["<=", ">="]
+    factor: float
+    floor: str | None = None
+    plus: float = 0.0
+    unit: str = ""
+
+    def limit(self, figures: Sequence[Figure]) -> float | None:
+        """The bound in this run, or ``None`` if its floor was not measured."""
+        if self.floor is None:
+            return self.factor + self.plus
+        base = find(figures, self.workload, self.floor, self.metric)
+        return None if base is None else self.factor * base.value + self.plus
+
+    @property
+    def text(self) -> str:
+        """How the table shows it: ``≥ 3x fsync``, ``≤ 20x plain + 30 ms``, ``≤ 150 MiB``."""
+        op = "≥" if self.op == ">=" else "≤"
+        if self.floor is None:
+            return f"{op} {self.factor:g} {self.unit}".rstrip()
+        plus = f" + {self.plus:g} {self.unit}".rstrip() if self.plus else ""
+        return f"{op} {self.factor:g}x {self.floor}{plus}"
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("W1", "memory", "steps_per_s", ">=", 0.15, floor="plain"),
+    Target("W1", "file", "steps_per_s", ">=", 3, floor="fsync"),
+    Target("W2", "file", "p50_ms", "<=", 3, floor="fsync"),
+    Target("W3", "file", "p50_ms", "<=", 2, floor="fsync"),
+    Target("W4", "memory", "wall_ms", "<=", 20, floor="plain", plus=30, unit="ms"),
+    Target("W5", "file", "recovery_s", "<=", 2, unit="s"),
+    Target("W6", None, "live_cost_growth", "<=", 1.5, unit="x"),
+    Target("W6", None, "rebuild_ms@10000", "<=", 150, unit="ms"),
+    Target("W7", None, "rss_mib", "<=", 150, unit="MiB"),
+)
+"""The issue's targets. W5's 0 lost / 0 recorded twice are correctness checks, not targets."""
+
+
+def _peer(workload: str, source: str, metric: str, value: float, note: str = "") -> Figure:
+    return Figure(
+        workload=workload, source=source, metric=metric, value=value, kind="peer", note=note
+    )
+
+
+PEERS: tuple[Figure, ...] = (
+    _peer("W1", "DBOS 3.4 / SQLite", "steps_per_s", 173),
+    _peer("W1", "DBOS / PostgreSQL", "steps_per_s", 174),
+    _peer("W1", "Temporal 1.35 / dev server", "steps_per_s", 76),
+    _peer("W1", "Vercel Workflow / local", "steps_per_s", 48),
+    _peer("W1", "Vercel Workflow / local", "peak_rss_mib", 836),
+    _peer("W2", "DBOS 3.4 / SQLite", "p50_ms", 9),
+    _peer("W2", "DBOS / PostgreSQL", "p50_ms", 7),
+    _peer("W2", "Temporal 1.35 / dev server", "p50_ms", 100),
+    _peer("W3", "DBOS 3.4 / SQLite", "p50_ms", 14, "10 ms poll"),
+    _peer("W3", "DBOS / PostgreSQL", "p50_ms", 11),
+    _peer("W3", "Temporal 1.35 / dev server", "p50_ms", 43),
+    _peer("W5", "DBOS / PostgreSQL", "recovery_s", 11),
+    _peer("W5", "Temporal 1.35 / dev server", "recovery_s", 22),
+)
+"""The issue's peer figures on a 2-core machine, shown as context rows."""
+
+
+def find(figures: Iterable[Figure], workload: str, source: str, metric: str) -> Figure | None:
+    """The figure of ``workload``/``source``/``metric``, if measured."""
+    for figure in figures:
+        if (figure.workload, figure.source, figure.metric) == (workload, source, metric):
+            return figure
+    return None
+
+
+def relevant_floor(world: str) -> str:
+    """The floor a world is compared with: ``plain`` for memory, ``fsync`` for durable ones."""
+    return "plain" if world == "memory" else "fsync"
+
+
+def judge(figures: Sequence[Figure]) -> list[Verdict]:
+    """Hold every measured world figure that has a target against it."""
+    verdicts = []
+    for target in TARGETS:
+        for figure in figures:
+            if figure.kind != "world" or (figure.workload, figure.metric) != (
+                target.workload,
+                target.metric,
+            ):
+                continue
+            if target.world is not None and figure.source != target.world:
+                continue
+            limit = target.limit(figures)
+            if limit is None:
+                continue
+            met = figure.value >= limit if target.op == ">=" else figure.value <= limit
+            verdicts.append(
+                Verdict(
+                    workload=figure.workload,
+                    source=figure.source,
+                    metric=figure.metric,
+                    value=figure.value,
+                    limit=limit,
+                    target=target.text,
+                    met=met,
+                )
+            )
+    return verdicts
+
+
+# -- rendering -------------------------------------------------------------------------------
+
+_LABELS: dict[str, str] = {
+    "steps_per_s": "steps/s",
+    "runs_per_s": "runs/s",
+    "p50_ms": "p50 ms",
+    "p99_ms": "p99 ms",
+    "wall_ms": "wall ms",
+    "recovery_s": "recovery s",
+    "recovery_in_process_s": "recovery after start-up s",
+    "killed_at_pct": "killed at % of steps",
+    "in_flight_at_kill": "chains unfinished at kill",
+    "steps_reexecuted": "steps re-executed",
+    "live_cost_growth": "live cost growth x",
+    "rss_mib": "RSS MiB",
+    "peak_rss_mib": "peak RSS MiB",
+    "rss_growth_mib": "RSS growth MiB",
+    "park_all_s": "park all s",
+    "resume_all_s": "resume all s",
+}
+"""Table names of the metrics, in the order the table lists them."""
+
+
+def label(metric: str) -> str:
+    """The table's name for a metric (``rebuild_ms@10000`` -> ``rebuild ms @10000``)."""
+    base, _, at = metric.partition("@")
+    text = _LABELS.get(base, base.replace("_", " "))
+    return f"{text} @{at}" if at else text
+
+
+def _metric_order(metric: str) -> tuple[int, str, int]:
+    base, _, at = metric.partition("@")
+    known = list(_LABELS)
+    return (known.index(base) if base in known else len(known), base, int(at or 0))
+
+
+def fmt(metric: str, value: float) -> str:
+    """A figure's value the way the table shows it: counts whole, times to 3 digits."""
+    if metric.partition("@")[0].endswith(("_per_s", "_pct", "reexecuted", "at_kill")):
+        return f"{value:,.0f}"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def _source_text(figure: Figure) -> str:
+    if figure.kind == "floor":
+        return f"floor {figure.source}"
+    if figure.kind == "peer":
+        return f"peer {figure.source}"
+    return figure.source
+
+
+def render_table(report: Report) -> str:
+    """The figures by workload and metric: the floors, the worlds (with their ratio to the
+    relevant floor and their target), then the peers for context."""
+    verdicts = {(v.workload, v.source, v.metric): v for v in report.verdicts}
+    header = ("workload", "figure", "source", "value", "vs floor", "target", "")
+    rows: list[tuple[str, ...]] = []
+    kinds = {"floor": 0, "world": 1, "peer": 2}
+    for workload in sorted({f.workload for f in report.figures}):
+        mine = [f for f in report.figures if f.workload == workload]
+        for metric in sorted({f.metric for f in mine}, key=_metric_order):
+            # sorted() is stable: worlds and floors keep the order they were measured in
+            same = sorted((f for f in mine if f.metric == metric), key=lambda f: kinds[f.kind])
+            rows.extend(_row(report, f, verdicts.get((workload, f.source, metric))) for f in same)
+        rows.append(("",) * len(header))
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(
+            cell.rjust(widths[i]) if i == 3 else cell.ljust(widths[i]) for i, cell in enumerate(row)
+        ).rstrip()
+        for row in [header, *rows]
+    ]
+    return "\n".join(lines).rstrip()
+
+
+def _row(report: Report, figure: Figure, verdict: Verdict | None) -> tuple[str, ...]:
+    ratio = target = status = ""
+    if figure.kind == "world":
+        floor = relevant_floor(figure.source)
+        base = find(report.figures, figure.workload, floor, figure.metric)
+        if base is not None and base.kind == "floor" and base.value:
+            ratio = f"{figure.value / base.value:,.2f}x {floor}"
+    if verdict is not None:
+        target = f"{verdict.target} = {fmt(figure.metric, verdict.limit)}"
+        status = "met" if verdict.met else "MISSED"
+    elif figure.note:
+        target = figure.note
+    return (
+        figure.workload,
+        label(figure.metric),
+        _source_text(figure),
+        fmt(figure.metric, figure.value),
+        ratio,
+        target,
+        status,
+    )
+
+
+def render_checks(report: Report) -> str:
+    """One line for the passing checks, one per failing check."""
+    failed = report.failed_checks
+    lines = [f"correctness: {len(report.checks) - len(failed)} checks passed, {len(failed)} failed"]
+    lines += [f"  FAILED {c.workload} {c.source}: {c.name}: {c.detail}" for c in failed]
+    return "\n".join(lines)
+
+
+def write_json(report: Report, path: Path) -> None:
+    """Write the report as indented JSON, creating the folder if needed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(msgspec.json.format(msgspec.json.encode(report), indent=2) + b"\n")
