@@ -29,7 +29,9 @@ and comes out as the same type it went in as::
     │   ├── WorkflowNotRegisteredError  404  workflow_not_registered
     │   ├── StepNotRegisteredError      500  step_not_registered
     │   ├── WorkflowFailedError         500  workflow_failed
-    │   └── WorkflowCancelledError      409  workflow_cancelled
+    │   ├── WorkflowCancelledError      409  workflow_cancelled
+    │   ├── StepFailedError             500  step_failed
+    │   └── NotInWorkflowError          500  not_in_workflow
     └── StepError                       500  step_error
         ├── FatalError                  500  fatal
         └── RetryableError              500  retryable
@@ -55,12 +57,14 @@ __all__ = [
     "LeaseLostError",
     "NondeterminismError",
     "NotFoundError",
+    "NotInWorkflowError",
     "RetryableError",
     "RunNotFoundError",
     "RunNotTerminalError",
     "RunTerminalError",
     "SerializationError",
     "StepError",
+    "StepFailedError",
     "StepNotFoundError",
     "StepNotRegisteredError",
     "StreamNotFoundError",
@@ -244,6 +248,46 @@ class WorkflowCancelledError(WorkflowError):
 
     code = "workflow_cancelled"
     http_status = 409
+
+
+class StepFailedError(WorkflowError):
+    """Raised in a workflow body where it awaits a step that failed for good.
+
+    The step raised ``FatalError`` or used up its retries. Catch it in the workflow to
+    compensate or go another way; left alone, it fails the run.
+
+    Attributes:
+        step_name: The step's registered name.
+        step_id: The step call's correlation id.
+        error_name: The class name of the step's last error (``"FatalError"``, ``"KeyError"``).
+        error_code: The worldflow code of that error, if it had one (``"fatal"``).
+        error_message: The message of that error.
+    """
+
+    code = "step_failed"
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        step_name: str = "",
+        step_id: str = "",
+        error_name: str = "",
+        error_code: str | None = None,
+        error_message: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.step_name = step_name
+        self.step_id = step_id
+        self.error_name = error_name
+        self.error_code = error_code
+        self.error_message = error_message
+
+
+class NotInWorkflowError(WorkflowError):
+    """A workflow-only function (``sleep``, ``create_hook``, ...) was called outside a body."""
+
+    code = "not_in_workflow"
 
 
 class StepError(WorldflowError):
