@@ -34,6 +34,7 @@ from worldflow.worlds._events import (
     encode_event,
 )
 from worldflow.worlds._ids import new_id
+from worldflow.worlds._memory import MemoryWorld
 from worldflow.worlds._open import DEFAULT_WORLD_URL, open_world
 from worldflow.worlds._protocol import (
     EventLog,
@@ -79,6 +80,7 @@ __all__ = [
     "HookReceived",
     "HookStatus",
     "Lease",
+    "MemoryWorld",
     "Notifications",
     "Page",
     "Payload",
