@@ -1,0 +1,29 @@
+"""Every world the shared suites run against: add a world here and it gets the whole suite.
+
+Each entry is a :data:`~worldflow.worlds.testing.WorldFactory`: given a scratch directory, an
+async context manager that opens a fresh, empty world and closes it on exit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from worldflow.worlds import MemoryWorld, World
+
+
+@asynccontextmanager
+async def memory_world(path: Path) -> AsyncIterator[World]:
+    world = MemoryWorld()
+    try:
+        yield world
+    finally:
+        await world.aclose()
+
+
+WORLD_FACTORIES = [
+    pytest.param(memory_world, id="memory"),
+]
