@@ -1,0 +1,870 @@
+"""The workflow instance: feeds recorded events to a body one at a time, and says what to append.
+
+The runtime builds a :class:`WorkflowInstance` for a run and calls :meth:`~WorkflowInstance.feed`
+with the run's events in ``seq`` order. The instance delivers them **one per idle point**: it
+runs the body's ready callbacks until the loop is idle, hands one event to the operation it
+belongs to, and repeats. When the events are used up and the body is blocked, the
+:class:`Progress` lists the commands (new events) the runtime must append, which it then feeds
+back as stored. A replay is the same call on a fresh instance with the whole log, so the live
+path and the replay path are one code path and give the same commands in any chunking.
+
+The instance is pure: no I/O, no clock, no world. See ``docs/engine-internals.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import random
+import traceback
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from worldflow import _serde
+from worldflow._child import START_CHILD_STEP, child_hook_token, child_result, child_run_id
+from worldflow._divergence import divergence
+from worldflow._durations import Duration, parse_duration
+from worldflow._errors import (
+    HookConflictError,
+    HookNotFoundError,
+    NondeterminismError,
+    SerializationError,
+    StepFailedError,
+    WorldflowError,
+)
+from worldflow._loop import WorkflowLoop
+from worldflow._ops import EventWaitOp, HookOp, Intent, Op, StepOp, TimerOp, decode_payload, iso
+from worldflow._registry import Registry, StepDefinition, WorkflowDefinition
+from worldflow.worlds._events import (
+    AnyEvent,
+    EventRaised,
+    HookConflict,
+    HookCreated,
+    HookDisposed,
+    HookReceived,
+    RunCancelled,
+    RunCompleted,
+    RunCreated,
+    RunFailed,
+    RunResumed,
+    RunStarted,
+    RunSuspended,
+    StateUpdated,
+    StepCompleted,
+    StepCreated,
+    StepFailed,
+    StepResumed,
+    StepRetrying,
+    StepStarted,
+    StepSuspended,
+    WaitCompleted,
+    WaitCreated,
+)
+from worldflow.worlds._ids import encode_ulid
+from worldflow.worlds._records import NULL, ErrorInfo, WorkflowRun
+
+__all__ = ["HookClosed", "Progress", "WorkflowInstance", "WorkflowMetadata"]
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_TOKEN_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+# Events that act even while the run is suspended; every other event waits for run_resumed.
+_THROUGH_SUSPENSION = (RunResumed, RunSuspended, RunStarted, RunCancelled, RunCompleted, RunFailed)
+
+
+class Progress(msgspec.Struct, kw_only=True):
+    """What the runtime must do after a :meth:`WorkflowInstance.feed`.
+
+    Attributes:
+        commands: New events to append, in order (``seq``, ``event_id`` and ``created_at``
+            unset). Everything the body owes the log that the log does not have yet: the
+            runtime appends them and feeds the stored events back.
+        finished: The body has ended (returned, raised, diverged, or the run ended); if the
+            log does not have it yet, ``commands`` end with ``run_completed`` / ``run_failed``.
+        pending_steps: Correlation ids of steps whose ``step_created`` was fed and that have
+            no final result yet; the runtime runs those not in flight.
+        waits: ``(wait id, resume_at)`` of created timers (and event waits with a timeout)
+            still waiting: the runtime appends ``wait_completed`` when one is due.
+        suspended: A ``run_suspended`` was fed and no ``run_resumed`` yet.
+        blocked_on: What the body waits for, readably: ``"step charge"``,
+            ``"hook approve:o-1"``, ``"event shipped"``, ``"sleep until ..."``.
+        error: The message of the error that ended the run (body exception, nondeterminism,
+            determinism violation), or ``None``.
+    """
+
+    commands: list[AnyEvent]
+    finished: bool
+    pending_steps: list[str]
+    waits: list[tuple[str, datetime]]
+    suspended: bool
+    blocked_on: list[str]
+    error: str | None = None
+
+
+class WorkflowMetadata(msgspec.Struct, frozen=True, kw_only=True):
+    """The run a workflow body belongs to (``get_workflow_metadata()``).
+
+    Attributes:
+        workflow_name: The workflow's registered name.
+        run_id: The run's id.
+        created_at: When the run was created.
+        started_at: When a worker first started it (the ``run_started`` event).
+        resource_id: The resource the run was started for, if any.
+        metadata: The metadata it was started with.
+        parent_run_id: The parent run, for a child workflow.
+    """
+
+    workflow_name: str
+    run_id: str
+    created_at: datetime
+    started_at: datetime | None = None
+    resource_id: str | None = None
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+    parent_run_id: str | None = None
+
+
+class HookClosed(Exception):
+    """Set on a hook awaiter when the hook is disposed (async iteration ends)."""
+
+
+def _aware(when: datetime) -> datetime:
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _decode_ulid(text: str) -> int | None:
+    value = 0
+    for char in text.upper():
+        digit = _ALPHABET.find(char)
+        if digit < 0:
+            return None
+        value = value * 32 + digit
+    return value
+
+
+def _error_info(exc: BaseException) -> ErrorInfo:
+    code = exc.code if isinstance(exc, WorldflowError) else None
+    message = exc.message if isinstance(exc, WorldflowError) else str(exc)
+    stack = "".join(traceback.format_exception(exc))
+    return ErrorInfo(name=type(exc).__name__, message=message, code=code, stack=stack)
+
+
+class WorkflowInstance:
+    """One run's workflow body, driven by recorded events (see the module docstring).
+
+    Args:
+        definition: The run's workflow.
+        run: The run's view; ``created_at`` fixes the ids' time part, ``last_seq`` marks the
+            end of what is a replay (``is_replaying()``).
+        registry: Where steps and workflows are looked up.
+    """
+
+    def __init__(
+        self, definition: WorkflowDefinition, run: WorkflowRun, *, registry: Registry
+    ) -> None:
+        self.definition = definition
+        self.run_id = run.run_id
+        self.registry = registry
+        self.error: BaseException | None = None
+        """What ended the run, if it failed."""
+        self._replay_until = run.last_seq
+        self._fed_seq = 0
+        self._position = 0
+        self._now = _aware(run.created_at)
+        self._ulid_ms = int(self._now.timestamp() * 1000)
+        self._id_base = random.Random(run.run_id).getrandbits(79)
+        self._tokens = random.Random(f"{run.run_id}:tokens")
+        self._user_random = random.Random(f"{run.run_id}:random")
+        self._loop = WorkflowLoop(
+            clock=self._clock,
+            on_timer=self._on_timer,
+            on_timer_cancelled=self._on_timer_cancelled,
+            owner=self,
+        )
+        self._count = 0
+        self._ops: dict[str, Op] = {}
+        self._live: dict[str, Op] = {}
+        self._open_steps: dict[str, StepOp] = {}
+        self._open_waits: dict[str, TimerOp | EventWaitOp] = {}
+        self._timers: dict[int, TimerOp] = {}
+        self._event_waits: dict[str, deque[EventWaitOp]] = {}
+        self._events: dict[str, deque[msgspec.Raw]] = {}
+        self._intents: list[Intent] = []
+        self._state_intents: deque[Intent] = deque()
+        self._end: Intent | None = None
+        self._state: msgspec.Raw = NULL
+        self._inbox: deque[AnyEvent] = deque()
+        self._held: list[AnyEvent] = []
+        self._suspended = False
+        self._created: RunCreated | None = None
+        self._started_at: datetime | None = None
+        self._root: asyncio.Task[Any] | None = None
+        self._finished = False
+        self._closed = False
+
+    # -- the seam ----------------------------------------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        """The ``seq`` of the last event fed (0 before any)."""
+        return self._fed_seq
+
+    @property
+    def finished(self) -> bool:
+        """Whether the body has ended (or the run did)."""
+        return self._finished
+
+    def feed(self, events: Sequence[AnyEvent]) -> Progress:
+        """Deliver ``events`` (in ``seq`` order, continuing from :attr:`last_seq`).
+
+        Events at or below :attr:`last_seq` are skipped, so overlapping pages are harmless; a
+        gap in ``seq`` is a ``ValueError`` (a replay must see every event in order).
+        """
+        if self._closed:
+            raise RuntimeError(f"the workflow instance of run {self.run_id} is closed")
+        for event in events:
+            if event.run_id != self.run_id:
+                raise ValueError(f"event for run {event.run_id!r} fed to run {self.run_id!r}")
+            if event.seq <= 0:
+                raise ValueError(f"feed stored events (with seq), got an unstamped {event.type}")
+            if event.seq <= self._fed_seq:
+                continue
+            if event.seq != self._fed_seq + 1:
+                raise ValueError(
+                    f"run {self.run_id}: expected event seq {self._fed_seq + 1}, got {event.seq} "
+                    "(feed every event, in order)"
+                )
+            self._fed_seq = event.seq
+            self._inbox.append(event)
+        self._drive()
+        return self.progress()
+
+    def progress(self) -> Progress:
+        """The current :class:`Progress` (what :meth:`feed` returned last)."""
+        finished = self._finished
+        return Progress(
+            commands=self._commands(),
+            finished=finished,
+            pending_steps=[] if finished else list(self._open_steps),
+            waits=[]
+            if finished
+            else [(c, op.resume_at) for c, op in self._open_waits.items() if op.resume_at],
+            suspended=self._suspended,
+            blocked_on=[] if finished else self._blocked_on(),
+            error=None if self.error is None else str(self.error),
+        )
+
+    def close(self) -> None:
+        """Drop the body: cancel its tasks quietly and close its loop. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._loop.shutdown()
+
+    # -- driving -----------------------------------------------------------------------------
+
+    def _clock(self) -> float:
+        return self._now.timestamp()
+
+    def _drive(self) -> None:
+        loop = self._loop
+        while True:
+            if loop.has_ready() and not loop.is_closed():
+                loop.run_until_idle()
+                self._after_run()
+            if not self._inbox:
+                return
+            event = self._inbox.popleft()
+            if self._suspended and not isinstance(event, _THROUGH_SUSPENSION):
+                self._held.append(event)
+                continue
+            when = _aware(event.created_at)
+            if when > self._now:
+                self._now = when
+            self._position = max(self._position, event.seq)
+            try:
+                self._deliver(event)
+            except NondeterminismError as exc:
+                if not self._finished:
+                    self._fail(exc)
+
+    def _after_run(self) -> None:
+        if self._finished:
+            return
+        violation = self._loop.violation
+        if violation is not None:
+            self._end_failed(violation)
+            return
+        root = self._root
+        if root is None or not root.done():
+            return
+        if root.cancelled():
+            self._end_failed(asyncio.CancelledError("the workflow body was cancelled"))
+            return
+        exc = root.exception()
+        if exc is not None:
+            self._end_failed(exc)
+            return
+        try:
+            output = _serde.encode(root.result())
+        except SerializationError as error:
+            self._end_failed(
+                SerializationError(f"the workflow's return value cannot be recorded: {error}")
+            )
+            return
+        self._end_with(RunCompleted(run_id=self.run_id, output=output))
+
+    def _end_failed(self, exc: BaseException) -> None:
+        self.error = exc
+        self._end_with(RunFailed(run_id=self.run_id, error=_error_info(exc)))
+
+    def _end_with(self, event: AnyEvent) -> None:
+        self._finished = True
+        for intent in self._intents:
+            if intent.kind == "create" and intent.op is not None:
+                intent.op.wanted = False
+        self._end = Intent("end", event)
+        self._intents.append(self._end)
+        self._loop.shutdown()
+
+    def _fail(self, exc: NondeterminismError) -> None:
+        self._intents = []
+        self._state_intents.clear()
+        self._end_failed(exc)
+
+    def _terminate(self) -> None:
+        """The log ended the run (cancelled, or failed by the runtime): stop, owe nothing."""
+        self._finished = True
+        self._intents = []
+        self._state_intents.clear()
+        self._loop.shutdown()
+
+    # -- commands and progress ---------------------------------------------------------------
+
+    def _commands(self) -> list[AnyEvent]:
+        if self._suspended:
+            return []
+        keep: list[Intent] = []
+        out: list[AnyEvent] = []
+        for intent in self._intents:
+            if intent.dead():
+                continue
+            keep.append(intent)
+            if intent.pending():
+                out.append(intent.event)
+        self._intents = keep
+        return out
+
+    def _blocked_on(self) -> list[str]:
+        out: list[str] = []
+        for op in self._live.values():
+            if isinstance(op, StepOp):
+                if not op.future.done():
+                    out.append(op.blocked())
+            elif isinstance(op, TimerOp):
+                out.append(op.describe())
+            elif isinstance(op, EventWaitOp):
+                out.append(f"event {op.event_name}")
+            elif isinstance(op, HookOp) and op.waiting():
+                out.append(op.label or f"hook {op.token}")
+        return out
+
+    # -- delivery ----------------------------------------------------------------------------
+
+    def _deliver(self, event: AnyEvent) -> None:
+        match event:
+            case RunCreated():
+                self._on_run_created(event)
+            case RunStarted():
+                if self._started_at is None:
+                    self._started_at = _aware(event.created_at)
+                if self._root is None and self._created is not None and not self._finished:
+                    self._start_body(self._created)
+            case RunCompleted() | RunFailed() | RunCancelled():
+                if self._finished:
+                    if self._end is not None:
+                        self._end.recorded = True
+                else:
+                    self._terminate()
+            case RunSuspended():
+                self._suspended = True
+            case RunResumed():
+                self._suspended = False
+                self._inbox.extendleft(reversed(self._held))
+                self._held = []
+            case StepCreated() | WaitCreated() | HookCreated() | HookConflict():
+                self._on_created(event)
+            case StepStarted() | StepRetrying():
+                self._step_op(event).attempts += isinstance(event, StepStarted)
+            case StepSuspended():
+                self._step_op(event).suspended = True
+            case StepResumed():
+                self._step_op(event).suspended = False
+            case StepCompleted():
+                op = self._step_op(event)
+                self._step_ended(op)
+                if not op.done:
+                    self._op_done(op)
+                    decode_payload(op.future, event.result)
+            case StepFailed():
+                op = self._step_op(event)
+                self._step_ended(op)
+                if not op.done:
+                    self._op_done(op)
+                    op.future.set_exception(self._step_failure(op, event.error))
+            case WaitCompleted():
+                self._on_wait_completed(event)
+            case HookReceived():
+                self._on_hook_received(event)
+            case HookDisposed():
+                self._on_hook_disposed(event)
+            case EventRaised():
+                self._on_event_raised(event)
+            case StateUpdated():
+                self._on_state_updated(event)
+
+    def _on_run_created(self, event: RunCreated) -> None:
+        if event.workflow_name != self.definition.name:
+            raise ValueError(
+                f"run {self.run_id} is of workflow {event.workflow_name!r}, but this instance "
+                f"runs {self.definition.name!r}"
+            )
+        self._created = event
+        self._state = event.initial_state
+
+    def _start_body(self, created: RunCreated) -> None:
+        try:
+            args, kwargs = self.definition.decode_input(created.input)
+        except (TypeError, SerializationError) as exc:
+            self._end_failed(exc)
+            return
+        coro = self.definition.fn(*args, **kwargs)
+        self._root = self._loop.create_task(
+            coro,
+            name=f"workflow {self.definition.name} {self.run_id}",
+            context=contextvars.Context(),
+        )
+
+    def _diverged(self, event: AnyEvent, op: Op | None, cause: str) -> NondeterminismError:
+        if op is not None:
+            current = op.describe()
+            number: int | None = op.number
+        else:
+            waiting = ", ".join(self._blocked_on()) or "nothing"
+            current = (
+                f"nothing at this point: the code has started {self._count} operation(s) and "
+                f"is waiting on {waiting}"
+            )
+            number = self._number_of(event.correlation_id)
+        return divergence(
+            run_id=self.run_id,
+            workflow_name=self.definition.name,
+            event=event,
+            number=number,
+            current=current,
+            cause=cause,
+        )
+
+    def _number_of(self, corr: str | None) -> int | None:
+        if not corr or "_" not in corr:
+            return None
+        value = _decode_ulid(corr.partition("_")[2])
+        if value is None:
+            return None
+        number = (value & ((1 << 80) - 1)) - self._id_base
+        return number if 0 < number < (1 << 32) else None
+
+    def _on_created(self, event: StepCreated | WaitCreated | HookCreated | HookConflict) -> None:
+        op = self._ops.get(event.correlation_id)
+        if op is None:
+            raise self._diverged(event, None, "missing")
+        match event:
+            case StepCreated():
+                if not isinstance(op, StepOp):
+                    raise self._diverged(event, op, "kind")
+                if op.step_name != event.step_name:
+                    raise self._diverged(event, op, "renamed")
+                if bytes(op.input) != bytes(event.input):
+                    raise self._diverged(event, op, "input")
+            case WaitCreated(event_name=None):
+                if not isinstance(op, TimerOp):
+                    raise self._diverged(event, op, "kind")
+                if event.resume_at is not None:
+                    op.resume_at = _aware(event.resume_at)  # the recorded time stands
+            case WaitCreated():
+                if not isinstance(op, EventWaitOp):
+                    raise self._diverged(event, op, "kind")
+                if op.event_name != event.event_name:
+                    raise self._diverged(event, op, "changed")
+                op.resume_at = None if event.resume_at is None else _aware(event.resume_at)
+            case HookCreated() | HookConflict():
+                if not isinstance(op, HookOp):
+                    raise self._diverged(event, op, "kind")
+                if op.token != event.token:
+                    raise self._diverged(event, op, "changed")
+        if op.created:
+            return
+        op.created = True
+        op.created_seq = event.seq
+        if isinstance(op, StepOp):
+            if not op.terminal:
+                self._open_steps[op.corr] = op
+        elif isinstance(op, (TimerOp, EventWaitOp)):
+            if op.resume_at is not None and not op.closing and not op.done:
+                self._open_waits[op.corr] = op
+        elif isinstance(event, HookConflict):
+            op.conflicted = True
+            op.conflict_run_id = event.conflicting_run_id
+            self._op_done(op)
+            while op.awaiters:
+                future = op.awaiters.popleft()
+                if not future.done():
+                    future.set_exception(self._conflict_error(op))
+        if op.closing:
+            self._queue_close(op)
+
+    def _step_op(self, event: AnyEvent) -> StepOp:
+        op = self._ops.get(event.correlation_id or "")
+        if not isinstance(op, StepOp) or not op.created:
+            raise self._diverged(event, op, "corrupt")
+        return op
+
+    def _step_ended(self, op: StepOp) -> None:
+        op.terminal = True
+        op.suspended = False
+        self._open_steps.pop(op.corr, None)
+
+    def _step_failure(self, op: StepOp, error: ErrorInfo) -> StepFailedError:
+        what = op.label or f"step {op.step_name!r}"
+        return StepFailedError(
+            f"{what} failed: {error.name}: {error.message}",
+            step_name=op.step_name,
+            step_id=op.corr,
+            error_name=error.name,
+            error_code=error.code,
+            error_message=error.message,
+        )
+
+    def _on_wait_completed(self, event: WaitCompleted) -> None:
+        op = self._ops.get(event.correlation_id)
+        if not isinstance(op, (TimerOp, EventWaitOp)) or not op.created:
+            raise self._diverged(event, op, "corrupt")
+        self._open_waits.pop(op.corr, None)
+        if op.close_intent is not None:
+            op.close_intent.recorded = True
+        op.closing = True  # the log closed it: nothing more is owed
+        if op.done:
+            return
+        self._op_done(op)
+        if isinstance(op, EventWaitOp):
+            op.future.set_exception(
+                TimeoutError(f"no event {op.event_name!r} arrived by {iso(op.resume_at)}")
+            )
+        elif op.future is not None:
+            op.future.set_result(None)
+        elif op.handle is not None:
+            self._timers.pop(id(op.handle), None)
+            self._loop.fire_timer(op.handle)
+
+    def _hook_op(self, event: AnyEvent) -> HookOp:
+        op = self._ops.get(event.correlation_id or "")
+        if not isinstance(op, HookOp) or not op.created:
+            raise self._diverged(event, op, "corrupt")
+        return op
+
+    def _on_hook_received(self, event: HookReceived) -> None:
+        op = self._hook_op(event)
+        while op.awaiters:
+            future = op.awaiters.popleft()
+            if not future.done():
+                decode_payload(future, event.payload)
+                return
+        op.buffer.append(event.payload)
+
+    def _on_hook_disposed(self, event: HookDisposed) -> None:
+        op = self._hook_op(event)
+        if op.close_intent is not None:
+            op.close_intent.recorded = True
+        op.closing = True
+        if not op.disposed:
+            self._hook_closed(op)
+
+    def _on_event_raised(self, event: EventRaised) -> None:
+        waiters = self._event_waits.get(event.name)
+        while waiters:
+            op = waiters.popleft()
+            if not op.done:
+                self._op_done(op)
+                if not op.created:
+                    op.wanted = False
+                self._close(op)
+                decode_payload(op.future, event.payload)
+                return
+        self._events.setdefault(event.name, deque()).append(event.payload)
+
+    def _on_state_updated(self, event: StateUpdated) -> None:
+        queue = self._state_intents
+        while queue and queue[0].recorded:
+            queue.popleft()
+        if not queue:
+            current = "no set_state() call at this point"
+            raise divergence(
+                run_id=self.run_id,
+                workflow_name=self.definition.name,
+                event=event,
+                number=None,
+                current=current,
+                cause="state",
+            )
+        intent = queue.popleft()
+        wanted = intent.event
+        assert isinstance(wanted, StateUpdated)
+        if bytes(wanted.state) != bytes(event.state):
+            raise divergence(
+                run_id=self.run_id,
+                workflow_name=self.definition.name,
+                event=event,
+                number=None,
+                current=f"set_state({bytes(wanted.state).decode('utf-8', 'replace')[:160]})",
+                cause="state",
+            )
+        intent.recorded = True
+
+    # -- operations --------------------------------------------------------------------------
+
+    def _next_id(self, prefix: str) -> tuple[int, str]:
+        self._count += 1
+        return self._count, f"{prefix}_{encode_ulid(self._ulid_ms, self._id_base + self._count)}"
+
+    def _register(self, op: Op, *, intent: bool = True) -> None:
+        self._ops[op.corr] = op
+        self._live[op.corr] = op
+        if self._finished:
+            op.wanted = False
+        elif intent:
+            self._intents.append(Intent("create", op.creation(self.run_id), op))
+
+    def _op_done(self, op: Op) -> None:
+        op.done = True
+        self._live.pop(op.corr, None)
+
+    def _close(self, op: Op) -> None:
+        """The body owes ``op`` its closing command (sent once the creation is recorded)."""
+        if op.closing:
+            return
+        op.closing = True
+        self._open_waits.pop(op.corr, None)
+        if op.created:
+            self._queue_close(op)
+
+    def _queue_close(self, op: Op) -> None:
+        if self._finished or op.close_intent is not None:
+            return
+        if isinstance(op, (TimerOp, EventWaitOp, HookOp)):
+            op.close_intent = Intent("close", op.closing_event(self.run_id), op)
+            self._intents.append(op.close_intent)
+
+    def _watch(self, op: Op, future: asyncio.Future[Any]) -> None:
+        future.add_done_callback(functools.partial(self._future_done, op))
+
+    def _future_done(self, op: Op, future: asyncio.Future[Any]) -> None:
+        if not future.cancelled() or op.done or self._finished:
+            return
+        self._abandon(op)
+
+    def _abandon(self, op: Op) -> None:
+        """The body stopped waiting for ``op`` (its task was cancelled)."""
+        self._op_done(op)
+        if not op.created:
+            op.wanted = False
+        if isinstance(op, (TimerOp, EventWaitOp)):
+            self._close(op)
+
+    def _on_timer(self, handle: asyncio.TimerHandle) -> None:
+        number, corr = self._next_id("wait")
+        resume_at = datetime.fromtimestamp(handle.when(), UTC)
+        op = TimerOp(number, corr, resume_at, handle=handle)
+        self._timers[id(handle)] = op
+        self._register(op)
+
+    def _on_timer_cancelled(self, handle: asyncio.TimerHandle) -> None:
+        op = self._timers.pop(id(handle), None)
+        if op is not None and not op.done and not self._finished:
+            self._abandon(op)
+
+    # -- what the primitives call ------------------------------------------------------------
+
+    async def call_step(
+        self, definition: StepDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """Record a call of ``definition`` and wait for its recorded result."""
+        payload = definition.encode_input(*args, **kwargs)
+        number, corr = self._next_id("step")
+        op = StepOp(number, corr, definition.name, payload, self._loop.create_future())
+        self._register(op)
+        self._watch(op, op.future)
+        return await op.future
+
+    async def call_child(
+        self, definition: WorkflowDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """Start a child run of ``definition`` and wait for its outcome (see ``_child``)."""
+        child_input = _serde.decode(definition.encode_input(*args, **kwargs))
+        number, corr = self._next_id("step")
+        child_id = child_run_id(self.run_id, corr)
+        step_input = _serde.encode(
+            {"workflow_name": definition.name, "run_id": child_id, "input": child_input}
+        )
+        step = StepOp(number, corr, START_CHILD_STEP, step_input, self._loop.create_future())
+        label = f"child workflow {definition.name} (run {child_id})"
+        step.label = f"{label}: starting"
+        hook = self.create_hook(child_hook_token(child_id), None, is_webhook=False)
+        hook.label = label
+        self._register(step)  # after the hook: the hook exists before the child can finish
+        self._watch(step, step.future)
+        try:
+            await step.future
+            outcome = await self.hook_next(hook)
+        finally:
+            self.hook_dispose(hook)
+        return child_result(definition.name, child_id, outcome)
+
+    async def sleep(self, duration: Duration | datetime) -> None:
+        """A durable timer: ``wait_created{resume_at}``, resumed by ``wait_completed``."""
+        if isinstance(duration, datetime):
+            if duration.tzinfo is None:
+                raise ValueError(
+                    "sleep() needs a timezone-aware datetime (e.g. datetime(..., tzinfo=UTC)); "
+                    f"got the naive {duration!r}"
+                )
+            resume_at = duration.astimezone(UTC)
+        else:
+            resume_at = self._now + parse_duration(duration)
+        if resume_at <= self._now:
+            await asyncio.sleep(0)
+            return
+        number, corr = self._next_id("wait")
+        op = TimerOp(number, corr, resume_at, future=self._loop.create_future())
+        assert op.future is not None
+        self._register(op)
+        self._watch(op, op.future)
+        await op.future
+
+    def create_hook(self, token: str | None, metadata: Any, *, is_webhook: bool) -> HookOp:
+        """Start a hook operation (``hook_created``); the token is seeded if not given."""
+        if token is not None and (not isinstance(token, str) or not token):
+            raise ValueError(f"a hook token must be a non-empty str, got {token!r}")
+        payload = _serde.encode(metadata)
+        number, corr = self._next_id("hook")
+        if token is None:
+            token = "".join(self._tokens.choices(_TOKEN_ALPHABET, k=26))
+        op = HookOp(number, corr, token, payload, is_webhook)
+        self._register(op)
+        return op
+
+    def hook_next(self, op: HookOp) -> asyncio.Future[Any]:
+        """A future for the hook's next payload (buffered ones first, in order)."""
+        future: asyncio.Future[Any] = self._loop.create_future()
+        if op.buffer:
+            decode_payload(future, op.buffer.popleft())
+        elif op.conflicted:
+            future.set_exception(self._conflict_error(op))
+        elif op.disposed:
+            future.set_exception(HookClosed())
+        else:
+            op.awaiters.append(future)
+        return future
+
+    def hook_dispose(self, op: HookOp) -> None:
+        """The body is done with the hook: ``hook_disposed``; its token is free again."""
+        if op.disposed or op.conflicted:
+            return
+        if not op.created:
+            op.wanted = False
+        self._close(op)
+        self._hook_closed(op)
+
+    def _hook_closed(self, op: HookOp) -> None:
+        op.disposed = True
+        self._op_done(op)
+        while op.awaiters:
+            future = op.awaiters.popleft()
+            if not future.done():
+                future.set_exception(HookClosed())
+
+    @staticmethod
+    def hook_gone(op: HookOp) -> HookNotFoundError:
+        """The error for awaiting a disposed hook that has no payload left."""
+        return HookNotFoundError(
+            f"hook {op.token!r} was disposed; create a new hook to receive more payloads"
+        )
+
+    def _conflict_error(self, op: HookOp) -> HookConflictError:
+        holder = f" (held by run {op.conflict_run_id})" if op.conflict_run_id else ""
+        return HookConflictError(
+            f"hook token {op.token!r} is already used by a live hook{holder}; choose another "
+            "token, or dispose the other hook first"
+        )
+
+    async def wait_for_event(self, name: str, timeout: Duration | None) -> Any:
+        """The next payload of the named event; an event raised earlier is kept for it."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"an event name must be a non-empty str, got {name!r}")
+        resume_at = None if timeout is None else self._now + parse_duration(timeout)
+        buffered = self._events.get(name)
+        if buffered:
+            return _serde.decode(buffered.popleft())
+        number, corr = self._next_id("wait")
+        op = EventWaitOp(number, corr, name, resume_at, self._loop.create_future())
+        self._register(op)
+        self._event_waits.setdefault(name, deque()).append(op)
+        self._watch(op, op.future)
+        return await op.future
+
+    def get_state(self) -> Any:
+        """The workflow's state (a fresh copy)."""
+        return _serde.decode(self._state)
+
+    def set_state(self, value: Any) -> None:
+        """Replace the workflow's state; recorded as ``state_updated``."""
+        payload = _serde.encode(value)
+        self._state = payload
+        if self._finished:
+            return
+        intent = Intent("state", StateUpdated(run_id=self.run_id, state=payload))
+        self._intents.append(intent)
+        self._state_intents.append(intent)
+
+    def now(self) -> datetime:
+        """The workflow's clock: the ``created_at`` of the last event delivered."""
+        return self._now
+
+    def random(self) -> float:
+        """A replay-safe random float in [0, 1)."""
+        return self._user_random.random()
+
+    def uuid4(self) -> uuid.UUID:
+        """A replay-safe random UUID (version 4)."""
+        return uuid.UUID(int=self._user_random.getrandbits(128), version=4)
+
+    def is_replaying(self) -> bool:
+        """Whether the body is re-running code it ran before (the log goes further)."""
+        return self._position < self._replay_until
+
+    def metadata(self) -> WorkflowMetadata:
+        """The run's metadata, from its ``run_created`` and first ``run_started``."""
+        created = self._created
+        assert created is not None  # the body only runs after run_created
+        return WorkflowMetadata(
+            workflow_name=self.definition.name,
+            run_id=self.run_id,
+            created_at=_aware(created.created_at),
+            started_at=self._started_at,
+            resource_id=created.resource_id,
+            metadata=dict(created.metadata),
+            parent_run_id=created.parent_run_id,
+        )

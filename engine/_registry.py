@@ -1,0 +1,646 @@
+"""``@workflow`` and ``@step``: decorators, definitions, and the registry that finds them by name.
+
+A decorated function keeps its signature for type checkers (``await charge(order_id, 1999)``
+has the step's return type) and gets a stable registered name, ``module:qualname`` unless
+``name=`` says otherwise. What a call does depends on where it runs:
+
+* inside a workflow body, calling a step records a durable step operation and awaits its
+  recorded result; calling a workflow starts a child run and awaits its outcome;
+* anywhere else (a plain test, another step) it just calls the function.
+
+Inputs are encoded from the *bound* arguments, so ``charge("o-1", 1999)`` and
+``charge(order_id="o-1", cents=1999)`` record the same input (and replay the same).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from types import CodeType
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
+
+import msgspec
+
+from worldflow import _serde
+from worldflow._context import current_instance
+from worldflow._durations import Duration, parse_duration
+from worldflow._errors import (
+    ConfigurationError,
+    SerializationError,
+    StepNotRegisteredError,
+    WorkflowNotRegisteredError,
+)
+from worldflow.worlds._records import Payload
+
+__all__ = [
+    "BUILTIN_PREFIX",
+    "Backoff",
+    "ParameterInfo",
+    "Registry",
+    "StepDefinition",
+    "StepFunction",
+    "StepOptions",
+    "WorkflowDefinition",
+    "WorkflowFunction",
+    "step",
+    "workflow",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+BUILTIN_PREFIX = "worldflow."
+"""Registered names starting with this belong to worldflow's own builtin steps."""
+
+
+# -- options -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Backoff:
+    """How long to wait before retrying a failed step attempt: exponential, capped.
+
+    Args:
+        initial: The delay after the first failed attempt.
+        factor: Each later delay is the previous one times ``factor`` (1 = constant).
+        maximum: No delay is longer than this.
+    """
+
+    initial: timedelta = timedelta(seconds=1)
+    factor: float = 2.0
+    maximum: timedelta = timedelta(minutes=5)
+
+    def __post_init__(self) -> None:
+        if self.factor < 1:
+            raise ValueError(f"Backoff(factor=...) must be >= 1, got {self.factor!r}")
+        if self.maximum < self.initial:
+            raise ValueError("Backoff(maximum=...) must not be shorter than initial")
+
+    def delay(self, attempt: int) -> timedelta:
+        """The wait after failed attempt number ``attempt`` (counted from 1)."""
+        seconds = self.initial.total_seconds() * self.factor ** max(0, attempt - 1)
+        return min(self.maximum, timedelta(seconds=min(seconds, 1e9)))
+
+    @classmethod
+    def of(cls, value: Backoff | Duration | None) -> Backoff:
+        """Read a ``backoff=`` option: a :class:`Backoff`, or a constant delay (``"5s"``)."""
+        if value is None:
+            return cls()
+        if isinstance(value, Backoff):
+            return value
+        delay = parse_duration(value)
+        return cls(initial=delay, factor=1.0, maximum=delay)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepOptions:
+    """How the runtime runs a step: retries, backoff between them, timeout, concurrency.
+
+    Attributes:
+        max_retries: Retries after the first attempt (0 = run once). ``FatalError`` is never
+            retried.
+        backoff: The delay between attempts, unless ``RetryableError(retry_after=)`` says.
+        timeout: Each attempt's time limit, or ``None`` for none; an attempt over it fails
+            (and is retried like any failure).
+        concurrency: At most this many attempts of this step run at once across the engine,
+            or ``None`` for no limit.
+    """
+
+    max_retries: int = 3
+    backoff: Backoff = field(default_factory=Backoff)
+    timeout: timedelta | None = None
+    concurrency: int | None = None
+
+
+# -- definitions -------------------------------------------------------------------------------
+
+
+class ParameterInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One parameter of a workflow or step, for listings (``list_workflows``, the inspector).
+
+    Attributes:
+        name: The parameter's name.
+        kind: ``positional_only``, ``positional_or_keyword``, ``var_positional``,
+            ``keyword_only`` or ``var_keyword``.
+        annotation: The annotation as text, or ``None``.
+        required: Whether a caller must pass it.
+        default: ``repr()`` of the default value, or ``None``.
+    """
+
+    name: str
+    kind: str
+    annotation: str | None = None
+    required: bool = True
+    default: str | None = None
+
+
+def _parameters(signature: inspect.Signature) -> tuple[ParameterInfo, ...]:
+    out = []
+    for p in signature.parameters.values():
+        annotation = None
+        if p.annotation is not inspect.Parameter.empty:
+            annotation = (
+                p.annotation
+                if isinstance(p.annotation, str)
+                else inspect.formatannotation(p.annotation)
+            )
+        variadic = p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        has_default = p.default is not inspect.Parameter.empty
+        out.append(
+            ParameterInfo(
+                name=p.name,
+                kind=p.kind.name.lower(),
+                annotation=annotation,
+                required=not (variadic or has_default),
+                default=repr(p.default) if has_default else None,
+            )
+        )
+    return tuple(out)
+
+
+def encode_arguments(
+    signature: inspect.Signature, what: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Payload:
+    """Encode a call's arguments as ``{parameter: value}`` after binding them to ``signature``.
+
+    Defaults are not filled in, so a later change of a default value does not change what
+    earlier calls recorded. Raises ``TypeError`` (bad call) or ``SerializationError``.
+    """
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"{what}: {exc}") from None
+    arguments = dict(bound.arguments)
+    for p in signature.parameters.values():
+        if p.name not in arguments:
+            continue
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            arguments[p.name] = dict(sorted(arguments[p.name].items()))
+        elif p.kind is inspect.Parameter.VAR_POSITIONAL:
+            arguments[p.name] = list(arguments[p.name])
+    try:
+        return _serde.encode(arguments)
+    except SerializationError as exc:
+        raise SerializationError(f"the arguments of {what} cannot be recorded: {exc}") from None
+
+
+def decode_arguments(
+    signature: inspect.Signature, what: str, payload: Payload | bytes
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The ``(args, kwargs)`` to call a function with, from :func:`encode_arguments`' payload."""
+    value = _serde.decode(payload)
+    if not isinstance(value, dict):
+        raise SerializationError(f"the recorded input of {what} is not an argument mapping")
+    unknown = [name for name in value if name not in signature.parameters]
+    if unknown:
+        raise TypeError(
+            f"the recorded input of {what} has argument(s) {', '.join(map(repr, unknown))} that "
+            "the function no longer takes"
+        )
+    bound = inspect.BoundArguments(signature, value)
+    return bound.args, bound.kwargs
+
+
+@dataclass(frozen=True, eq=False)
+class StepDefinition:
+    """A registered step: its name, function, options and signature.
+
+    Attributes:
+        name: The stable registered name (``module:qualname`` unless ``name=`` was given).
+        fn: The undecorated function (``async def`` or plain ``def``).
+        options: Retries, backoff, timeout and concurrency.
+        signature: The function's signature (inputs are bound to it).
+        is_async: Whether ``fn`` is a coroutine function (plain functions run in a thread).
+    """
+
+    name: str
+    fn: Callable[..., Any]
+    options: StepOptions
+    signature: inspect.Signature
+    is_async: bool
+
+    @property
+    def doc(self) -> str | None:
+        """The function's docstring, cleaned up, or ``None``."""
+        return inspect.getdoc(self.fn)
+
+    @property
+    def parameters(self) -> tuple[ParameterInfo, ...]:
+        """The function's parameters."""
+        return _parameters(self.signature)
+
+    def encode_input(self, *args: Any, **kwargs: Any) -> Payload:
+        """The recorded input of a call ``fn(*args, **kwargs)``."""
+        return encode_arguments(self.signature, f"step {self.name!r}", args, kwargs)
+
+    def decode_input(self, payload: Payload | bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The ``(args, kwargs)`` of a recorded input; call ``fn(*args, **kwargs)``."""
+        return decode_arguments(self.signature, f"step {self.name!r}", payload)
+
+
+@dataclass(frozen=True, eq=False)
+class WorkflowDefinition:
+    """A registered workflow: its name, body function and signature.
+
+    Attributes:
+        name: The stable registered name (``module:qualname`` unless ``name=`` was given).
+        fn: The undecorated ``async def`` body.
+        signature: The body's signature (the run's input is bound to it).
+    """
+
+    name: str
+    fn: Callable[..., Coroutine[Any, Any, Any]]
+    signature: inspect.Signature
+
+    @property
+    def doc(self) -> str | None:
+        """The body's docstring, cleaned up, or ``None``."""
+        return inspect.getdoc(self.fn)
+
+    @property
+    def parameters(self) -> tuple[ParameterInfo, ...]:
+        """The body's parameters."""
+        return _parameters(self.signature)
+
+    @property
+    def step_names(self) -> list[str]:
+        """Names of the steps the body refers to directly (found in its code; best effort).
+
+        Steps reached only through helpers or attributes (``mod.charge``) are not listed.
+        """
+        return sorted({d.name for d in _referenced(self.fn, StepFunction)})
+
+    def encode_input(self, *args: Any, **kwargs: Any) -> Payload:
+        """The run input for ``start(workflow, *args, **kwargs)``."""
+        return encode_arguments(self.signature, f"workflow {self.name!r}", args, kwargs)
+
+    def decode_input(self, payload: Payload | bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The ``(args, kwargs)`` to call the body with, from a run's input."""
+        return decode_arguments(self.signature, f"workflow {self.name!r}", payload)
+
+
+def _referenced(fn: Callable[..., Any], kind: type[Any]) -> list[Any]:
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return []
+    scope: dict[str, Any] = dict(getattr(fn, "__globals__", {}))
+    for name, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or (), strict=False):
+        try:
+            scope[name] = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+    names: set[str] = set()
+    stack: list[CodeType] = [code]
+    while stack:
+        current = stack.pop()
+        names.update(current.co_names)
+        names.update(current.co_freevars)
+        stack.extend(c for c in current.co_consts if isinstance(c, CodeType))
+    return [scope[n].definition for n in sorted(names) if isinstance(scope.get(n), kind)]
+
+
+# -- decorated callables -----------------------------------------------------------------------
+
+
+async def _run_plain(fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    return fn(*args, **kwargs)
+
+
+class StepFunction(Generic[P, R]):
+    """What ``@step`` returns: the function, made durable when called from a workflow body.
+
+    Inside a workflow body ``await charge(...)`` records a step operation and returns its
+    recorded result. Anywhere else the call runs the function: an async step returns its
+    coroutine; a sync step returns a coroutine that calls it (``charge.fn(...)`` calls a sync
+    step directly).
+    """
+
+    definition: StepDefinition
+
+    def __init__(self, definition: StepDefinition) -> None:
+        self.definition = definition
+        functools.update_wrapper(self, definition.fn)
+
+    @property
+    def name(self) -> str:
+        """The step's registered name."""
+        return self.definition.name
+
+    @property
+    def fn(self) -> Callable[..., Any]:
+        """The undecorated function."""
+        return self.definition.fn
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
+        instance = current_instance()
+        if instance is not None:
+            return instance.call_step(self.definition, args, kwargs)
+        if self.definition.is_async:
+            coro: Coroutine[Any, Any, R] = self.definition.fn(*args, **kwargs)
+            return coro
+        return _run_plain(self.definition.fn, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<step {self.definition.name}>"
+
+
+class WorkflowFunction(Generic[P, R]):
+    """What ``@workflow`` returns: pass it to ``Engine.start``, or await it from a workflow.
+
+    Awaited inside another workflow's body it starts a child run and returns the child's
+    result (raising :class:`~worldflow.WorkflowFailedError` if the child failed). Called
+    anywhere else it just calls the function (useful in tests of pure logic).
+    """
+
+    definition: WorkflowDefinition
+
+    def __init__(self, definition: WorkflowDefinition) -> None:
+        self.definition = definition
+        functools.update_wrapper(self, definition.fn)
+
+    @property
+    def name(self) -> str:
+        """The workflow's registered name."""
+        return self.definition.name
+
+    @property
+    def fn(self) -> Callable[..., Coroutine[Any, Any, Any]]:
+        """The undecorated body."""
+        return self.definition.fn
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
+        instance = current_instance()
+        if instance is not None:
+            return instance.call_child(self.definition, args, kwargs)
+        coro: Coroutine[Any, Any, R] = self.definition.fn(*args, **kwargs)
+        return coro
+
+    def __repr__(self) -> str:
+        return f"<workflow {self.definition.name}>"
+
+
+# -- decorators --------------------------------------------------------------------------------
+
+
+def _registered_name(fn: Callable[..., Any], name: str | None) -> str:
+    if name is None:
+        return f"{fn.__module__}:{fn.__qualname__}"
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"name= must be a non-empty str, got {name!r}")
+    return name
+
+
+def _check_user_name(name: str, builtin: bool) -> None:
+    if name.startswith(BUILTIN_PREFIX) and not builtin:
+        raise ValueError(f"names starting with {BUILTIN_PREFIX!r} are reserved for worldflow")
+
+
+def _step_options(
+    max_retries: int,
+    backoff: Backoff | Duration | None,
+    timeout: Duration | None,
+    concurrency: int | None,
+) -> StepOptions:
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ValueError(f"@step(max_retries=...) must be an int >= 0, got {max_retries!r}")
+    if concurrency is not None and (
+        isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
+    ):
+        raise ValueError(f"@step(concurrency=...) must be None or an int >= 1, got {concurrency!r}")
+    limit = None if timeout is None else parse_duration(timeout)
+    if limit is not None and limit <= timedelta(0):
+        raise ValueError(f"@step(timeout=...) must be positive, got {timeout!r}")
+    return StepOptions(
+        max_retries=max_retries,
+        backoff=Backoff.of(backoff),
+        timeout=limit,
+        concurrency=concurrency,
+    )
+
+
+def make_step(
+    fn: Callable[..., Any],
+    *,
+    name: str | None = None,
+    options: StepOptions | None = None,
+    builtin: bool = False,
+) -> StepDefinition:
+    """Build (and remember process-wide) the definition of a step function."""
+    if not callable(fn) or isinstance(fn, type):
+        raise TypeError(f"@step decorates a function, not {fn!r}")
+    if isinstance(fn, (StepFunction, WorkflowFunction)):
+        raise TypeError(f"{fn!r} is already decorated")
+    if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+        raise TypeError(
+            f"@step cannot decorate the generator {fn.__qualname__}: a step returns one value "
+            "(stream chunks with get_writable() instead)"
+        )
+    registered = _registered_name(fn, name)
+    _check_user_name(registered, builtin)
+    definition = StepDefinition(
+        name=registered,
+        fn=fn,
+        options=options or StepOptions(),
+        signature=inspect.signature(fn),
+        is_async=inspect.iscoroutinefunction(fn),
+    )
+    _ALL_STEPS[registered] = definition
+    return definition
+
+
+class _StepDecorator(Protocol):
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> StepFunction[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> StepFunction[P, R]: ...
+
+
+@overload
+def step(fn: Callable[P, Coroutine[Any, Any, R]], /) -> StepFunction[P, R]: ...
+@overload
+def step(fn: Callable[P, R], /) -> StepFunction[P, R]: ...
+@overload
+def step(
+    *,
+    name: str | None = None,
+    max_retries: int = 3,
+    backoff: Backoff | Duration | None = None,
+    timeout: Duration | None = None,
+    concurrency: int | None = None,
+) -> _StepDecorator: ...
+def step(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    max_retries: int = 3,
+    backoff: Backoff | Duration | None = None,
+    timeout: Duration | None = None,
+    concurrency: int | None = None,
+) -> Any:
+    """Make a function a step: where side effects live, retried, recorded exactly once.
+
+    Use bare (``@step``) or with options::
+
+        @step(max_retries=5, backoff="2s", timeout="30s", concurrency=4)
+        async def charge(order_id: str, cents: int) -> str: ...
+
+    Args:
+        fn: The function (``async def``, or plain ``def`` which runs in a worker thread).
+        name: The registered name; default ``module:qualname``. Keep it stable: recorded
+            runs refer to steps by name.
+        max_retries: Retries after the first attempt (default 3); ``FatalError`` is never
+            retried.
+        backoff: A :class:`Backoff`, or a constant delay (seconds, ``"5s"``, ``timedelta``).
+        timeout: Each attempt's limit (seconds, ``"30s"``, ``timedelta``), or ``None``.
+        concurrency: At most this many attempts at once across the engine, or ``None``.
+    """
+    options = _step_options(max_retries, backoff, timeout, concurrency)
+
+    def decorate(target: Callable[..., Any]) -> StepFunction[Any, Any]:
+        return StepFunction(make_step(target, name=name, options=options))
+
+    return decorate if fn is None else decorate(fn)
+
+
+class _WorkflowDecorator(Protocol):
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> WorkflowFunction[P, R]: ...
+
+
+@overload
+def workflow(fn: Callable[P, Coroutine[Any, Any, R]], /) -> WorkflowFunction[P, R]: ...
+@overload
+def workflow(*, name: str | None = None) -> _WorkflowDecorator: ...
+def workflow(fn: Callable[..., Any] | None = None, /, *, name: str | None = None) -> Any:
+    """Make an ``async def`` function a durable workflow.
+
+    The body orchestrates: it awaits steps, ``sleep``, hooks and events, and may use
+    ``asyncio.gather``, ``wait``, ``create_task``, ``TaskGroup`` and ``timeout``. It is
+    replayed from the run's log after a restart, so it must do the same thing every time:
+    no I/O, clocks or randomness except through steps and ``worldflow.now()``/``random()``.
+
+    Args:
+        fn: The ``async def`` body.
+        name: The registered name; default ``module:qualname``. Keep it stable: runs refer
+            to their workflow by name.
+    """
+
+    def decorate(target: Callable[..., Any]) -> WorkflowFunction[Any, Any]:
+        if isinstance(target, (StepFunction, WorkflowFunction)):
+            raise TypeError(f"{target!r} is already decorated")
+        if not inspect.iscoroutinefunction(target):
+            raise TypeError(
+                "@workflow needs an `async def` function, and "
+                f"{getattr(target, '__qualname__', target)!r} is not one"
+            )
+        registered = _registered_name(target, name)
+        _check_user_name(registered, False)
+        definition = WorkflowDefinition(
+            name=registered, fn=target, signature=inspect.signature(target)
+        )
+        _ALL_WORKFLOWS[registered] = definition
+        return WorkflowFunction(definition)
+
+    return decorate if fn is None else decorate(fn)
+
+
+# -- registry ----------------------------------------------------------------------------------
+
+# Every definition made in this process, by name (the latest wins: tests and reloads define the
+# same name again). A Registry falls back to these, so a step is found wherever it is defined.
+_ALL_STEPS: dict[str, StepDefinition] = {}
+_ALL_WORKFLOWS: dict[str, WorkflowDefinition] = {}
+
+Registrable = WorkflowFunction[Any, Any] | WorkflowDefinition
+RegistrableStep = StepFunction[Any, Any] | StepDefinition
+
+
+class Registry:
+    """The workflows an engine serves, and where it looks up steps and workflows by name.
+
+    Workflows and steps added here win; a name not added is looked up among every
+    ``@step`` / ``@workflow`` defined in the process, so steps need no registration.
+
+    Args:
+        workflows: Workflows to serve (decorated functions or definitions).
+        steps: Steps to register explicitly (optional).
+
+    Raises:
+        ConfigurationError: Two different functions were given the same name.
+    """
+
+    def __init__(
+        self, workflows: Iterable[Registrable] = (), steps: Iterable[RegistrableStep] = ()
+    ) -> None:
+        self._workflows: dict[str, WorkflowDefinition] = {}
+        self._steps: dict[str, StepDefinition] = {}
+        for wf in workflows:
+            self.add_workflow(wf)
+        for s in steps:
+            self.add_step(s)
+
+    def add_workflow(self, wf: Registrable) -> WorkflowDefinition:
+        """Serve ``wf``; a second, different function under the same name is an error."""
+        definition = wf.definition if isinstance(wf, WorkflowFunction) else wf
+        if not isinstance(definition, WorkflowDefinition):
+            raise TypeError(f"not a @workflow: {wf!r}")
+        known = self._workflows.get(definition.name)
+        if known is not None and known.fn is not definition.fn:
+            raise ConfigurationError(
+                f"two workflows are named {definition.name!r} ({known.fn.__qualname__} and "
+                f"{definition.fn.__qualname__}); give one of them another name=..."
+            )
+        self._workflows[definition.name] = definition
+        return definition
+
+    def add_step(self, s: RegistrableStep) -> StepDefinition:
+        """Register ``s``; a second, different function under the same name is an error."""
+        definition = s.definition if isinstance(s, StepFunction) else s
+        if not isinstance(definition, StepDefinition):
+            raise TypeError(f"not a @step: {s!r}")
+        known = self._steps.get(definition.name)
+        if known is not None and known.fn is not definition.fn:
+            raise ConfigurationError(
+                f"two steps are named {definition.name!r} ({known.fn.__qualname__} and "
+                f"{definition.fn.__qualname__}); give one of them another name=..."
+            )
+        self._steps[definition.name] = definition
+        return definition
+
+    @property
+    def workflows(self) -> list[WorkflowDefinition]:
+        """The workflows added to this registry, in the order they were added."""
+        return list(self._workflows.values())
+
+    def workflow(self, name: str) -> WorkflowDefinition:
+        """The workflow named ``name``, or :class:`~worldflow.WorkflowNotRegisteredError`."""
+        found = self._workflows.get(name) or _ALL_WORKFLOWS.get(name)
+        if found is None:
+            served = ", ".join(sorted(self._workflows)) or "none"
+            raise WorkflowNotRegisteredError(
+                f"no workflow is registered as {name!r} (this engine serves: {served}); "
+                "pass it in Engine(workflows=[...]) and make sure its module is imported"
+            )
+        return found
+
+    def step(self, name: str) -> StepDefinition:
+        """The step named ``name``, or :class:`~worldflow.StepNotRegisteredError`."""
+        found = self._steps.get(name) or _ALL_STEPS.get(name)
+        if found is None:
+            raise StepNotRegisteredError(
+                f"no step is registered as {name!r}: import the module that defines it "
+                "(steps register when their @step decorator runs), or check a renamed step"
+            )
+        return found
+
+    def has_workflow(self, name: str) -> bool:
+        """Whether :meth:`workflow` would find ``name``."""
+        return name in self._workflows or name in _ALL_WORKFLOWS
+
+    def has_step(self, name: str) -> bool:
+        """Whether :meth:`step` would find ``name``."""
+        return name in self._steps or name in _ALL_STEPS
