@@ -25,7 +25,7 @@ import weakref
 from asyncio import events, futures
 from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import Any, NoReturn, TypeVar, TypeVarTuple, Unpack
+from typing import Any, NoReturn, TypeVar, TypeVarTuple
 
 from worldflow._errors import DeterminismViolationError
 
@@ -150,8 +150,8 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
 
     def call_soon(
         self,
-        callback: Callable[[Unpack[_Ts]], object],
-        *args: Unpack[_Ts],
+        callback: Callable[[*_Ts], object],
+        *args: *_Ts,
         context: contextvars.Context | None = None,
     ) -> asyncio.Handle:
         """Schedule ``callback`` at the end of the ready queue (FIFO)."""
@@ -163,8 +163,8 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
     def call_at(
         self,
         when: float,
-        callback: Callable[[Unpack[_Ts]], object],
-        *args: Unpack[_Ts],
+        callback: Callable[[*_Ts], object],
+        *args: *_Ts,
         context: contextvars.Context | None = None,
     ) -> asyncio.TimerHandle:
         """A durable timer at workflow time ``when`` (``asyncio.sleep`` is refused)."""
@@ -186,8 +186,8 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
     def call_later(
         self,
         delay: float,
-        callback: Callable[[Unpack[_Ts]], object],
-        *args: Unpack[_Ts],
+        callback: Callable[[*_Ts], object],
+        *args: *_Ts,
         context: contextvars.Context | None = None,
     ) -> asyncio.TimerHandle:
         """A durable timer ``delay`` seconds of workflow time from now."""
@@ -212,11 +212,16 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         """A task of the workflow body, run by this loop."""
         self._check_closed()
         if self._task_factory is not None:
-            task: asyncio.Task[_T] = self._task_factory(self, coro)
+            made: asyncio.Task[_T] = self._task_factory(self, coro)
             if name is not None:
-                task.set_name(name)
-            return task
-        return asyncio.Task(coro, loop=self, name=name, context=context)
+                made.set_name(name)
+            return made
+        task = asyncio.Task(coro, loop=self, name=name, context=context)
+        # A body task waits, by design, on events that may come much later or never (an
+        # evicted instance is dropped while it waits): that is not asyncio's "destroyed but
+        # pending" bug, so do not log it.
+        task._log_destroy_pending = False  # type: ignore[attr-defined]
+        return task
 
     def set_task_factory(self, factory: Any) -> None:
         """Install a task factory (as on any asyncio loop)."""
