@@ -13,6 +13,7 @@ from worldflow.worlds._events import (
     AnyEvent,
     HookConflict,
     HookCreated,
+    RunCompleted,
     StateUpdated,
     StepCreated,
     WaitCreated,
@@ -47,6 +48,10 @@ CAUSES: dict[str, str] = {
     "state": (
         "set_state() is called at other points or with other values than when the run was recorded."
     ),
+    "returned": (
+        "the recorded run returned at this point and the code now does not: it waits for "
+        "something else, or an operation was added before the end."
+    ),
     "corrupt": (
         "the log has events for an operation this run never started: the log was edited, or "
         "belongs to another workflow."
@@ -77,6 +82,8 @@ def describe_recorded(event: AnyEvent) -> str:
             return f"hook with token {event.token!r} (refused as a conflict)"
         case StateUpdated():
             return f"set_state({snippet(event.state)})"
+        case RunCompleted():
+            return f"the workflow returned {snippet(event.output)}"
         case _:
             corr = f" for {event.correlation_id}" if event.correlation_id else ""
             return f"{event.type}{corr}"

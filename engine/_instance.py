@@ -187,6 +187,7 @@ class WorkflowInstance:
         )
         self._count = 0
         self._ops: dict[str, Op] = {}
+        self._by_ulid: dict[str, Op] = {}  # the same ops by id without the kind prefix
         self._live: dict[str, Op] = {}
         self._open_steps: dict[str, StepOp] = {}
         self._open_waits: dict[str, TimerOp | EventWaitOp] = {}
@@ -289,7 +290,14 @@ class WorkflowInstance:
             try:
                 self._deliver(event)
             except NondeterminismError as exc:
-                if not self._finished:
+                # Also after the body returned, as long as its outcome is not in the log: a
+                # log that goes on where the code stopped is a divergence, not a result.
+                end = self._end
+                if not self._finished or (
+                    end is not None
+                    and not end.recorded
+                    and not isinstance(self.error, NondeterminismError)
+                ):
                     self._fail(exc)
 
     def _after_run(self) -> None:
@@ -332,6 +340,7 @@ class WorkflowInstance:
         self._loop.shutdown()
 
     def _fail(self, exc: NondeterminismError) -> None:
+        self._end = None
         self._intents = []
         self._state_intents.clear()
         self._end_failed(exc)
@@ -388,6 +397,10 @@ class WorkflowInstance:
                 if self._finished:
                     if self._end is not None:
                         self._end.recorded = True
+                elif isinstance(event, RunCompleted):
+                    # Only the body's own command writes run_completed: a replay that has not
+                    # returned by this point took another path.
+                    raise self._diverged(event, None, "returned")
                 else:
                     self._terminate()
             case RunSuspended():
@@ -453,6 +466,9 @@ class WorkflowInstance:
         if op is not None:
             current = op.describe()
             number: int | None = op.number
+        elif self._finished:
+            current = "nothing: the workflow body has already ended at this point"
+            number = self._number_of(event.correlation_id)
         else:
             waiting = ", ".join(self._blocked_on()) or "nothing"
             current = (
@@ -479,7 +495,10 @@ class WorkflowInstance:
         return number if 0 < number < (1 << 32) else None
 
     def _on_created(self, event: StepCreated | WaitCreated | HookCreated | HookConflict) -> None:
-        op = self._ops.get(event.correlation_id)
+        corr = event.correlation_id
+        # The Nth operation has the Nth ULID whatever its kind: a recorded step whose ULID
+        # belongs to a hook of the current code is a change of kind, not a missing operation.
+        op = self._ops.get(corr) or self._by_ulid.get(corr.partition("_")[2])
         if op is None:
             raise self._diverged(event, None, "missing")
         match event:
@@ -642,6 +661,7 @@ class WorkflowInstance:
 
     def _register(self, op: Op, *, intent: bool = True) -> None:
         self._ops[op.corr] = op
+        self._by_ulid[op.corr.partition("_")[2]] = op
         self._live[op.corr] = op
         if self._finished:
             op.wanted = False
