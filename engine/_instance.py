@@ -303,11 +303,13 @@ class WorkflowInstance:
     def _after_run(self) -> None:
         if self._finished:
             return
+        root = self._root
         violation = self._loop.violation
         if violation is not None:
+            if root is not None and root.done() and not root.cancelled():
+                root.exception()  # retrieved: the violation is what the run records
             self._end_failed(violation)
             return
-        root = self._root
         if root is None or not root.done():
             return
         if root.cancelled():

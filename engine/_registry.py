@@ -319,6 +319,8 @@ class StepFunction(Generic[P, R]):
     step directly).
     """
 
+    __name__: str
+    __qualname__: str
     definition: StepDefinition
 
     def __init__(self, definition: StepDefinition) -> None:
@@ -356,6 +358,8 @@ class WorkflowFunction(Generic[P, R]):
     anywhere else it just calls the function (useful in tests of pure logic).
     """
 
+    __name__: str
+    __qualname__: str
     definition: WorkflowDefinition
 
     def __init__(self, definition: WorkflowDefinition) -> None:
