@@ -111,7 +111,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
 
     def fire_timer(self, handle: asyncio.TimerHandle) -> None:
         """Schedule a durable timer's callback (its wait completed in the log)."""
-        if not handle.cancelled():
+        if not handle.cancelled() and not self._closed:
             self._ready.append(handle)
 
     def shutdown(self, *, rounds: int = 50) -> None:
@@ -154,10 +154,16 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         *args: *_Ts,
         context: contextvars.Context | None = None,
     ) -> asyncio.Handle:
-        """Schedule ``callback`` at the end of the ready queue (FIFO)."""
-        self._check_closed()
+        """Schedule ``callback`` at the end of the ready queue (FIFO).
+
+        On a closed loop the callback is dropped: a late event may still resolve a future of
+        a body that is gone, and nothing will ever run its callbacks.
+        """
         handle = asyncio.Handle(callback, args, self, context)
-        self._ready.append(handle)
+        if self._closed:
+            handle.cancel()
+        else:
+            self._ready.append(handle)
         return handle
 
     def call_at(
@@ -210,7 +216,9 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         context: contextvars.Context | None = None,
     ) -> asyncio.Task[_T]:
         """A task of the workflow body, run by this loop."""
-        self._check_closed()
+        if self._closed:
+            coro.close()
+            self._check_closed()
         if self._task_factory is not None:
             made: asyncio.Task[_T] = self._task_factory(self, coro)
             if name is not None:

@@ -118,9 +118,13 @@ def test_the_loop_cannot_be_run_by_others() -> None:
     loop = Timers().loop()
     with pytest.raises(RuntimeError, match="driven by its workflow instance"):
         loop.run_forever()
+    future = loop.create_future()
+    future.add_done_callback(print)
     loop.close()
     with pytest.raises(RuntimeError, match="closed"):
-        loop.call_soon(print)
+        loop.create_task(asyncio.sleep(0))
+    future.set_result(1)  # a late result for a body that is gone: its callbacks are dropped
+    assert not loop.has_ready()
 
 
 def test_shutdown_cancels_tasks_and_closes_async_generators_quietly(
