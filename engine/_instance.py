@@ -15,32 +15,25 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
-import random
 import traceback
-import uuid
 from collections import deque
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from worldflow import _serde
-from worldflow._child import START_CHILD_STEP, child_hook_token, child_result, child_run_id
 from worldflow._divergence import divergence
-from worldflow._durations import Duration, parse_duration
 from worldflow._errors import (
-    HookConflictError,
-    HookNotFoundError,
     NondeterminismError,
     SerializationError,
     StepFailedError,
     WorldflowError,
 )
-from worldflow._loop import WorkflowLoop
+from worldflow._operations import HookClosed, Operations, aware
 from worldflow._ops import EventWaitOp, HookOp, Intent, Op, StepOp, TimerOp, decode_payload, iso
-from worldflow._registry import Registry, StepDefinition, WorkflowDefinition
+from worldflow._registry import Registry, WorkflowDefinition
 from worldflow.worlds._events import (
     AnyEvent,
     EventRaised,
@@ -66,8 +59,7 @@ from worldflow.worlds._events import (
     WaitCompleted,
     WaitCreated,
 )
-from worldflow.worlds._ids import encode_ulid
-from worldflow.worlds._records import NULL, ErrorInfo, WorkflowRun
+from worldflow.worlds._records import ErrorInfo, WorkflowRun
 
 __all__ = ["HookClosed", "Progress", "WorkflowInstance", "WorkflowMetadata"]
 
@@ -128,14 +120,6 @@ class WorkflowMetadata(msgspec.Struct, frozen=True, kw_only=True):
     parent_run_id: str | None = None
 
 
-class HookClosed(Exception):
-    """Set on a hook awaiter when the hook is disposed (async iteration ends)."""
-
-
-def _aware(when: datetime) -> datetime:
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-
-
 def _decode_ulid(text: str) -> int | None:
     value = 0
     for char in text.upper():
@@ -153,7 +137,7 @@ def _error_info(exc: BaseException) -> ErrorInfo:
     return ErrorInfo(name=type(exc).__name__, message=message, code=code, stack=stack)
 
 
-class WorkflowInstance:
+class WorkflowInstance(Operations):
     """One run's workflow body, driven by recorded events (see the module docstring).
 
     Args:
@@ -166,45 +150,21 @@ class WorkflowInstance:
     def __init__(
         self, definition: WorkflowDefinition, run: WorkflowRun, *, registry: Registry
     ) -> None:
+        super().__init__(run.run_id, run.created_at)
         self.definition = definition
-        self.run_id = run.run_id
         self.registry = registry
         self.error: BaseException | None = None
         """What ended the run, if it failed."""
         self._replay_until = run.last_seq
         self._fed_seq = 0
         self._position = 0
-        self._now = _aware(run.created_at)
-        self._ulid_ms = int(self._now.timestamp() * 1000)
-        self._id_base = random.Random(run.run_id).getrandbits(79)
-        self._tokens = random.Random(f"{run.run_id}:tokens")
-        self._user_random = random.Random(f"{run.run_id}:random")
-        self._loop = WorkflowLoop(
-            clock=self._clock,
-            on_timer=self._on_timer,
-            on_timer_cancelled=self._on_timer_cancelled,
-            owner=self,
-        )
-        self._count = 0
-        self._ops: dict[str, Op] = {}
-        self._by_ulid: dict[str, Op] = {}  # the same ops by id without the kind prefix
-        self._live: dict[str, Op] = {}
-        self._open_steps: dict[str, StepOp] = {}
-        self._open_waits: dict[str, TimerOp | EventWaitOp] = {}
-        self._timers: dict[int, TimerOp] = {}
-        self._event_waits: dict[str, deque[EventWaitOp]] = {}
-        self._events: dict[str, deque[msgspec.Raw]] = {}
-        self._intents: list[Intent] = []
-        self._state_intents: deque[Intent] = deque()
         self._end: Intent | None = None
-        self._state: msgspec.Raw = NULL
         self._inbox: deque[AnyEvent] = deque()
         self._held: list[AnyEvent] = []
         self._suspended = False
         self._created: RunCreated | None = None
         self._started_at: datetime | None = None
         self._root: asyncio.Task[Any] | None = None
-        self._finished = False
         self._closed = False
 
     # -- the seam ----------------------------------------------------------------------------
@@ -268,9 +228,6 @@ class WorkflowInstance:
 
     # -- driving -----------------------------------------------------------------------------
 
-    def _clock(self) -> float:
-        return self._now.timestamp()
-
     def _drive(self) -> None:
         loop = self._loop
         while True:
@@ -283,7 +240,7 @@ class WorkflowInstance:
             if self._suspended and not isinstance(event, _THROUGH_SUSPENSION):
                 self._held.append(event)
                 continue
-            when = _aware(event.created_at)
+            when = aware(event.created_at)
             if when > self._now:
                 self._now = when
             self._position = max(self._position, event.seq)
@@ -392,7 +349,7 @@ class WorkflowInstance:
                 self._on_run_created(event)
             case RunStarted():
                 if self._started_at is None:
-                    self._started_at = _aware(event.created_at)
+                    self._started_at = aware(event.created_at)
                 if self._root is None and self._created is not None and not self._finished:
                     self._start_body(self._created)
             case RunCompleted() | RunFailed() | RunCancelled():
@@ -515,13 +472,13 @@ class WorkflowInstance:
                 if not isinstance(op, TimerOp):
                     raise self._diverged(event, op, "kind")
                 if event.resume_at is not None:
-                    op.resume_at = _aware(event.resume_at)  # the recorded time stands
+                    op.resume_at = aware(event.resume_at)  # the recorded time stands
             case WaitCreated():
                 if not isinstance(op, EventWaitOp):
                     raise self._diverged(event, op, "kind")
                 if op.event_name != event.event_name:
                     raise self._diverged(event, op, "changed")
-                op.resume_at = None if event.resume_at is None else _aware(event.resume_at)
+                op.resume_at = None if event.resume_at is None else aware(event.resume_at)
             case HookCreated() | HookConflict():
                 if not isinstance(op, HookOp):
                     raise self._diverged(event, op, "kind")
@@ -655,224 +612,6 @@ class WorkflowInstance:
             )
         intent.recorded = True
 
-    # -- operations --------------------------------------------------------------------------
-
-    def _next_id(self, prefix: str) -> tuple[int, str]:
-        self._count += 1
-        return self._count, f"{prefix}_{encode_ulid(self._ulid_ms, self._id_base + self._count)}"
-
-    def _register(self, op: Op, *, intent: bool = True) -> None:
-        self._ops[op.corr] = op
-        self._by_ulid[op.corr.partition("_")[2]] = op
-        self._live[op.corr] = op
-        if self._finished:
-            op.wanted = False
-        elif intent:
-            self._intents.append(Intent("create", op.creation(self.run_id), op))
-
-    def _op_done(self, op: Op) -> None:
-        op.done = True
-        self._live.pop(op.corr, None)
-
-    def _close(self, op: Op) -> None:
-        """The body owes ``op`` its closing command (sent once the creation is recorded)."""
-        if op.closing:
-            return
-        op.closing = True
-        self._open_waits.pop(op.corr, None)
-        if op.created:
-            self._queue_close(op)
-
-    def _queue_close(self, op: Op) -> None:
-        if self._finished or op.close_intent is not None:
-            return
-        if isinstance(op, (TimerOp, EventWaitOp, HookOp)):
-            op.close_intent = Intent("close", op.closing_event(self.run_id), op)
-            self._intents.append(op.close_intent)
-
-    def _watch(self, op: Op, future: asyncio.Future[Any]) -> None:
-        future.add_done_callback(functools.partial(self._future_done, op))
-
-    def _future_done(self, op: Op, future: asyncio.Future[Any]) -> None:
-        if not future.cancelled() or op.done or self._finished:
-            return
-        self._abandon(op)
-
-    def _abandon(self, op: Op) -> None:
-        """The body stopped waiting for ``op`` (its task was cancelled)."""
-        self._op_done(op)
-        if not op.created:
-            op.wanted = False
-        if isinstance(op, (TimerOp, EventWaitOp)):
-            self._close(op)
-
-    def _on_timer(self, handle: asyncio.TimerHandle) -> None:
-        number, corr = self._next_id("wait")
-        resume_at = datetime.fromtimestamp(handle.when(), UTC)
-        op = TimerOp(number, corr, resume_at, handle=handle)
-        self._timers[id(handle)] = op
-        self._register(op)
-
-    def _on_timer_cancelled(self, handle: asyncio.TimerHandle) -> None:
-        op = self._timers.pop(id(handle), None)
-        if op is not None and not op.done and not self._finished:
-            self._abandon(op)
-
-    # -- what the primitives call ------------------------------------------------------------
-
-    async def call_step(
-        self, definition: StepDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        """Record a call of ``definition`` and wait for its recorded result."""
-        payload = definition.encode_input(*args, **kwargs)
-        number, corr = self._next_id("step")
-        op = StepOp(number, corr, definition.name, payload, self._loop.create_future())
-        self._register(op)
-        self._watch(op, op.future)
-        return await op.future
-
-    async def call_child(
-        self, definition: WorkflowDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        """Start a child run of ``definition`` and wait for its outcome (see ``_child``)."""
-        child_input = _serde.decode(definition.encode_input(*args, **kwargs))
-        number, corr = self._next_id("step")
-        child_id = child_run_id(self.run_id, corr)
-        step_input = _serde.encode(
-            {"workflow_name": definition.name, "run_id": child_id, "input": child_input}
-        )
-        step = StepOp(number, corr, START_CHILD_STEP, step_input, self._loop.create_future())
-        label = f"child workflow {definition.name} (run {child_id})"
-        step.label = f"{label}: starting"
-        hook = self.create_hook(child_hook_token(child_id), None, is_webhook=False)
-        hook.label = label
-        self._register(step)  # after the hook: the hook exists before the child can finish
-        self._watch(step, step.future)
-        try:
-            await step.future
-            outcome = await self.hook_next(hook)
-        finally:
-            self.hook_dispose(hook)
-        return child_result(definition.name, child_id, outcome)
-
-    async def sleep(self, duration: Duration | datetime) -> None:
-        """A durable timer: ``wait_created{resume_at}``, resumed by ``wait_completed``."""
-        if isinstance(duration, datetime):
-            if duration.tzinfo is None:
-                raise ValueError(
-                    "sleep() needs a timezone-aware datetime (e.g. datetime(..., tzinfo=UTC)); "
-                    f"got the naive {duration!r}"
-                )
-            resume_at = duration.astimezone(UTC)
-        else:
-            resume_at = self._now + parse_duration(duration)
-        if resume_at <= self._now:
-            await asyncio.sleep(0)
-            return
-        number, corr = self._next_id("wait")
-        op = TimerOp(number, corr, resume_at, future=self._loop.create_future())
-        assert op.future is not None
-        self._register(op)
-        self._watch(op, op.future)
-        await op.future
-
-    def create_hook(self, token: str | None, metadata: Any, *, is_webhook: bool) -> HookOp:
-        """Start a hook operation (``hook_created``); the token is seeded if not given."""
-        if token is not None and (not isinstance(token, str) or not token):
-            raise ValueError(f"a hook token must be a non-empty str, got {token!r}")
-        payload = _serde.encode(metadata)
-        number, corr = self._next_id("hook")
-        if token is None:
-            token = "".join(self._tokens.choices(_TOKEN_ALPHABET, k=26))
-        op = HookOp(number, corr, token, payload, is_webhook)
-        self._register(op)
-        return op
-
-    def hook_next(self, op: HookOp) -> asyncio.Future[Any]:
-        """A future for the hook's next payload (buffered ones first, in order)."""
-        future: asyncio.Future[Any] = self._loop.create_future()
-        if op.buffer:
-            decode_payload(future, op.buffer.popleft())
-        elif op.conflicted:
-            future.set_exception(self._conflict_error(op))
-        elif op.disposed:
-            future.set_exception(HookClosed())
-        else:
-            op.awaiters.append(future)
-        return future
-
-    def hook_dispose(self, op: HookOp) -> None:
-        """The body is done with the hook: ``hook_disposed``; its token is free again."""
-        if op.disposed or op.conflicted:
-            return
-        if not op.created:
-            op.wanted = False
-        self._close(op)
-        self._hook_closed(op)
-
-    def _hook_closed(self, op: HookOp) -> None:
-        op.disposed = True
-        self._op_done(op)
-        while op.awaiters:
-            future = op.awaiters.popleft()
-            if not future.done():
-                future.set_exception(HookClosed())
-
-    @staticmethod
-    def hook_gone(op: HookOp) -> HookNotFoundError:
-        """The error for awaiting a disposed hook that has no payload left."""
-        return HookNotFoundError(
-            f"hook {op.token!r} was disposed; create a new hook to receive more payloads"
-        )
-
-    def _conflict_error(self, op: HookOp) -> HookConflictError:
-        holder = f" (held by run {op.conflict_run_id})" if op.conflict_run_id else ""
-        return HookConflictError(
-            f"hook token {op.token!r} is already used by a live hook{holder}; choose another "
-            "token, or dispose the other hook first"
-        )
-
-    async def wait_for_event(self, name: str, timeout: Duration | None) -> Any:
-        """The next payload of the named event; an event raised earlier is kept for it."""
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"an event name must be a non-empty str, got {name!r}")
-        resume_at = None if timeout is None else self._now + parse_duration(timeout)
-        buffered = self._events.get(name)
-        if buffered:
-            return _serde.decode(buffered.popleft())
-        number, corr = self._next_id("wait")
-        op = EventWaitOp(number, corr, name, resume_at, self._loop.create_future())
-        self._register(op)
-        self._event_waits.setdefault(name, deque()).append(op)
-        self._watch(op, op.future)
-        return await op.future
-
-    def get_state(self) -> Any:
-        """The workflow's state (a fresh copy)."""
-        return _serde.decode(self._state)
-
-    def set_state(self, value: Any) -> None:
-        """Replace the workflow's state; recorded as ``state_updated``."""
-        payload = _serde.encode(value)
-        self._state = payload
-        if self._finished:
-            return
-        intent = Intent("state", StateUpdated(run_id=self.run_id, state=payload))
-        self._intents.append(intent)
-        self._state_intents.append(intent)
-
-    def now(self) -> datetime:
-        """The workflow's clock: the ``created_at`` of the last event delivered."""
-        return self._now
-
-    def random(self) -> float:
-        """A replay-safe random float in [0, 1)."""
-        return self._user_random.random()
-
-    def uuid4(self) -> uuid.UUID:
-        """A replay-safe random UUID (version 4)."""
-        return uuid.UUID(int=self._user_random.getrandbits(128), version=4)
-
     def is_replaying(self) -> bool:
         """Whether the body is re-running code it ran before (the log goes further)."""
         return self._position < self._replay_until
@@ -884,7 +623,7 @@ class WorkflowInstance:
         return WorkflowMetadata(
             workflow_name=self.definition.name,
             run_id=self.run_id,
-            created_at=_aware(created.created_at),
+            created_at=aware(created.created_at),
             started_at=self._started_at,
             resource_id=created.resource_id,
             metadata=dict(created.metadata),
