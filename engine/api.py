@@ -1,0 +1,178 @@
+"""The runtime API as module-level functions on a default engine (the Vercel ``workflow/api``
+shape).
+
+An :class:`~worldflow.Engine` makes itself the default engine while it is entered (the most
+recently entered one wins, and the previous one comes back when it exits);
+:func:`set_default_engine` sets one explicitly::
+
+    from worldflow import api
+
+    async with Engine(workflows=[checkout]):
+        run = await api.start(checkout, "o-1")
+        await api.resume_hook("approve:o-1", {"ok": True})
+        print(await run.result())
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from worldflow._errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from worldflow._catalog import WorkflowInfo
+    from worldflow._engine import Engine
+    from worldflow._run import Run, RunInfo
+    from worldflow._webhooks import WebhookRequest, WebhookResponse
+    from worldflow.worlds._records import Hook, Page, RunStatus
+
+__all__ = [
+    "cancel",
+    "get_default_engine",
+    "get_hook_by_token",
+    "get_run",
+    "get_workflow",
+    "list_runs",
+    "list_workflows",
+    "purge",
+    "raise_event",
+    "rerun",
+    "resume",
+    "resume_hook",
+    "resume_step",
+    "resume_webhook",
+    "set_default_engine",
+    "start",
+    "suspend",
+]
+
+_default: Engine | None = None
+
+
+def set_default_engine(engine: Engine | None) -> Engine | None:
+    """Make ``engine`` the one the module-level functions use; return the previous one."""
+    global _default
+    previous, _default = _default, engine
+    return previous
+
+
+def get_default_engine() -> Engine:
+    """The default engine; :class:`~worldflow.ConfigurationError` when there is none."""
+    if _default is None:
+        raise ConfigurationError(
+            "no default worldflow engine: call these functions inside `async with "
+            "Engine(...)`, or register one with worldflow.api.set_default_engine(engine)"
+        )
+    return _default
+
+
+async def start(
+    workflow: Callable[..., Any] | str,
+    *args: Any,
+    run_id: str | None = None,
+    resource_id: str | None = None,
+    metadata: dict[str, str] | None = None,
+    initial_state: Any = None,
+    **kwargs: Any,
+) -> Run:
+    """Start a run on the default engine (see :meth:`Engine.start`)."""
+    return await get_default_engine().start(
+        workflow,
+        *args,
+        run_id=run_id,
+        resource_id=resource_id,
+        metadata=metadata,
+        initial_state=initial_state,
+        **kwargs,
+    )
+
+
+async def get_run(run_id: str) -> Run:
+    """A handle on an existing run (see :meth:`Engine.get_run`)."""
+    return await get_default_engine().get_run(run_id)
+
+
+async def list_runs(
+    *,
+    workflow: Callable[..., Any] | str | None = None,
+    status: RunStatus | Collection[RunStatus] | None = None,
+    resource_id: str | None = None,
+    metadata: dict[str, str] | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> Page[RunInfo]:
+    """Runs matching the filters, newest first (see :meth:`Engine.list_runs`)."""
+    return await get_default_engine().list_runs(
+        workflow=workflow,
+        status=status,
+        resource_id=resource_id,
+        metadata=metadata,
+        created_after=created_after,
+        created_before=created_before,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+def list_workflows() -> list[WorkflowInfo]:
+    """The default engine's workflows (see :meth:`Engine.list_workflows`)."""
+    return get_default_engine().list_workflows()
+
+
+def get_workflow(name: str) -> WorkflowInfo:
+    """One workflow's details (see :meth:`Engine.get_workflow`)."""
+    return get_default_engine().get_workflow(name)
+
+
+async def resume_hook(token: str, payload: Any = None) -> Hook:
+    """Send ``payload`` to the hook holding ``token`` (see :meth:`Engine.resume_hook`)."""
+    return await get_default_engine().resume_hook(token, payload)
+
+
+async def get_hook_by_token(token: str) -> Hook:
+    """The live hook holding ``token`` (see :meth:`Engine.get_hook_by_token`)."""
+    return await get_default_engine().get_hook_by_token(token)
+
+
+async def resume_webhook(token: str, request: WebhookRequest) -> WebhookResponse:
+    """Deliver an HTTP request to a webhook (see :meth:`Engine.resume_webhook`)."""
+    return await get_default_engine().resume_webhook(token, request)
+
+
+async def raise_event(run_id: str, name: str, payload: Any = None) -> None:
+    """Raise a named event for a run (see :meth:`Engine.raise_event`)."""
+    await get_default_engine().raise_event(run_id, name, payload)
+
+
+async def resume_step(run_id: str, step: str, data: Any = None) -> None:
+    """Resume a suspended step (see :meth:`Engine.resume_step`)."""
+    await get_default_engine().resume_step(run_id, step, data)
+
+
+async def cancel(run_id: str, reason: str | None = None, *, output: Any = None) -> None:
+    """Cancel a run (see :meth:`Engine.cancel`)."""
+    await get_default_engine().cancel(run_id, reason, output=output)
+
+
+async def suspend(run_id: str, reason: str | None = None) -> None:
+    """Pause a run (see :meth:`Engine.suspend`)."""
+    await get_default_engine().suspend(run_id, reason)
+
+
+async def resume(run_id: str) -> None:
+    """Unpause a run (see :meth:`Engine.resume`)."""
+    await get_default_engine().resume(run_id)
+
+
+async def purge(run_id: str) -> None:
+    """Delete a finished run's data (see :meth:`Engine.purge`)."""
+    await get_default_engine().purge(run_id)
+
+
+async def rerun(run_id: str) -> Run:
+    """Start a new run from an old one's input (see :meth:`Engine.rerun`)."""
+    return await get_default_engine().rerun(run_id)
