@@ -1,5 +1,8 @@
 """worldflow: durable workflows for Python's asyncio, on pluggable storage worlds."""
 
+from worldflow import api
+from worldflow._catalog import WorkflowInfo
+from worldflow._engine import Engine
 from worldflow._errors import (
     ConfigurationError,
     CorruptLogError,
@@ -48,7 +51,24 @@ from worldflow._primitives import (
     uuid4,
     wait_for_event,
 )
-from worldflow._registry import Backoff, StepFunction, WorkflowFunction, step, workflow
+from worldflow._registry import (
+    Backoff,
+    ParameterInfo,
+    StepFunction,
+    WorkflowFunction,
+    step,
+    workflow,
+)
+from worldflow._run import Run, RunInfo
+from worldflow._step_context import (
+    StepMetadata,
+    StepSuspension,
+    StreamWriter,
+    get_resume_data,
+    get_step_metadata,
+    get_writable,
+    suspend,
+)
 from worldflow._webhooks import WebhookRequest, WebhookResponse
 from worldflow.worlds import open_world
 
@@ -59,6 +79,7 @@ __all__ = [
     "ConfigurationError",
     "CorruptLogError",
     "DeterminismViolationError",
+    "Engine",
     "EntityConflictError",
     "FatalError",
     "Hook",
@@ -69,7 +90,10 @@ __all__ = [
     "NondeterminismError",
     "NotFoundError",
     "NotInWorkflowError",
+    "ParameterInfo",
     "RetryableError",
+    "Run",
+    "RunInfo",
     "RunNotFoundError",
     "RunNotTerminalError",
     "RunTerminalError",
@@ -77,15 +101,19 @@ __all__ = [
     "StepError",
     "StepFailedError",
     "StepFunction",
+    "StepMetadata",
     "StepNotFoundError",
     "StepNotRegisteredError",
+    "StepSuspension",
     "StreamNotFoundError",
+    "StreamWriter",
     "WebhookRequest",
     "WebhookResponse",
     "WorkflowCancelledError",
     "WorkflowError",
     "WorkflowFailedError",
     "WorkflowFunction",
+    "WorkflowInfo",
     "WorkflowMetadata",
     "WorkflowNotRegisteredError",
     "WorldError",
@@ -93,10 +121,14 @@ __all__ = [
     "WorldNotAvailableError",
     "WorldflowError",
     "__version__",
+    "api",
     "create_hook",
     "create_webhook",
+    "get_resume_data",
     "get_state",
+    "get_step_metadata",
     "get_workflow_metadata",
+    "get_writable",
     "is_replaying",
     "logger",
     "now",
@@ -105,6 +137,7 @@ __all__ = [
     "set_state",
     "sleep",
     "step",
+    "suspend",
     "uuid4",
     "wait_for_event",
     "workflow",
