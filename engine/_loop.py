@@ -72,6 +72,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         self._exception_handler: Any = None
         self._task_factory: Any = None
         self._asyncgens: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._tasks: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
         self.violation: DeterminismViolationError | None = None
         """The first determinism violation seen: the owner fails the run with it."""
 
@@ -137,6 +138,11 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         for task in asyncio.all_tasks(self):
             task._log_destroy_pending = False  # type: ignore[attr-defined]
             task.get_coro().close()
+        # A failed fire-and-forget task of a body that is gone would otherwise be reported
+        # whenever the garbage collector gets to it (at a random point of other code).
+        for task in list(self._tasks):
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                _log.debug("a task of the closed workflow body had failed: %r", task)
         self.close()
 
     def _start_aclose(self, agen: Any) -> None:
@@ -225,6 +231,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
                 made.set_name(name)
             return made
         task = asyncio.Task(coro, loop=self, name=name, context=context)
+        self._tasks.add(task)
         # A body task waits, by design, on events that may come much later or never (an
         # evicted instance is dropped while it waits): that is not asyncio's "destroyed but
         # pending" bug, so do not log it.
