@@ -18,7 +18,6 @@ records depends only on the run's log, so a replay after a restart sees the same
 
 from __future__ import annotations
 
-import importlib
 import logging
 import uuid as _uuid
 from collections.abc import Coroutine
@@ -33,6 +32,7 @@ from worldflow._durations import Duration
 from worldflow._errors import DeterminismViolationError
 from worldflow._instance import HookClosed, WorkflowInstance, WorkflowMetadata
 from worldflow._ops import HookOp
+from worldflow._step_context import get_writable, step_workflow_metadata
 from worldflow._webhooks import WebhookRequest, WebhookResponse, user_metadata, webhook_metadata
 
 __all__ = [
@@ -215,8 +215,17 @@ def is_replaying() -> bool:
 
 
 def get_workflow_metadata() -> WorkflowMetadata:
-    """The workflow name, run id, start time, resource id and metadata of the running body."""
-    return require_instance("worldflow.get_workflow_metadata()").metadata()
+    """The workflow name, run id, start time, resource id and metadata of the current run.
+
+    Works in a workflow body and in a step (for the run the step belongs to).
+    """
+    instance = current_instance()
+    if instance is not None:
+        return instance.metadata()
+    in_step = step_workflow_metadata()
+    if in_step is not None:
+        return in_step
+    return require_instance("worldflow.get_workflow_metadata() (or call it in a step)").metadata()
 
 
 class WorkflowStreamHandle(msgspec.Struct, frozen=True, kw_only=True):
@@ -241,8 +250,7 @@ class WorkflowStreamHandle(msgspec.Struct, frozen=True, kw_only=True):
                 f"{what} cannot be called in a workflow body: pass this handle to a step "
                 "and write there (writing is I/O, which only steps may do)"
             )
-        step_context = importlib.import_module("worldflow._step_context")
-        return step_context.get_writable(self.namespace)
+        return get_writable(self.namespace)
 
     async def write(self, value: Any) -> int:
         """Append ``value`` to the stream (in a step); return the stream's new length."""

@@ -51,13 +51,17 @@ from worldflow.worlds._records import ErrorInfo, RunStatus, WorkflowRun
         random,
         uuid4,
         is_replaying,
-        get_workflow_metadata,
         workflow_writable,
     ],
 )
 def test_body_only_primitives_refuse_outside_a_body(use: Callable[[], Any]) -> None:
     with pytest.raises(NotInWorkflowError, match="only be used inside a @workflow function"):
         use()
+
+
+def test_workflow_metadata_outside_a_body_and_a_step_is_refused() -> None:
+    with pytest.raises(NotInWorkflowError, match="or call it in a step"):
+        get_workflow_metadata()
 
 
 @pytest.mark.anyio
