@@ -1,0 +1,120 @@
+"""The worlds the suite runs on, and how to open a fresh one for each workload.
+
+``memory`` and ``file`` (fsync on) run wherever worldflow runs. ``remote`` and ``postgres``
+need a server: the suite tries them and skips them with a note when they are not there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from benchmarks._sizes import Sizes
+from worldflow import open_world
+from worldflow.worlds import World
+
+__all__ = ["WORLDS", "Cell", "WorldSpec", "WorldUnavailable", "fresh_url", "opened", "probe"]
+
+POSTGRES_ENV: Final = "WORLDFLOW_BENCH_POSTGRES_URL"
+REMOTE_ENV: Final = "WORLDFLOW_BENCH_REMOTE_URL"
+_PROBE_TIMEOUT: Final = 5.0
+
+
+class WorldUnavailable(Exception):
+    """The world cannot be opened here; the message says why and how to enable it."""
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    """A world the suite knows: its table name, and whether it survives a process."""
+
+    name: str
+    durable: bool
+
+    def url(self, directory: Path) -> str:
+        """The URL of a fresh instance of this world; ``directory`` is empty and its own.
+
+        Raises:
+            WorldUnavailable: the world needs a server that was not given.
+        """
+        if self.name == "memory":
+            return "memory://"
+        if self.name == "file":
+            return f"file://{directory}"
+        env = POSTGRES_ENV if self.name == "postgres" else REMOTE_ENV
+        url = os.environ.get(env)
+        if not url:
+            raise WorldUnavailable(f"set {env} to a {self.name} world URL to include it")
+        return url
+
+
+WORLDS: Final = (
+    WorldSpec("memory", durable=False),
+    WorldSpec("file", durable=True),
+    WorldSpec("remote", durable=True),
+    WorldSpec("postgres", durable=True),
+)
+
+
+async def _open(url: str) -> World:
+    try:
+        async with asyncio.timeout(_PROBE_TIMEOUT):
+            return await open_world(url)
+    except TimeoutError:
+        raise WorldUnavailable(f"{url} did not answer within {_PROBE_TIMEOUT:g} s") from None
+    except Exception as exc:
+        raise WorldUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+
+async def probe(spec: WorldSpec, directory: Path) -> None:
+    """Open and close the world once.
+
+    Raises:
+        WorldUnavailable: with the reason, to print as the skip note.
+    """
+    world = await _open(spec.url(directory))
+    await world.aclose()
+
+
+def fresh_url(spec: WorldSpec, scratch: Path) -> str:
+    """The URL of a world with nothing in it (a new directory under ``scratch`` for ``file``).
+
+    Shared servers (remote, postgres) cannot be emptied; workloads keep apart there by
+    using run ids and hook tokens of their own.
+    """
+    directory = scratch / f"{spec.name}-{uuid.uuid4().hex[:8]}"
+    directory.mkdir(parents=True)
+    return spec.url(directory)
+
+
+@contextlib.asynccontextmanager
+async def opened(url: str) -> AsyncIterator[World]:
+    """The world at ``url``, closed on the way out."""
+    world = await _open(url)
+    try:
+        yield world
+    finally:
+        await world.aclose()
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Where one workload runs: the world, the sizes, a scratch directory."""
+
+    world: WorldSpec
+    sizes: Sizes
+    scratch: Path
+
+    def fresh_url(self) -> str:
+        """The URL of a fresh, empty instance of the world."""
+        return fresh_url(self.world, self.scratch)
+
+    def fresh_world(self) -> contextlib.AbstractAsyncContextManager[World]:
+        """A fresh, empty instance of the world, open for the block."""
+        return opened(self.fresh_url())
