@@ -1,0 +1,813 @@
+"""``FileWorld``: durable JSONL storage in a directory, for a laptop or a single server.
+
+Layout of a world directory (format 1)::
+
+    FORMAT                       "worldflow file world" / "format 1": the on-disk format
+    LOCK                         flock'ed by the one writer; holds its pid, host and start
+    wal                          journal of writes not yet checkpointed (see _file_writer)
+    runs/<run>.jsonl             one append-only event log per run (see _file_log)
+    streams/<run>/<name>.chunks  a run's output streams (see _file_streams)
+    queue.jsonl                  the queue journal (see _file_queue)
+
+``<run>`` and ``<name>`` are the run id and the stream name with unsafe bytes escaped
+(``%XX``) and, when they hold capitals, a short hash appended (for case-insensitive file
+systems). Ids and names are read from the files' contents, never from their names.
+
+The logs are the truth; the views live in memory. A file world *is* a memory world (the same
+tables, the same rules, the same reads) whose writes reach disk before they count: an append
+is checked by the memory world's rules, written and made durable, and only then applied to
+the views and announced to waiters. At open every log is replayed through those rules, so a
+reopened world shows what the live one did. A last line torn by a crash is logged at WARNING
+and cut off before anything is appended; a bad line anywhere else stops the open with
+:class:`~worldflow.CorruptLogError` naming the file and line.
+
+Concurrent appends share one sync (group commit through the journal ``wal``); appends to
+one run are applied in order, each after the one before it is durable. With ``fsync=False``
+nothing is synced: a killed process loses nothing, but a power cut or an OS crash may.
+
+One writer at a time: the writer holds an exclusive ``flock`` on ``LOCK``; a second one gets
+:class:`~worldflow.WorldLockedError` naming the holder. ``read_only=True`` openers take no
+lock; they poll the directory every ``poll_interval`` seconds and apply what is new, so the
+inspector and the CLI can watch a running engine.
+
+A format change bumps the number in ``FORMAT``; opening a world of another format raises
+:class:`~worldflow.ConfigurationError` saying which.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Self
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from worldflow._errors import (
+    ConfigurationError,
+    CorruptLogError,
+    EntityConflictError,
+    InvalidEventError,
+    RunNotFoundError,
+    WorldError,
+    WorldflowError,
+)
+from worldflow.worlds._clock import Clock
+from worldflow.worlds._events import AnyEvent, Event
+from worldflow.worlds._file_batches import GuardedBatch, ReplayBatch, rebuild_tokens, reorder
+from worldflow.worlds._file_index import (
+    INDEX_FILE,
+    IndexEntry,
+    creation_keys,
+    decode_index,
+    encode_index,
+)
+from worldflow.worlds._file_log import (
+    FORMAT_FILE,
+    Scanned,
+    WriterLock,
+    check_format,
+    encode_record,
+    file_stem,
+    fsync_dir,
+    list_dir,
+    scan_records,
+    write_format,
+)
+from worldflow.worlds._file_queue import QUEUE_FILE, JournaledQueues
+from worldflow.worlds._file_streams import (
+    LoadedStream,
+    close_frame,
+    data_frames,
+    header_frame,
+    read_all_streams,
+    read_stream_file,
+    read_stream_tail,
+    stream_dir,
+    stream_files,
+    stream_path,
+)
+from worldflow.worlds._file_writer import Writer, WriterStats, replay_wal
+from worldflow.worlds._memory import MemoryWorld
+from worldflow.worlds._memory_log import RunState, StreamState
+from worldflow.worlds._protocol import EventResult
+from worldflow.worlds._records import Lease, Page, QueueMessage, StepStatus
+
+__all__ = ["FileWorld"]
+
+logger = logging.getLogger("worldflow.worlds.file")
+
+RUNS_DIR: Final = "runs"
+STREAMS_DIR: Final = "streams"
+_LOG_SUFFIX: Final = ".jsonl"
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+
+Records = list[tuple[int, list[AnyEvent]]]
+
+
+@dataclass(slots=True)
+class _LogFile:
+    """A run's log file: where it is, how much of it the views hold (bytes, lines), the ids
+    of the events that created the run, its hooks and waits (see ``_file_index``), and
+    whether its events are in memory."""
+
+    path: str
+    size: int = 0
+    lines: int = 0
+    keys: dict[str, str] = field(default_factory=dict)
+    loaded: bool = True
+
+
+@dataclass(slots=True)
+class _Changes:
+    """What a read-only poll found on disk."""
+
+    new: list[tuple[str, Scanned[list[AnyEvent]]]] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    grown: list[tuple[str, Records, int, int]] = field(default_factory=list)
+    streams: list[tuple[str, LoadedStream]] = field(default_factory=list)
+
+
+class FileWorld(MemoryWorld):
+    """A world kept in a directory of JSONL logs; see the module docstring for the layout.
+
+    Args:
+        path: the world's directory (created, with its parents, on first open).
+        fsync: sync every write before acknowledging it (group-committed). ``False`` is
+            unsafe against power loss and OS crashes; use it only where that does not matter.
+        clock: where the world reads the time (the system clock by default).
+        read_only: open without the writer lock, to read alongside a running writer; every
+            write raises :class:`~worldflow.WorldError`.
+        poll_interval: how often a read-only world looks for new data, in seconds.
+
+    Open it before use, with ``await world.open()`` or ``async with FileWorld(path) as
+    world``, or build it with ``await open_world("file://PATH")``.
+
+    >>> async with FileWorld(".worldflow") as world:  # doctest: +SKIP
+    ...     run = await world.get_run("o-1")
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fsync: bool = True,
+        clock: Clock | None = None,
+        read_only: bool = False,
+        poll_interval: float = 0.1,
+    ) -> None:
+        super().__init__(clock)
+        self.path = Path(path).expanduser().absolute()
+        self.fsync = fsync
+        self.read_only = read_only
+        self.poll_interval = poll_interval
+        self._queues: JournaledQueues = JournaledQueues(
+            self._clock, on_message=self._index_message, on_gone=self._unindex_message
+        )
+        self._lock: WriterLock | None = None
+        self._writer: Writer | None = None
+        self._open_lock: asyncio.Lock | None = None
+        self._opened = False
+        self._logs: dict[str, _LogFile] = {}
+        self._turns: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        self._claims: dict[str, str] = {}  # token -> run of an in-flight append claiming it
+        self._streams_on_disk: dict[tuple[str, str], LoadedStream] = {}
+        self._closing: dict[tuple[str, str], asyncio.Future[None]] = {}
+        self._poller: asyncio.Task[None] | None = None
+        self._poll_error: WorldflowError | None = None
+        self._runs_mtime = 0
+
+    @classmethod
+    async def from_url(cls, url: str) -> FileWorld:
+        """Open the world a ``file://`` URL names.
+
+        ``file://./.worldflow`` and ``file://data/wf`` are relative to the working directory,
+        ``file:///var/lib/worldflow`` is absolute. Options go in the query:
+        ``?fsync=0`` (unsafe, see the class docs) and ``?read_only=1``.
+        """
+        parts = urlsplit(url)
+        if parts.scheme.lower() != "file":
+            raise ConfigurationError(f"{url!r} is not a file:// URL")
+        host = "" if parts.netloc in ("", "localhost") else parts.netloc
+        path = unquote(host + parts.path)
+        if not path:
+            raise ConfigurationError(
+                f"{url!r} names no directory; write file://./.worldflow (relative) or "
+                "file:///var/lib/worldflow (absolute)"
+            )
+        options = {"fsync": True, "read_only": False}
+        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+            if key not in options:
+                raise ConfigurationError(
+                    f"unknown option {key!r} in {url!r}; the file world takes fsync= and read_only="
+                )
+            options[key] = _parse_bool(key, value, url)
+        world = cls(path, fsync=options["fsync"], read_only=options["read_only"])
+        return await world.open()
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    async def open(self) -> Self:
+        """Lock the directory (unless read-only) and rebuild every view from the logs.
+
+        Idempotent. Raises :class:`~worldflow.WorldLockedError` when another writer holds
+        the world, :class:`~worldflow.CorruptLogError` for a damaged log, and
+        :class:`~worldflow.ConfigurationError` for a directory of another format.
+        """
+        if self._closed:
+            raise WorldError(f"the file world at {self.path} was closed; open a new one")
+        if self._open_lock is None:
+            self._open_lock = asyncio.Lock()
+        async with self._open_lock:
+            if not self._opened:
+                await self._open_now()
+        return self
+
+    async def _open_now(self) -> None:
+        await asyncio.to_thread(self._load)
+        loop = asyncio.get_running_loop()
+        if self.read_only:
+            self._poller = loop.create_task(self._poll(), name=f"worldflow-poll:{self.path}")
+        else:
+            self._writer = Writer(self.path, fsync=self.fsync, loop=loop)
+            self._writer.start()
+            self._queues.attach(self._writer)
+        self._opened = True
+
+    async def __aenter__(self) -> Self:
+        return await self.open()
+
+    async def aclose(self) -> None:
+        """Write what is pending, sync it, stop the writer and release the lock. Idempotent."""
+        if self._closed:
+            return
+        if self._poller is not None:
+            self._poller.cancel()
+            try:
+                await self._poller
+            except asyncio.CancelledError:
+                pass
+        try:
+            if self._writer is not None:
+                if self._writer.failed is None:
+                    await self._writer.replace(INDEX_FILE, self._index_bytes())
+                await self._writer.aclose()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+            await super().aclose()
+
+    @property
+    def writer_stats(self) -> WriterStats | None:
+        """The writer's counters (commits, writes, syncs); ``None`` if read-only or unopened."""
+        return self._writer.stats if self._writer is not None else None
+
+    def _check_open(self) -> None:
+        if not self._opened and not self._closed:
+            raise WorldError(
+                f"the file world at {self.path} is not open yet: `await world.open()` (or "
+                "`async with FileWorld(...)`, or `await open_world('file://...')`) first"
+            )
+        super()._check_open()
+        if self._poll_error is not None:
+            raise self._poll_error
+
+    def _writable(self) -> Writer:
+        self._check_open()
+        if self._writer is None:
+            raise WorldError(
+                f"the file world at {self.path} is open read-only; open it without "
+                "read_only to write (one writer at a time)"
+            )
+        return self._writer
+
+    @asynccontextmanager
+    async def _turn(self, run_id: str) -> AsyncIterator[None]:
+        """Writes to one run, one at a time: each is checked against the one before it."""
+        entry = self._turns.get(run_id)
+        if entry is None:
+            entry = self._turns[run_id] = (asyncio.Lock(), [0])
+        entry[1][0] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1][0] -= 1
+            if not entry[1][0]:
+                del self._turns[run_id]
+
+    # -- loading (in a thread, before the world is shared) -----------------------------------
+
+    def _load(self) -> None:
+        root = self.path
+        if self.read_only:
+            if not check_format(root):
+                raise ConfigurationError(
+                    f"there is no worldflow file world at {root} (no {FORMAT_FILE} file)"
+                )
+            self._load_runs(truncate=False)
+            return
+        root.mkdir(parents=True, exist_ok=True)
+        self._lock = WriterLock.acquire(root)
+        try:
+            if not check_format(root):
+                if any((root / d).exists() for d in (RUNS_DIR, STREAMS_DIR, QUEUE_FILE)):
+                    raise ConfigurationError(
+                        f"{root} holds world data but no {FORMAT_FILE} marker; it was not "
+                        "written by this worldflow. Point the world at another directory."
+                    )
+                write_format(root)
+            replay_wal(root)
+            for directory in (RUNS_DIR, STREAMS_DIR):
+                if not (root / directory).exists():
+                    (root / directory).mkdir()
+                    fsync_dir(root)
+            self._load_runs(truncate=True)
+            self._load_queue()
+        except BaseException:
+            self._lock.release()
+            self._lock = None
+            raise
+
+    def _load_runs(self, *, truncate: bool) -> None:
+        runs_dir = self.path / RUNS_DIR
+        try:
+            self._runs_mtime = runs_dir.stat().st_mtime_ns
+        except FileNotFoundError:
+            self._runs_mtime = 0
+        found = sorted((e.name, e.stat().st_size) for e in list_dir(runs_dir, _LOG_SUFFIX))
+        index = self._read_index()
+        replayed = 0
+        for name, size in found:
+            rel = f"{RUNS_DIR}/{name}"
+            entry = index.get(rel)
+            if entry is not None and entry.size == size:
+                self._install_entry(entry)
+                continue
+            scanned = self._read_log(rel, truncate=truncate)
+            if scanned is not None:
+                self._install_log(rel, scanned)
+                replayed += 1
+        reorder(self._log, {run_id: log.keys for run_id, log in self._logs.items()})
+        self._load_streams(truncate=truncate)
+        if truncate and (replayed or len(index) != len(self._logs)):
+            self._write_index_now()
+
+    def _read_index(self) -> dict[str, IndexEntry]:
+        path = self.path / INDEX_FILE
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        return decode_index(path, data)
+
+    def _index_bytes(self) -> bytes:
+        return encode_index(
+            IndexEntry.of(
+                self._log.runs[run_id], path=log.path, size=log.size, lines=log.lines, keys=log.keys
+            )
+            for run_id, log in self._logs.items()
+        )
+
+    def _write_index_now(self) -> None:
+        """Write the index while the world is still private to the opener (in its thread)."""
+        path = self.path / INDEX_FILE
+        tmp = path.with_name(f".{INDEX_FILE}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(self._index_bytes())
+            f.flush()
+            if self.fsync:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+        if self.fsync:
+            fsync_dir(self.path)
+
+    def _install_entry(self, entry: IndexEntry) -> RunState:
+        """Take a run's views from the index; its events stay on disk until needed."""
+        state = entry.to_state()
+        run_id = state.run.run_id
+        self._claim_run_id(run_id, entry.path)
+        self._log.runs[run_id] = state
+        self._logs[run_id] = _LogFile(entry.path, entry.size, entry.lines, dict(entry.keys), False)
+        return state
+
+    def _claim_run_id(self, run_id: str, rel: str) -> None:
+        if run_id in self._logs:
+            other = self._logs[run_id].path
+            raise CorruptLogError(
+                f"{self.path / rel}, line 1: run {run_id!r} also has the log {other}"
+            )
+
+    def _read_log(self, rel: str, *, truncate: bool) -> Scanned[list[AnyEvent]] | None:
+        """Read and decode a whole log; with ``truncate``, cut off a torn last line."""
+        path = self.path / rel
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None  # purged meanwhile
+        scanned = scan_records(path, data)
+        if scanned.torn:
+            if truncate:
+                logger.warning(
+                    "%s: dropping %d bytes of a torn last line (a crash interrupted a write "
+                    "that was never acknowledged)",
+                    path,
+                    len(data) - scanned.size,
+                )
+                with open(path, "r+b") as f:
+                    f.truncate(scanned.size)
+                    if self.fsync:
+                        os.fsync(f.fileno())
+            else:
+                logger.debug("%s: ignoring an incomplete last line", path)
+        if not scanned.items:
+            if truncate:
+                path.unlink()  # a run whose first write never completed
+            return None
+        return scanned
+
+    def _install_log(self, rel: str, scanned: Scanned[list[AnyEvent]]) -> RunState:
+        """Replay a decoded log into the views (a run new to them)."""
+        run_id = scanned.items[0][1][0].run_id
+        self._claim_run_id(run_id, rel)
+        self._logs[run_id] = _LogFile(rel)
+        return self._replay(run_id, scanned.items, scanned.size, scanned.lines)
+
+    def _replay(self, run_id: str, records: Records, size: int, lines: int) -> RunState:
+        log = self._logs[run_id]
+        state: RunState | None = None
+        for line_no, events in records:
+            try:
+                batch = ReplayBatch(self._log, run_id, events)
+            except WorldflowError as exc:
+                raise CorruptLogError(
+                    f"{self.path / log.path}, line {line_no}: the logged events break the "
+                    f"world's rules ({exc.message}); the log was edited or damaged"
+                ) from None
+            state = batch.commit()
+            creation_keys(batch.events, log.keys)
+        assert state is not None
+        log.size += size
+        log.lines += lines
+        return state
+
+    def _load_streams(self, *, truncate: bool) -> None:
+        for loaded in read_all_streams(self.path, truncate=truncate):
+            state = self._log.runs.get(loaded.run_id)
+            if state is None:
+                logger.warning("%s: a stream of no known run; ignored", self.path / loaded.path)
+                continue
+            state.streams[loaded.name] = StreamState(list(loaded.chunks), loaded.closed)
+            self._streams_on_disk[(loaded.run_id, loaded.name)] = loaded
+
+    def _load_queue(self) -> None:
+        path = self.path / QUEUE_FILE
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            data = b""
+        size = self._queues.load(path, data)
+        if size != len(data):
+            logger.warning("%s: dropping %d bytes of a torn last line", path, len(data) - size)
+        # start from a compact journal: one line per live message
+        tmp = path.with_name(f".{QUEUE_FILE}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(self._queues.snapshot())
+            f.flush()
+            if self.fsync:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+        if self.fsync:
+            fsync_dir(self.path)
+
+    # -- EventLog ----------------------------------------------------------------------------
+
+    async def append(self, run_id: str, events: Sequence[AnyEvent]) -> EventResult:
+        """Append a batch atomically; it is durable when this returns. See ``EventLog``."""
+        writer = self._writable()
+        if isinstance(events, Event) or not isinstance(events, Sequence):
+            raise InvalidEventError(
+                f"append() takes a sequence of events, not {type(events).__name__}"
+            )
+        async with self._turn(run_id):
+            await self._ensure_events(run_id)
+            self._check_open()
+            batch = GuardedBatch(self._log, run_id, self._clock.now(), self._claims)
+            was_terminal = batch.run is not None and batch.run.status.is_terminal
+            for event in events:
+                batch.add(event)
+            if batch.run is None:  # an empty batch for an unknown run
+                raise RunNotFoundError(f"no run {run_id!r} in this world")
+            cancelled = False
+            if batch.events:
+                log = self._logs.get(run_id)
+                if log is None:
+                    log = _LogFile(f"{RUNS_DIR}/{file_stem(run_id)}{_LOG_SUFFIX}")
+                line = encode_record(batch.events)
+                claimed = batch.claimed_tokens()
+                for token in claimed:
+                    self._claims[token] = run_id
+                try:
+                    cancelled = await _settled(writer.append(log.path, line))
+                finally:
+                    for token in claimed:
+                        del self._claims[token]
+                log.size += len(line)
+                log.lines += 1
+                creation_keys(batch.events, log.keys)
+                self._logs[run_id] = log
+            state = batch.commit()
+            if batch.events:
+                self._changes += 1
+                state.changed.fire()
+                self._world_changed.fire()
+                if not was_terminal and state.run.status.is_terminal:
+                    state.streams_changed.fire()
+            result = EventResult(
+                run=state.run,
+                events=batch.events,
+                steps=list(batch.steps.values()),
+                hooks=list(batch.hooks.values()),
+                waits=list(batch.waits.values()),
+            )
+        if cancelled:
+            raise asyncio.CancelledError
+        return result
+
+    async def list_events(
+        self, run_id: str, *, after_seq: int = 0, limit: int | None = None
+    ) -> Page[AnyEvent]:
+        """Events with ``seq > after_seq``; see ``EventLog.list_events``."""
+        self._check_open()
+        await self._ensure_events(run_id)
+        return await super().list_events(run_id, after_seq=after_seq, limit=limit)
+
+    async def _ensure_events(self, run_id: str) -> None:
+        """Read a run's events from its log if they are not in memory yet (see the index)."""
+        log = self._logs.get(run_id)
+        if log is None or log.loaded:
+            return
+        events = await asyncio.to_thread(self._read_events, log.path, log.size)
+        if not log.loaded and self._logs.get(run_id) is log:  # nobody loaded them meanwhile
+            self._log.runs[run_id].events = events
+            log.loaded = True
+
+    def _read_events(self, rel: str, size: int) -> list[AnyEvent]:
+        path = self.path / rel
+        with open(path, "rb") as f:
+            data = f.read(size)
+        return [event for _, batch in scan_records(path, data).items for event in batch]
+
+    # -- RunStore ----------------------------------------------------------------------------
+
+    async def purge(self, run_id: str) -> None:
+        """Delete a terminal run: its log, its streams and its queue messages."""
+        writer = self._writable()
+        async with self._turn(run_id):
+            await super().purge(run_id)
+            log = self._logs.pop(run_id)
+            for key in [k for k in self._streams_on_disk if k[0] == run_id]:
+                del self._streams_on_disk[key]
+            writer.unlink(stream_dir(run_id)).add_done_callback(_observe)
+            cancelled = await _settled(writer.unlink(log.path))
+        if cancelled:
+            raise asyncio.CancelledError
+
+    # -- Queue -------------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        queue: str,
+        message: QueueMessage,
+        *,
+        idempotency_key: str | None = None,
+        delay: float = 0.0,
+    ) -> str:
+        """Add a message; it is durable when this returns. See ``Queue.enqueue``."""
+        self._writable()
+        message_id, write = self._queues.enqueue_journaled(queue, message, idempotency_key, delay)
+        if write is not None:
+            await asyncio.shield(write)
+        return message_id
+
+    async def lease(
+        self, queue: str, *, lease_for: float, max_messages: int = 1, wait: float = 0.0
+    ) -> list[Lease]:
+        """Take up to ``max_messages`` due messages; see ``Queue.lease``."""
+        self._writable()
+        return await super().lease(queue, lease_for=lease_for, max_messages=max_messages, wait=wait)
+
+    async def ack(self, lease: Lease) -> None:
+        """Remove a leased message; see ``Queue.ack``."""
+        self._writable()
+        await super().ack(lease)
+
+    async def nack(self, lease: Lease, *, delay: float = 0.0) -> None:
+        """Give a leased message back; see ``Queue.nack``."""
+        self._writable()
+        await super().nack(lease, delay=delay)
+
+    async def extend(self, lease: Lease, *, lease_for: float) -> Lease:
+        """Keep a lease longer; see ``Queue.extend``."""
+        self._writable()
+        return await super().extend(lease, lease_for=lease_for)
+
+    # -- Streams -----------------------------------------------------------------------------
+
+    async def write_stream(self, run_id: str, name: str, chunks: Sequence[bytes]) -> int:
+        """Append chunks; they are durable (and readable) when this returns."""
+        writer = self._writable()
+        state = self._state(run_id)
+        data: list[bytes] = []
+        for i, chunk in enumerate(chunks):
+            if not isinstance(chunk, bytes | bytearray | memoryview):
+                raise InvalidEventError(
+                    f"stream chunk {i} is a {type(chunk).__name__}; chunks are bytes"
+                )
+            data.append(bytes(chunk))
+        stream = state.streams.get(name)
+        if (run_id, name) in self._closing or (stream is not None and stream.closed):
+            raise EntityConflictError(f"stream {name!r} of run {run_id!r} is closed")
+        cancelled = False
+        if data or stream is None:
+            payload = self._stream_header(run_id, name) + data_frames(data)
+            cancelled = await _settled(writer.append(stream_path(run_id, name), payload))
+        length = await super().write_stream(run_id, name, data)
+        if cancelled:
+            raise asyncio.CancelledError
+        return length
+
+    async def close_stream(self, run_id: str, name: str) -> None:
+        """Mark the stream finished (idempotent); durable when this returns."""
+        writer = self._writable()
+        state = self._state(run_id)
+        key = (run_id, name)
+        pending = self._closing.get(key)
+        stream = state.streams.get(name)
+        if pending is not None:
+            await asyncio.shield(pending)
+            return
+        if stream is not None and stream.closed:
+            return
+        payload = self._stream_header(run_id, name) + close_frame()
+        write = self._closing[key] = writer.append(stream_path(run_id, name), payload)
+        try:
+            cancelled = await _settled(write)
+            await super().close_stream(run_id, name)
+        finally:
+            del self._closing[key]
+        if cancelled:
+            raise asyncio.CancelledError
+
+    def _stream_header(self, run_id: str, name: str) -> bytes:
+        """The header frame if this stream has no file yet, else nothing."""
+        key = (run_id, name)
+        if key in self._streams_on_disk:
+            return b""
+        path = stream_path(run_id, name)
+        self._streams_on_disk[key] = LoadedStream(path=path, run_id=run_id, name=name)
+        return header_frame(run_id, name)
+
+    # -- read-only following -----------------------------------------------------------------
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)  # real time: this watches the disk
+            try:
+                self._apply_changes(await asyncio.to_thread(self._scan_for_changes))
+            except WorldflowError as exc:
+                logger.error("stopped following %s: %s", self.path, exc)
+                self._poll_error = exc
+                self._world_changed.fire()
+                return
+
+    def _scan_for_changes(self) -> _Changes:
+        """Find log growth, new logs, removed logs and stream growth (in a thread; reads only)."""
+        changes = _Changes()
+        runs_dir = self.path / RUNS_DIR
+        mtime = runs_dir.stat().st_mtime_ns
+        known = {log.path: run_id for run_id, log in self._logs.items()}
+        if mtime != self._runs_mtime:
+            self._runs_mtime = mtime
+            names = {f"{RUNS_DIR}/{e.name}" for e in list_dir(runs_dir, _LOG_SUFFIX)}
+            changes.removed = [run_id for rel, run_id in known.items() if rel not in names]
+            for rel in sorted(names - known.keys()):
+                scanned = self._read_log(rel, truncate=False)
+                if scanned is not None:
+                    changes.new.append((rel, scanned))
+        for run_id, state in list(self._log.runs.items()):
+            if (
+                state.run.status.is_terminal
+                and not any(s.status is StepStatus.RUNNING for s in state.steps.values())
+                and all(s.closed for s in state.streams.values())
+            ):
+                continue  # nothing more can be written to it (but a purge, seen above)
+            self._scan_run(run_id, changes)
+        return changes
+
+    def _scan_run(self, run_id: str, changes: _Changes) -> None:
+        log = self._logs[run_id]
+        path = self.path / log.path
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return
+        if size < log.size or (size > log.size and not log.loaded):
+            # rewritten under us (a restarted writer cut unacknowledged lines), or grown while
+            # its events are not in memory: read it again from the start
+            scanned = self._read_log(log.path, truncate=False)
+            changes.removed.append(run_id)
+            if scanned is not None:
+                changes.new.append((log.path, scanned))
+        elif size > log.size:
+            with open(path, "rb") as f:
+                f.seek(log.size)
+                data = f.read(size - log.size)
+            scanned = scan_records(path, data, first_line=log.lines + 1)
+            if scanned.items:
+                changes.grown.append((run_id, scanned.items, scanned.size, scanned.lines))
+        known = {s.path for (r, _), s in self._streams_on_disk.items() if r == run_id}
+        for rel in stream_files(self.path, run_id):
+            if rel not in known:
+                loaded = read_stream_file(self.path, rel, truncate=False)
+                if loaded is not None:
+                    changes.streams.append((run_id, loaded))
+        for (r, _), stream in list(self._streams_on_disk.items()):
+            if r == run_id and not stream.closed:
+                tail = read_stream_tail(self.path, stream)
+                if tail is not None:
+                    changes.streams.append((run_id, tail))
+
+    def _apply_changes(self, changes: _Changes) -> None:
+        touched: set[str] = set()
+        for run_id in changes.removed:
+            state = self._log.runs.get(run_id)
+            if state is not None:
+                self._log.purge(state)
+                del self._logs[run_id]
+                state.changed.fire()
+                state.streams_changed.fire()
+        for run_id, records, size, lines in changes.grown:
+            if run_id in self._log.runs:
+                self._replay(run_id, records, size, lines)
+                touched.add(run_id)
+        for rel, scanned in changes.new:
+            touched.add(self._install_log(rel, scanned).run.run_id)
+        for run_id, loaded in changes.streams:
+            state = self._log.runs.get(run_id)
+            if state is None:
+                continue
+            key = (run_id, loaded.name)
+            stream = state.streams.setdefault(loaded.name, StreamState())
+            stream.chunks.extend(loaded.chunks)
+            stream.closed = loaded.closed
+            known = self._streams_on_disk.setdefault(key, loaded)
+            known.size, known.closed = loaded.size, loaded.closed
+            state.streams_changed.fire()
+        if not (touched or changes.removed):
+            return
+        rebuild_tokens(self._log)
+        self._changes += 1
+        self._world_changed.fire()
+        for run_id in touched:
+            state = self._log.runs[run_id]
+            state.changed.fire()
+            state.streams_changed.fire()
+
+
+async def _settled(future: asyncio.Future[None]) -> bool:
+    """Wait for a write even if the waiting task is cancelled meanwhile.
+
+    What follows a write (applying it to the views) must happen once it is on disk, or the
+    views would miss what the logs hold. Returns whether a cancellation arrived; the caller
+    finishes its bookkeeping and then raises it. A failed write raises its error.
+    """
+    cancelled = False
+    while True:
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if future.cancelled():
+                raise
+            cancelled = True
+            continue
+        return cancelled
+
+
+def _observe(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _parse_bool(key: str, value: str, url: str) -> bool:
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigurationError(f"option {key}={value!r} in {url!r} must be 1 or 0 (true/false)")
