@@ -33,6 +33,7 @@ from worldflow.worlds._events import (
     decode_events,
     encode_event,
 )
+from worldflow.worlds._file import FileWorld
 from worldflow.worlds._ids import new_id
 from worldflow.worlds._memory import MemoryWorld
 from worldflow.worlds._open import DEFAULT_WORLD_URL, open_world
@@ -73,6 +74,7 @@ __all__ = [
     "EventLog",
     "EventRaised",
     "EventResult",
+    "FileWorld",
     "Hook",
     "HookConflict",
     "HookCreated",
