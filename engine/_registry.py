@@ -170,6 +170,9 @@ def encode_arguments(
     Defaults are not filled in, so a later change of a default value does not change what
     earlier calls recorded. Raises ``TypeError`` (bad call) or ``SerializationError``.
     """
+    arguments = _fast_bind(signature, args, kwargs)
+    if arguments is not None:
+        return _encode_arguments(arguments, what)
     try:
         bound = signature.bind(*args, **kwargs)
     except TypeError as exc:
@@ -182,10 +185,39 @@ def encode_arguments(
             arguments[p.name] = dict(sorted(arguments[p.name].items()))
         elif p.kind is inspect.Parameter.VAR_POSITIONAL:
             arguments[p.name] = list(arguments[p.name])
+    return _encode_arguments(arguments, what)
+
+
+def _encode_arguments(arguments: dict[str, Any], what: str) -> Payload:
     try:
         return _serde.encode(arguments)
     except SerializationError as exc:
         raise SerializationError(f"the arguments of {what} cannot be recorded: {exc}") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain_names(signature: inspect.Signature) -> tuple[str, ...] | None:
+    """The parameter names if every parameter is a plain positional-or-keyword one."""
+    params = signature.parameters.values()
+    if all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params):
+        return tuple(signature.parameters)
+    return None
+
+
+def _fast_bind(
+    signature: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> dict[str, Any] | None:
+    """``signature.bind(...).arguments`` for the common call that passes every parameter of
+    a plain signature (``Signature.bind`` costs tens of microseconds); ``None`` otherwise."""
+    names = _plain_names(signature)
+    if names is None or len(args) + len(kwargs) != len(names) or len(args) > len(names):
+        return None
+    arguments = dict(zip(names, args, strict=False))
+    for name in names[len(args) :]:
+        if name not in kwargs:
+            return None
+        arguments[name] = kwargs[name]
+    return arguments
 
 
 def decode_arguments(

@@ -150,6 +150,23 @@ def test_inputs_are_bound_arguments() -> None:
     assert kw.decode_input(kw.encode_input("o", cents=3)) == (("o",), {"cents": 3})
 
 
+def test_plain_signatures_bind_the_same_on_the_fast_path() -> None:
+    definition = charge.definition
+    calls: list[tuple[tuple[object, ...], dict[str, object]]] = [
+        (("o", 5), {}),
+        (("o",), {"cents": 5}),
+        ((), {"cents": 5, "order_id": "o"}),
+    ]
+    encoded = {bytes(definition.encode_input(*args, **kwargs)) for args, kwargs in calls}
+    assert encoded == {b'{"order_id":"o","cents":5}'}
+    with pytest.raises(TypeError, match="multiple values for argument 'order_id'"):
+        definition.encode_input("o", order_id="p")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'nope'"):
+        definition.encode_input("o", 5, nope=5)
+    with pytest.raises(TypeError, match="too many positional arguments"):
+        definition.encode_input("o", 5, 6)
+
+
 def test_registry_lookups() -> None:
     registry = Registry([checkout, named.definition], steps=[charge])
     assert [w.name for w in registry.workflows] == [checkout.name, "renamed-flow"]
