@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from worldflow.worlds import MemoryWorld, World
+from worldflow.worlds import FileWorld, MemoryWorld, World
 
 
 @asynccontextmanager
@@ -24,6 +24,13 @@ async def memory_world(path: Path) -> AsyncIterator[World]:
         await world.aclose()
 
 
+@asynccontextmanager
+async def file_world(path: Path) -> AsyncIterator[World]:
+    async with FileWorld(path / "world", fsync=True) as world:
+        yield world
+
+
 WORLD_FACTORIES = [
     pytest.param(memory_world, id="memory"),
+    pytest.param(file_world, id="file"),
 ]
