@@ -227,27 +227,32 @@ class Engine:
     async def recover(self) -> int:
         """Drive every non-terminal, unsuspended run of the served workflows from its log.
 
-        Called on enter; returns how many runs it picked up. Suspended runs wait for
-        ``resume``.
+        Called on enter, and returns once each of those runs is rebuilt: its timers re-armed
+        and its unfinished steps running again. Suspended runs wait for ``resume``. Returns
+        how many runs it picked up.
         """
         driver = self.driver
         gate = asyncio.Semaphore(_RECOVERY_CONCURRENCY)
 
         async def one(run_id: str) -> None:
             async with gate:
-                await driver.drive(run_id)
+                try:
+                    await driver.drive(run_id)
+                except Exception:
+                    log.exception("recovering run %s", run_id)
 
-        count = 0
+        run_ids: list[str] = []
         cursor: str | None = None
         while True:
             page = await self.world.list_runs(status=_ACTIVE, order="asc", cursor=cursor)
-            for run in page.items:
-                if self.registry.has_workflow(run.workflow_name):
-                    self._spawn(one(run.run_id), f"recover {run.run_id}")
-                    count += 1
+            run_ids.extend(
+                r.run_id for r in page.items if self.registry.has_workflow(r.workflow_name)
+            )
             if not page.has_more:
-                return count
+                break
             cursor = page.cursor
+        await asyncio.gather(*(one(run_id) for run_id in run_ids))
+        return len(run_ids)
 
     async def _consume_queue(self, queue: str) -> None:
         world = self.world
