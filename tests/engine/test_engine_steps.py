@@ -21,11 +21,12 @@ from worldflow import (
     WorkflowFailedError,
     WorkflowFunction,
     get_step_metadata,
+    get_workflow_metadata,
     step,
     workflow,
 )
 from worldflow._instance import WorkflowMetadata
-from worldflow._step_context import StepMetadata, step_workflow_metadata
+from worldflow._step_context import StepMetadata
 from worldflow._steps import StepJob
 from worldflow.worlds import (
     MemoryWorld,
@@ -176,8 +177,7 @@ async def metadata_probe() -> dict[str, object]:
 @step
 async def probe_metadata() -> dict[str, object]:
     meta = get_step_metadata()
-    run = step_workflow_metadata()
-    assert run is not None
+    run = get_workflow_metadata()
     return {
         "step_id": meta.step_id,
         "attempt": meta.attempt,
