@@ -20,6 +20,7 @@ import dataclasses
 import datetime as dt
 import enum
 import importlib
+import math
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -65,6 +66,8 @@ def _load_class(path: str) -> type:
 def _to_json(value: Any, path: str) -> Any:
     """Turn ``value`` into JSON-native data, tagging what JSON cannot hold."""
     t = type(value)
+    if t is float and not math.isfinite(value):  # JSON has no inf/nan: msgspec writes null
+        return {_TAG: "float", "v": repr(value)}
     if t in _SCALARS:
         return value
     if t is list:
@@ -141,6 +144,8 @@ def _from_json(value: Any) -> Any:
             return {_from_json(x) for x in v}
         case "frozenset":
             return frozenset(_from_json(x) for x in v)
+        case "float":
+            return float(v)
         case "datetime":
             return dt.datetime.fromisoformat(v)
         case "date":
