@@ -24,7 +24,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from worldflow import _serde
@@ -71,6 +71,7 @@ STEP_QUEUE = "steps"
 _PAGE = 1000
 _MAX_CONFLICTS = 8  # re-drives from the log in a row before giving the run a rest
 _FINALIZED_MEMORY = 10_000
+_MAX_RETRY_DELAY = 30.0
 _TERMINAL = (RunCompleted, RunFailed, RunCancelled)
 
 Spawn = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any] | None"]
@@ -103,6 +104,7 @@ class Slot:
         "conflicts",
         "created",
         "driving",
+        "failures",
         "fetch",
         "inbox",
         "instance",
@@ -129,6 +131,7 @@ class Slot:
         self.again = False
         self.fetch = False
         self.conflicts = 0
+        self.failures = 0
         self.jobs: dict[str, StepJob] = {}
         self.timer: asyncio.Task[Any] | None = None
         self.timer_at: datetime | None = None
@@ -249,6 +252,22 @@ class Driver:
                 await self._drive_once(slot, handoff)
                 if not slot.again:
                     break
+            slot.failures = 0
+        except Exception:
+            # A world error (or an engine bug): start again from the log a little later,
+            # backing off, rather than leave the run stuck until the next restart.
+            slot.failures += 1
+            delay = min(_MAX_RETRY_DELAY, 0.05 * 2 ** min(slot.failures - 1, 16))
+            log.exception(
+                "run %s: driving failed (%d in a row); retrying from the log in %.2fs",
+                run_id,
+                slot.failures,
+                delay,
+            )
+            self._drop_instance(slot)
+            at = self.clock.now() + timedelta(seconds=delay)
+            if slot.timer_at is None or at < slot.timer_at:
+                self._arm(slot, at)
         finally:
             slot.driving = False
             self._release(slot)

@@ -284,8 +284,13 @@ class StepRunner:
             definition = self._registry.step(job.step_name)
         except StepNotRegisteredError as exc:
             release(reserved)
-            failed = StepFailed(**self._ids(job), error=error_info(exc))
+            failed = StepFailed(
+                run_id=job.run_id, correlation_id=job.step_id, error=error_info(exc)
+            )
             await self._record(job, failed, True, handoff)
+            return
+        if job.is_cancelled():
+            release(reserved)
             return
         while not job.is_cancelled():
             held = reserved
@@ -315,9 +320,6 @@ class StepRunner:
                 return
             job.retry_after = outcome.retry_at
 
-    def _ids(self, job: StepJob) -> dict[str, Any]:
-        return {"run_id": job.run_id, "correlation_id": job.step_id}
-
     async def _record(
         self, job: StepJob, event: AnyEvent, final: bool, handoff: list[StepJob] | None
     ) -> bool:
@@ -335,7 +337,9 @@ class StepRunner:
 
     async def _start(self, job: StepJob) -> EventResult | None:
         try:
-            return await self._world.append(job.run_id, [StepStarted(**self._ids(job))])
+            return await self._world.append(
+                job.run_id, [StepStarted(run_id=job.run_id, correlation_id=job.step_id)]
+            )
         except (RunTerminalError, RunNotFoundError):
             return None
         except (EntityConflictError, StepNotFoundError):
@@ -365,7 +369,9 @@ class StepRunner:
                 f"step {definition.name!r} was started {attempt} times, more than its "
                 f"{max_attempts} attempt(s) (max_retries={definition.options.max_retries})"
             )
-            return _Outcome(StepFailed(**self._ids(job), error=error_info(exc)))
+            return _Outcome(
+                StepFailed(run_id=job.run_id, correlation_id=job.step_id, error=error_info(exc))
+            )
         loop = asyncio.get_running_loop()
         ctx = StepContext(
             metadata=StepMetadata(
@@ -384,7 +390,9 @@ class StepRunner:
         try:
             args, kwargs = definition.decode_input(job.input)
         except (TypeError, SerializationError) as exc:
-            return _Outcome(StepFailed(**self._ids(job), error=error_info(exc)))
+            return _Outcome(
+                StepFailed(run_id=job.run_id, correlation_id=job.step_id, error=error_info(exc))
+            )
         token = set_current_step(ctx)
         timeout = definition.options.timeout
         scope: asyncio.Timeout | None = None
@@ -396,9 +404,17 @@ class StepRunner:
                 async with asyncio.timeout(timeout.total_seconds()) as scope:
                     value = await self._call(definition, args, kwargs)
             job.in_user_code = False
-            return _Outcome(StepCompleted(**self._ids(job), result=_serde.encode(value)))
+            return _Outcome(
+                StepCompleted(
+                    run_id=job.run_id, correlation_id=job.step_id, result=_serde.encode(value)
+                )
+            )
         except StepSuspension as suspension:
-            return _Outcome(StepSuspended(**self._ids(job), payload=suspension.payload))
+            return _Outcome(
+                StepSuspended(
+                    run_id=job.run_id, correlation_id=job.step_id, payload=suspension.payload
+                )
+            )
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if job.cancelled and task is not None and task.uncancel() == 0:
@@ -435,7 +451,7 @@ class StepRunner:
         # Retrying cannot fix a bad call or an unencodable result: fail at once.
         fatal = isinstance(exc, (FatalError, SerializationError, StepNotRegisteredError))
         if fatal or attempt >= max_attempts:
-            return _Outcome(StepFailed(**self._ids(job), error=info))
+            return _Outcome(StepFailed(run_id=job.run_id, correlation_id=job.step_id, error=info))
         now = self._clock.now()
         retry_at = None
         if isinstance(exc, RetryableError):
@@ -444,5 +460,8 @@ class StepRunner:
             delay: timedelta = definition.options.backoff.delay(attempt)
             retry_at = now + delay
         return _Outcome(
-            StepRetrying(**self._ids(job), error=info, retry_after=retry_at), retry_at=retry_at
+            StepRetrying(
+                run_id=job.run_id, correlation_id=job.step_id, error=info, retry_after=retry_at
+            ),
+            retry_at=retry_at,
         )

@@ -7,7 +7,7 @@ more is recorded), then entering a new engine on the same world.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
@@ -23,6 +23,7 @@ from tests.engine.runtime import (
 from worldflow import (
     Engine,
     WorkflowFunction,
+    WorldError,
     create_hook,
     sleep,
     step,
@@ -32,6 +33,8 @@ from worldflow._child import CHILD_TOKEN_PREFIX
 from worldflow._driver import RUN_QUEUE
 from worldflow._registry import Backoff
 from worldflow.worlds import (
+    AnyEvent,
+    EventResult,
     HookReceived,
     MemoryWorld,
     QueueMessage,
@@ -296,3 +299,29 @@ async def test_blocked_on_says_what_a_run_waits_for(world: MemoryWorld) -> None:
         await engine.resume_hook("blocked:1", 1)
         assert await run.result(timeout=WAIT) == 1
         assert engine.blocked_on(run.run_id) is None  # finished runs leave the cache
+
+
+class FlakyWorld(MemoryWorld):
+    """A memory world whose appends of ``wait_completed`` fail the first ``failures`` times."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def append(self, run_id: str, events: Sequence[AnyEvent]) -> EventResult:
+        if self.failures and any(e.type == "wait_completed" for e in events):
+            self.failures -= 1
+            raise WorldError("disk on fire (for a moment)")
+        return await super().append(run_id, events)
+
+
+async def test_a_world_error_while_driving_is_retried(caplog: pytest.LogCaptureFixture) -> None:
+    world = FlakyWorld(failures=2)
+    try:
+        async with running(world, WORKFLOWS) as engine:
+            run = await engine.start(nap_then_step, "flaky-world")
+            assert await run.result(timeout=WAIT) == "done flaky-world"
+    finally:
+        await world.aclose()
+    assert world.failures == 0
+    assert caplog.text.count("driving failed") == 2
