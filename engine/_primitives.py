@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import uuid as _uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Generator
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -106,7 +106,7 @@ class Hook(Generic[T]):
             raise WorkflowInstance.hook_gone(self._op) from None
         return value
 
-    def __await__(self) -> Any:
+    def __await__(self) -> Generator[Any, None, T]:
         return self.receive().__await__()
 
     def __aiter__(self) -> Hook[T]:

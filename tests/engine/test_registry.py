@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import assert_type
+from typing import Any, assert_type
 
 import pytest
 
@@ -11,7 +11,10 @@ from worldflow import (
     Backoff,
     ConfigurationError,
     StepNotRegisteredError,
+    WebhookRequest,
     WorkflowNotRegisteredError,
+    create_hook,
+    create_webhook,
     step,
     workflow,
 )
@@ -48,6 +51,9 @@ async def _typed_uses() -> None:
     assert_type(await refund("o-1", cents=2), bool)
     assert_type(await checkout("o-1"), str)
     assert_type(checkout.definition.name, str)
+    webhook = create_webhook()
+    assert_type(await webhook, WebhookRequest)
+    assert_type(await create_hook(), Any)
 
 
 def test_default_names_are_module_and_qualname() -> None:
