@@ -104,6 +104,9 @@ def test_tasks_and_gather_run_on_the_workflow_loop() -> None:
         (lambda loop: loop.add_signal_handler(2, print), "signal handlers"),
         (lambda loop: loop.add_reader(0, print), "file descriptor readers"),
         (lambda loop: loop.set_default_executor(None), "no executor"),
+        (lambda loop: loop.subprocess_exec(print, "ls").send(None), "subprocesses"),
+        (lambda loop: loop.create_connection(print, "localhost", 80).send(None), "network"),
+        (lambda loop: loop.getaddrinfo("localhost", 80).send(None), "DNS"),
     ],
 )
 def test_refused_calls_name_the_replacement(call: Any, needle: str) -> None:
