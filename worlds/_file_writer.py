@@ -328,12 +328,8 @@ class Writer:
         entry = [fd, os.fstat(fd).st_size]
         self._files[path] = entry
         if len(self._files) > _MAX_OPEN_FILES:
-            old_path, (old_fd, _) = self._files.popitem(last=False)
-            if self.fsync and old_path in self._dirty:
-                os.fsync(old_fd)  # a checkpoint will not find it open any more
-                self.stats.syncs += 1
-                self._dirty.discard(old_path)
-            os.close(old_fd)
+            _, (old_fd, _) = self._files.popitem(last=False)
+            os.close(old_fd)  # if it is dirty, the checkpoint opens it again to sync it
         return entry
 
     def _write(self, path: str, data: bytes) -> int:
@@ -385,16 +381,16 @@ class Writer:
         journal = self._journal
         if journal is None:
             return
-        fds = [self._files[p][0] for p in self._dirty if p in self._files]
-        if len(fds) > 4:
+        dirty = list(self._dirty)
+        if len(dirty) > 4:
             # syncs of different files overlap well in the kernel; run them side by side
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="wf-sync")
-            list(self._pool.map(os.fsync, fds))
+            list(self._pool.map(self._sync_file, dirty))
         else:
-            for fd in fds:
-                os.fsync(fd)
-        self.stats.syncs += len(fds)
+            for path in dirty:
+                self._sync_file(path)
+        self.stats.syncs += len(dirty)
         for directory in sorted(self._dirty_dirs, key=lambda p: len(p.parts), reverse=True):
             if directory.exists():
                 fsync_dir(directory)
@@ -403,6 +399,17 @@ class Writer:
         self._dirty_dirs.clear()
         journal.restart()
         self.stats.checkpoints += 1
+
+    def _sync_file(self, path: str) -> None:
+        entry = self._files.get(path)
+        if entry is not None:
+            os.fsync(entry[0])
+            return
+        fd = os.open(self.root / path, os.O_RDONLY)  # closed to bound the open files
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _close_files(self) -> None:
         for fd, _ in self._files.values():
