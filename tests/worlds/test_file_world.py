@@ -29,12 +29,14 @@ from worldflow import (
 from worldflow.worlds import (
     FileWorld,
     HookCreated,
+    HookStatus,
     QueueMessage,
     RunCompleted,
     RunStatus,
     StepCompleted,
     WaitCreated,
     World,
+    _file_writer,
     open_world,
 )
 from worldflow.worlds._suite import new_run, payload, start_step
@@ -100,7 +102,8 @@ async def views(world: World) -> dict[str, object]:
         seen[f"streams {run.run_id}"] = await world.list_streams(run.run_id)
     seen["hooks"] = (await world.list_hooks()).items
     seen["waits"] = (await world.list_waits()).items
-    seen["tokens"] = [(h.token, h.hook_id) for h in (await world.list_hooks(status="active")).items]
+    live = (await world.list_hooks(status=HookStatus.ACTIVE)).items
+    seen["tokens"] = [(h.token, h.hook_id) for h in live]
     seen["chunks"] = [c async for c in world.read_stream("r-live", "out", follow=False)]
     return seen
 
@@ -346,8 +349,8 @@ async def test_a_killed_writer_loses_nothing_acknowledged(tmp_path: Path) -> Non
     acked: dict[str, int] = {}
     for line in printed.splitlines():
         if line.startswith("r"):
-            rid, seq = line.split()
-            acked[rid] = max(acked.get(rid, 0), int(seq))
+            rid, number = line.split()
+            acked[rid] = max(acked.get(rid, 0), int(number))
     assert "enqueued" in printed
     assert '"pid"' in (root / "LOCK").read_text()  # no clean release...
     async with FileWorld(root) as world:  # ...but the lock died with its holder
@@ -544,3 +547,27 @@ async def test_events_of_indexed_runs_load_on_demand(tmp_path: Path) -> None:
 
 
 NULL_1 = msgspec.Raw(b"1")
+
+
+async def test_checkpoints_and_closed_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_file_writer, "_WAL_LIMIT", 4096)  # a checkpoint every few commits
+    monkeypatch.setattr(_file_writer, "_MAX_OPEN_FILES", 4)  # files closed while dirty
+    root = tmp_path / "w"
+    async with FileWorld(root) as world:
+        await asyncio.gather(*(new_run(world, f"r{i}") for i in range(30)))
+        for _ in range(3):
+            for i in range(30):
+                await start_step(world, f"r{i}")
+        stats = world.writer_stats
+        assert stats is not None
+        assert stats.checkpoints > 3
+        before = await views_of_runs(world, 30)
+    assert _file_writer.replay_wal(root) == 0  # closed: nothing left to replay
+    async with FileWorld(root) as world:
+        assert await views_of_runs(world, 30) == before
+
+
+async def views_of_runs(world: World, count: int) -> list[object]:
+    return [(await world.list_events(f"r{i}")).items for i in range(count)]
