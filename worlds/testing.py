@@ -27,14 +27,47 @@ dense ``seq`` under concurrent appends, atomic batches, malformed events, not-fo
 every read, pagination without gaps or repeats, the ``list_runs`` filters, purge,
 notifications, the queue (idempotency, delays, leases that expire, nack, extend) and streams
 with a live tail. The parts are also available alone (:class:`LogConformance`, ...).
+
+:func:`run_world_state_machine` drives a world with random valid and invalid appends and purges
+(a hypothesis state machine, :class:`WorldStateMachine`) and compares every answer and view
+with a small model of the rules. Give it a :data:`WorldFactory`::
+
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def my_world(path):
+        world = await MyWorld.open(path)
+        try:
+            yield world
+        finally:
+            await world.aclose()
+
+    def test_my_world_state_machine() -> None:
+        run_world_state_machine(my_world)   # WORLDFLOW_SLOW=1 for the long budget
 """
 
 from __future__ import annotations
 
-from worldflow.worlds._suite import WorldFactory
-from worldflow.worlds._suite_log import LogConformance
-from worldflow.worlds._suite_queue import QueueConformance, StreamConformance
-from worldflow.worlds._suite_reads import ReadConformance
+import pytest
+
+# The suite's asserts live in these modules: let pytest explain their failures.
+pytest.register_assert_rewrite(
+    "worldflow.worlds._suite",
+    "worldflow.worlds._suite_log",
+    "worldflow.worlds._suite_queue",
+    "worldflow.worlds._suite_reads",
+    "worldflow.worlds._suite_stateful",
+)
+
+from worldflow.worlds._suite import WorldFactory  # noqa: E402
+from worldflow.worlds._suite_log import LogConformance  # noqa: E402
+from worldflow.worlds._suite_queue import QueueConformance, StreamConformance  # noqa: E402
+from worldflow.worlds._suite_reads import ReadConformance  # noqa: E402
+from worldflow.worlds._suite_stateful import (  # noqa: E402
+    WorldStateMachine,
+    run_world_state_machine,
+    state_machine_settings,
+)
 
 __all__ = [
     "LogConformance",
@@ -43,6 +76,9 @@ __all__ = [
     "StreamConformance",
     "WorldConformance",
     "WorldFactory",
+    "WorldStateMachine",
+    "run_world_state_machine",
+    "state_machine_settings",
 ]
 
 
