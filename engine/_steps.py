@@ -158,6 +158,7 @@ class StepJob:
         "cancelled",
         "in_user_code",
         "input",
+        "own_cancels",
         "reserved",
         "resume_data",
         "retry_after",
@@ -165,6 +166,7 @@ class StepJob:
         "step_id",
         "step_name",
         "task",
+        "timed_out",
         "workflow",
     )
 
@@ -193,15 +195,38 @@ class StepJob:
         self.task: asyncio.Task[Any] | None = None
         self.in_user_code = False
         self.cancelled = False
+        self.timed_out = False
+        self.own_cancels = 0  # task.cancel() calls made by the engine (run cancel, timeout)
 
     def cancel(self) -> None:
         """Stop the job without recording anything (its run was cancelled)."""
         self.cancelled = True
+        self._interrupt()
+
+    def time_out(self) -> None:
+        """The attempt ran past the step's timeout: interrupt it (a retryable failure)."""
+        if self.in_user_code:
+            self.timed_out = True
+            self._interrupt()
+
+    def _interrupt(self) -> None:
         task = self.task
         # Interrupt only the user's function: a world append in flight must finish (or
         # fail) on its own, or a half-done write could be abandoned.
         if task is not None and self.in_user_code and not task.done():
+            self.own_cancels += 1
             task.cancel()
+
+    def absorb_cancels(self) -> bool:
+        """Take back the engine's own cancellations of the task; False if someone else
+        (engine shutdown) cancelled it too, so the ``CancelledError`` must go on."""
+        task = self.task
+        if task is None:
+            return True
+        while self.own_cancels:
+            self.own_cancels -= 1
+            task.uncancel()
+        return task.cancelling() == 0
 
     def is_cancelled(self) -> bool:
         """Whether :meth:`cancel` was called (re-read after every ``await``)."""
@@ -395,42 +420,53 @@ class StepRunner:
             )
         token = set_current_step(ctx)
         timeout = definition.options.timeout
-        scope: asyncio.Timeout | None = None
+        job.task = asyncio.current_task()
+        job.timed_out = False
+        # The timeout is on the engine's clock (not loop time), so a virtual clock governs it.
+        watchdog = None
+        if timeout is not None:
+            watchdog = loop.create_task(self._watchdog(job, timeout.total_seconds()))
+        failure: BaseException | None = None
+        event: AnyEvent | None = None
         job.in_user_code = True
         try:
-            if timeout is None:
-                value = await self._call(definition, args, kwargs)
-            else:
-                async with asyncio.timeout(timeout.total_seconds()) as scope:
-                    value = await self._call(definition, args, kwargs)
+            value = await self._call(definition, args, kwargs)
             job.in_user_code = False
-            return _Outcome(
-                StepCompleted(
-                    run_id=job.run_id, correlation_id=job.step_id, result=_serde.encode(value)
-                )
+            event = StepCompleted(
+                run_id=job.run_id, correlation_id=job.step_id, result=_serde.encode(value)
             )
         except StepSuspension as suspension:
-            return _Outcome(
-                StepSuspended(
-                    run_id=job.run_id, correlation_id=job.step_id, payload=suspension.payload
-                )
+            event = StepSuspended(
+                run_id=job.run_id, correlation_id=job.step_id, payload=suspension.payload
             )
         except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if job.cancelled and task is not None and task.uncancel() == 0:
-                return _Outcome(None)  # Engine.cancel: the run is over, record nothing
-            raise
+            if not (job.cancelled or job.timed_out) or not job.absorb_cancels():
+                raise  # the engine is stopping: nothing is recorded, recovery runs it again
         except Exception as exc:  # the step's failure, recorded (never the engine's)
-            failure: Exception = exc
-            if scope is not None and scope.expired():
-                failure = TimeoutError(
-                    f"step {definition.name!r} attempt {attempt} timed out after "
-                    f"{timeout.total_seconds() if timeout else 0:g}s"
-                )
-            return self._failure(job, failure, attempt, max_attempts, definition)
+            failure = exc
         finally:
             job.in_user_code = False
+            if watchdog is not None:
+                watchdog.cancel()
             reset_current_step(token)
+        if not job.absorb_cancels():
+            # Cancelled after the function returned (it swallowed ours): the engine stops.
+            raise asyncio.CancelledError
+        if job.cancelled:
+            return _Outcome(None)  # Engine.cancel: the run is over, record nothing
+        if job.timed_out:
+            seconds = timeout.total_seconds() if timeout is not None else 0.0
+            failure = TimeoutError(
+                f"step {definition.name!r} attempt {attempt} timed out after {seconds:g}s"
+            )
+        if failure is not None or event is None:
+            assert isinstance(failure, Exception)
+            return self._failure(job, failure, attempt, max_attempts, definition)
+        return _Outcome(event)
+
+    async def _watchdog(self, job: StepJob, seconds: float) -> None:
+        await self._clock.sleep(seconds)
+        job.time_out()
 
     async def _call(
         self, definition: StepDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]

@@ -38,6 +38,7 @@ from worldflow.worlds import (
     StepStarted,
     StepStatus,
 )
+from worldflow.worlds._clock import SystemClock
 from worldflow.worlds._records import NULL
 
 pytestmark = pytest.mark.anyio
@@ -406,3 +407,35 @@ async def test_a_result_recorded_elsewhere_first_wins(world: MemoryWorld) -> Non
     kinds = [e.type for e in await log_of(world, "r-unknown")]
     assert kinds.count("step_completed") == 1
     assert "step_failed" not in kinds
+
+
+class FastClock(SystemClock):
+    """Real time, but every wait is a thousand times shorter (timeouts, backoff, timers)."""
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds / 1000)
+
+
+@step(max_retries=1, timeout="30s", backoff="20s")
+async def stubborn(key: str) -> str:
+    """Hang the first time, swallowing the engine's cancellation; answer the second time."""
+    if called(key) == 1:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            return "swallowed"  # a timed-out attempt stays a failure even so
+    return "second"
+
+
+@workflow
+async def one_stubborn(key: str) -> str:
+    return await stubborn(key)
+
+
+async def test_step_timeouts_and_backoff_run_on_the_engine_clock(world: MemoryWorld) -> None:
+    async with running(world, [one_stubborn], clock=FastClock()) as engine:
+        run = await engine.start(one_stubborn, "st")
+        assert await run.result(timeout=WAIT) == "second"  # 30 s + 20 s on the fast clock
+    retry = next(e for e in await log_of(world, run.run_id) if isinstance(e, StepRetrying))
+    assert retry.error.name == "TimeoutError"
+    assert "timed out after 30s" in retry.error.message
