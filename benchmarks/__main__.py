@@ -11,7 +11,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from benchmarks._report import render_checks, render_table, write_json
+from benchmarks._report import render_checks, render_machine, render_table, write_json
 from benchmarks._suite import ALL_WORKLOADS, Options, run_suite
 
 RESULTS = Path(__file__).parent / "results"
@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(render_table(report))
     print()
+    print(render_machine(report))
     for note in report.notes:
         print(f"note: {note}")
     print(render_checks(report))

@@ -7,6 +7,7 @@ floor measured in the same run (or an absolute bound where the issue gives one).
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from collections.abc import Iterable, Sequence
@@ -97,15 +98,29 @@ class Report(msgspec.Struct, kw_only=True):
 
 
 def machine() -> dict[str, str]:
-    """What the figures depend on: CPU count, Python, OS."""
-    import os
-
+    """What the figures depend on: CPUs, Python, OS, and how busy the machine was."""
     return {
         "cpus": str(os.cpu_count()),
         "python": sys.version.split()[0],
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
+        "load_average_1m": load_average(),
     }
+
+
+def load_average() -> str:
+    """The 1-minute load average: above the CPU count, other work skews the figures."""
+    return f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "unknown"
+
+
+def render_machine(report: Report) -> str:
+    """One line: where and how busy the figures were measured."""
+    m = report.machine
+    return (
+        f"machine: {m['cpus']} CPUs, {m['implementation']} {m['python']}, {m['platform']}; "
+        f"load average {m['load_average_1m']} at start, {m.get('load_average_1m_end', '?')} "
+        "at end"
+    )
 
 
 @dataclass(frozen=True)

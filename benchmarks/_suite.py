@@ -12,7 +12,7 @@ from pathlib import Path
 
 from benchmarks import _floors
 from benchmarks._measure import Figures, Outcome, median_figures
-from benchmarks._report import PEERS, Check, Figure, Report, judge
+from benchmarks._report import PEERS, Check, Figure, Report, judge, load_average
 from benchmarks._sizes import FULL, QUICK, Sizes
 from benchmarks._workloads import WORKLOADS, Workload
 from benchmarks._worlds import WORLDS, Cell, WorldSpec, WorldUnavailable, probe
@@ -64,6 +64,7 @@ async def run_suite(options: Options) -> Report:
                 _record(report, workload, spec.name, "world", outcome)
     report.figures.extend(peer for peer in PEERS if peer.workload in options.workloads)
     report.verdicts = judge(report.figures)
+    report.machine["load_average_1m_end"] = load_average()
     return report
 
 
