@@ -290,6 +290,14 @@ class Driver:
                 self._release(slot)
         return dropped
 
+    def forget(self, run_id: str) -> None:
+        """The run was purged: drop everything this driver remembers of it."""
+        self.evict(run_id)
+        self._finalized.pop(run_id, None)
+        slot = self._slots.get(run_id)
+        if slot is not None:
+            self._release(slot)
+
     def progress(self, run_id: str) -> Progress | None:
         """The cached instance's :class:`Progress` (``blocked_on`` etc.), if it is cached."""
         slot = self._slots.get(run_id)

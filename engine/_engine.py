@@ -567,4 +567,4 @@ class Engine:
         Unknown run → ``RunNotFoundError``; a run still going → ``RunNotTerminalError``.
         """
         await self.world.purge(run_id)
-        self.driver.evict(run_id)
+        self.driver.forget(run_id)

@@ -30,6 +30,7 @@ from worldflow import (
     create_hook,
     create_webhook,
     get_state,
+    get_writable,
     set_state,
     step,
     workflow,
@@ -85,6 +86,18 @@ async def plain_webhook() -> str:
     """Wait for one request on a webhook with the default response."""
     request: WebhookRequest = await create_webhook(metadata={"kind": "plain"})
     return request.method
+
+
+@step
+async def say_hi() -> str:
+    await get_writable().write("hi")
+    return "said"
+
+
+@workflow
+async def speaker_once() -> str:
+    """Write one value to the run's stream."""
+    return await say_hi()
 
 
 def not_a_workflow(x: int) -> int:
@@ -277,6 +290,10 @@ async def test_purge_deletes_finished_runs_only(world: MemoryWorld) -> None:
         assert not await done.exists()
         with pytest.raises(RunNotFoundError):
             await engine.purge("never-was")
+        # A purged run's id is free again, and the new run is wrapped up like any other.
+        again = await engine.start(speaker_once, run_id=done.run_id)
+        assert await again.result(timeout=WAIT) == "said"
+        assert [v async for v in again.readable()] == ["hi"]
 
 
 async def test_rerun_starts_a_new_run_from_the_old_input(world: MemoryWorld) -> None:
