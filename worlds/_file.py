@@ -41,14 +41,12 @@ import logging
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Self
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from worldflow._errors import (
     ConfigurationError,
-    CorruptLogError,
     EntityConflictError,
     InvalidEventError,
     RunNotFoundError,
@@ -57,24 +55,19 @@ from worldflow._errors import (
 )
 from worldflow.worlds._clock import Clock
 from worldflow.worlds._events import AnyEvent, Event
-from worldflow.worlds._file_batches import GuardedBatch, ReplayBatch, rebuild_tokens, reorder
+from worldflow.worlds._file_batches import GuardedBatch
 from worldflow.worlds._file_index import (
     INDEX_FILE,
-    IndexEntry,
     creation_keys,
-    decode_index,
-    encode_index,
 )
+from worldflow.worlds._file_load import LOG_SUFFIX, RUNS_DIR, STREAMS_DIR, Disk, LogFile
 from worldflow.worlds._file_log import (
     FORMAT_FILE,
-    Scanned,
     WriterLock,
     check_format,
     encode_record,
     file_stem,
     fsync_dir,
-    list_dir,
-    scan_records,
     write_format,
 )
 from worldflow.worlds._file_queue import QUEUE_FILE, JournaledQueues
@@ -83,53 +76,21 @@ from worldflow.worlds._file_streams import (
     close_frame,
     data_frames,
     header_frame,
-    read_all_streams,
-    read_stream_file,
-    read_stream_tail,
     stream_dir,
-    stream_files,
     stream_path,
 )
 from worldflow.worlds._file_writer import Writer, WriterStats, replay_wal
 from worldflow.worlds._memory import MemoryWorld
-from worldflow.worlds._memory_log import RunState, StreamState
+from worldflow.worlds._memory_log import RunState
 from worldflow.worlds._protocol import EventResult
-from worldflow.worlds._records import Lease, Page, QueueMessage, StepStatus
+from worldflow.worlds._records import Lease, Page, QueueMessage
 
 __all__ = ["FileWorld"]
 
 logger = logging.getLogger("worldflow.worlds.file")
 
-RUNS_DIR: Final = "runs"
-STREAMS_DIR: Final = "streams"
-_LOG_SUFFIX: Final = ".jsonl"
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
-
-Records = list[tuple[int, list[AnyEvent]]]
-
-
-@dataclass(slots=True)
-class _LogFile:
-    """A run's log file: where it is, how much of it the views hold (bytes, lines), the ids
-    of the events that created the run, its hooks and waits (see ``_file_index``), and
-    whether its events are in memory."""
-
-    path: str
-    size: int = 0
-    lines: int = 0
-    keys: dict[str, str] = field(default_factory=dict)
-    loaded: bool = True
-
-
-@dataclass(slots=True)
-class _Changes:
-    """What a read-only poll found on disk."""
-
-    new: list[tuple[str, Scanned[list[AnyEvent]]]] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    grown: list[tuple[str, Records, int, int]] = field(default_factory=list)
-    streams: list[tuple[str, LoadedStream]] = field(default_factory=list)
 
 
 class FileWorld(MemoryWorld):
@@ -172,14 +133,12 @@ class FileWorld(MemoryWorld):
         self._writer: Writer | None = None
         self._open_lock: asyncio.Lock | None = None
         self._opened = False
-        self._logs: dict[str, _LogFile] = {}
+        self._disk = Disk(self.path, self._log, fsync=fsync)
         self._turns: dict[str, tuple[asyncio.Lock, list[int]]] = {}
         self._claims: dict[str, str] = {}  # token -> run of an in-flight append claiming it
-        self._streams_on_disk: dict[tuple[str, str], LoadedStream] = {}
         self._closing: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._poller: asyncio.Task[None] | None = None
         self._poll_error: WorldflowError | None = None
-        self._runs_mtime = 0
 
     @classmethod
     async def from_url(cls, url: str) -> FileWorld:
@@ -254,7 +213,7 @@ class FileWorld(MemoryWorld):
         try:
             if self._writer is not None:
                 if self._writer.failed is None:
-                    await self._writer.replace(INDEX_FILE, self._index_bytes())
+                    await self._writer.replace(INDEX_FILE, self._disk.index_bytes())
                 await self._writer.aclose()
         finally:
             if self._lock is not None:
@@ -310,7 +269,7 @@ class FileWorld(MemoryWorld):
                 raise ConfigurationError(
                     f"there is no worldflow file world at {root} (no {FORMAT_FILE} file)"
                 )
-            self._load_runs(truncate=False)
+            self._disk.load(truncate=False)
             return
         root.mkdir(parents=True, exist_ok=True)
         self._lock = WriterLock.acquire(root)
@@ -327,163 +286,12 @@ class FileWorld(MemoryWorld):
                 if not (root / directory).exists():
                     (root / directory).mkdir()
                     fsync_dir(root)
-            self._load_runs(truncate=True)
-            self._load_queue()
+            self._disk.load(truncate=True)
+            self._disk.load_queue(self._queues)
         except BaseException:
             self._lock.release()
             self._lock = None
             raise
-
-    def _load_runs(self, *, truncate: bool) -> None:
-        runs_dir = self.path / RUNS_DIR
-        try:
-            self._runs_mtime = runs_dir.stat().st_mtime_ns
-        except FileNotFoundError:
-            self._runs_mtime = 0
-        found = sorted((e.name, e.stat().st_size) for e in list_dir(runs_dir, _LOG_SUFFIX))
-        index = self._read_index()
-        replayed = 0
-        for name, size in found:
-            rel = f"{RUNS_DIR}/{name}"
-            entry = index.get(rel)
-            if entry is not None and entry.size == size:
-                self._install_entry(entry)
-                continue
-            scanned = self._read_log(rel, truncate=truncate)
-            if scanned is not None:
-                self._install_log(rel, scanned)
-                replayed += 1
-        reorder(self._log, {run_id: log.keys for run_id, log in self._logs.items()})
-        self._load_streams(truncate=truncate)
-        if truncate and (replayed or len(index) != len(self._logs)):
-            self._write_index_now()
-
-    def _read_index(self) -> dict[str, IndexEntry]:
-        path = self.path / INDEX_FILE
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return {}
-        return decode_index(path, data)
-
-    def _index_bytes(self) -> bytes:
-        return encode_index(
-            IndexEntry.of(
-                self._log.runs[run_id], path=log.path, size=log.size, lines=log.lines, keys=log.keys
-            )
-            for run_id, log in self._logs.items()
-        )
-
-    def _write_index_now(self) -> None:
-        """Write the index while the world is still private to the opener (in its thread)."""
-        path = self.path / INDEX_FILE
-        tmp = path.with_name(f".{INDEX_FILE}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(self._index_bytes())
-            f.flush()
-            if self.fsync:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-        if self.fsync:
-            fsync_dir(self.path)
-
-    def _install_entry(self, entry: IndexEntry) -> RunState:
-        """Take a run's views from the index; its events stay on disk until needed."""
-        state = entry.to_state()
-        run_id = state.run.run_id
-        self._claim_run_id(run_id, entry.path)
-        self._log.runs[run_id] = state
-        self._logs[run_id] = _LogFile(entry.path, entry.size, entry.lines, dict(entry.keys), False)
-        return state
-
-    def _claim_run_id(self, run_id: str, rel: str) -> None:
-        if run_id in self._logs:
-            other = self._logs[run_id].path
-            raise CorruptLogError(
-                f"{self.path / rel}, line 1: run {run_id!r} also has the log {other}"
-            )
-
-    def _read_log(self, rel: str, *, truncate: bool) -> Scanned[list[AnyEvent]] | None:
-        """Read and decode a whole log; with ``truncate``, cut off a torn last line."""
-        path = self.path / rel
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return None  # purged meanwhile
-        scanned = scan_records(path, data)
-        if scanned.torn:
-            if truncate:
-                logger.warning(
-                    "%s: dropping %d bytes of a torn last line (a crash interrupted a write "
-                    "that was never acknowledged)",
-                    path,
-                    len(data) - scanned.size,
-                )
-                with open(path, "r+b") as f:
-                    f.truncate(scanned.size)
-                    if self.fsync:
-                        os.fsync(f.fileno())
-            else:
-                logger.debug("%s: ignoring an incomplete last line", path)
-        if not scanned.items:
-            if truncate:
-                path.unlink()  # a run whose first write never completed
-            return None
-        return scanned
-
-    def _install_log(self, rel: str, scanned: Scanned[list[AnyEvent]]) -> RunState:
-        """Replay a decoded log into the views (a run new to them)."""
-        run_id = scanned.items[0][1][0].run_id
-        self._claim_run_id(run_id, rel)
-        self._logs[run_id] = _LogFile(rel)
-        return self._replay(run_id, scanned.items, scanned.size, scanned.lines)
-
-    def _replay(self, run_id: str, records: Records, size: int, lines: int) -> RunState:
-        log = self._logs[run_id]
-        state: RunState | None = None
-        for line_no, events in records:
-            try:
-                batch = ReplayBatch(self._log, run_id, events)
-            except WorldflowError as exc:
-                raise CorruptLogError(
-                    f"{self.path / log.path}, line {line_no}: the logged events break the "
-                    f"world's rules ({exc.message}); the log was edited or damaged"
-                ) from None
-            state = batch.commit()
-            creation_keys(batch.events, log.keys)
-        assert state is not None
-        log.size += size
-        log.lines += lines
-        return state
-
-    def _load_streams(self, *, truncate: bool) -> None:
-        for loaded in read_all_streams(self.path, truncate=truncate):
-            state = self._log.runs.get(loaded.run_id)
-            if state is None:
-                logger.warning("%s: a stream of no known run; ignored", self.path / loaded.path)
-                continue
-            state.streams[loaded.name] = StreamState(list(loaded.chunks), loaded.closed)
-            self._streams_on_disk[(loaded.run_id, loaded.name)] = loaded
-
-    def _load_queue(self) -> None:
-        path = self.path / QUEUE_FILE
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            data = b""
-        size = self._queues.load(path, data)
-        if size != len(data):
-            logger.warning("%s: dropping %d bytes of a torn last line", path, len(data) - size)
-        # start from a compact journal: one line per live message
-        tmp = path.with_name(f".{QUEUE_FILE}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(self._queues.snapshot())
-            f.flush()
-            if self.fsync:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-        if self.fsync:
-            fsync_dir(self.path)
 
     # -- EventLog ----------------------------------------------------------------------------
 
@@ -505,9 +313,9 @@ class FileWorld(MemoryWorld):
                 raise RunNotFoundError(f"no run {run_id!r} in this world")
             cancelled = False
             if batch.events:
-                log = self._logs.get(run_id)
+                log = self._disk.logs.get(run_id)
                 if log is None:
-                    log = _LogFile(f"{RUNS_DIR}/{file_stem(run_id)}{_LOG_SUFFIX}")
+                    log = LogFile(f"{RUNS_DIR}/{file_stem(run_id)}{LOG_SUFFIX}")
                 line = encode_record(batch.events)
                 claimed = batch.claimed_tokens()
                 for token in claimed:
@@ -520,7 +328,7 @@ class FileWorld(MemoryWorld):
                 log.size += len(line)
                 log.lines += 1
                 creation_keys(batch.events, log.keys)
-                self._logs[run_id] = log
+                self._disk.logs[run_id] = log
             state = batch.commit()
             if batch.events:
                 self._changes += 1
@@ -549,19 +357,13 @@ class FileWorld(MemoryWorld):
 
     async def _ensure_events(self, run_id: str) -> None:
         """Read a run's events from its log if they are not in memory yet (see the index)."""
-        log = self._logs.get(run_id)
+        log = self._disk.logs.get(run_id)
         if log is None or log.loaded:
             return
-        events = await asyncio.to_thread(self._read_events, log.path, log.size)
-        if not log.loaded and self._logs.get(run_id) is log:  # nobody loaded them meanwhile
+        events = await asyncio.to_thread(self._disk.read_events, log.path, log.size)
+        if not log.loaded and self._disk.logs.get(run_id) is log:  # nobody loaded them meanwhile
             self._log.runs[run_id].events = events
             log.loaded = True
-
-    def _read_events(self, rel: str, size: int) -> list[AnyEvent]:
-        path = self.path / rel
-        with open(path, "rb") as f:
-            data = f.read(size)
-        return [event for _, batch in scan_records(path, data).items for event in batch]
 
     # -- RunStore ----------------------------------------------------------------------------
 
@@ -570,9 +372,9 @@ class FileWorld(MemoryWorld):
         writer = self._writable()
         async with self._turn(run_id):
             await super().purge(run_id)
-            log = self._logs.pop(run_id)
-            for key in [k for k in self._streams_on_disk if k[0] == run_id]:
-                del self._streams_on_disk[key]
+            log = self._disk.logs.pop(run_id)
+            for key in [k for k in self._disk.streams if k[0] == run_id]:
+                del self._disk.streams[key]
             writer.unlink(stream_dir(run_id)).add_done_callback(_observe)
             cancelled = await _settled(writer.unlink(log.path))
         if cancelled:
@@ -667,10 +469,10 @@ class FileWorld(MemoryWorld):
     def _stream_header(self, run_id: str, name: str) -> bytes:
         """The header frame if this stream has no file yet, else nothing."""
         key = (run_id, name)
-        if key in self._streams_on_disk:
+        if key in self._disk.streams:
             return b""
         path = stream_path(run_id, name)
-        self._streams_on_disk[key] = LoadedStream(path=path, run_id=run_id, name=name)
+        self._disk.streams[key] = LoadedStream(path=path, run_id=run_id, name=name)
         return header_frame(run_id, name)
 
     # -- read-only following -----------------------------------------------------------------
@@ -679,101 +481,23 @@ class FileWorld(MemoryWorld):
         while True:
             await asyncio.sleep(self.poll_interval)  # real time: this watches the disk
             try:
-                self._apply_changes(await asyncio.to_thread(self._scan_for_changes))
+                changes = await asyncio.to_thread(self._disk.scan)
+                self._announce(*self._disk.apply(changes))
             except WorldflowError as exc:
                 logger.error("stopped following %s: %s", self.path, exc)
                 self._poll_error = exc
                 self._world_changed.fire()
                 return
 
-    def _scan_for_changes(self) -> _Changes:
-        """Find log growth, new logs, removed logs and stream growth (in a thread; reads only)."""
-        changes = _Changes()
-        runs_dir = self.path / RUNS_DIR
-        mtime = runs_dir.stat().st_mtime_ns
-        known = {log.path: run_id for run_id, log in self._logs.items()}
-        if mtime != self._runs_mtime:
-            self._runs_mtime = mtime
-            names = {f"{RUNS_DIR}/{e.name}" for e in list_dir(runs_dir, _LOG_SUFFIX)}
-            changes.removed = [run_id for rel, run_id in known.items() if rel not in names]
-            for rel in sorted(names - known.keys()):
-                scanned = self._read_log(rel, truncate=False)
-                if scanned is not None:
-                    changes.new.append((rel, scanned))
-        for run_id, state in list(self._log.runs.items()):
-            if (
-                state.run.status.is_terminal
-                and not any(s.status is StepStatus.RUNNING for s in state.steps.values())
-                and all(s.closed for s in state.streams.values())
-            ):
-                continue  # nothing more can be written to it (but a purge, seen above)
-            self._scan_run(run_id, changes)
-        return changes
-
-    def _scan_run(self, run_id: str, changes: _Changes) -> None:
-        log = self._logs[run_id]
-        path = self.path / log.path
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
+    def _announce(self, touched: set[str], removed: list[RunState]) -> None:
+        """Wake the readers of what a poll found."""
+        if not (touched or removed):
             return
-        if size < log.size or (size > log.size and not log.loaded):
-            # rewritten under us (a restarted writer cut unacknowledged lines), or grown while
-            # its events are not in memory: read it again from the start
-            scanned = self._read_log(log.path, truncate=False)
-            changes.removed.append(run_id)
-            if scanned is not None:
-                changes.new.append((log.path, scanned))
-        elif size > log.size:
-            with open(path, "rb") as f:
-                f.seek(log.size)
-                data = f.read(size - log.size)
-            scanned = scan_records(path, data, first_line=log.lines + 1)
-            if scanned.items:
-                changes.grown.append((run_id, scanned.items, scanned.size, scanned.lines))
-        known = {s.path for (r, _), s in self._streams_on_disk.items() if r == run_id}
-        for rel in stream_files(self.path, run_id):
-            if rel not in known:
-                loaded = read_stream_file(self.path, rel, truncate=False)
-                if loaded is not None:
-                    changes.streams.append((run_id, loaded))
-        for (r, _), stream in list(self._streams_on_disk.items()):
-            if r == run_id and not stream.closed:
-                tail = read_stream_tail(self.path, stream)
-                if tail is not None:
-                    changes.streams.append((run_id, tail))
-
-    def _apply_changes(self, changes: _Changes) -> None:
-        touched: set[str] = set()
-        for run_id in changes.removed:
-            state = self._log.runs.get(run_id)
-            if state is not None:
-                self._log.purge(state)
-                del self._logs[run_id]
-                state.changed.fire()
-                state.streams_changed.fire()
-        for run_id, records, size, lines in changes.grown:
-            if run_id in self._log.runs:
-                self._replay(run_id, records, size, lines)
-                touched.add(run_id)
-        for rel, scanned in changes.new:
-            touched.add(self._install_log(rel, scanned).run.run_id)
-        for run_id, loaded in changes.streams:
-            state = self._log.runs.get(run_id)
-            if state is None:
-                continue
-            key = (run_id, loaded.name)
-            stream = state.streams.setdefault(loaded.name, StreamState())
-            stream.chunks.extend(loaded.chunks)
-            stream.closed = loaded.closed
-            known = self._streams_on_disk.setdefault(key, loaded)
-            known.size, known.closed = loaded.size, loaded.closed
-            state.streams_changed.fire()
-        if not (touched or changes.removed):
-            return
-        rebuild_tokens(self._log)
         self._changes += 1
         self._world_changed.fire()
+        for state in removed:
+            state.changed.fire()
+            state.streams_changed.fire()
         for run_id in touched:
             state = self._log.runs[run_id]
             state.changed.fire()

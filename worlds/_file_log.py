@@ -46,6 +46,7 @@ __all__ = [
     "list_dir",
     "scan_lines",
     "scan_records",
+    "write_atomically",
     "write_format",
 ]
 
@@ -80,16 +81,23 @@ def file_stem(name: str) -> str:
 # -- format marker ---------------------------------------------------------------------------
 
 
+def write_atomically(path: Path, data: bytes, *, fsync: bool = True) -> None:
+    """Replace ``path`` with ``data`` all at once: a temporary file, synced, renamed over it,
+    and the directory synced (the syncs only with ``fsync``)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        if fsync:
+            os.fsync(f.fileno())
+    os.replace(tmp, path)
+    if fsync:
+        fsync_dir(path.parent)
+
+
 def write_format(root: Path) -> None:
     """Write the format marker of a new world (atomically, durably)."""
-    target = root / FORMAT_FILE
-    tmp = root / f".{FORMAT_FILE}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(_FORMAT_TEXT.format(version=FORMAT_VERSION))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
-    fsync_dir(root)
+    write_atomically(root / FORMAT_FILE, _FORMAT_TEXT.format(version=FORMAT_VERSION).encode())
 
 
 def check_format(root: Path) -> bool:
