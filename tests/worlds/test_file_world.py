@@ -30,20 +30,60 @@ from worldflow.worlds import (
     FileWorld,
     HookCreated,
     HookStatus,
+    Payload,
     QueueMessage,
     RunCompleted,
+    RunCreated,
+    RunStarted,
     RunStatus,
     StepCompleted,
+    StepCreated,
+    StepStarted,
     WaitCreated,
     World,
     _file_writer,
+    new_id,
     open_world,
 )
-from worldflow.worlds._suite import new_run, payload, start_step
 
 pytestmark = pytest.mark.anyio
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def payload(value: object) -> Payload:
+    return msgspec.Raw(msgspec.json.encode(value))
+
+
+async def new_run(
+    world: World,
+    run_id: str,
+    *,
+    workflow_name: str = "wf",
+    resource_id: str | None = None,
+    metadata: dict[str, str] | None = None,
+    started: bool = False,
+) -> None:
+    created = RunCreated(
+        run_id=run_id,
+        workflow_name=workflow_name,
+        input=payload({"run": run_id}),
+        resource_id=resource_id,
+        metadata=metadata or {},
+    )
+    await world.append(run_id, [created, RunStarted(run_id=run_id)] if started else [created])
+
+
+async def start_step(world: World, run_id: str, step_id: str | None = None) -> str:
+    step_id = step_id or new_id("step")
+    await world.append(
+        run_id,
+        [
+            StepCreated(run_id=run_id, correlation_id=step_id, step_name="s", input=payload(1)),
+            StepStarted(run_id=run_id, correlation_id=step_id),
+        ],
+    )
+    return step_id
 
 
 @pytest.fixture
