@@ -8,6 +8,7 @@ poll.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -157,26 +158,42 @@ class Run:
     async def result(self, timeout: float | None = None) -> Any:
         """Wait until the run ends and return what the workflow returned.
 
+        Waits on the world's notifications (no polling); ``timeout`` is measured on the
+        engine's clock.
+
         Raises:
             WorkflowFailedError: the run failed; ``error_name`` is the original error's class.
             WorkflowCancelledError: the run was cancelled.
             TimeoutError: ``timeout`` seconds passed first (the run goes on).
         """
         world = self._engine.world
-        clock = self._engine.clock
-        deadline = None if timeout is None else clock.now().timestamp() + timeout
         run = await world.get_run(self.run_id)
+        if run.status.is_terminal:
+            return outcome(run)
+        if timeout is None:
+            return outcome(await self._until_terminal(run))
+        # One timer for the whole wait (not one per wake-up: the run's log grows many times
+        # before it ends, and each growth wakes the waiter).
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_task(self._until_terminal(run))
+        timer = loop.create_task(self._engine.clock.sleep(max(0.0, timeout)))
+        try:
+            await asyncio.wait((waiter, timer), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+            if not waiter.done():
+                waiter.cancel()
+        if waiter.done() and not waiter.cancelled():
+            return outcome(waiter.result())
+        status = (await world.get_run(self.run_id)).status
+        raise TimeoutError(f"run {self.run_id} did not finish within {timeout}s (status: {status})")
+
+    async def _until_terminal(self, run: WorkflowRun) -> WorkflowRun:
+        world = self._engine.world
         while not run.status.is_terminal:
-            remaining = None
-            if deadline is not None:
-                remaining = deadline - clock.now().timestamp()
-                if remaining <= 0:
-                    raise TimeoutError(
-                        f"run {self.run_id} did not finish within {timeout}s (status: {run.status})"
-                    )
-            await world.wait_for_run(self.run_id, after_seq=run.last_seq, timeout=remaining)
+            await world.wait_for_run(self.run_id, after_seq=run.last_seq)
             run = await world.get_run(self.run_id)
-        return outcome(run)
+        return run
 
     async def events(self, *, after_seq: int = 0) -> AsyncIterator[AnyEvent]:
         """The run's events from ``after_seq`` on, live, until the run's terminal event."""
