@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -44,6 +45,7 @@ logger = logging.getLogger("worldflow.worlds.file")
 RUNS_DIR: Final = "runs"
 STREAMS_DIR: Final = "streams"
 LOG_SUFFIX: Final = ".jsonl"
+_RECENT_NS: Final = 2_000_000_000
 
 Records = list[tuple[int, list[AnyEvent]]]
 
@@ -235,7 +237,9 @@ class Disk:
         runs_dir = self.root / RUNS_DIR
         mtime = runs_dir.stat().st_mtime_ns
         known = {log.path: run_id for run_id, log in self.logs.items()}
-        if mtime != self.runs_mtime:
+        # File times tick coarsely (a few ms): a log created in the same tick as the last
+        # look leaves the time as it was, so a recently changed directory is listed anyway.
+        if mtime != self.runs_mtime or time.time_ns() - mtime < _RECENT_NS:
             self.runs_mtime = mtime
             names = {f"{RUNS_DIR}/{e.name}" for e in list_dir(runs_dir, LOG_SUFFIX)}
             changes.removed = [run_id for rel, run_id in known.items() if rel not in names]
