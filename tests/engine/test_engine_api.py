@@ -26,6 +26,7 @@ from worldflow import (
     WorkflowFailedError,
     WorkflowFunction,
     WorkflowNotRegisteredError,
+    WorldError,
     api,
     create_hook,
     create_webhook,
@@ -436,3 +437,16 @@ async def test_list_runs_by_time_range(world: MemoryWorld) -> None:
         later = created + timedelta(seconds=1)
         assert (await engine.list_runs(created_after=later)).items == []
         assert (await engine.list_runs(created_before=created)).items == []
+
+
+async def test_without_a_world_the_engine_opens_and_closes_the_default_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WORLDFLOW_WORLD", "memory://")
+    async with Engine(workflows=[doubler]) as engine:
+        world = engine.world
+        assert isinstance(world, MemoryWorld)
+        run = await engine.start(doubler, 2)
+        assert await run.result(timeout=WAIT) == {"n": 4}
+    with pytest.raises(WorldError, match="closed"):
+        await world.get_run(run.run_id)
