@@ -66,6 +66,8 @@ log = logging.getLogger("worldflow.engine")
 
 _ACTIVE = (RunStatus.PENDING, RunStatus.RUNNING)
 _RECOVERY_CONCURRENCY = 32
+_STOP_ROUNDS = 3
+_STOP_WAIT = 5.0  # seconds per round for tasks to finish after being cancelled
 
 
 def _check_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
@@ -174,12 +176,17 @@ class Engine:
         if self._closing:
             return
         self._closing = True
-        while self._tasks:
-            tasks = list(self._tasks)
+        for _ in range(_STOP_ROUNDS):
+            tasks = [t for t in self._tasks if not t.done()]
+            if not tasks:
+                break
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            self._tasks.difference_update(tasks)
+            # Bounded: a step that swallows every CancelledError must not hang shutdown.
+            await asyncio.wait(tasks, timeout=_STOP_WAIT)
+        stuck = [t.get_name() for t in self._tasks if not t.done()]
+        if stuck:
+            log.warning("engine stopped with tasks that ignore cancellation: %s", stuck)
         if self._driver is not None:
             self._driver.close()
         if api._default is self:
