@@ -68,9 +68,10 @@ from worldflow.worlds._file_log import (
     encode_record,
     file_stem,
     fsync_dir,
+    list_dir,
     write_format,
 )
-from worldflow.worlds._file_queue import QUEUE_FILE, JournaledQueues
+from worldflow.worlds._file_queue import JournaledQueues
 from worldflow.worlds._file_streams import (
     LoadedStream,
     close_frame,
@@ -213,7 +214,8 @@ class FileWorld(MemoryWorld):
         try:
             if self._writer is not None:
                 if self._writer.failed is None:
-                    await self._writer.replace(INDEX_FILE, self._disk.index_bytes())
+                    index = self._disk.index_bytes()
+                    await self._writer.replace(INDEX_FILE, index, durable=False)
                 await self._writer.aclose()
         finally:
             if self._lock is not None:
@@ -274,18 +276,20 @@ class FileWorld(MemoryWorld):
         root.mkdir(parents=True, exist_ok=True)
         self._lock = WriterLock.acquire(root)
         try:
-            if not check_format(root):
-                if any((root / d).exists() for d in (RUNS_DIR, STREAMS_DIR, QUEUE_FILE)):
-                    raise ConfigurationError(
-                        f"{root} holds world data but no {FORMAT_FILE} marker; it was not "
-                        "written by this worldflow. Point the world at another directory."
-                    )
-                write_format(root)
+            new = not check_format(root)
+            if new and (list_dir(root / RUNS_DIR) or list_dir(root / STREAMS_DIR)):
+                raise ConfigurationError(
+                    f"{root} holds world data but no {FORMAT_FILE} marker; it was not "
+                    "written by this worldflow. Point the world at another directory."
+                )
             replay_wal(root)
-            for directory in (RUNS_DIR, STREAMS_DIR):
-                if not (root / directory).exists():
-                    (root / directory).mkdir()
-                    fsync_dir(root)
+            missing = [root / d for d in (RUNS_DIR, STREAMS_DIR) if not (root / d).exists()]
+            for directory in missing:
+                directory.mkdir()
+            if new:
+                write_format(root)  # last, and its directory sync covers the two above
+            elif missing and self.fsync:
+                fsync_dir(root)
             self._disk.load(truncate=True)
             self._disk.load_queue(self._queues)
         except BaseException:

@@ -131,7 +131,7 @@ class Disk:
 
     def _write_index(self) -> None:
         """Write the index while the world is still private to the opener (in its thread)."""
-        write_atomically(self.root / INDEX_FILE, self.index_bytes(), fsync=self.fsync)
+        write_atomically(self.root / INDEX_FILE, self.index_bytes(), fsync=False)  # a cache
 
     def _install_entry(self, entry: IndexEntry) -> RunState:
         """Take a run's views from the index; its events stay on disk until needed."""
@@ -221,8 +221,9 @@ class Disk:
         size = queues.load(path, data)
         if size != len(data):
             logger.warning("%s: dropping %d bytes of a torn last line", path, len(data) - size)
-        # start from a compact journal: one line per live message
-        write_atomically(path, queues.snapshot(), fsync=self.fsync)
+        compact = queues.snapshot()  # start from one line per live message
+        if compact != data:
+            write_atomically(path, compact, fsync=self.fsync)
 
     def read_events(self, rel: str, size: int) -> list[AnyEvent]:
         """The events in the first ``size`` bytes of a log."""

@@ -46,7 +46,7 @@ from typing import Final
 import msgspec
 
 from worldflow._errors import CorruptLogError, WorldError
-from worldflow.worlds._file_log import fsync_dir
+from worldflow.worlds._file_log import fsync_dir, write_atomically
 
 __all__ = ["WAL_FILE", "Writer", "WriterStats", "replay_wal", "sync_data"]
 
@@ -54,7 +54,7 @@ logger = logging.getLogger("worldflow.worlds.file")
 
 WAL_FILE: Final = "wal"
 _WAL_LIMIT: Final = 8 * 1024 * 1024  # journal bytes that trigger a checkpoint
-_WAL_STEP: Final = 256 * 1024  # the journal grows by zeroed steps of at least this
+_WAL_STEP: Final = 64 * 1024  # the journal grows by zeroed steps of at least this
 _MAX_OPEN_FILES: Final = 256
 _FRAME_HEAD: Final = struct.Struct(">II")  # payload length, crc32 of the payload
 
@@ -107,7 +107,7 @@ class WriterStats:
 
 @dataclass(slots=True)
 class _Op:
-    kind: str  # "append" | "unlink" | "replace" | "sync" | "checkpoint" | "stop"
+    kind: str  # append, unlink, replace, replace-cache, sync, checkpoint, stop
     path: str = ""
     data: bytes = b""
     future: asyncio.Future[None] | None = None
@@ -123,7 +123,10 @@ class _Journal:
         self.gen = 0
         self.offset = 0
         self.paths: set[str] = set()  # files with frames in this generation
+        created = self.capacity == 0
         self.restart()
+        if created:
+            fsync_dir(path.parent)  # the journal's own directory entry
 
     def frame(self, op: str, path: str, offset: int = 0, data: bytes = b"") -> bytes:
         if op == "w":
@@ -133,10 +136,13 @@ class _Journal:
     def commit(self, frames: list[bytes]) -> None:
         """Write frames after the last ones and make them durable."""
         data = b"".join(frames)
-        self._reserve(self.offset + len(data))
+        grown = self._reserve(self.offset + len(data))
         _pwrite_all(self.fd, data, self.offset)
         self.offset += len(data)
-        sync_data(self.fd)
+        if grown:
+            os.fsync(self.fd)  # the size changed too: a full sync, once per growth
+        else:
+            sync_data(self.fd)  # overwriting zeros moves no metadata
         self.stats.syncs += 1
 
     def restart(self) -> None:
@@ -146,14 +152,14 @@ class _Journal:
         self.offset = 0
         self.commit([self.frame("g", "")])
 
-    def _reserve(self, end: int) -> None:
+    def _reserve(self, end: int) -> bool:
+        """Grow the file with zeros to hold ``end`` bytes; return whether it grew."""
         if end <= self.capacity:
-            return
+            return False
         grown = max(end, self.capacity * 2, _WAL_STEP)
         _pwrite_all(self.fd, bytes(grown - self.capacity), self.capacity)
-        os.fsync(self.fd)  # the size changed: a full sync, once per growth
-        self.stats.syncs += 1
         self.capacity = grown
+        return True
 
     def close(self) -> None:
         os.close(self.fd)
@@ -203,9 +209,14 @@ class Writer:
         """Remove a file or directory tree, durably."""
         return self._submit(_Op("unlink", path, future=self._loop.create_future()))
 
-    def replace(self, path: str, data: bytes) -> asyncio.Future[None]:
-        """Replace a whole file atomically (temp file, sync, rename, sync the directory)."""
-        return self._submit(_Op("replace", path, data, self._loop.create_future()))
+    def replace(self, path: str, data: bytes, *, durable: bool = True) -> asyncio.Future[None]:
+        """Replace a whole file atomically (temp file, sync, rename, sync the directory).
+
+        ``durable=False`` skips the syncs, for a cache that is checked when read (the index):
+        a crash then leaves the old file, the new one, or one that does not parse.
+        """
+        kind = "replace" if durable else "replace-cache"
+        return self._submit(_Op(kind, path, data, self._loop.create_future()))
 
     def sync(self) -> asyncio.Future[None]:
         """A future that settles once everything submitted before it is durable."""
@@ -253,7 +264,6 @@ class Writer:
         try:
             if self.fsync:
                 self._journal = _Journal(self.root / WAL_FILE, self.stats)
-                fsync_dir(self.root)
         except BaseException as exc:
             logger.exception("file world writer could not open its journal at %s", self.root)
             self._failed = exc
@@ -289,11 +299,11 @@ class Writer:
                 self._remove(op.path)
                 if journal is not None:
                     frames.append(journal.frame("x", op.path))
-            elif op.kind == "replace":
+            elif op.kind in ("replace", "replace-cache"):
                 if journal is not None and op.path in journal.paths:
                     self._checkpoint()  # its old frames must not be replayed over the new file
                     frames.clear()
-                self._replace(op.path, op.data)
+                self._replace(op.path, op.data, durable=op.kind == "replace")
             elif op.kind == "checkpoint":
                 self._checkpoint()
                 frames.clear()
@@ -360,22 +370,12 @@ class Writer:
                 return
         self._dirty_dirs.add(full.parent)
 
-    def _replace(self, path: str, data: bytes) -> None:
+    def _replace(self, path: str, data: bytes, *, durable: bool) -> None:
         self._forget(path)
         full = self.root / path
-        tmp = full.with_name(f".{full.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            _write_all(fd, data)
-            if self.fsync:
-                os.fsync(fd)
-                self.stats.syncs += 1
-        finally:
-            os.close(fd)
-        os.replace(tmp, full)
-        if self.fsync:
-            fsync_dir(full.parent)
-            self.stats.syncs += 1
+        write_atomically(full, data, fsync=self.fsync and durable)
+        if self.fsync and durable:
+            self.stats.syncs += 2
 
     def _checkpoint(self) -> None:
         journal = self._journal

@@ -198,7 +198,11 @@ async def test_format_version_mismatch_is_a_clear_error(tmp_path: Path) -> None:
 
 
 async def test_a_directory_of_other_data_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs").mkdir()  # empty: what a crash during the first open leaves
+    async with FileWorld(tmp_path):
+        pass
+    (tmp_path / "FORMAT").unlink()
+    (tmp_path / "runs" / "x.jsonl").write_bytes(b"{}\n")
     with pytest.raises(ConfigurationError, match="no FORMAT marker"):
         await FileWorld(tmp_path).open()
 
