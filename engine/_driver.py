@@ -254,23 +254,27 @@ class Driver:
                     break
             slot.failures = 0
         except Exception:
-            # A world error (or an engine bug): start again from the log a little later,
-            # backing off, rather than leave the run stuck until the next restart.
-            slot.failures += 1
-            delay = min(_MAX_RETRY_DELAY, 0.05 * 2 ** min(slot.failures - 1, 16))
-            log.exception(
-                "run %s: driving failed (%d in a row); retrying from the log in %.2fs",
-                run_id,
-                slot.failures,
-                delay,
-            )
-            self._drop_instance(slot)
-            at = self.clock.now() + timedelta(seconds=delay)
-            if slot.timer_at is None or at < slot.timer_at:
-                self._arm(slot, at)
+            log.exception("run %s: driving failed", run_id)
+            self._retry_later(slot)
         finally:
             slot.driving = False
             self._release(slot)
+
+    def _retry_later(self, slot: Slot) -> None:
+        """A world error (or an engine bug): drive again from the log a little later, backing
+        off, rather than leave the run stuck until the next restart."""
+        slot.failures += 1
+        delay = min(_MAX_RETRY_DELAY, 0.05 * 2 ** min(slot.failures - 1, 16))
+        log.warning(
+            "run %s: %d failure(s) in a row; driving it again from the log in %.2fs",
+            slot.run_id,
+            slot.failures,
+            delay,
+        )
+        self._drop_instance(slot)
+        at = self.clock.now() + timedelta(seconds=delay)
+        if slot.timer_at is None or at < slot.timer_at:
+            self._arm(slot, at)
 
     def evict(self, run_id: str | None = None) -> int:
         """Drop cached instances (all, or one run's) so the next drive replays from the log.
@@ -659,6 +663,17 @@ class Driver:
             handoff: list[StepJob] = []
             try:
                 await self.steps.run(current, handoff)
+            except Exception:
+                # The step's result could not be recorded (a world error): the step is still
+                # pending in the log, so drive the run again later to launch it again.
+                log.exception("run %s: step %s failed to run", current.run_id, current.step_id)
+                self._forget(current)
+                slot = self.slot(current.run_id)
+                if slot.driving:  # the drive under way launches it again
+                    slot.fetch = slot.again = True
+                else:
+                    self._retry_later(slot)
+                return
             finally:
                 self._forget(current)
             current = handoff[0] if handoff else None

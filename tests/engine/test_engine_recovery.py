@@ -302,21 +302,22 @@ async def test_blocked_on_says_what_a_run_waits_for(world: MemoryWorld) -> None:
 
 
 class FlakyWorld(MemoryWorld):
-    """A memory world whose appends of ``wait_completed`` fail the first ``failures`` times."""
+    """A memory world whose appends holding ``event_type`` fail the first ``failures`` times."""
 
-    def __init__(self, failures: int) -> None:
+    def __init__(self, event_type: str, failures: int) -> None:
         super().__init__()
+        self.event_type = event_type
         self.failures = failures
 
     async def append(self, run_id: str, events: Sequence[AnyEvent]) -> EventResult:
-        if self.failures and any(e.type == "wait_completed" for e in events):
+        if self.failures and any(e.type == self.event_type for e in events):
             self.failures -= 1
             raise WorldError("disk on fire (for a moment)")
         return await super().append(run_id, events)
 
 
 async def test_a_world_error_while_driving_is_retried(caplog: pytest.LogCaptureFixture) -> None:
-    world = FlakyWorld(failures=2)
+    world = FlakyWorld("wait_completed", failures=2)
     try:
         async with running(world, WORKFLOWS) as engine:
             run = await engine.start(nap_then_step, "flaky-world")
@@ -325,3 +326,19 @@ async def test_a_world_error_while_driving_is_retried(caplog: pytest.LogCaptureF
         await world.aclose()
     assert world.failures == 0
     assert caplog.text.count("driving failed") == 2
+
+
+async def test_a_step_result_that_could_not_be_recorded_runs_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    RAN.clear()
+    world = FlakyWorld("step_completed", failures=1)
+    try:
+        async with running(world, WORKFLOWS) as engine:
+            run = await engine.start(one_sticky, "lost-result")
+            assert await run.result(timeout=WAIT) == "done lost-result"
+        await assert_results_once(world, run.run_id)
+    finally:
+        await world.aclose()
+    assert RAN == ["lost-result", "lost-result"]  # at least once
+    assert "failed to run" in caplog.text
