@@ -24,7 +24,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from worldflow import _serde
@@ -36,31 +36,24 @@ from worldflow._errors import (
     RunTerminalError,
     WorkflowNotRegisteredError,
 )
-from worldflow._instance import Progress, WorkflowInstance, WorkflowMetadata
+from worldflow._instance import Progress, WorkflowInstance
 from worldflow._registry import Registry
-from worldflow._steps import Limiter, StepJob, StepRunner, release
+from worldflow._slot import Slot, aware
+from worldflow._steps import StepJob, StepRunner, release
 from worldflow.worlds._clock import Clock
 from worldflow.worlds._events import (
     AnyEvent,
-    HookCreated,
-    HookDisposed,
     HookReceived,
     RunCancelled,
     RunCompleted,
-    RunCreated,
     RunFailed,
     RunStarted,
-    StepCompleted,
     StepCreated,
-    StepFailed,
-    StepResumed,
-    StepRetrying,
     StepStarted,
-    StepSuspended,
     WaitCompleted,
 )
 from worldflow.worlds._protocol import World
-from worldflow.worlds._records import NULL, Payload, QueueMessage, RunStatus, WorkflowRun
+from worldflow.worlds._records import QueueMessage, RunStatus, WorkflowRun
 
 __all__ = ["RUN_QUEUE", "STEP_QUEUE", "Driver", "Slot"]
 
@@ -75,83 +68,6 @@ _MAX_RETRY_DELAY = 30.0
 _TERMINAL = (RunCompleted, RunFailed, RunCancelled)
 
 Spawn = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any] | None"]
-
-
-def _aware(when: datetime) -> datetime:
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-
-
-class _StepTrack:
-    """What the log says about one unfinished step call (built from the fed events)."""
-
-    __slots__ = ("attempt", "input", "name", "resume_data", "retry_after", "suspended")
-
-    def __init__(self, name: str, input: Payload) -> None:
-        self.name = name
-        self.input = input
-        self.attempt = 0
-        self.retry_after: datetime | None = None
-        self.suspended = False
-        self.resume_data: Payload = NULL
-
-
-class Slot:
-    """The engine's working state for one run (a cache of its log, plus in-flight work)."""
-
-    __slots__ = (
-        "again",
-        "child_hooks",
-        "conflicts",
-        "created",
-        "driving",
-        "failures",
-        "fetch",
-        "inbox",
-        "instance",
-        "jobs",
-        "meta",
-        "reserved",
-        "run_id",
-        "run_view",
-        "started_at",
-        "steps",
-        "terminal",
-        "timer",
-        "timer_at",
-        "tracked",
-        "view",
-    )
-
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
-        self.instance: WorkflowInstance | None = None
-        self.run_view: WorkflowRun | None = None  # set by start: saves a read on first drive
-        self.inbox: list[AnyEvent] = []
-        self.driving = False
-        self.again = False
-        self.fetch = False
-        self.conflicts = 0
-        self.failures = 0
-        self.jobs: dict[str, StepJob] = {}
-        self.timer: asyncio.Task[Any] | None = None
-        self.timer_at: datetime | None = None
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget what was learned from the log (the instance is gone)."""
-        self.tracked = 0  # seq of the last event _track looked at
-        self.view: WorkflowRun | None = None  # the run view our last append returned
-        self.reserved: dict[str, list[Limiter]] = {}  # step id -> limits held for it
-        self.steps: dict[str, _StepTrack] = {}
-        self.child_hooks: dict[str, str] = {}  # hook id -> child run id, still waiting
-        self.created: RunCreated | None = None
-        self.started_at: datetime | None = None
-        self.meta: WorkflowMetadata | None = None
-        self.terminal = False
-
-    def idle(self) -> bool:
-        """Nothing keeps this slot: no instance, no step, no timer, no drive."""
-        return self.instance is None and not self.jobs and self.timer is None and not self.driving
 
 
 class Driver:
@@ -421,7 +337,7 @@ class Driver:
         instance = slot.instance
         assert instance is not None
         if events:
-            self._track(slot, events)
+            slot.track(events)
         try:
             return instance.feed(events)
         except ValueError:
@@ -442,7 +358,7 @@ class Driver:
                 commands = [
                     WaitCompleted(run_id=run_id, correlation_id=wait_id)
                     for wait_id, at in progress.waits
-                    if _aware(at) <= now
+                    if aware(at) <= now
                 ]
                 if not commands:
                     return progress
@@ -476,7 +392,7 @@ class Driver:
                 # see, so it waits in the inbox and goes in with the steps' results (one feed
                 # per step instead of two). The launch list comes from the batch itself.
                 slot.inbox = stored
-                self._track(slot, stored)
+                slot.track(stored)
                 created = [e.correlation_id for e in stored if type(e) is StepCreated]
                 return Progress(
                     commands=[],
@@ -554,73 +470,11 @@ class Driver:
                 self._launch(slot, step_id, handoff)
         self._unreserve(slot)  # reserved for steps that did not launch after all
         if progress.waits:
-            self._arm(slot, min(_aware(at) for _, at in progress.waits))
+            self._arm(slot, min(aware(at) for _, at in progress.waits))
         else:
             self._disarm(slot)
 
     # -- what the log says -------------------------------------------------------------------
-
-    def _track(self, slot: Slot, events: list[AnyEvent]) -> None:
-        steps = slot.steps
-        for event in events:
-            if event.seq <= slot.tracked:
-                continue  # seen already (tracked when appended, before it was fed)
-            slot.tracked = event.seq
-            kind = type(event)
-            if kind is StepCreated:
-                assert isinstance(event, StepCreated)
-                steps[event.correlation_id] = _StepTrack(event.step_name, event.input)
-            elif kind is StepStarted:
-                track = steps.get(event.correlation_id or "")
-                if track is not None:
-                    track.attempt += 1
-            elif kind is StepCompleted or kind is StepFailed:
-                steps.pop(event.correlation_id or "", None)
-            elif kind is StepRetrying:
-                assert isinstance(event, StepRetrying)
-                track = steps.get(event.correlation_id)
-                if track is not None:
-                    track.retry_after = event.retry_after
-            elif kind is StepSuspended:
-                track = steps.get(event.correlation_id or "")
-                if track is not None:
-                    track.suspended = True
-            elif kind is StepResumed:
-                assert isinstance(event, StepResumed)
-                track = steps.get(event.correlation_id)
-                if track is not None:
-                    track.suspended = False
-                    track.resume_data = event.data
-            elif kind is HookCreated:
-                assert isinstance(event, HookCreated)
-                if event.token.startswith(CHILD_TOKEN_PREFIX):
-                    slot.child_hooks[event.correlation_id] = event.token[len(CHILD_TOKEN_PREFIX) :]
-            elif kind is HookReceived or kind is HookDisposed:
-                slot.child_hooks.pop(event.correlation_id or "", None)
-            elif kind is RunCreated:
-                assert isinstance(event, RunCreated)
-                slot.created = event
-            elif kind is RunStarted:
-                if slot.started_at is None:
-                    slot.started_at = _aware(event.created_at)
-            elif kind in _TERMINAL:
-                slot.terminal = True
-
-    def _metadata(self, slot: Slot) -> WorkflowMetadata:
-        meta = slot.meta
-        if meta is None:
-            created = slot.created
-            assert created is not None
-            meta = slot.meta = WorkflowMetadata(
-                workflow_name=created.workflow_name,
-                run_id=slot.run_id,
-                created_at=_aware(created.created_at),
-                started_at=slot.started_at,
-                resource_id=created.resource_id,
-                metadata=dict(created.metadata),
-                parent_run_id=created.parent_run_id,
-            )
-        return meta
 
     # -- steps -------------------------------------------------------------------------------
 
@@ -634,7 +488,7 @@ class Driver:
             step_id=step_id,
             step_name=track.name,
             input=track.input,
-            workflow=self._metadata(slot),
+            workflow=slot.metadata(),
             attempt=track.attempt,
             retry_after=track.retry_after,
             resume_data=track.resume_data,
