@@ -10,6 +10,7 @@ hook with the child's outcome (``Driver.notify_parent``).
 
 from __future__ import annotations
 
+import secrets
 from typing import TYPE_CHECKING, Any
 
 from worldflow import _serde
@@ -42,6 +43,7 @@ class ChildStarter:
         except WorkflowNotRegisteredError as exc:
             raise FatalError(str(exc)) from None
         created = RunCreated(
+            seed=secrets.token_hex(16),
             run_id=run_id,
             workflow_name=definition.name,
             input=_serde.encode(input),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Callable, Collection, Coroutine, Iterable
 from datetime import datetime
 from types import TracebackType
@@ -345,6 +346,7 @@ class Engine:
         if not isinstance(rid, str) or not rid:
             raise ValueError(f"run_id must be a non-empty str, got {run_id!r}")
         created = RunCreated(
+            seed=secrets.token_hex(16),
             run_id=rid,
             workflow_name=definition.name,
             input=payload,
@@ -422,6 +424,7 @@ class Engine:
         )
         rid = new_id("wrun")
         created = RunCreated(
+            seed=secrets.token_hex(16),
             run_id=rid,
             workflow_name=definition.name,
             input=old.input,

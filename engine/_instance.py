@@ -407,6 +407,7 @@ class WorkflowInstance(Operations):
             )
         self._created = event
         self._state = event.initial_state
+        self.seed_tokens(event.seed)
 
     def _start_body(self, created: RunCreated) -> None:
         try:

@@ -59,7 +59,7 @@ class Operations:
         # The Nth operation gets the Nth id: a seeded base plus the call count, so ids are
         # the same on every replay and sort in call order.
         self._id_base = random.Random(run_id).getrandbits(79)
-        self._tokens = random.Random(f"{run_id}:tokens")
+        self._tokens = random.Random(f"{run_id}:tokens")  # reseeded by seed_tokens()
         self._user_random = random.Random(f"{run_id}:random")
         self._loop = WorkflowLoop(
             clock=self._clock,
@@ -204,6 +204,14 @@ class Operations:
         self._register(op)
         self._watch(op, op.future)
         await op.future
+
+    def seed_tokens(self, seed: str) -> None:
+        """Seed default hook tokens with the run's secret (``run_created.seed``).
+
+        Without it a default token would follow from the run id alone, and a caller who
+        chose a guessable run id (``order-1``) would have guessable webhook URLs.
+        """
+        self._tokens = random.Random(f"{self.run_id}:{seed}:tokens")
 
     def create_hook(self, token: str | None, metadata: Any, *, is_webhook: bool) -> HookOp:
         """Start a hook operation (``hook_created``); the token is seeded if not given."""

@@ -86,6 +86,9 @@ class RunCreated(Event, tag="run_created", frozen=True):
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
     initial_state: Payload = NULL
     parent_run_id: str | None = None
+    seed: str = ""
+    """A secret drawn at start: it seeds the run's default hook tokens, so they replay the
+    same yet cannot be guessed from the run id."""
 
 
 class RunStarted(Event, tag="run_started", frozen=True):
