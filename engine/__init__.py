@@ -69,6 +69,7 @@ from worldflow._step_context import (
     get_writable,
     suspend,
 )
+from worldflow._timeline import TimelineEntry, build_timeline, format_timeline
 from worldflow._webhooks import WebhookRequest, WebhookResponse
 from worldflow.worlds import open_world
 
@@ -107,6 +108,7 @@ __all__ = [
     "StepSuspension",
     "StreamNotFoundError",
     "StreamWriter",
+    "TimelineEntry",
     "WebhookRequest",
     "WebhookResponse",
     "WorkflowCancelledError",
@@ -122,8 +124,10 @@ __all__ = [
     "WorldflowError",
     "__version__",
     "api",
+    "build_timeline",
     "create_hook",
     "create_webhook",
+    "format_timeline",
     "get_resume_data",
     "get_state",
     "get_step_metadata",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -422,9 +423,23 @@ class WorkflowFunction(Generic[P, R]):
 # -- decorators --------------------------------------------------------------------------------
 
 
+def _module_name(fn: Callable[..., Any]) -> str:
+    """The function's module, by its import name even when it runs as ``python -m module``.
+
+    Without this a workflow would be recorded as ``__main__:...`` when its module is run as a
+    script and as ``pkg.module:...`` when imported, and neither could find the other's runs.
+    """
+    module = fn.__module__
+    if module == "__main__":
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        if spec is not None and spec.name:
+            return str(spec.name)
+    return module
+
+
 def _registered_name(fn: Callable[..., Any], name: str | None) -> str:
     if name is None:
-        return f"{fn.__module__}:{fn.__qualname__}"
+        return f"{_module_name(fn)}:{fn.__qualname__}"
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"name= must be a non-empty str, got {name!r}")
     return name

@@ -14,14 +14,15 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from datetime import datetime
 from typing import Any
 
 from worldflow import (
     Engine,
     Run,
     WorkflowFailedError,
+    build_timeline,
     create_hook,
+    format_timeline,
     get_step_metadata,
     open_world,
     sleep,
@@ -29,7 +30,7 @@ from worldflow import (
     wait_for_event,
     workflow,
 )
-from worldflow.worlds import AnyEvent, RunStatus, World
+from worldflow.worlds import HookCreated, RunStatus, World
 
 # -- the service: steps and the workflow -------------------------------------------------------
 
@@ -88,68 +89,12 @@ async def place_order(order_id: str, items: list[str], cents: int) -> dict[str, 
 # -- the timeline printer ----------------------------------------------------------------------
 
 
-def _short(name: str) -> str:
-    return name.rpartition(":")[2]
-
-
-def _describe(
-    event: AnyEvent, start: datetime, steps: dict[str, str], hooks: dict[str, str]
-) -> str | None:
-    corr = event.correlation_id or ""
-    match event.type:
-        case "run_started":
-            return "run started"
-        case "step_created":
-            steps[corr] = _short(getattr(event, "step_name", "?"))
-            return None
-        case "step_started":
-            return f"step {steps.get(corr, corr)}: attempt started"
-        case "step_retrying":
-            error = getattr(event, "error", None)
-            why = f"{error.name}: {error.message}" if error else "failed"
-            return f"step {steps.get(corr, corr)}: {why} -> retry"
-        case "step_completed":
-            return f"step {steps.get(corr, corr)}: done"
-        case "step_failed":
-            return f"step {steps.get(corr, corr)}: FAILED"
-        case "wait_created":
-            name = getattr(event, "event_name", None)
-            if name:
-                return f"waiting for event {name!r}"
-            resume_at = getattr(event, "resume_at", None)
-            return f"durable sleep until {_ms(start, resume_at)} ms"
-        case "wait_completed":
-            return "wait over"
-        case "hook_created":
-            hooks[corr] = getattr(event, "token", corr)
-            return f"hook {hooks[corr]!r} waiting"
-        case "hook_received":
-            return f"hook {hooks.get(corr, corr)!r} received a payload"
-        case "event_raised":
-            return f"event {getattr(event, 'name', '?')!r} raised"
-        case "run_completed":
-            return "run completed"
-        case "run_failed" | "run_cancelled":
-            return event.type.replace("_", " ")
-    return None
-
-
-def _ms(start: datetime, when: datetime | None) -> int:
-    return 0 if when is None else round((when - start).total_seconds() * 1000)
-
-
 async def print_timeline(world: World, run: Run) -> None:
-    """Print the run's timeline (from its log) and its result."""
+    """Print the run's timeline (read back from its log) and its result."""
     info = await run.info()
     events = (await world.list_events(run.run_id)).items
-    start = events[0].created_at
-    steps: dict[str, str] = {}
-    hooks: dict[str, str] = {}
     print(f"\norder {info.input['order_id']}  (run {run.run_id}, {info.status})")
-    for event in events:
-        text = _describe(event, start, steps, hooks)
-        if text is not None:
-            print(f"  {_ms(start, event.created_at):>6} ms  {text}")
+    print(format_timeline(e for e in build_timeline(events) if e.text))
     if info.status is RunStatus.COMPLETED:
         print(f"  result: {info.output}")
     elif info.error is not None:
@@ -162,7 +107,7 @@ async def print_timeline(world: World, run: Run) -> None:
 async def wait_for_hook(run: Run) -> None:
     """Wait (on the world's notifications) until the run is waiting on its approval hook."""
     async for event in run.events():
-        if event.type == "hook_created":
+        if isinstance(event, HookCreated):
             return
 
 
