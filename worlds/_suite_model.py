@@ -1,14 +1,13 @@
 """A deliberately simple model of the world's append rules, for the stateful test.
 
 It knows nothing of views or Structs: runs, steps, hooks and waits are a few strings and
-counters, and a batch is applied to a deep copy that replaces the model only if every event
+counters, and a batch is applied to a copy that replaces the model only if every event
 was accepted. What it predicts (stored event types, or the error class) is compared with what
 the world under test does.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -95,6 +94,18 @@ class MRun:
     hook_ids: set[str] = field(default_factory=set)  # claimed, including refused by conflict
     waits: dict[str, MWait] = field(default_factory=dict)
 
+    def copy(self) -> MRun:
+        return MRun(
+            order=self.order,
+            status=self.status,
+            started=self.started,
+            events=list(self.events),
+            steps={k: MStep(s.status, s.attempt) for k, s in self.steps.items()},
+            hooks={k: MHook(h.token, h.order, h.active, h.received) for k, h in self.hooks.items()},
+            hook_ids=set(self.hook_ids),
+            waits={k: MWait(w.order, w.waiting) for k, w in self.waits.items()},
+        )
+
 
 @dataclass
 class Model:
@@ -123,7 +134,7 @@ class Model:
 
         The model changes only if the whole batch is accepted.
         """
-        scratch = copy.deepcopy(self)
+        scratch = Model({k: run.copy() for k, run in self.runs.items()}, self.counter)
         stored: list[Stored] = []
         try:
             for kind, corr, token in specs:

@@ -5,8 +5,8 @@ hook tokens, so duplicates, token collisions, terminal runs and missing hooks co
 The world's answer (stored events or error class) must match :class:`Model`, and after every
 step the world's views (runs, events, steps, hooks, waits, tokens, listings) must match it too.
 
-The world is async and hypothesis is not: each machine owns an :class:`asyncio.Runner` and runs
-every call on it.
+The world is async and hypothesis is not: each machine owns an event loop and runs every call
+on it to completion.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+from collections.abc import Coroutine
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -61,6 +62,8 @@ from worldflow.worlds._suite_model import MODEL_KINDS, TERMINAL, Model, Stored
 
 __all__ = ["WorldStateMachine", "run_world_state_machine", "state_machine_settings"]
 
+T = TypeVar("T")
+
 RUN_IDS = ("run-a", "run-b", "run-c")
 CORRELATION_IDS = ("c1", "c2", "c3")
 TOKENS = ("t1", "t2")
@@ -88,11 +91,29 @@ _NEXT: dict[tuple[str, str], tuple[str, ...]] = {
 }
 _RUN_KINDS = tuple(k for k in MODEL_KINDS if k.startswith(("run_", "state_", "event_")))
 _CREATIONS = ("step_created", "hook_created", "wait_created")
+_TARGETS = ("step", "hook", "wait", "create", "run")
 SPECS = st.tuples(
     st.sampled_from(MODEL_KINDS),
     st.sampled_from(CORRELATION_IDS),
     st.sampled_from(TOKENS),
 )
+
+# Aimed choices are drawn as one integer each and unpacked against the model: one draw per
+# choice instead of a chain of dependent draws keeps hypothesis's overhead low. Hypothesis
+# favours small values, and zero digits mean "aim at what exists".
+RUN_PICKS = st.integers(0, 5 * len(RUN_IDS) - 1)  # digit 4 of 5: any run id, else an aimed one
+SPEC_PICKS = st.integers(
+    0, 4 * len(_TARGETS) * 12 * len(MODEL_KINDS) * len(CORRELATION_IDS) * len(TOKENS) - 1
+)
+
+
+def _digits(value: int, *bases: int) -> list[int]:
+    """``value`` in mixed radix ``bases``, least significant first."""
+    out = []
+    for base in bases:
+        value, digit = divmod(value, base)
+        out.append(digit)
+    return out
 
 
 def build_event(run_id: str, kind: str, corr: str, token: str) -> object:
@@ -152,6 +173,13 @@ def build_event(run_id: str, kind: str, corr: str, token: str) -> object:
     raise AssertionError(f"unknown spec kind {kind}")
 
 
+async def _cancel_other_tasks() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def _stored(result: EventResult) -> list[Stored]:
     return [
         (e.type, e.conflicting_run_id if isinstance(e, HookConflict) else None)
@@ -173,17 +201,25 @@ class WorldStateMachine(RuleBasedStateMachine):
         factory = type(self).factory
         if factory is None:
             raise TypeError("set `factory` on a WorldStateMachine subclass to the world to test")
-        self._runner = asyncio.Runner()
+        # A loop of its own, driven with run_until_complete: asyncio.Runner.run would reinstall
+        # its SIGINT handler on every call, which costs more than most world operations.
+        self._loop = asyncio.new_event_loop()
         self._dir = tempfile.TemporaryDirectory(prefix="worldflow-stateful-")
         self._opened: AbstractAsyncContextManager[World] = factory(Path(self._dir.name))
-        self.world: World = self._runner.run(self._opened.__aenter__())
+        self.world: World = self._run(self._opened.__aenter__())
         self.model = Model()
 
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._loop.run_until_complete(coro)
+
     def teardown(self) -> None:
+        loop = self._loop
         try:
-            self._runner.run(self._opened.__aexit__(None, None, None))
+            self._run(self._opened.__aexit__(None, None, None))
         finally:
-            self._runner.close()
+            loop.run_until_complete(_cancel_other_tasks())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
             self._dir.cleanup()
 
     def _call(self, coro: Any) -> Any:
@@ -195,7 +231,7 @@ class WorldStateMachine(RuleBasedStateMachine):
             except WorldflowError as exc:
                 return exc
 
-        return self._runner.run(guarded())
+        return self._run(guarded())
 
     # -- rules -----------------------------------------------------------------------------
 
@@ -217,25 +253,26 @@ class WorldStateMachine(RuleBasedStateMachine):
                 f"{where}: expected {expected.__name__}, got {outcome!r}"
             )
 
-    def _draw_run(self, data: st.DataObject, *, terminal: bool = False) -> str:
+    def _pick_run(self, pick: int, *, terminal: bool = False) -> str:
         """Mostly a run that exists (and is not, or is, terminal); sometimes any id."""
+        blind, index = _digits(pick, 5, len(RUN_IDS))
         runs = self.model.runs
         aimed = [r for r in RUN_IDS if r in runs and (runs[r].status in TERMINAL) == terminal]
-        # Hypothesis favours the simplest draw (0, False), so that one means "aim".
-        if aimed and data.draw(st.integers(0, 4), label="blind run choice") < 4:
-            return data.draw(st.sampled_from(aimed), label="run")
-        return data.draw(st.sampled_from(RUN_IDS), label="run")
+        pool = aimed if aimed and blind < 4 else RUN_IDS
+        return pool[index % len(pool)]
 
-    def _draw_spec(self, data: st.DataObject, run_id: str) -> tuple[str, str, str]:
+    def _pick_spec(self, run_id: str, pick: int) -> tuple[str, str, str]:
         """An event spec for ``run_id``: mostly aimed at what exists, sometimes blind."""
-        token = data.draw(st.sampled_from(TOKENS), label="token")
+        blind, target_index, n, kind_index, corr_index, token_index = _digits(
+            pick, 4, len(_TARGETS), 12, len(MODEL_KINDS), len(CORRELATION_IDS), len(TOKENS)
+        )
+        corr, token = CORRELATION_IDS[corr_index], TOKENS[token_index]
         run = self.model.runs.get(run_id)
-        if run is None or data.draw(st.booleans(), label="blind"):
-            kind = data.draw(st.sampled_from(MODEL_KINDS), label="kind")
-            return kind, data.draw(st.sampled_from(CORRELATION_IDS), label="corr"), token
-        target = data.draw(st.sampled_from(("step", "hook", "wait", "create", "run")))
+        if run is None or blind == 3:
+            return MODEL_KINDS[kind_index], corr, token
+        target = _TARGETS[target_index]
         if target == "run":
-            return data.draw(st.sampled_from(_RUN_KINDS), label="kind"), "", token
+            return _RUN_KINDS[n % len(_RUN_KINDS)], "", token
         states: dict[str, str] = {}
         if target == "step":
             states = {k: v.status for k, v in run.steps.items()}
@@ -243,12 +280,12 @@ class WorldStateMachine(RuleBasedStateMachine):
             states = {k: "active" if v.active else "disposed" for k, v in run.hooks.items()}
         elif target == "wait":
             states = {k: "waiting" if v.waiting else "completed" for k, v in run.waits.items()}
-        if not states:  # nothing to aim at yet: create something
-            kind = data.draw(st.sampled_from(_CREATIONS), label="kind")
-            return kind, data.draw(st.sampled_from(CORRELATION_IDS), label="corr"), token
-        corr = data.draw(st.sampled_from(sorted(states)), label="corr")
-        kind = data.draw(st.sampled_from(_NEXT[target, states[corr]]), label="kind")
-        return kind, corr, token
+        if not states:  # nothing to aim at (yet): create something
+            return _CREATIONS[n % len(_CREATIONS)], corr, token
+        ids = sorted(states)
+        chosen = ids[n % len(ids)]
+        kinds = _NEXT[target, states[chosen]]
+        return kinds[(n // len(ids)) % len(kinds)], chosen, token
 
     @initialize()
     def create_two_runs(self) -> None:
@@ -256,28 +293,28 @@ class WorldStateMachine(RuleBasedStateMachine):
             self._check_append(run_id, [("run_created", "", "")])
 
     @precondition(lambda self: len(self.model.runs) < len(RUN_IDS))
-    @rule(data=st.data())
-    def create_run(self, data: st.DataObject) -> None:
+    @rule(index=st.integers(0, 5))
+    def create_run(self, index: int) -> None:
         free = [r for r in RUN_IDS if r not in self.model.runs]
-        self._check_append(data.draw(st.sampled_from(free), label="run"), [("run_created", "", "")])
+        self._check_append(free[index % len(free)], [("run_created", "", "")])
 
-    @rule(data=st.data())
-    def append_one(self, data: st.DataObject) -> None:
-        run_id = self._draw_run(data)
-        self._check_append(run_id, [self._draw_spec(data, run_id)])
+    @rule(run=RUN_PICKS, pick=SPEC_PICKS)
+    def append_one(self, run: int, pick: int) -> None:
+        run_id = self._pick_run(run)
+        self._check_append(run_id, [self._pick_spec(run_id, pick)])
 
-    @rule(data=st.data(), size=st.integers(2, 3))
-    def append_batch(self, data: st.DataObject, size: int) -> None:
-        run_id = self._draw_run(data)
-        self._check_append(run_id, [self._draw_spec(data, run_id) for _ in range(size)])
+    @rule(run=RUN_PICKS, picks=st.lists(SPEC_PICKS, min_size=2, max_size=3))
+    def append_batch(self, run: int, picks: list[int]) -> None:
+        run_id = self._pick_run(run)
+        self._check_append(run_id, [self._pick_spec(run_id, p) for p in picks])
 
     @rule(run_id=st.sampled_from(RUN_IDS), specs=st.lists(SPECS, min_size=1, max_size=4))
     def append_anything(self, run_id: str, specs: list[tuple[str, str, str]]) -> None:
         self._check_append(run_id, specs)
 
-    @rule(data=st.data())
-    def purge(self, data: st.DataObject) -> None:
-        run_id = self._draw_run(data, terminal=True)
+    @rule(run=RUN_PICKS)
+    def purge(self, run: int) -> None:
+        run_id = self._pick_run(run, terminal=True)
         expected = self.model.purge(run_id)
         outcome = self._call(self.world.purge(run_id))
         if expected is None:
@@ -291,7 +328,7 @@ class WorldStateMachine(RuleBasedStateMachine):
 
     @invariant()
     def views_match_model(self) -> None:
-        self._runner.run(self._check_views())
+        self._run(self._check_views())
 
     async def _check_views(self) -> None:
         world, model = self.world, self.model
