@@ -22,15 +22,20 @@ class Signal:
     not what), and take the waiter *before* checking, so a fire in between is not lost.
     """
 
-    __slots__ = ("_event",)
+    __slots__ = ("_event", "_loop")
 
     def __init__(self) -> None:
         self._event: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def waiter(self) -> asyncio.Event:
         """The event the next :meth:`fire` sets."""
-        if self._event is None:
+        loop = asyncio.get_running_loop()
+        if self._event is None or self._loop is not loop:
+            # A world may outlive an event loop (one per test); an event left unfired by a
+            # waiter of a finished loop must not be handed to a waiter on the next one.
             self._event = asyncio.Event()
+            self._loop = loop
         return self._event
 
     def fire(self) -> None:

@@ -342,3 +342,24 @@ async def test_idle_notifications_cost_nothing_to_writers() -> None:
     state = world._log.runs[r]
     assert state.changed._event is None
     assert world._world_changed._event is None
+
+
+def test_a_world_outlives_its_event_loop() -> None:
+    world = MemoryWorld()
+    r = new_id("wrun")
+
+    async def abandoned_wait() -> None:
+        await world.append(r, [RunCreated(run_id=r, workflow_name="w", input=NULL)])
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.01):
+                await world.wait_for_run(r, after_seq=1)  # leaves a waiter on this loop
+
+    async def wait_again() -> int:
+        waiter = asyncio.ensure_future(world.wait_for_run(r, after_seq=1))
+        await asyncio.sleep(0)
+        await world.append(r, [RunStarted(run_id=r)])
+        async with asyncio.timeout(5):
+            return await waiter
+
+    asyncio.run(abandoned_wait())
+    assert asyncio.run(wait_again()) == 2
