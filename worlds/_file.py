@@ -375,12 +375,15 @@ class FileWorld(MemoryWorld):
         """Delete a terminal run: its log, its streams and its queue messages."""
         writer = self._writable()
         async with self._turn(run_id):
+            if not self._state(run_id).run.status.is_terminal:
+                await super().purge(run_id)  # refuses it, with the memory world's words
+            # the stream files first: once the log is gone, the run is gone after a crash too
+            writer.unlink(stream_dir(run_id)).add_done_callback(_observe)
+            cancelled = await _settled(writer.unlink(self._disk.logs[run_id].path))
             await super().purge(run_id)
-            log = self._disk.logs.pop(run_id)
+            del self._disk.logs[run_id]
             for key in [k for k in self._disk.streams if k[0] == run_id]:
                 del self._disk.streams[key]
-            writer.unlink(stream_dir(run_id)).add_done_callback(_observe)
-            cancelled = await _settled(writer.unlink(log.path))
         if cancelled:
             raise asyncio.CancelledError
 
