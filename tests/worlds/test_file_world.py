@@ -615,3 +615,17 @@ async def test_checkpoints_and_closed_files(
 
 async def views_of_runs(world: World, count: int) -> list[object]:
     return [(await world.list_events(f"r{i}")).items for i in range(count)]
+
+
+async def test_a_token_claimed_by_an_append_in_flight_is_taken(world: FileWorld) -> None:
+    # appends commit once durable, so two runs racing for a token both check it before
+    # either is in the token table: the world must still give it to one hook only
+    await asyncio.gather(new_run(world, "a"), new_run(world, "b"))
+
+    async def claim(run_id: str) -> str:
+        hook = HookCreated(run_id=run_id, correlation_id=f"hook_{run_id}", token="shared")
+        return (await world.append(run_id, [hook])).events[0].type
+
+    assert sorted(await asyncio.gather(claim("a"), claim("b"))) == ["hook_conflict", "hook_created"]
+    holder = await world.get_hook_by_token("shared")
+    assert holder.run_id in ("a", "b")
