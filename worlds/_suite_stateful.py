@@ -384,15 +384,17 @@ class WorldStateMachine(RuleBasedStateMachine):
         assert [(w.run_id, w.wait_id) for w in listed_waits] == [(r, k) for _, r, k in all_waits]
 
 
-def state_machine_settings(slow: bool | None = None) -> settings:
+def state_machine_settings(slow: bool | None = None, max_examples: int | None = None) -> settings:
     """Hypothesis settings: ~300 examples of 30 steps, ten times more when ``slow``.
 
     ``slow=None`` reads ``WORLDFLOW_SLOW`` from the environment (``1`` means slow).
+    ``max_examples`` replaces the 300 (not the ``slow`` budget), for a world whose every
+    write waits for the disk.
     """
     if slow is None:
         slow = os.environ.get("WORLDFLOW_SLOW", "") not in ("", "0")
     return settings(
-        max_examples=3000 if slow else 300,
+        max_examples=3000 if slow else max_examples or 300,
         stateful_step_count=60 if slow else 30,
         deadline=None,
         print_blob=True,
@@ -400,8 +402,11 @@ def state_machine_settings(slow: bool | None = None) -> settings:
     )
 
 
-def run_world_state_machine(factory: WorldFactory, *, slow: bool | None = None) -> None:
-    """Run :class:`WorldStateMachine` against the worlds ``factory`` opens.
+def run_world_state_machine(
+    factory: WorldFactory, *, slow: bool | None = None, max_examples: int | None = None
+) -> None:
+    """Run :class:`WorldStateMachine` against the worlds ``factory`` opens (budget: see
+    :func:`state_machine_settings`).
 
     Example (one world factory per parameter)::
 
@@ -411,4 +416,4 @@ def run_world_state_machine(factory: WorldFactory, *, slow: bool | None = None) 
     """
     name = getattr(factory, "__name__", "world")
     machine = type(f"WorldStateMachine[{name}]", (WorldStateMachine,), {"factory": factory})
-    run_state_machine_as_test(machine, settings=state_machine_settings(slow))
+    run_state_machine_as_test(machine, settings=state_machine_settings(slow, max_examples))
