@@ -662,6 +662,18 @@ class Registry:
         self._steps[definition.name] = definition
         return definition
 
+    def replace_step(self, name: str, definition: StepDefinition | None) -> StepDefinition | None:
+        """Serve ``definition`` under ``name`` in place of what was there (``None``: remove
+        this registry's own entry), and return this registry's previous entry, if any.
+
+        For tests (``worldflow.testing.override_step``): unlike :meth:`add_step`, another
+        function under a taken name is not an error.
+        """
+        previous = self._steps.pop(name, None)
+        if definition is not None:
+            self._steps[name] = definition
+        return previous
+
     @property
     def workflows(self) -> list[WorkflowDefinition]:
         """The workflows added to this registry, in the order they were added."""
