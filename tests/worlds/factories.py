@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from worldflow.worlds import FileWorld, MemoryWorld, World
+from worldflow.worlds.testing import WorldFactory
 
 
 @asynccontextmanager
@@ -34,3 +35,8 @@ WORLD_FACTORIES = [
     pytest.param(memory_world, id="memory"),
     pytest.param(file_world, id="file"),
 ]
+
+STATE_MACHINE_EXAMPLES: dict[WorldFactory, int] = {file_world: 75}
+"""Smaller default budgets of the state machine for worlds whose every write waits for the
+disk (a few hundred examples of fsync'd appends take a minute on a busy machine); ``--slow``
+runs the full budget on every world."""
