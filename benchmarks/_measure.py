@@ -15,6 +15,7 @@ __all__ = [
     "Figures",
     "Outcome",
     "PeakRss",
+    "disk_syncs",
     "median_figures",
     "peak_rss_during",
     "percentile",
@@ -126,3 +127,11 @@ def median_figures(samples: Sequence[Figures]) -> Figures:
         values = sorted(sample[key] for sample in samples if key in sample)
         merged[key] = values[(len(values) - 1) // 2]
     return merged
+
+
+def disk_syncs(world: object) -> int | None:
+    """How many syncs the world's writer has made so far, if it counts them (the file world's
+    ``writer_stats``); ``None`` for worlds that do not say."""
+    stats = getattr(world, "writer_stats", None)
+    syncs = getattr(stats, "syncs", None)
+    return syncs if isinstance(syncs, int) else None

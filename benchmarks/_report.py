@@ -258,6 +258,9 @@ _LABELS: dict[str, str] = {
     "peak_rss_mib": "peak RSS MiB",
     "rss_growth_mib": "RSS growth MiB",
     "park_all_s": "park all s",
+    "syncs_per_step": "disk syncs per step",
+    "syncs_per_run": "disk syncs per run",
+    "syncs_per_resume": "disk syncs per resume",
     "resume_all_s": "resume all s",
 }
 """Table names of the metrics, in the order the table lists them."""

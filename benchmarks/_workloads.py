@@ -15,7 +15,7 @@ from typing import Any
 
 from benchmarks import _flows
 from benchmarks._audit import audit_runs, wait_until_parked
-from benchmarks._measure import Outcome, peak_rss_during, percentile, stopwatch
+from benchmarks._measure import Outcome, disk_syncs, peak_rss_during, percentile, stopwatch
 from benchmarks._recovery import w5_recovery
 from benchmarks._replay import w6_replay
 from benchmarks._scale import w7_scale
@@ -61,15 +61,19 @@ async def w1_throughput(cell: Cell) -> Outcome:
                     )
                     return await run.result(timeout=_RESULT_TIMEOUT)
 
+            syncs = disk_syncs(world)
             async with peak_rss_during() as rss:
                 with stopwatch() as sw:
                     results = await asyncio.gather(*(one(i) for i in range(sizes.w1_runs)))
+            syncs = _delta(syncs, disk_syncs(world))
         outcome.figures = {
             "runs_per_s": sizes.w1_runs / sw.elapsed,
             "steps_per_s": sizes.w1_runs * sizes.w1_steps / sw.elapsed,
             "peak_rss_mib": rss.peak_mib,
             "rss_growth_mib": rss.growth_mib,
         }
+        if syncs is not None:
+            outcome.figures["syncs_per_step"] = syncs / (sizes.w1_runs * sizes.w1_steps)
         outcome.check_equal(
             "results right", results, [i + sizes.w1_steps for i in range(sizes.w1_runs)]
         )
@@ -85,12 +89,16 @@ async def w2_latency(cell: Cell) -> Outcome:
     async with cell.fresh_world() as world:
         async with Engine(world=world, workflows=_WORKFLOWS) as engine:
             latencies, results = [], []
+            syncs = disk_syncs(world)
             for i in range(sizes.w2_runs):
                 with stopwatch() as sw:
                     run = await engine.start(_flows.one_step, i, run_id=f"w2-{key}-{i}")
                     results.append(await run.result(timeout=_RESULT_TIMEOUT))
                 latencies.append(sw.elapsed)
+            syncs = _delta(syncs, disk_syncs(world))
         outcome.figures = _latencies(latencies)
+        if syncs is not None:
+            outcome.figures["syncs_per_run"] = syncs / sizes.w2_runs
         outcome.check_equal("results right", results, [i + 1 for i in range(sizes.w2_runs)])
         await audit_runs(outcome, world, [f"w2-{key}-{i}" for i in range(sizes.w2_runs)], 1)
     return outcome
@@ -102,15 +110,21 @@ async def w3_hook(cell: Cell) -> Outcome:
     async with cell.fresh_world() as world:
         async with Engine(world=world, workflows=_WORKFLOWS) as engine:
             latencies, results = [], []
+            syncs: int | None = 0
             for i in range(sizes.w3_runs):
                 token = f"w3-{key}-{i}"
                 run = await engine.start(_flows.wait_hook, token, i, run_id=token)
                 await wait_until_parked(world, token, timeout=_RESULT_TIMEOUT)
+                before = disk_syncs(world)
                 with stopwatch() as sw:
                     await engine.resume_hook(token, 1)
                     results.append(await run.result(timeout=_RESULT_TIMEOUT))
                 latencies.append(sw.elapsed)
+                after = _delta(before, disk_syncs(world))
+                syncs = None if syncs is None or after is None else syncs + after
         outcome.figures = _latencies(latencies)
+        if syncs is not None:
+            outcome.figures["syncs_per_resume"] = syncs / sizes.w3_runs
         outcome.check_equal("results right", results, [i + 1 for i in range(sizes.w3_runs)])
         await audit_runs(outcome, world, [f"w3-{key}-{i}" for i in range(sizes.w3_runs)], 0)
     return outcome
@@ -121,13 +135,21 @@ async def w4_fanout(cell: Cell) -> Outcome:
     sizes, outcome, key = cell.sizes, Outcome(), _key()
     async with cell.fresh_world() as world:
         async with Engine(world=world, workflows=_WORKFLOWS) as engine:
+            syncs = disk_syncs(world)
             with stopwatch() as sw:
                 run = await engine.start(_flows.fan_out, sizes.w4_width, run_id=f"w4-{key}")
                 total = await run.result(timeout=_RESULT_TIMEOUT)
+            syncs = _delta(syncs, disk_syncs(world))
         outcome.figures = {"wall_ms": sw.elapsed * 1000}
+        if syncs is not None:
+            outcome.figures["syncs_per_run"] = syncs
         outcome.check_equal("results right", total, sum(range(sizes.w4_width)))
         await audit_runs(outcome, world, [f"w4-{key}"], sizes.w4_width)
     return outcome
+
+
+def _delta(before: int | None, after: int | None) -> int | None:
+    return None if before is None or after is None else after - before
 
 
 def _latencies(seconds: Sequence[float]) -> dict[str, float]:
