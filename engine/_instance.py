@@ -387,7 +387,8 @@ class WorkflowInstance(Operations):
                 self._step_ended(op)
                 if not op.done:
                     self._op_done(op)
-                    op.future.set_exception(self._step_failure(op, event.error))
+                    if not op.future.done():  # cancelled when the body ended first
+                        op.future.set_exception(self._step_failure(op, event.error))
             case WaitCompleted():
                 self._on_wait_completed(event)
             case HookReceived():
@@ -539,7 +540,9 @@ class WorkflowInstance(Operations):
         if op.done:
             return
         self._op_done(op)
-        if isinstance(op, EventWaitOp):
+        if op.future is not None and op.future.done():
+            pass  # cancelled when the body ended first: nothing left to tell it
+        elif isinstance(op, EventWaitOp):
             op.future.set_exception(
                 TimeoutError(f"no event {op.event_name!r} arrived by {iso(op.resume_at)}")
             )

@@ -41,6 +41,29 @@ _USE_A_STEP = (
 )
 
 
+class _BodyTask(asyncio.Task[_T]):
+    """A body task whose hash is its creation number, not its memory address.
+
+    ``asyncio.wait`` returns *sets* of tasks; a body that iterates them (to cancel the losers,
+    say) must see the same order on every replay, and a set's order follows its members'
+    hashes. Creation order is the same on every replay; memory addresses are not.
+    """
+
+    creation_number = 0
+
+    def __hash__(self) -> int:
+        return self.creation_number
+
+
+class _BodyFuture(asyncio.Future[_T]):
+    """A body future hashed by creation number, like :class:`_BodyTask`."""
+
+    creation_number = 0
+
+    def __hash__(self) -> int:
+        return self.creation_number
+
+
 class WorkflowLoop(asyncio.AbstractEventLoop):
     """A deterministic asyncio event loop driven one idle point at a time.
 
@@ -73,6 +96,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         self._task_factory: Any = None
         self._asyncgens: weakref.WeakSet[Any] = weakref.WeakSet()
         self._tasks: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+        self._created = 0  # tasks and futures made so far: their deterministic hashes
         self.violation: DeterminismViolationError | None = None
         """The first determinism violation seen: the owner fails the run with it."""
 
@@ -211,8 +235,11 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         self._on_timer_cancelled(handle)
 
     def create_future(self) -> asyncio.Future[Any]:
-        """A future bound to this loop."""
-        return asyncio.Future(loop=self)
+        """A future bound to this loop, hashed by creation order (see :class:`_BodyTask`)."""
+        self._created += 1
+        future: _BodyFuture[Any] = _BodyFuture(loop=self)
+        future.creation_number = self._created
+        return future
 
     def create_task(  # type: ignore[override]
         self,
@@ -230,7 +257,9 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
             if name is not None:
                 made.set_name(name)
             return made
-        task = asyncio.Task(coro, loop=self, name=name, context=context)
+        self._created += 1
+        task = _BodyTask(coro, loop=self, name=name, context=context)
+        task.creation_number = self._created
         self._tasks.add(task)
         # A body task waits, by design, on events that may come much later or never (an
         # evicted instance is dropped while it waits): that is not asyncio's "destroyed but

@@ -6,7 +6,6 @@ the real engine on a world as well as the simulated ones.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import re
 from collections import Counter
@@ -52,9 +51,6 @@ __all__ = [
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-TOLERATE_LATE_FAILURE_BUG = True
-"""Set to False when test_known_bugs.py::test_a_step_failure_after_the_body_ended_is_ignored
-passes."""
 _NODE = re.compile(r"^n(\d+)")
 
 
@@ -204,17 +200,7 @@ def check_mutation(
             batches = [list(log)] if whole else [[e] for e in log]
             progress = instance.progress()
             for batch in batches:
-                try:
-                    progress = instance.feed(batch)
-                except asyncio.InvalidStateError:
-                    # Known engine bug (test_known_bugs.py): a step_failed fed after the body
-                    # ended crashes feed(). Tolerated only once the divergence was caught.
-                    if TOLERATE_LATE_FAILURE_BUG and isinstance(
-                        instance.error, NondeterminismError
-                    ):
-                        progress = instance.progress()
-                        break
-                    raise
+                progress = instance.feed(batch)
                 completed = [c for c in progress.commands if isinstance(c, RunCompleted)]
                 assert not completed, (
                     f"{what}: the changed code completed the run from the old log: {completed}"

@@ -358,11 +358,9 @@ class _Interpreter:
                     asyncio.ensure_future(self.block(b, f"{path}.{i}"))
                     for i, b in enumerate(node.branches)
                 ]
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                # Cancel in list order: iterating the `pending` *set* follows the tasks' memory
-                # addresses, which differ between the live run and a replay (see
-                # test_known_bugs.py).
-                losers = [task for task in tasks if task not in done]
+                done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                # Iterate the set asyncio.wait returns, as users do: its order must replay.
+                losers = list(pending)
                 for task in losers:
                     task.cancel()
                 await asyncio.gather(*losers, return_exceptions=True)

@@ -61,10 +61,6 @@ _NODE = re.compile(r"^n(\d+)")
 _MAX_ACTIONS = 2000
 _MAX_PAYLOADS_PER_HOOK = 2
 _MAX_EVENTS_PER_NAME = 3
-FEED_LATE_FAILURES = False
-"""Whether a step attempt in flight when the run ends may record a failure. Off while
-``test_known_bugs.py::test_a_step_failure_after_the_body_ended_is_ignored`` is an expected
-failure (the instance raises InvalidStateError); turn on when that test passes."""
 
 Action = tuple[str, ...]
 """``("start", step_id)``, ``("finish", step_id)``, ``("timer", wait_id)``, ``("hook", token)``,
@@ -409,10 +405,6 @@ class Sim:
             event: AnyEvent = StepCompleted(
                 run_id=RUN_ID, correlation_id=corr, result=_serde.encode(value)
             )
-        elif self.terminal is not None and not FEED_LATE_FAILURES:
-            # Stand-in until the engine bug in test_known_bugs.py is fixed: the attempt
-            # succeeds instead of failing after the run ended.
-            event = StepCompleted(run_id=RUN_ID, correlation_id=corr, result=_serde.encode(None))
         elif outcome == "fatal" or state.failures >= self.schedule.max_retries:
             error = ErrorInfo(
                 name="FatalError" if outcome == "fatal" else "RetryableError",

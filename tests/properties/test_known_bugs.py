@@ -1,15 +1,18 @@
-"""Engine bugs the replay properties found, pinned as strict expected failures.
+"""Engine bugs the replay properties found, kept as regression tests.
 
-Each test is the smallest reproduction of a failure hypothesis shrank to. They are marked
-``xfail(strict=True)``: they run in CI, and the day the engine is fixed they pass, which fails
-the build until the marker (and the workaround named in the test) is removed.
+Each test is the smallest reproduction of a failure hypothesis shrank to:
+
+* body tasks hashed by memory address, so iterating the sets ``asyncio.wait`` returns gave
+  another order on replay and an unchanged workflow failed with ``NondeterminismError``
+  (fixed: body tasks and futures hash by creation number);
+* a step failure recorded after the body ended (a run cancelled while the attempt was in
+  flight; worlds accept that result) raised ``InvalidStateError`` on replay (fixed: a
+  cancelled future is not resolved again).
 """
 
 from __future__ import annotations
 
 import asyncio
-
-import pytest
 
 from tests.engine.history import History
 from worldflow import sleep, step, workflow
@@ -46,15 +49,6 @@ async def race() -> list[int]:
     return [task.result() for task in done]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "body tasks hash by memory address, so iterating the sets asyncio.wait returns gives "
-        "another order on replay and an unchanged workflow fails with NondeterminismError "
-        "(fix: a Task subclass with a creation-counter __hash__ in WorkflowLoop.create_task). "
-        "Workaround in tests/properties/programs.py: FirstOf cancels losers in list order."
-    ),
-)
 def test_iterating_the_sets_asyncio_wait_returns_replays() -> None:
     h = History(race, check=False)
     h.run_steps()
@@ -70,17 +64,6 @@ async def one_step() -> int:
     return await work(1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=asyncio.InvalidStateError,
-    reason=(
-        "WorkflowInstance._deliver(StepFailed) sets an exception on the step's future without "
-        "checking it is done; after the body ended (run cancelled, or a replay that diverged "
-        "earlier) the future is cancelled and feed() raises InvalidStateError. Worlds accept "
-        "an in-flight step's result on a terminal run, so such logs exist. Workarounds: "
-        "simulation.FEED_LATE_FAILURES and checks.TOLERATE_LATE_FAILURE_BUG."
-    ),
-)
 def test_a_step_failure_after_the_body_ended_is_ignored() -> None:
     h = History(one_step, check=False)
     corr = h.step_id("work")
