@@ -208,7 +208,8 @@ class Disk:
             if state is None:
                 logger.warning("%s: a stream of no known run; ignored", self.root / loaded.path)
                 continue
-            state.streams[loaded.name] = StreamState(list(loaded.chunks), loaded.closed)
+            state.streams[loaded.name] = StreamState(loaded.chunks, loaded.closed)
+            loaded.chunks = []  # the views hold them now; this keeps only where the file ends
             self.streams[(loaded.run_id, loaded.name)] = loaded
 
     def load_queue(self, queues: JournaledQueues) -> None:
@@ -319,6 +320,7 @@ class Disk:
             stream = state.streams.setdefault(loaded.name, StreamState())
             stream.chunks.extend(loaded.chunks)
             stream.closed = loaded.closed
+            loaded.chunks = []
             known = self.streams.setdefault((run_id, loaded.name), loaded)
             known.size, known.closed = loaded.size, loaded.closed
             touched.add(run_id)
