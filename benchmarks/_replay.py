@@ -8,7 +8,8 @@ and parks on a hook. Two figures per size:
   in memory and feeds it only new events, so this must not grow with the log.
 * ``rebuild_ms@N``: the run's cached instance is evicted, then one drive rebuilds it from the
   log (read every event, replay them into a fresh instance); the engine's replay counter must
-  show exactly one replay.
+  show exactly one replay. Median of three. The world's own caches stay warm: this is the
+  engine's cost, as after an eviction, not a cold start's disk reads.
 
 ``live_cost_growth`` is the live cost at the largest size over that at the smallest.
 """
@@ -29,8 +30,10 @@ from worldflow import Engine
 
 __all__ = ["w6_replay"]
 
-_LIVE_SAMPLES = 20
+_LIVE_SAMPLES = 100
 """Step-to-step intervals per size (small sizes use several runs to get them)."""
+_REBUILDS = 3
+"""Rebuilds timed per size; the median is kept."""
 _TIMEOUT = 300.0
 _EVICT_WAIT = 5.0
 
@@ -84,16 +87,19 @@ async def w6_replay(cell: Cell) -> Outcome:
                     intervals += [b - a for a, b in itertools.pairwise(tail)]
                     if attempt == 0:
                         outcome.notes.append(f"the {size}-event run has {length} events")
-                        await _evict(engine, token)
-                        replays = engine.driver.replays
-                        with stopwatch() as sw:
-                            await engine.driver.drive(token)
-                        outcome.figures[f"rebuild_ms@{size}"] = sw.elapsed * 1000
-                        outcome.check_equal(
-                            f"one replay rebuilds the {size}-event run",
-                            engine.driver.replays - replays,
-                            1,
-                        )
+                        rebuilds = []
+                        for _ in range(_REBUILDS):
+                            await _evict(engine, token)
+                            replays = engine.driver.replays
+                            with stopwatch() as sw:
+                                await engine.driver.drive(token)
+                            rebuilds.append(sw.elapsed)
+                            outcome.check_equal(
+                                f"one replay rebuilds the {size}-event run",
+                                engine.driver.replays - replays,
+                                1,
+                            )
+                        outcome.figures[f"rebuild_ms@{size}"] = statistics.median(rebuilds) * 1000
                     await _finish(engine, outcome, token, steps)
                     run_ids.append(token)
                 live[size] = statistics.median(intervals) / per_step
