@@ -2,7 +2,11 @@
 
 A ULID is 48 bits of millisecond time then 80 random bits, so ids sort by creation time.
 :func:`new_id` is monotonic within a process: two ids minted in the same millisecond still
-sort in minting order.
+sort in minting order (the random part of the first one of the millisecond is incremented).
+
+Ids are minted for every stored event, so this is a hot path: the 10 characters of the time
+part are encoded once per millisecond, and within a millisecond only the low 40 bits of the
+random part are re-encoded (8 characters) unless the increment carries into the high ones.
 """
 
 from __future__ import annotations
@@ -14,38 +18,63 @@ import time
 __all__ = ["PREFIXES", "encode_ulid", "new_id", "new_ulid"]
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-# One lookup per 10 bits: 1 + 12 pairs + 1 = 26 characters for the 128 bits.
+# One lookup per 10 bits (two characters).
 _PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+_MASK40 = (1 << 40) - 1
 
 PREFIXES = frozenset({"wrun", "step", "hook", "wait", "evnt", "strm", "msg"})
 
 _lock = threading.Lock()
-_last_ms = 0
+_last_ms = -1
 _last_rand = 0
+_time_text = ""  # encoded _last_ms
+_high = -1  # high 40 bits of _last_rand, and their text
+_high_text = ""
+
+
+def _encode_time(ms: int) -> str:
+    """The 10 characters of a 48-bit millisecond time (two leading pad bits)."""
+    p = _PAIRS
+    return (
+        _ALPHABET[(ms >> 45) & 0x7]
+        + p[(ms >> 35) & 0x3FF]
+        + p[(ms >> 25) & 0x3FF]
+        + p[(ms >> 15) & 0x3FF]
+        + p[(ms >> 5) & 0x3FF]
+        + _ALPHABET[ms & 0x1F]
+    )
+
+
+def _encode_40(bits: int) -> str:
+    """The 8 characters of 40 bits."""
+    p = _PAIRS
+    return p[bits >> 30] + p[(bits >> 20) & 0x3FF] + p[(bits >> 10) & 0x3FF] + p[bits & 0x3FF]
 
 
 def encode_ulid(ms: int, rand: int) -> str:
     """Encode a 48-bit millisecond time and an 80-bit random part as a 26-char ULID."""
-    value = ((ms & 0xFFFFFFFFFFFF) << 80) | (rand & ((1 << 80) - 1))
-    pairs = _PAIRS
-    out = [_ALPHABET[(value >> 125) & 0x1F]]
-    out.extend(pairs[(value >> shift) & 0x3FF] for shift in range(115, 4, -10))
-    out.append(_ALPHABET[value & 0x1F])
-    return "".join(out)
+    ms &= 0xFFFFFFFFFFFF
+    rand &= (1 << 80) - 1
+    return _encode_time(ms) + _encode_40(rand >> 40) + _encode_40(rand & _MASK40)
 
 
 def new_ulid() -> str:
     """A fresh ULID, strictly greater than the previous one minted by this process."""
-    global _last_ms, _last_rand
+    global _last_ms, _last_rand, _time_text, _high, _high_text
     ms = time.time_ns() // 1_000_000
     with _lock:
         if ms <= _last_ms:
-            ms = _last_ms
             rand = _last_rand + 1
         else:
+            _last_ms = ms
+            _time_text = _encode_time(ms & 0xFFFFFFFFFFFF)
             rand = int.from_bytes(os.urandom(10), "big") >> 1  # headroom for increments
-        _last_ms, _last_rand = ms, rand
-    return encode_ulid(ms, rand)
+        _last_rand = rand
+        high = rand >> 40
+        if high != _high:
+            _high = high
+            _high_text = _encode_40(high & _MASK40)
+        return _time_text + _high_text + _encode_40(rand & _MASK40)
 
 
 def new_id(prefix: str) -> str:
