@@ -164,20 +164,34 @@ def _parameters(signature: inspect.Signature) -> tuple[ParameterInfo, ...]:
 
 
 def encode_arguments(
-    signature: inspect.Signature, what: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    signature: inspect.Signature,
+    what: str | Callable[[], str],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    names: tuple[str, ...] | _Unknown | None = None,
 ) -> Payload:
     """Encode a call's arguments as ``{parameter: value}`` after binding them to ``signature``.
 
     Defaults are not filled in, so a later change of a default value does not change what
     earlier calls recorded. Raises ``TypeError`` (bad call) or ``SerializationError``.
+    ``what`` names the function in messages (a callable is called only for a message);
+    ``names`` is :func:`plain_names` of ``signature`` when the caller has it already.
     """
-    arguments = _fast_bind(signature, args, kwargs)
+    if names is None:
+        names = plain_names(signature)
+    if type(names) is tuple:
+        if not kwargs and len(args) == len(names):
+            # Every parameter passed by position: the common call, bound without inspect.
+            return _encode_arguments(dict(zip(names, args, strict=True)), what)
+        arguments = _fast_bind(names, args, kwargs)
+    else:
+        arguments = None
     if arguments is not None:
         return _encode_arguments(arguments, what)
     try:
         bound = signature.bind(*args, **kwargs)
     except TypeError as exc:
-        raise TypeError(f"{what}: {exc}") from None
+        raise TypeError(f"{_what(what)}: {exc}") from None
     arguments = dict(bound.arguments)
     for p in signature.parameters.values():
         if p.name not in arguments:
@@ -189,29 +203,43 @@ def encode_arguments(
     return _encode_arguments(arguments, what)
 
 
-def _encode_arguments(arguments: dict[str, Any], what: str) -> Payload:
+class _Unknown:
+    """Type of :data:`_NOT_PLAIN`."""
+
+
+_NOT_PLAIN = _Unknown()
+"""What :func:`plain_names` gives for a signature that is not all plain parameters."""
+
+
+def _what(what: str | Callable[[], str]) -> str:
+    return what if isinstance(what, str) else what()
+
+
+def _encode_arguments(arguments: dict[str, Any], what: str | Callable[[], str]) -> Payload:
     try:
         return _serde.encode(arguments)
     except SerializationError as exc:
-        raise SerializationError(f"the arguments of {what} cannot be recorded: {exc}") from None
+        raise SerializationError(
+            f"the arguments of {_what(what)} cannot be recorded: {exc}"
+        ) from None
 
 
-@functools.lru_cache(maxsize=4096)
-def _plain_names(signature: inspect.Signature) -> tuple[str, ...] | None:
-    """The parameter names if every parameter is a plain positional-or-keyword one."""
+def plain_names(signature: inspect.Signature) -> tuple[str, ...] | _Unknown:
+    """The parameter names if every parameter is a plain positional-or-keyword one, else
+    ``_NOT_PLAIN``. Definitions compute it once (hashing a ``Signature`` for a cache costs
+    more than binding)."""
     params = signature.parameters.values()
     if all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params):
         return tuple(signature.parameters)
-    return None
+    return _NOT_PLAIN
 
 
 def _fast_bind(
-    signature: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]
+    names: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> dict[str, Any] | None:
     """``signature.bind(...).arguments`` for the common call that passes every parameter of
     a plain signature (``Signature.bind`` costs tens of microseconds); ``None`` otherwise."""
-    names = _plain_names(signature)
-    if names is None or len(args) + len(kwargs) != len(names) or len(args) > len(names):
+    if len(args) + len(kwargs) != len(names) or len(args) > len(names):
         return None
     arguments = dict(zip(names, args, strict=False))
     for name in names[len(args) :]:
@@ -222,12 +250,27 @@ def _fast_bind(
 
 
 def decode_arguments(
-    signature: inspect.Signature, what: str, payload: Payload | bytes
+    signature: inspect.Signature,
+    what: str | Callable[[], str],
+    payload: Payload | bytes,
+    names: tuple[str, ...] | _Unknown | None = None,
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """The ``(args, kwargs)`` to call a function with, from :func:`encode_arguments`' payload."""
+    """The ``(args, kwargs)`` to call a function with, from :func:`encode_arguments`' payload.
+
+    ``names`` is :func:`plain_names` of ``signature`` when the caller has it already.
+    """
     value = _serde.decode(payload)
     if not isinstance(value, dict):
-        raise SerializationError(f"the recorded input of {what} is not an argument mapping")
+        raise SerializationError(f"the recorded input of {_what(what)} is not an argument mapping")
+    if names is None:
+        names = plain_names(signature)
+    if type(names) is tuple and len(value) == len(names):
+        # Every plain parameter recorded: they are all positional (what binding gives).
+        try:
+            return tuple([value[name] for name in names]), {}
+        except KeyError:
+            pass  # another set of names: the checks below say what is wrong
+    what = _what(what)
     unknown = [name for name in value if name not in signature.parameters]
     if unknown:
         raise TypeError(
@@ -266,13 +309,20 @@ class StepDefinition:
         """The function's parameters."""
         return _parameters(self.signature)
 
+    @functools.cached_property
+    def _names(self) -> tuple[str, ...] | _Unknown:
+        return plain_names(self.signature)
+
+    def _what(self) -> str:
+        return f"step {self.name!r}"
+
     def encode_input(self, *args: Any, **kwargs: Any) -> Payload:
         """The recorded input of a call ``fn(*args, **kwargs)``."""
-        return encode_arguments(self.signature, f"step {self.name!r}", args, kwargs)
+        return encode_arguments(self.signature, self._what, args, kwargs, self._names)
 
     def decode_input(self, payload: Payload | bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The ``(args, kwargs)`` of a recorded input; call ``fn(*args, **kwargs)``."""
-        return decode_arguments(self.signature, f"step {self.name!r}", payload)
+        return decode_arguments(self.signature, self._what, payload, self._names)
 
 
 @dataclass(frozen=True, eq=False)
@@ -307,13 +357,20 @@ class WorkflowDefinition:
         """
         return sorted({d.name for d in _referenced(self.fn, StepFunction)})
 
+    @functools.cached_property
+    def _names(self) -> tuple[str, ...] | _Unknown:
+        return plain_names(self.signature)
+
+    def _what(self) -> str:
+        return f"workflow {self.name!r}"
+
     def encode_input(self, *args: Any, **kwargs: Any) -> Payload:
         """The run input for ``start(workflow, *args, **kwargs)``."""
-        return encode_arguments(self.signature, f"workflow {self.name!r}", args, kwargs)
+        return encode_arguments(self.signature, self._what, args, kwargs, self._names)
 
     def decode_input(self, payload: Payload | bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The ``(args, kwargs)`` to call the body with, from a run's input."""
-        return decode_arguments(self.signature, f"workflow {self.name!r}", payload)
+        return decode_arguments(self.signature, self._what, payload, self._names)
 
 
 def _referenced(fn: Callable[..., Any], kind: type[Any]) -> list[Any]:
