@@ -34,6 +34,7 @@ __all__ = ["decode", "encode", "encode_bytes"]
 _TAG = "$wf"
 _TAG_BYTES = b'"$wf"'
 _SCALARS = (str, int, float, bool, type(None))
+_PLAIN = frozenset((str, int, bool, type(None)))  # JSON as they are (floats if finite)
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
 _raw_cache_null = msgspec.Raw(b"null")
@@ -74,7 +75,11 @@ def _to_json(value: Any, path: str) -> Any:
         return [_to_json(v, f"{path}[{i}]") for i, v in enumerate(value)]
     if t is dict:
         if all(type(k) is str for k in value) and _TAG not in value:
-            return {k: _to_json(v, f"{path}.{k}") for k, v in value.items()}
+            for v in value.values():
+                tv = type(v)
+                if tv not in _PLAIN and (tv is not float or not math.isfinite(v)):
+                    return {k: _to_json(v, f"{path}.{k}") for k, v in value.items()}
+            return value  # only plain scalars (a step's usual input): JSON as it is
         return {
             _TAG: "dict",
             "v": [
