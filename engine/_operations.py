@@ -59,8 +59,10 @@ class Operations:
         # The Nth operation gets the Nth id: a seeded base plus the call count, so ids are
         # the same on every replay and sort in call order.
         self._id_base = random.Random(run_id).getrandbits(79)
-        self._tokens = random.Random(f"{run_id}:tokens")  # reseeded by seed_tokens()
-        self._user_random = random.Random(f"{run_id}:random")
+        # Seeding a Random costs more than the rest of a new instance: make them on first use.
+        self._token_seed = f"{run_id}:tokens"  # replaced by seed_tokens()
+        self._tokens: random.Random | None = None
+        self._user_random_: random.Random | None = None
         self._loop = WorkflowLoop(
             clock=self._clock,
             on_timer=self._on_timer,
@@ -211,7 +213,8 @@ class Operations:
         Without it a default token would follow from the run id alone, and a caller who
         chose a guessable run id (``order-1``) would have guessable webhook URLs.
         """
-        self._tokens = random.Random(f"{self.run_id}:{seed}:tokens")
+        self._token_seed = f"{self.run_id}:{seed}:tokens"
+        self._tokens = None
 
     def create_hook(self, token: str | None, metadata: Any, *, is_webhook: bool) -> HookOp:
         """Start a hook operation (``hook_created``); the token is seeded if not given."""
@@ -220,6 +223,8 @@ class Operations:
         payload = _serde.encode(metadata)
         number, corr = self._next_id("hook")
         if token is None:
+            if self._tokens is None:
+                self._tokens = random.Random(self._token_seed)
             token = "".join(self._tokens.choices(_TOKEN_ALPHABET, k=26))
         op = HookOp(number, corr, token, payload, is_webhook)
         self._register(op)
@@ -301,6 +306,13 @@ class Operations:
     def now(self) -> datetime:
         """The workflow's clock: the ``created_at`` of the last event delivered."""
         return self._now
+
+    @property
+    def _user_random(self) -> random.Random:
+        made = self._user_random_
+        if made is None:
+            made = self._user_random_ = random.Random(f"{self.run_id}:random")
+        return made
 
     def random(self) -> float:
         """A replay-safe random float in [0, 1)."""
