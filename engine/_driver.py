@@ -339,7 +339,7 @@ class Driver:
         if events:
             slot.track(events)
         try:
-            return instance.feed(events)
+            return instance.feed(events, describe=False)
         except ValueError:
             log.exception("run %s: feeding events failed; replaying from the log", slot.run_id)
             self._drop_instance(slot)

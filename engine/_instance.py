@@ -179,11 +179,13 @@ class WorkflowInstance(Operations):
         """Whether the body has ended (or the run did)."""
         return self._finished
 
-    def feed(self, events: Sequence[AnyEvent]) -> Progress:
+    def feed(self, events: Sequence[AnyEvent], *, describe: bool = True) -> Progress:
         """Deliver ``events`` (in ``seq`` order, continuing from :attr:`last_seq`).
 
         Events at or below :attr:`last_seq` are skipped, so overlapping pages are harmless; a
         gap in ``seq`` is a ``ValueError`` (a replay must see every event in order).
+        ``describe=False`` leaves :attr:`Progress.blocked_on` empty: the text costs one line
+        per pending operation, so the runtime's hot path skips it (``progress()`` has it).
         """
         if self._closed:
             raise RuntimeError(f"the workflow instance of run {self.run_id} is closed")
@@ -202,9 +204,9 @@ class WorkflowInstance(Operations):
             self._fed_seq = event.seq
             self._inbox.append(event)
         self._drive()
-        return self.progress()
+        return self.progress(describe=describe)
 
-    def progress(self) -> Progress:
+    def progress(self, *, describe: bool = True) -> Progress:
         """The current :class:`Progress` (what :meth:`feed` returned last)."""
         finished = self._finished
         return Progress(
@@ -215,7 +217,7 @@ class WorkflowInstance(Operations):
             if finished
             else [(c, op.resume_at) for c, op in self._open_waits.items() if op.resume_at],
             suspended=self._suspended,
-            blocked_on=[] if finished else self._blocked_on(),
+            blocked_on=[] if finished or not describe else self._blocked_on(),
             error=None if self.error is None else str(self.error),
         )
 
