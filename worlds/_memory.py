@@ -35,6 +35,7 @@ from worldflow.worlds._memory_log import Batch, LogState, RunState, StreamState
 from worldflow.worlds._memory_queue import MemoryQueues
 from worldflow.worlds._protocol import EventResult, SortOrder
 from worldflow.worlds._records import (
+    TERMINAL_RUN_STATUSES,
     Hook,
     HookStatus,
     Lease,
@@ -149,13 +150,16 @@ class MemoryWorld:
 
     async def append(self, run_id: str, events: Sequence[AnyEvent]) -> EventResult:
         """Append a batch of events atomically; see the rules of ``worldflow.worlds``."""
-        self._check_open()
-        if isinstance(events, Event) or not isinstance(events, Sequence):
+        if self._closed:
+            self._check_open()
+        if type(events) is not list and (
+            isinstance(events, Event) or not isinstance(events, Sequence)
+        ):
             raise InvalidEventError(
                 f"append() takes a sequence of events, not {type(events).__name__}"
             )
         batch = Batch(self._log, run_id, self._clock.now())
-        was_terminal = batch.run is not None and batch.run.status.is_terminal
+        was_terminal = batch.run is not None and batch.run.status in TERMINAL_RUN_STATUSES
         for event in events:
             batch.add(event)
         if batch.run is None:  # an empty batch for an unknown run
@@ -165,14 +169,14 @@ class MemoryWorld:
             self._changes += 1
             state.changed.fire()
             self._world_changed.fire()
-            if not was_terminal and state.run.status.is_terminal:
+            if not was_terminal and state.run.status in TERMINAL_RUN_STATUSES:
                 state.streams_changed.fire()  # followers of a stream that never came end
         return EventResult(
             run=state.run,
             events=batch.events,
-            steps=list(batch.steps.values()),
-            hooks=list(batch.hooks.values()),
-            waits=list(batch.waits.values()),
+            steps=list(batch.steps.values()) if batch.steps else [],
+            hooks=list(batch.hooks.values()) if batch.hooks else [],
+            waits=list(batch.waits.values()) if batch.waits else [],
         )
 
     async def list_events(
