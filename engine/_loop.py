@@ -94,8 +94,13 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         self._debug = False
         self._exception_handler: Any = None
         self._task_factory: Any = None
-        self._asyncgens: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._tasks: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+        self._asyncgens: weakref.WeakSet[Any] | None = None  # made with the first one
+        # The body's tasks, held until shutdown cancels them (done ones are pruned as the
+        # list grows). A plain list: a WeakSet costs more to fill and walk than a body's
+        # whole step, and an abandoned task is cancelled at shutdown rather than collected.
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._tasks_limit = 64
+        self._hooks = (self._asyncgen_firstiter, self._asyncgen_finalizer)
         self._created = 0  # tasks and futures made so far: their deterministic hashes
         self.violation: DeterminismViolationError | None = None
         """The first determinism violation seen: the owner fails the run with it."""
@@ -115,9 +120,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         host = events._get_running_loop()
         hooks = sys.get_asyncgen_hooks()
         events._set_running_loop(self)
-        sys.set_asyncgen_hooks(
-            firstiter=self._asyncgen_firstiter, finalizer=self._asyncgen_finalizer
-        )
+        sys.set_asyncgen_hooks(*self._hooks)
         self._running = True
         try:
             ready = self._ready
@@ -149,20 +152,20 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
             return
         # The loop's own task set, not asyncio.all_tasks(self): that one walks every task of
         # the process, which made closing an instance O(all tasks) (quadratic in runs).
-        tasks = self._tasks
         for _ in range(rounds):
-            pending = [t for t in tasks if not t.done()]
+            pending = [t for t in self._tasks if not t.done()]
             if not pending:
                 break
             for task in pending:
                 task.cancel()
             self.run_until_idle()
-        for agen in list(self._asyncgens):
-            self._asyncgens.discard(agen)
-            self._ready.append(asyncio.Handle(self._start_aclose, (agen,), self, None))
+        if self._asyncgens:
+            for agen in list(self._asyncgens):
+                self._asyncgens.discard(agen)
+                self._ready.append(asyncio.Handle(self._start_aclose, (agen,), self, None))
         if self._ready:
             self.run_until_idle()
-        for task in list(tasks):
+        for task in list(self._tasks):
             if not task.done():
                 task._log_destroy_pending = False  # type: ignore[attr-defined]
                 task.get_coro().close()
@@ -260,17 +263,24 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
             made: asyncio.Task[_T] = self._task_factory(self, coro)
             if name is not None:
                 made.set_name(name)
-            self._tasks.add(made)
+            self._keep(made)
             return made
         self._created += 1
         task = _BodyTask(coro, loop=self, name=name, context=context)
         task.creation_number = self._created
-        self._tasks.add(task)
+        self._keep(task)
         # A body task waits, by design, on events that may come much later or never (an
         # evicted instance is dropped while it waits): that is not asyncio's "destroyed but
         # pending" bug, so do not log it.
         task._log_destroy_pending = False  # type: ignore[attr-defined]
         return task
+
+    def _keep(self, task: asyncio.Task[Any]) -> None:
+        tasks = self._tasks
+        tasks.append(task)
+        if len(tasks) > self._tasks_limit:
+            tasks[:] = [t for t in tasks if not t.done()]
+            self._tasks_limit = max(64, 2 * len(tasks))
 
     def set_task_factory(self, factory: Any) -> None:
         """Install a task factory (as on any asyncio loop)."""
@@ -313,10 +323,13 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         """There is no executor."""
 
     def _asyncgen_firstiter(self, agen: Any) -> None:
+        if self._asyncgens is None:
+            self._asyncgens = weakref.WeakSet()
         self._asyncgens.add(agen)
 
     def _asyncgen_finalizer(self, agen: Any) -> None:
-        self._asyncgens.discard(agen)
+        if self._asyncgens is not None:
+            self._asyncgens.discard(agen)
         if not self._closed:
             self.call_soon(self._start_aclose, agen)
 
