@@ -101,7 +101,7 @@ SPECS = st.tuples(
 # Aimed choices are drawn as one integer each and unpacked against the model: one draw per
 # choice instead of a chain of dependent draws keeps hypothesis's overhead low. Hypothesis
 # favours small values, and zero digits mean "aim at what exists".
-RUN_PICKS = st.integers(0, 5 * len(RUN_IDS) - 1)  # digit 4 of 5: any run id, else an aimed one
+RUN_PICKS = st.integers(0, 5 * len(RUN_IDS) - 1)  # digit 0-2: aimed, 3: the other state, 4: any
 SPEC_PICKS = st.integers(
     0, 4 * len(_TARGETS) * 12 * len(MODEL_KINDS) * len(CORRELATION_IDS) * len(TOKENS) - 1
 )
@@ -254,11 +254,13 @@ class WorldStateMachine(RuleBasedStateMachine):
             )
 
     def _pick_run(self, pick: int, *, terminal: bool = False) -> str:
-        """Mostly a run that exists (and is not, or is, terminal); sometimes any id."""
-        blind, index = _digits(pick, 5, len(RUN_IDS))
+        """Mostly a run that exists and is not (or, for ``terminal``, is) finished; sometimes
+        one in the other state, sometimes any id."""
+        kind, index = _digits(pick, 5, len(RUN_IDS))
         runs = self.model.runs
-        aimed = [r for r in RUN_IDS if r in runs and (runs[r].status in TERMINAL) == terminal]
-        pool = aimed if aimed and blind < 4 else RUN_IDS
+        wanted = terminal if kind < 3 else not terminal
+        aimed = [r for r in RUN_IDS if r in runs and (runs[r].status in TERMINAL) == wanted]
+        pool = aimed if aimed and kind < 4 else RUN_IDS
         return pool[index % len(pool)]
 
     def _pick_spec(self, run_id: str, pick: int) -> tuple[str, str, str]:
