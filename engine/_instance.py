@@ -17,8 +17,8 @@ import asyncio
 import contextvars
 import traceback
 from collections import deque
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -232,22 +232,29 @@ class WorkflowInstance(Operations):
 
     def _drive(self) -> None:
         loop = self._loop
+        ready = loop._ready  # the loop's ready queue: checked per event, so read it directly
+        inbox = self._inbox
         while True:
-            if loop.has_ready() and not loop.is_closed():
+            if ready and not loop._closed:
                 loop.run_until_idle()
                 self._after_run()
-            if not self._inbox:
+            if not inbox:
                 return
-            event = self._inbox.popleft()
+            event = inbox.popleft()
             if self._suspended and not isinstance(event, _THROUGH_SUSPENSION):
                 self._held.append(event)
                 continue
-            when = aware(event.created_at)
+            when = event.created_at
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
             if when > self._now:
                 self._now = when
-            self._position = max(self._position, event.seq)
+            if event.seq > self._position:
+                self._position = event.seq
+            kind = type(event)
+            deliver = _DELIVER.get(kind) or _deliver_for(kind)
             try:
-                self._deliver(event)
+                deliver(self, event)
             except NondeterminismError as exc:
                 # Also after the body returned, as long as its outcome is not in the log: a
                 # log that goes on where the code stopped is a divergence, not a result.
@@ -345,62 +352,56 @@ class WorkflowInstance(Operations):
 
     # -- delivery ----------------------------------------------------------------------------
 
-    def _deliver(self, event: AnyEvent) -> None:
-        match event:
-            case RunCreated():
-                self._on_run_created(event)
-            case RunStarted():
-                if self._started_at is None:
-                    self._started_at = aware(event.created_at)
-                if self._root is None and self._created is not None and not self._finished:
-                    self._start_body(self._created)
-            case RunCompleted() | RunFailed() | RunCancelled():
-                if self._finished:
-                    if self._end is not None:
-                        self._end.recorded = True
-                elif isinstance(event, RunCompleted):
-                    # Only the body's own command writes run_completed: a replay that has not
-                    # returned by this point took another path.
-                    raise self._diverged(event, None, "returned")
-                else:
-                    self._terminate()
-            case RunSuspended():
-                self._suspended = True
-            case RunResumed():
-                self._suspended = False
-                self._inbox.extendleft(reversed(self._held))
-                self._held = []
-            case StepCreated() | WaitCreated() | HookCreated() | HookConflict():
-                self._on_created(event)
-            case StepStarted() | StepRetrying():
-                self._step_op(event).attempts += isinstance(event, StepStarted)
-            case StepSuspended():
-                self._step_op(event).suspended = True
-            case StepResumed():
-                self._step_op(event).suspended = False
-            case StepCompleted():
-                op = self._step_op(event)
-                self._step_ended(op)
-                if not op.done:
-                    self._op_done(op)
-                    decode_payload(op.future, event.result)
-            case StepFailed():
-                op = self._step_op(event)
-                self._step_ended(op)
-                if not op.done:
-                    self._op_done(op)
-                    if not op.future.done():  # cancelled when the body ended first
-                        op.future.set_exception(self._step_failure(op, event.error))
-            case WaitCompleted():
-                self._on_wait_completed(event)
-            case HookReceived():
-                self._on_hook_received(event)
-            case HookDisposed():
-                self._on_hook_disposed(event)
-            case EventRaised():
-                self._on_event_raised(event)
-            case StateUpdated():
-                self._on_state_updated(event)
+    # One method per event type (dispatched by :data:`_DELIVER`).
+
+    def _on_run_started(self, event: RunStarted) -> None:
+        if self._started_at is None:
+            self._started_at = aware(event.created_at)
+        if self._root is None and self._created is not None and not self._finished:
+            self._start_body(self._created)
+
+    def _on_run_ended(self, event: RunCompleted | RunFailed | RunCancelled) -> None:
+        if self._finished:
+            if self._end is not None:
+                self._end.recorded = True
+        elif isinstance(event, RunCompleted):
+            # Only the body's own command writes run_completed: a replay that has not
+            # returned by this point took another path.
+            raise self._diverged(event, None, "returned")
+        else:
+            self._terminate()
+
+    def _on_run_suspended(self, event: RunSuspended) -> None:
+        self._suspended = True
+
+    def _on_run_resumed(self, event: RunResumed) -> None:
+        self._suspended = False
+        self._inbox.extendleft(reversed(self._held))
+        self._held = []
+
+    def _on_step_attempt(self, event: StepStarted | StepRetrying) -> None:
+        self._step_op(event).attempts += isinstance(event, StepStarted)
+
+    def _on_step_suspended(self, event: StepSuspended) -> None:
+        self._step_op(event).suspended = True
+
+    def _on_step_resumed(self, event: StepResumed) -> None:
+        self._step_op(event).suspended = False
+
+    def _on_step_completed(self, event: StepCompleted) -> None:
+        op = self._step_op(event)
+        self._step_ended(op)
+        if not op.done:
+            self._op_done(op)
+            decode_payload(op.future, event.result)
+
+    def _on_step_failed(self, event: StepFailed) -> None:
+        op = self._step_op(event)
+        self._step_ended(op)
+        if not op.done:
+            self._op_done(op)
+            if not op.future.done():  # cancelled when the body ended first
+                op.future.set_exception(self._step_failure(op, event.error))
 
     def _on_run_created(self, event: RunCreated) -> None:
         if event.workflow_name != self.definition.name:
@@ -470,7 +471,7 @@ class WorkflowInstance(Operations):
                     raise self._diverged(event, op, "kind")
                 if op.step_name != event.step_name:
                     raise self._diverged(event, op, "renamed")
-                if bytes(op.input) != bytes(event.input):
+                if op.input is not event.input and bytes(op.input) != bytes(event.input):
                     raise self._diverged(event, op, "input")
             case WaitCreated(event_name=None):
                 if not isinstance(op, TimerOp):
@@ -635,3 +636,45 @@ class WorkflowInstance(Operations):
             metadata=dict(created.metadata),
             parent_run_id=created.parent_run_id,
         )
+
+
+_Deliver = Callable[[WorkflowInstance, Any], None]
+
+_DELIVER: dict[type, _Deliver] = {
+    RunCreated: WorkflowInstance._on_run_created,
+    RunStarted: WorkflowInstance._on_run_started,
+    RunCompleted: WorkflowInstance._on_run_ended,
+    RunFailed: WorkflowInstance._on_run_ended,
+    RunCancelled: WorkflowInstance._on_run_ended,
+    RunSuspended: WorkflowInstance._on_run_suspended,
+    RunResumed: WorkflowInstance._on_run_resumed,
+    StepCreated: WorkflowInstance._on_created,
+    WaitCreated: WorkflowInstance._on_created,
+    HookCreated: WorkflowInstance._on_created,
+    HookConflict: WorkflowInstance._on_created,
+    StepStarted: WorkflowInstance._on_step_attempt,
+    StepRetrying: WorkflowInstance._on_step_attempt,
+    StepSuspended: WorkflowInstance._on_step_suspended,
+    StepResumed: WorkflowInstance._on_step_resumed,
+    StepCompleted: WorkflowInstance._on_step_completed,
+    StepFailed: WorkflowInstance._on_step_failed,
+    WaitCompleted: WorkflowInstance._on_wait_completed,
+    HookReceived: WorkflowInstance._on_hook_received,
+    HookDisposed: WorkflowInstance._on_hook_disposed,
+    EventRaised: WorkflowInstance._on_event_raised,
+    StateUpdated: WorkflowInstance._on_state_updated,
+}
+"""How each event type is delivered (by exact class: one lookup per event)."""
+
+
+def _ignore(instance: WorkflowInstance, event: Any) -> None:
+    """Not an event type this instance acts on."""
+
+
+def _deliver_for(kind: type) -> _Deliver:
+    """The delivery of an event class that is not in :data:`_DELIVER` (a subclass)."""
+    for base in kind.__mro__:
+        found = _DELIVER.get(base)
+        if found is not None:
+            return found
+    return _ignore
