@@ -4,9 +4,9 @@ A ULID is 48 bits of millisecond time then 80 random bits, so ids sort by creati
 :func:`new_id` is monotonic within a process: two ids minted in the same millisecond still
 sort in minting order (the random part of the first one of the millisecond is incremented).
 
-Ids are minted for every stored event, so this is a hot path: the 10 characters of the time
-part are encoded once per millisecond, and within a millisecond only the low 40 bits of the
-random part are re-encoded (8 characters) unless the increment carries into the high ones.
+Ids are minted for every stored event, so this is a hot path: the first 24 characters are
+encoded once per millisecond (or when the increment carries past the low 10 bits), and an id
+is those plus one lookup for its last two characters.
 """
 
 from __future__ import annotations
@@ -27,9 +27,8 @@ PREFIXES = frozenset({"wrun", "step", "hook", "wait", "evnt", "strm", "msg"})
 _lock = threading.Lock()
 _last_ms = -1
 _last_rand = 0
-_time_text = ""  # encoded _last_ms
-_high = -1  # high 40 bits of _last_rand, and their text
-_high_text = ""
+_head = -1  # _last_rand without its low 10 bits
+_head_text = ""  # the first 24 characters of the last ULID (time and _head)
 
 
 def _encode_time(ms: int) -> str:
@@ -60,21 +59,21 @@ def encode_ulid(ms: int, rand: int) -> str:
 
 def new_ulid() -> str:
     """A fresh ULID, strictly greater than the previous one minted by this process."""
-    global _last_ms, _last_rand, _time_text, _high, _high_text
+    global _last_ms, _last_rand, _head, _head_text
     ms = time.time_ns() // 1_000_000
     with _lock:
         if ms <= _last_ms:
             rand = _last_rand + 1
         else:
             _last_ms = ms
-            _time_text = _encode_time(ms & 0xFFFFFFFFFFFF)
+            _head = -1
             rand = int.from_bytes(os.urandom(10), "big") >> 1  # headroom for increments
         _last_rand = rand
-        high = rand >> 40
-        if high != _high:
-            _high = high
-            _high_text = _encode_40(high & _MASK40)
-        return _time_text + _high_text + _encode_40(rand & _MASK40)
+        head = rand >> 10
+        if head != _head:  # a new millisecond, or the increment carried past 10 bits
+            _head = head
+            _head_text = encode_ulid(_last_ms, rand)[:24]
+        return _head_text + _PAIRS[rand & 0x3FF]
 
 
 def new_id(prefix: str) -> str:
