@@ -275,29 +275,35 @@ class StepRunner:
         self._deliver = deliver
         self._slots = Limiter(max_concurrent)
         self._limits: dict[str, Limiter] = {}
+        self._limiters_of: dict[str, tuple[StepDefinition, list[Limiter]]] = {}
         self._services = services
 
     def _limiters(self, definition: StepDefinition) -> list[Limiter]:
+        known = self._limiters_of.get(definition.name)
+        if known is not None and known[0] is definition:
+            return known[1]
         limit = definition.options.concurrency
         if limit is None:
-            return [self._slots]
-        own = self._limits.get(definition.name)
-        if own is None:
-            own = self._limits[definition.name] = Limiter(limit)
-        return [own, self._slots]  # the step's own limit first: it is the scarcer one
+            limiters = [self._slots]
+        else:
+            own = self._limits.get(definition.name)
+            if own is None:
+                own = self._limits[definition.name] = Limiter(limit)
+            limiters = [own, self._slots]  # the step's own limit first: it is the scarcer one
+        self._limiters_of[definition.name] = (definition, limiters)
+        return limiters
 
     def try_reserve(self, step_name: str) -> list[Limiter] | None:
         """Take the limits for a first attempt of ``step_name`` now, or ``None`` if it must
         wait (or is not registered: its job records the failure)."""
         if not self._registry.has_step(step_name):
             return None
-        taken: list[Limiter] = []
-        for limiter in self._limiters(self._registry.step(step_name)):
+        limiters = self._limiters(self._registry.step(step_name))
+        for index, limiter in enumerate(limiters):
             if not limiter.try_acquire():
-                release(taken)
+                release(limiters[:index])
                 return None
-            taken.append(limiter)
-        return taken
+        return limiters  # shared and never changed: release() only reads it
 
     async def run(self, job: StepJob, handoff: list[StepJob] | None = None) -> None:
         """Execute ``job`` until its outcome is recorded (or it is cancelled).
@@ -430,7 +436,10 @@ class StepRunner:
         event: AnyEvent | None = None
         job.in_user_code = True
         try:
-            value = await self._call(definition, args, kwargs)
+            if definition.is_async:
+                value = await definition.fn(*args, **kwargs)
+            else:
+                value = await asyncio.to_thread(definition.fn, *args, **kwargs)
             job.in_user_code = False
             event = StepCompleted(
                 run_id=job.run_id, correlation_id=job.step_id, result=_serde.encode(value)
@@ -467,13 +476,6 @@ class StepRunner:
     async def _watchdog(self, job: StepJob, seconds: float) -> None:
         await self._clock.sleep(seconds)
         job.time_out()
-
-    async def _call(
-        self, definition: StepDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        if definition.is_async:
-            return await definition.fn(*args, **kwargs)
-        return await asyncio.to_thread(definition.fn, *args, **kwargs)
 
     def _failure(
         self,
