@@ -5,17 +5,36 @@ from __future__ import annotations
 from hypothesis import note
 from hypothesis import strategies as st
 
-from tests.properties.programs import Program, Step, programs
+from tests.properties.engine_runs import EngineSchedule
+from tests.properties.programs import (
+    EVENT_NAMES,
+    Child,
+    Hook,
+    HookTimeout,
+    HookVsSleep,
+    Program,
+    Step,
+    programs,
+)
 from tests.properties.simulation import Schedule, Sim
 
-__all__ = ["Scenario", "note_run", "scenarios", "schedules"]
+__all__ = [
+    "Scenario",
+    "engine_scenarios",
+    "engine_schedules",
+    "note_run",
+    "scenarios",
+    "schedules",
+]
 
 Scenario = tuple[Program, Schedule]
 
 
 def _position(length: int) -> st.SearchStrategy[int | None]:
-    """An index before which something happens, or ``None`` (most of the time)."""
-    return st.integers(0, 3 * length + 2).map(lambda i: i if i < length else None)
+    """An index before which something happens now and then, else ``None``."""
+    return st.tuples(
+        st.sampled_from((False, False, False, True)), st.integers(0, max(0, length - 1))
+    ).map(lambda p: p[1] if p[0] and length else None)
 
 
 @st.composite
@@ -66,3 +85,52 @@ def note_run(program: Program, schedule: Schedule, *sims: Sim) -> None:
             f"{kind} run: {len(sim.log)} events, {sim.crashed} crash(es), {sim.evicted} "
             f"eviction(s), {sim.replays} replay(s); actions = {sim.actions!r}"
         )
+
+
+@st.composite
+def engine_schedules(draw: st.DrawFn, program: Program) -> EngineSchedule:
+    """Step durations and failures, hook delays, events, suspension, cancellation, evictions
+    (the crash point is drawn once the reference run has counted its appends)."""
+    nodes = program.nodes()
+    steps = sorted({n.node for n in nodes if isinstance(n, (Step, Child))})
+    hooks = sorted({n.node for n in nodes if isinstance(n, (Hook, HookVsSleep, HookTimeout))})
+    seconds = st.integers(0, 300).map(float)
+    durations: tuple[tuple[int, float], ...] = ()
+    failures: tuple[tuple[int, tuple[str, ...]], ...] = ()
+    delays: tuple[tuple[int, float], ...] = ()
+    if steps:
+        durations = tuple(
+            draw(st.lists(st.tuples(st.sampled_from(steps), seconds), unique_by=lambda d: d[0]))
+        )
+        plans = st.tuples(
+            st.sampled_from(steps),
+            st.lists(st.sampled_from(("retry", "fatal")), min_size=1, max_size=2).map(tuple),
+        )
+        failures = tuple(draw(st.lists(plans, max_size=2, unique_by=lambda p: p[0])))
+    if hooks:
+        delays = tuple(
+            draw(st.lists(st.tuples(st.sampled_from(hooks), seconds), unique_by=lambda d: d[0]))
+        )
+    events = st.tuples(st.sampled_from(EVENT_NAMES), st.integers(0, 600).map(float))
+    # A time in the first 900 s now and then, else None (hypothesis favours the first
+    # choice of sampled_from).
+    rare = st.tuples(st.sampled_from((False,) * 5 + (True,)), st.integers(0, 900)).map(
+        lambda p: float(p[1]) if p[0] else None
+    )
+    return EngineSchedule(
+        durations=durations,
+        failures=failures,
+        hook_delays=delays,
+        events=tuple(draw(st.lists(events, max_size=3))),
+        suspend_at=draw(rare),
+        suspend_for=draw(st.integers(1, 300).map(float)),
+        cancel_at=draw(rare),
+        evict_at=tuple(draw(st.lists(st.integers(0, 900).map(float), max_size=2))),
+    )
+
+
+@st.composite
+def engine_scenarios(draw: st.DrawFn) -> tuple[Program, EngineSchedule]:
+    """A program and the outside world of its run on the engine."""
+    program = draw(programs())
+    return program, draw(engine_schedules(program))

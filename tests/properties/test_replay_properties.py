@@ -29,7 +29,7 @@ from tests.properties.simulation import run_schedule
 from tests.properties.strategies import Scenario, note_run, scenarios
 
 
-@budget(60)
+@budget(100)
 @given(scenarios())
 def test_replay_from_any_prefix_ends_like_the_live_run(scenario: Scenario) -> None:
     program, schedule = scenario
@@ -39,7 +39,7 @@ def test_replay_from_any_prefix_ends_like_the_live_run(scenario: Scenario) -> No
     check_prefixes(disrupted.definition, disrupted.log, disrupted.progress)
 
 
-@budget(150)
+@budget(300)
 @given(scenarios())
 def test_crashes_and_evictions_reach_the_same_result(scenario: Scenario) -> None:
     program, schedule = scenario
@@ -51,7 +51,7 @@ def test_crashes_and_evictions_reach_the_same_result(scenario: Scenario) -> None
         check_no_duplicate_results(sim.log)
 
 
-@budget(100)
+@budget(150)
 @given(scenarios())
 def test_a_changed_program_is_caught_as_nondeterminism(scenario: Scenario) -> None:
     program, schedule = scenario

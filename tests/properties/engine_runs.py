@@ -1,0 +1,329 @@
+"""Programs run by the real engine on the memory world, in virtual time, with crashes.
+
+An :class:`EngineSchedule` says how the outside world behaves, in virtual seconds: how long
+each step takes (counted from its ``step_created``, so an attempt re-run after a crash ends at
+the same moment), which attempts fail, how long after its creation each hook gets its payload,
+when named events, a suspension, a cancellation and cache evictions happen, and after which
+append the engine process "crashes". Every time has a distinct fractional part, so no two
+happenings tie and the order of the log is decided by the schedule alone.
+
+A crash is modelled at the world: the append that reaches the crash point is committed, and
+from then on the old engine's appends never return (the process is gone: nothing it does
+afterwards reaches the log). The test then closes that engine and enters a new one on the same
+world, which recovers the run from its log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from tests.properties.programs import Program, child, definition, set_step_behaviour
+from worldflow import (
+    Engine,
+    EntityConflictError,
+    FatalError,
+    HookNotFoundError,
+    RetryableError,
+    RunTerminalError,
+    _serde,
+    get_step_metadata,
+)
+from worldflow._registry import Registrable
+from worldflow.testing import VirtualClock, fetch_history
+from worldflow.worlds import (
+    AnyEvent,
+    EventRaised,
+    HookCreated,
+    HookReceived,
+    MemoryWorld,
+    RunCancelled,
+    RunResumed,
+    RunSuspended,
+    WaitCreated,
+    World,
+)
+from worldflow.worlds._records import RunStatus
+
+__all__ = ["EngineRun", "EngineSchedule", "run_on_engine"]
+
+_NODE = re.compile(r"^n(\d+)")
+
+
+@dataclass(frozen=True)
+class EngineSchedule:
+    """The outside world of one engine run (virtual seconds). ``repr`` builds it.
+
+    Attributes:
+        durations: ``(node, seconds)``: how long that node's steps take (default 1).
+        failures: ``(node, outcomes)``: failed attempts before success (``"retry"``) or a
+            ``"fatal"`` failure.
+        hook_delays: ``(node, seconds)``: a hook gets its payload that long after it was
+            created (default 45).
+        events: ``(name, at)``: a named event raised ``at`` seconds after the start.
+        suspend_at: Suspend the run then, and resume it ``suspend_for`` seconds later.
+        suspend_for: See ``suspend_at``.
+        cancel_at: Cancel the run then.
+        evict_at: Drop the engine's cached instances at these times.
+        crash_after: The engine process dies right after this many appends to the world.
+    """
+
+    durations: tuple[tuple[int, float], ...] = ()
+    failures: tuple[tuple[int, tuple[str, ...]], ...] = ()
+    hook_delays: tuple[tuple[int, float], ...] = ()
+    events: tuple[tuple[str, float], ...] = ()
+    suspend_at: float | None = None
+    suspend_for: float = 100.0
+    cancel_at: float | None = None
+    evict_at: tuple[float, ...] = ()
+    crash_after: int | None = None
+
+
+def _node(key: str) -> int:
+    match = _NODE.match(key)
+    assert match is not None, key
+    return int(match.group(1))
+
+
+class _CrashingWorld:
+    """The world as one engine process sees it: dies after ``crash_after`` appends."""
+
+    def __init__(self, world: World, crash_after: int | None, crashed: asyncio.Event) -> None:
+        self._world = world
+        self._crash_after = crash_after
+        self._crashed = crashed
+        self.appends = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._world, name)
+
+    async def append(self, run_id: str, events: Any) -> Any:
+        if self._crashed.is_set():
+            await asyncio.Event().wait()  # the process is dead: nothing more reaches the log
+        result = await self._world.append(run_id, events)
+        self.appends += 1
+        if self.appends == self._crash_after:
+            self._crashed.set()
+            await asyncio.Event().wait()  # died right after the commit
+        return result
+
+
+@dataclass
+class EngineRun:
+    """What one engine run left behind."""
+
+    log: list[AnyEvent]
+    children: dict[str, list[AnyEvent]]
+    status: RunStatus
+    crashed: bool
+    appends: int
+    """How many appends the first engine process made (the crash points to choose from)."""
+    notes: list[str] = field(default_factory=list)
+
+
+class _Outside:
+    """The people and systems around the run: hooks, events, suspend/cancel, evictions."""
+
+    def __init__(
+        self, schedule: EngineSchedule, world: MemoryWorld, clock: VirtualClock, run_id: str
+    ) -> None:
+        self.schedule = schedule
+        self.world = world
+        self.clock = clock
+        self.run_id = run_id
+        self.engine: Engine | None = None
+        self.up = asyncio.Event()
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.start = clock.now()
+        self.hook_delays = dict(schedule.hook_delays)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def at(self, when: datetime) -> None:
+        delay = (when - self.clock.now()).total_seconds()
+        if delay > 0:
+            await self.clock.sleep(delay)
+
+    def set_engine(self, engine: Engine | None) -> None:
+        """The engine process now up (``None`` between a crash and the restart)."""
+        self.engine = engine
+        if engine is None:
+            self.up.clear()
+        else:
+            self.up.set()
+
+    async def current(self) -> Engine:
+        await self.up.wait()
+        assert self.engine is not None
+        return self.engine
+
+    async def send(self, event: AnyEvent, *, cancel: bool = False) -> None:
+        """A client's request: written to the world, then the engine (if one is up) told.
+
+        Written directly, so a request is never lost with a dying engine process; a
+        restarted engine finds it in the log.
+        """
+        try:
+            result = await self.world.append(self.run_id, [event])
+        except (RunTerminalError, HookNotFoundError, EntityConflictError):
+            return  # the run ended (or the hook went) first, as can happen to any client
+        engine = self.engine
+        if engine is not None:
+            if cancel:
+                engine.driver.cancel_jobs(self.run_id)
+            engine.driver.deliver(self.run_id, list(result.events))
+            engine.driver.wake(self.run_id)
+
+    async def resume_hook(self, event: HookCreated) -> None:
+        node = _node(event.token.removeprefix("tok-"))
+        delay = self.hook_delays.get(node, 45.0) + node / 1000 + 0.0002
+        await self.at(event.created_at + timedelta(seconds=delay))
+        payload = _serde.encode(f"payload-{event.token}")
+        corr = event.correlation_id
+        await self.send(HookReceived(run_id=self.run_id, correlation_id=corr, payload=payload))
+
+    async def raise_event(self, name: str, when: datetime) -> None:
+        await self.at(when)
+        payload = _serde.encode(f"{name}@{when:%H:%M:%S}")
+        await self.send(EventRaised(run_id=self.run_id, name=name, payload=payload))
+
+    async def control(self, what: str, when: datetime) -> None:
+        await self.at(when)
+        if what == "cancel":
+            reason = "cancelled by the schedule"
+            await self.send(RunCancelled(run_id=self.run_id, reason=reason), cancel=True)
+        elif what == "suspend":
+            await self.send(RunSuspended(run_id=self.run_id))
+        elif what == "resume":
+            await self.send(RunResumed(run_id=self.run_id))
+        elif self.engine is not None:
+            self.engine.evict()
+
+    async def watch(self) -> None:
+        """Answer every hook of the run, and every event wait nobody else answers."""
+        seen = 0
+        while True:
+            page = await self.world.list_events(self.run_id, after_seq=seen)
+            for event in page.items:
+                seen = event.seq
+                if isinstance(event, HookCreated) and event.token.startswith("tok-"):
+                    self.spawn(self.resume_hook(event))
+                elif isinstance(event, WaitCreated) and event.event_name and not event.resume_at:
+                    when = event.created_at + timedelta(seconds=600.0003)
+                    self.spawn(self.raise_event(event.event_name, when))
+            if page.has_more:
+                continue
+            await self.world.wait_for_run(self.run_id, after_seq=seen)
+
+    def begin(self) -> None:
+        s = self.schedule
+
+        def at(seconds: float) -> datetime:
+            return self.start + timedelta(seconds=seconds)
+
+        self.spawn(self.watch())
+        for i, (name, when) in enumerate(s.events):
+            self.spawn(self.raise_event(name, at(when + 0.0004 + i / 100_000)))
+        if s.suspend_at is not None:
+            self.spawn(self.control("suspend", at(s.suspend_at + 0.00001)))
+            self.spawn(self.control("resume", at(s.suspend_at + s.suspend_for + 0.00005)))
+        if s.cancel_at is not None:
+            self.spawn(self.control("cancel", at(s.cancel_at + 0.00003)))
+        for i, when in enumerate(s.evict_at):
+            self.spawn(self.control("evict", at(when + 0.00007 + i / 100_000)))
+
+    async def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+def _behaviour(schedule: EngineSchedule, outside: _Outside) -> Any:
+    durations = dict(schedule.durations)
+    plans = dict(schedule.failures)
+    failed: dict[str, int] = {}
+
+    async def behave(name: str, key: str, arg: int) -> None:
+        meta = get_step_metadata()
+        engine = await outside.current()
+        created = (await engine.world.get_step(meta.run_id, meta.step_id)).created_at
+        node = _node(key)
+        took = durations.get(node, 1.0) + node / 1000 + 0.0001
+        await outside.at(created + timedelta(seconds=took))
+        plan = plans.get(node, ())
+        done = failed.get(meta.step_id, 0)
+        if done < len(plan):
+            if plan[done] == "fatal":
+                raise FatalError(f"{key} fails as planned")
+            failed[meta.step_id] = done + 1
+            raise RetryableError(f"{key} attempt {done + 1} fails as planned", retry_after=0)
+
+    return behave
+
+
+async def run_on_engine(
+    program: Program, schedule: EngineSchedule, *, seed: int = 0, limit: float = 10.0
+) -> EngineRun:
+    """Run ``program`` on a real engine under ``schedule``; crash and recover if it says so."""
+    clock = VirtualClock()
+    world = MemoryWorld(clock=clock)
+    main = definition(program)
+    workflows: list[Registrable] = [main, child]
+    run_id = "wrun_engine_props"
+    outside = _Outside(schedule, world, clock, run_id)
+    crashed = asyncio.Event()
+    process = _CrashingWorld(world, schedule.crash_after, crashed)
+    seen_world = cast(World, process)
+    set_step_behaviour(_behaviour(schedule, outside))
+    notes: list[str] = []
+    try:
+        async with asyncio.timeout(limit):  # real seconds: a hung engine fails the example
+            engine = Engine(seen_world, workflows, consume_queues=False)
+            await engine.__aenter__()
+            outside.set_engine(engine)
+            try:
+                crash = asyncio.ensure_future(crashed.wait())
+                starting = asyncio.ensure_future(engine.start(main.name, seed, run_id=run_id))
+                await asyncio.wait((starting, crash), return_when=asyncio.FIRST_COMPLETED)
+                outside.begin()  # the run exists: a crash comes after its first append
+                ended = asyncio.ensure_future(_terminal(world, run_id))
+                await asyncio.wait((ended, crash), return_when=asyncio.FIRST_COMPLETED)
+                if crash.done() and not ended.done():
+                    notes.append(f"crashed at {clock.now():%H:%M:%S.%f}")
+                    outside.set_engine(None)
+                    starting.cancel()
+                    await engine.aclose()
+                    engine = Engine(world, workflows, consume_queues=False)
+                    await engine.__aenter__()
+                    outside.set_engine(engine)
+                crash.cancel()
+                await ended
+            finally:
+                await outside.close()
+                await engine.aclose()
+    finally:
+        set_step_behaviour(None)
+    log = await fetch_history(world, run_id)
+    children: dict[str, list[AnyEvent]] = {}
+    for run in (await world.list_runs(limit=1000)).items:
+        if run.run_id != run_id:
+            children[run.run_id] = await fetch_history(world, run.run_id)
+    status = (await world.get_run(run_id)).status
+    await world.aclose()
+    return EngineRun(log, children, status, crashed.is_set(), process.appends, notes)
+
+
+async def _terminal(world: MemoryWorld, run_id: str) -> None:
+    seen = 0
+    while True:
+        run = await world.get_run(run_id)
+        if run.status.is_terminal:
+            return
+        seen = await world.wait_for_run(run_id, after_seq=max(seen, run.last_seq))
