@@ -9,7 +9,7 @@ poll.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ from worldflow._errors import (
     WorkflowFailedError,
 )
 from worldflow._step_context import stream_name
+from worldflow.worlds._clock import Clock, SystemClock
 from worldflow.worlds._events import RUN_TERMINAL_EVENT_TYPES, AnyEvent
 from worldflow.worlds._records import ErrorInfo, RunStatus, WorkflowRun
 
@@ -173,20 +174,37 @@ class Run:
         if timeout is None:
             return outcome(await self._until_terminal(run))
         # One timer for the whole wait (not one per wake-up: the run's log grows many times
-        # before it ends, and each growth wakes the waiter).
+        # before it ends, and each growth wakes the waiter). It cancels this task, as
+        # asyncio.timeout does; on the system clock it is a plain loop timer, otherwise a
+        # task sleeping on the engine's clock (so a virtual clock governs it).
         loop = asyncio.get_running_loop()
-        waiter = loop.create_task(self._until_terminal(run))
-        timer = loop.create_task(self._engine.clock.sleep(max(0.0, timeout)))
+        task = asyncio.current_task()
+        assert task is not None
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        clock = self._engine.clock
+        stop: Callable[[], object]
+        if type(clock) is SystemClock:
+            stop = loop.call_later(max(0.0, timeout), expire).cancel
+        else:
+            stop = loop.create_task(_after_sleep(clock, timeout, expire)).cancel
         try:
-            await asyncio.wait((waiter, timer), return_when=asyncio.FIRST_COMPLETED)
+            run = await self._until_terminal(run)
+        except asyncio.CancelledError:
+            if not expired or task.uncancel() > 0:
+                raise
+            status = (await world.get_run(self.run_id)).status
+            raise TimeoutError(
+                f"run {self.run_id} did not finish within {timeout}s (status: {status})"
+            ) from None
         finally:
-            timer.cancel()
-            if not waiter.done():
-                waiter.cancel()
-        if waiter.done() and not waiter.cancelled():
-            return outcome(waiter.result())
-        status = (await world.get_run(self.run_id)).status
-        raise TimeoutError(f"run {self.run_id} did not finish within {timeout}s (status: {status})")
+            stop()
+        return outcome(run)
 
     async def _until_terminal(self, run: WorkflowRun) -> WorkflowRun:
         world = self._engine.world
@@ -243,3 +261,8 @@ class Run:
     async def raise_event(self, name: str, payload: Any = None) -> None:
         """Raise a named event for this run (see :meth:`Engine.raise_event`)."""
         await self._engine.raise_event(self.run_id, name, payload)
+
+
+async def _after_sleep(clock: Clock, seconds: float, then: Callable[[], None]) -> None:
+    await clock.sleep(max(0.0, seconds))
+    then()
