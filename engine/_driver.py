@@ -598,7 +598,12 @@ class Driver:
         self._finalized[slot.run_id] = None
         if len(self._finalized) > _FINALIZED_MEMORY:
             self._finalized.popitem(last=False)
-        self._spawn(self._wrap_up(slot.run_id, run), f"wrap up {slot.run_id}")
+        # In this drive rather than in a task of its own: a task per finished run cost more
+        # than the wrap-up, which for most runs is one read that finds nothing to close.
+        try:
+            await self._wrap_up(slot.run_id, run)
+        except Exception:
+            log.exception("run %s: wrapping up the finished run failed", slot.run_id)
 
     async def _wrap_up(self, run_id: str, run: WorkflowRun | None) -> None:
         """Close the run's streams, tell a parent its child ended, cancel a cancelled run's
