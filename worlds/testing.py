@@ -48,16 +48,20 @@ with a small model of the rules. Give it a :data:`WorldFactory`::
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
-# The suite's asserts live in these modules: let pytest explain their failures.
-pytest.register_assert_rewrite(
+# The suite's asserts live in these modules: let pytest explain their failures. (One imported
+# already cannot be rewritten; skip it rather than have pytest warn.)
+_SUITE_MODULES = (
     "worldflow.worlds._suite",
     "worldflow.worlds._suite_log",
     "worldflow.worlds._suite_queue",
     "worldflow.worlds._suite_reads",
     "worldflow.worlds._suite_stateful",
 )
+pytest.register_assert_rewrite(*(m for m in _SUITE_MODULES if m not in sys.modules))
 
 from worldflow.worlds._suite import WorldFactory  # noqa: E402
 from worldflow.worlds._suite_log import LogConformance  # noqa: E402
