@@ -27,7 +27,7 @@ from worldflow._loop import WorkflowLoop
 from worldflow._ops import EventWaitOp, HookOp, Intent, Op, StepOp, TimerOp, decode_payload
 from worldflow._registry import StepDefinition, WorkflowDefinition
 from worldflow.worlds._events import StateUpdated
-from worldflow.worlds._ids import encode_ulid
+from worldflow.worlds._ids import UlidSequence
 from worldflow.worlds._records import NULL
 
 __all__ = ["HookClosed", "Operations", "aware"]
@@ -59,6 +59,7 @@ class Operations:
         # The Nth operation gets the Nth id: a seeded base plus the call count, so ids are
         # the same on every replay and sort in call order.
         self._id_base = random.Random(run_id).getrandbits(79)
+        self._ids = UlidSequence(self._ulid_ms)
         # Seeding a Random costs more than the rest of a new instance: make them on first use.
         self._token_seed = f"{run_id}:tokens"  # replaced by seed_tokens()
         self._tokens: random.Random | None = None
@@ -90,7 +91,7 @@ class Operations:
 
     def _next_id(self, prefix: str) -> tuple[int, str]:
         self._count += 1
-        return self._count, f"{prefix}_{encode_ulid(self._ulid_ms, self._id_base + self._count)}"
+        return self._count, f"{prefix}_{self._ids.at(self._id_base + self._count)}"
 
     def _register(self, op: Op, *, intent: bool = True) -> None:
         self._ops[op.corr] = op
@@ -99,7 +100,7 @@ class Operations:
         if self._finished:
             op.wanted = False
         elif intent:
-            self._intents.append(Intent("create", op.creation(self.run_id), op))
+            self._intents.append(Intent("create", None, op, run_id=self.run_id))
 
     def _op_done(self, op: Op) -> None:
         op.done = True

@@ -268,13 +268,25 @@ class Intent:
     ``state`` (``state_updated``) or ``end`` (``run_completed`` / ``run_failed``).
     """
 
-    __slots__ = ("event", "kind", "op", "recorded")
+    __slots__ = ("_event", "kind", "op", "recorded", "run_id")
 
-    def __init__(self, kind: str, event: AnyEvent, op: Op | None = None) -> None:
+    def __init__(
+        self, kind: str, event: AnyEvent | None, op: Op | None = None, *, run_id: str = ""
+    ) -> None:
         self.kind = kind
-        self.event = event
+        self._event = event  # None for a creation: made when asked for (a replay never asks)
         self.op = op
+        self.run_id = run_id
         self.recorded = False
+
+    @property
+    def event(self) -> AnyEvent:
+        """The command's event."""
+        event = self._event
+        if event is None:
+            assert self.op is not None, "an intent without an event is an operation's creation"
+            event = self._event = self.op.creation(self.run_id)
+        return event
 
     def pending(self) -> bool:
         """Whether the command still has to be appended."""

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 
-__all__ = ["PREFIXES", "encode_ulid", "new_id", "new_ulid"]
+__all__ = ["PREFIXES", "UlidSequence", "encode_ulid", "new_id", "new_ulid"]
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 # One lookup per 10 bits (two characters).
@@ -55,6 +55,29 @@ def encode_ulid(ms: int, rand: int) -> str:
     ms &= 0xFFFFFFFFFFFF
     rand &= (1 << 80) - 1
     return _encode_time(ms) + _encode_40(rand >> 40) + _encode_40(rand & _MASK40)
+
+
+class UlidSequence:
+    """ULIDs of one millisecond time with given random parts, cheap when consecutive.
+
+    ``at(rand)`` equals ``encode_ulid(ms, rand)``; the first 24 characters are re-encoded
+    only when ``rand`` leaves the block of 1024 the previous call was in.
+    """
+
+    __slots__ = ("_head", "_head_text", "_ms")
+
+    def __init__(self, ms: int) -> None:
+        self._ms = ms
+        self._head = -1
+        self._head_text = ""
+
+    def at(self, rand: int) -> str:
+        """The ULID of this time and the random part ``rand`` (0 <= rand < 2**80)."""
+        head = rand >> 10
+        if head != self._head:
+            self._head = head
+            self._head_text = encode_ulid(self._ms, rand)[:24]
+        return self._head_text + _PAIRS[rand & 0x3FF]
 
 
 def new_ulid() -> str:
