@@ -39,7 +39,7 @@ from worldflow.worlds._events import (
     encode_event,
     stamp,
 )
-from worldflow.worlds._records import NULL, RunStatus, WorkflowRun
+from worldflow.worlds._records import NULL, ErrorInfo, RunStatus, WorkflowRun
 
 __all__ = [
     "check_mutation",
@@ -88,6 +88,17 @@ def replay(
     return instance, instance.feed(log)
 
 
+def _end_bytes(event: AnyEvent) -> bytes:
+    if isinstance(event, RunFailed):
+        # Tracebacks name lines of this process's code; what failed and why must match.
+        info = event.error
+        event = RunFailed(
+            run_id=event.run_id,
+            error=ErrorInfo(name=info.name, message=info.message, code=info.code),
+        )
+    return encode_event(stamp(event, seq=0, event_id="", created_at=_EPOCH))
+
+
 def check_prefixes(
     definition: WorkflowDefinition,
     log: Sequence[AnyEvent],
@@ -97,14 +108,26 @@ def check_prefixes(
     prefixes: Sequence[int] | None = None,
 ) -> int:
     """Property 1: a run rebuilt from any prefix of ``log``, then fed the rest, ends exactly in
-    the ``live`` progress.
+    the ``live`` progress, and computes the result the log recorded.
 
-    With ``strict_commands`` (logs written by a runtime that appends an instance's commands as
-    soon as it has them, like the simulation), the commands owed after each prefix must also be
-    the very next events of the log. Returns the number of prefixes checked.
+    The result is checked by feeding everything before the recorded ``run_completed`` /
+    ``run_failed``: the rebuilt run must owe exactly that event (once the log has it, the
+    instance takes the recorded outcome as its own and compares nothing). With
+    ``strict_commands`` (logs written by a runtime that appends an instance's commands as soon
+    as it has them, like the simulation), the commands owed after each prefix must also be the
+    very next events of the log. Returns the number of prefixes checked.
     """
     registry = Registry([definition])
     expected = progress_bytes(live)
+    end = next(
+        (
+            i
+            for i, e in enumerate(log)
+            if isinstance(e, RunCompleted)
+            or (isinstance(e, RunFailed) and e.error.code != "nondeterminism")
+        ),
+        None,
+    )
     checked = 0
     for k in range(len(log) + 1) if prefixes is None else prefixes:
         instance = WorkflowInstance(definition, _view(definition, log), registry=registry)
@@ -119,7 +142,19 @@ def check_prefixes(
                     f"run appended:\n  replay: {[c.decode() for c in current]}\n"
                     f"  log:    {[r.decode() for r in recorded]}"
                 )
-            final = instance.feed(log[k:])
+            rest = log[k:]
+            if end is not None and k <= end:
+                owed = instance.feed(log[k:end])
+                ends = [
+                    _end_bytes(c) for c in owed.commands if isinstance(c, (RunCompleted, RunFailed))
+                ]
+                assert ends == [_end_bytes(log[end])], (
+                    f"replay from the first {k} events computes another outcome than the live "
+                    f"run recorded:\n  live:   {_end_bytes(log[end]).decode()}\n"
+                    f"  replay: {[e.decode() for e in ends]}"
+                )
+                rest = log[end:]
+            final = instance.feed(rest)
             assert progress_bytes(final) == expected, (
                 f"replay from the first {k} events, then the rest, differs from the live run:\n"
                 f"  live:   {live}\n  replay: {final}"

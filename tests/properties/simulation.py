@@ -160,6 +160,8 @@ class Sim:
             event = self._admit(event)
             seq = len(self.log) + 1
             event = stamp(event, seq=seq, event_id=f"evnt_{seq:05d}", created_at=self.time)
+            if isinstance(event, (RunCompleted, RunFailed, RunCancelled)):
+                self.terminal = event  # as stored
             self.log.append(event)
             stored.append(event)
         self.appends += 1
@@ -389,6 +391,8 @@ class Sim:
         self.after_append(self.append(events))
 
     def _finish(self, corr: str) -> None:
+        if corr not in self.in_flight and self.terminal is not None:
+            return  # the attempt died in a crash after the run ended: nothing is recorded
         if corr not in self.in_flight:
             # The attempt was lost in a crash: the restarted engine runs the step again.
             self._outside([StepStarted(run_id=RUN_ID, correlation_id=corr)])
@@ -452,15 +456,19 @@ class Sim:
 
     def drain_action(self) -> Action:
         """The next action of the fixed policy that takes any run to its end."""
-        if self.in_flight:
-            return ("finish", min(self.in_flight))
         progress = self.progress
         assert progress is not None
-        assert self.terminal is None
-        if self.suspended:
+        if self.terminal is None and self.suspended:
             return ("resume",)
-        if progress.pending_steps:
-            return ("start", progress.pending_steps[0])
+        if self.terminal is None:
+            # Start every pending step before finishing any, as a runtime running steps
+            # concurrently does: their results then arrive back to back.
+            for corr in progress.pending_steps:
+                if corr not in self.in_flight:
+                    return ("start", corr)
+        if self.in_flight:
+            order = {corr: i for i, corr in enumerate(progress.pending_steps)}
+            return ("finish", min(self.in_flight, key=lambda c: (order.get(c, len(order)), c)))
         for action in self.enabled():
             if action[0] == "child":
                 return action
@@ -517,10 +525,16 @@ class Sim:
         return msgspec.json.encode(_unstamped(self.terminal))
 
     def projection(self) -> list[bytes]:
-        """The log without step_started (a crash adds attempts) and without seq/ids."""
-        return [
-            msgspec.json.encode(_unstamped(e)) for e in self.log if not isinstance(e, StepStarted)
-        ]
+        """The log without seq and ids, without step_started (a crash adds attempts), and
+        without results recorded after the run ended (a crash may have killed the attempt)."""
+        out: list[bytes] = []
+        ended = False
+        for event in self.log:
+            if isinstance(event, StepStarted) or (ended and event.type.startswith("step_")):
+                continue
+            ended = ended or event is self.terminal
+            out.append(msgspec.json.encode(_unstamped(event)))
+        return out
 
 
 def run_schedule(program: Program, schedule: Schedule, seed: int = 0) -> tuple[Sim, Sim]:
