@@ -8,12 +8,14 @@ engine (``MemoryWorld(clock=clock)``; the engine takes its world's clock) and ev
 retry backoff, lease and ``Run.result(timeout=)`` runs on it.
 
 "Nothing else to do" means: no callback is ready to run on the loop (checked after letting
-the loop poll for I/O that has already arrived), and no job started with ``asyncio.to_thread``
-/ ``loop.run_in_executor(None, ...)`` is still running. For the second, the clock installs a
-default executor on the loop that counts its jobs (sync steps run there). I/O that has not
-arrived yet (a socket read in flight, a thread the clock does not know about) does not hold
-time back; ``idle_delay`` makes the clock wait that many real seconds of quiet before each
-jump, for tests that mix virtual time with real I/O.
+the loop poll for I/O that has already arrived), no job started with ``asyncio.to_thread`` /
+``loop.run_in_executor(None, ...)`` is still running (the clock installs a default executor
+on the loop that counts its jobs; sync steps run there), and no real ``asyncio.sleep()`` ends
+within ``real_timer_horizon`` seconds (a step awaiting ``asyncio.sleep(0.05)`` as a stand-in
+for a network call; timeouts do not count). I/O that has not arrived yet (a socket read in
+flight, a thread the clock does not know about) does not hold time back; ``idle_delay`` makes
+the clock wait that many real seconds of quiet before each jump, for tests that mix virtual
+time with real I/O.
 """
 
 from __future__ import annotations
@@ -37,6 +39,22 @@ DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)
 _Sleeper = tuple[float, int, "asyncio.Future[None]"]
 # Tasks waiting for their loop to be idle, per loop (see VirtualClock._settle).
 _SETTLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = weakref.WeakKeyDictionary()
+
+
+def _next_real_sleep(loop: asyncio.AbstractEventLoop) -> float | None:
+    """Seconds until the earliest real ``asyncio.sleep()`` on the loop ends, if one is pending.
+
+    Only sleeps count (a step standing in for a network call): a timeout's timer
+    (``asyncio.timeout``, ``wait_for``, a test's safety net) is not work in progress.
+    """
+    scheduled = getattr(loop, "_scheduled", None)  # CPython's timer heap (see _ready_callbacks)
+    if not scheduled:
+        return None
+    wake = asyncio.futures._set_result_unless_cancelled  # type: ignore[attr-defined]
+    due = [
+        h.when() for h in scheduled if not h.cancelled() and getattr(h, "_callback", None) is wake
+    ]
+    return max(0.0, min(due) - loop.time()) if due else None
 
 
 def _ready_callbacks(loop: asyncio.AbstractEventLoop) -> int:
@@ -80,6 +98,10 @@ class VirtualClock:
         auto_advance: Jump to the next pending sleep whenever the event loop is idle.
         idle_delay: Real seconds the loop must stay idle before an automatic jump (0: jump
             at once). Raise it when a test also waits on real I/O.
+        real_timer_horizon: A real ``asyncio.sleep()`` (standing in for a network call in a
+            step) that ends within this many real seconds counts as work in progress: time
+            waits for it. Longer sleeps, and timeouts (``asyncio.timeout``, a test's safety
+            net), do not. 0 disables this.
 
     Example::
 
@@ -95,11 +117,15 @@ class VirtualClock:
         *,
         auto_advance: bool = True,
         idle_delay: float = 0.0,
+        real_timer_horizon: float = 1.0,
     ) -> None:
         if start.tzinfo is None:
             raise ValueError(f"VirtualClock(start=...) must be timezone-aware, got {start!r}")
         if idle_delay < 0:
             raise ValueError(f"idle_delay must be >= 0, got {idle_delay!r}")
+        if real_timer_horizon < 0:
+            raise ValueError(f"real_timer_horizon must be >= 0, got {real_timer_horizon!r}")
+        self.real_timer_horizon = real_timer_horizon
         self._now = start.timestamp()
         self._tz = start.tzinfo
         self.auto_advance = auto_advance
@@ -268,6 +294,11 @@ class VirtualClock:
                 await asyncio.sleep(0)
                 others = _SETTLERS.get(loop, 1) - 1
                 quiet = quiet + 1 if _ready_callbacks(loop) <= others else 0
+                if quiet == 2 and self.real_timer_horizon > 0:
+                    due = _next_real_sleep(loop)
+                    if due is not None and due <= self.real_timer_horizon:
+                        await asyncio.sleep(due)  # a short real wait in progress: let it end
+                        quiet = 0
         finally:
             _SETTLERS[loop] -= 1
 

@@ -179,3 +179,35 @@ def test_one_clock_cannot_serve_two_running_loops() -> None:
         await task
 
     asyncio.run(outer())
+
+
+async def test_short_real_waits_count_as_work_and_long_ones_do_not() -> None:
+    clock = VirtualClock()
+    seen: list[timedelta] = []
+
+    async def network_call() -> None:
+        await asyncio.sleep(0.03)  # real latency, as a step standing in for I/O would
+        seen.append(clock.now() - DEFAULT_START)
+
+    async def timer() -> None:
+        await clock.sleep(60)
+        seen.append(clock.now() - DEFAULT_START)
+
+    async with asyncio.timeout(30):  # a long real timer: does not hold virtual time back
+        await asyncio.gather(network_call(), timer())
+    assert seen == [timedelta(0), timedelta(seconds=60)]
+    eager = VirtualClock(real_timer_horizon=0)
+    order: list[str] = []
+
+    async def real() -> None:
+        await asyncio.sleep(0.03)
+        order.append("real")
+
+    async def virtual() -> None:
+        await eager.sleep(3600)
+        order.append("virtual")
+
+    await asyncio.gather(real(), virtual())
+    assert order == ["virtual", "real"]
+    with pytest.raises(ValueError, match="real_timer_horizon"):
+        VirtualClock(real_timer_horizon=-1)
