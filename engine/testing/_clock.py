@@ -103,10 +103,15 @@ class VirtualClock:
             waits for it. Longer sleeps, and timeouts (``asyncio.timeout``, a test's safety
             net), do not. 0 disables this.
 
+    An engine that consumes the world's queues waits on them a few seconds of clock time at a
+    time, so the clock would crawl through a long sleep in those steps: give such an engine
+    ``consume_queues=False`` (``memory_engine`` and the pytest fixtures do).
+
     Example::
 
         clock = VirtualClock()
-        async with Engine(MemoryWorld(clock=clock), [onboarding]) as engine:
+        world = MemoryWorld(clock=clock)
+        async with Engine(world, [onboarding], consume_queues=False) as engine:
             run = await engine.start(onboarding, "u-1")   # sleeps for 3 days
             await run.result(timeout=7 * 86400)             # returns in milliseconds
     """
