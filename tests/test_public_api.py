@@ -1,4 +1,4 @@
-"""The public surface of ``worldflow.worlds``, pinned: adding or removing a name is a visible
+"""The public surface of ``worldflow`` and ``worldflow.worlds``, pinned: adding or removing a name is a visible
 change that must be made here too (and noted in the changelog)."""
 
 from __future__ import annotations
@@ -6,6 +6,78 @@ from __future__ import annotations
 import importlib
 
 import pytest
+
+WORLDFLOW_ALL = [
+    "Backoff",
+    "ConfigurationError",
+    "CorruptLogError",
+    "DeterminismViolationError",
+    "Engine",
+    "EntityConflictError",
+    "FatalError",
+    "Hook",
+    "HookConflictError",
+    "HookNotFoundError",
+    "InvalidEventError",
+    "LeaseLostError",
+    "NondeterminismError",
+    "NotFoundError",
+    "NotInWorkflowError",
+    "ParameterInfo",
+    "RetryableError",
+    "Run",
+    "RunInfo",
+    "RunNotFoundError",
+    "RunNotTerminalError",
+    "RunTerminalError",
+    "SerializationError",
+    "StepError",
+    "StepFailedError",
+    "StepFunction",
+    "StepMetadata",
+    "StepNotFoundError",
+    "StepNotRegisteredError",
+    "StepSuspension",
+    "StreamNotFoundError",
+    "StreamWriter",
+    "TimelineEntry",
+    "WebhookRequest",
+    "WebhookResponse",
+    "WorkflowCancelledError",
+    "WorkflowError",
+    "WorkflowFailedError",
+    "WorkflowFunction",
+    "WorkflowInfo",
+    "WorkflowMetadata",
+    "WorkflowNotRegisteredError",
+    "WorldError",
+    "WorldLockedError",
+    "WorldNotAvailableError",
+    "WorldflowError",
+    "__version__",
+    "api",
+    "build_timeline",
+    "create_hook",
+    "create_webhook",
+    "format_timeline",
+    "get_resume_data",
+    "get_state",
+    "get_step_metadata",
+    "get_workflow_metadata",
+    "get_writable",
+    "is_replaying",
+    "logger",
+    "now",
+    "open_world",
+    "random",
+    "set_state",
+    "sleep",
+    "step",
+    "suspend",
+    "uuid4",
+    "wait_for_event",
+    "workflow",
+]
 
 WORLDS_ALL = [
     "DEFAULT_WORLD_URL",
@@ -80,7 +152,11 @@ TESTING_ALL = [
 
 @pytest.mark.parametrize(
     ("module_name", "expected"),
-    [("worldflow.worlds", WORLDS_ALL), ("worldflow.worlds.testing", TESTING_ALL)],
+    [
+        ("worldflow", WORLDFLOW_ALL),
+        ("worldflow.worlds", WORLDS_ALL),
+        ("worldflow.worlds.testing", TESTING_ALL),
+    ],
 )
 def test_all_is_pinned(module_name: str, expected: list[str]) -> None:
     module = importlib.import_module(module_name)
