@@ -1,5 +1,5 @@
-"""The public surface of ``worldflow`` and ``worldflow.worlds``, pinned: adding or removing a name is a visible
-change that must be made here too (and noted in the changelog)."""
+"""The public surface of ``worldflow`` and ``worldflow.worlds``, pinned: adding or removing a
+name is a visible change that must be made here too (and noted in the changelog)."""
 
 from __future__ import annotations
 
