@@ -4,6 +4,9 @@
     worldflow show RUN_ID          # status, input, output or error, and the timeline
     worldflow events RUN_ID        # the raw event log, one JSON object per line
     worldflow export RUN_ID FILE   # the log as a history file (for worldflow.testing.replay)
+    worldflow check FILE... --workflow MODULE:NAME
+                                   # replay history files against the code as it is now:
+                                   # the pre-deploy check that new code still fits old runs
 
 The world is ``--world URL``, else ``$WORLDFLOW_WORLD``, else ``file://./.worldflow``. A file
 world is opened read-only, so the CLI can look while an engine is running on it.
@@ -13,15 +16,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+from typing import Any
 
 from worldflow import _serde
-from worldflow._errors import WorldflowError
+from worldflow._errors import ConfigurationError, WorldflowError
+from worldflow._registry import WorkflowFunction
 from worldflow._timeline import build_timeline, format_timeline
-from worldflow.worlds._events import AnyEvent, encode_event
+from worldflow.testing._history import (
+    ReplayDivergenceError,
+    fetch_history,
+    replay,
+    write_history,
+)
+from worldflow.worlds._events import encode_event
 from worldflow.worlds._open import DEFAULT_WORLD_URL, open_world
 from worldflow.worlds._protocol import World
 from worldflow.worlds._records import RunStatus
@@ -34,17 +45,6 @@ def _world_url(given: str | None) -> str:
     if url.startswith("file:") and "read_only=" not in url:
         url += ("&" if "?" in url else "?") + "read_only=1"
     return url
-
-
-async def _all_events(world: World, run_id: str) -> list[AnyEvent]:
-    events: list[AnyEvent] = []
-    after = 0
-    while True:
-        page = await world.list_events(run_id, after_seq=after, limit=1000)
-        events.extend(page.items)
-        if not page.has_more or not page.items:
-            return events
-        after = page.items[-1].seq
 
 
 async def _runs(world: World, args: argparse.Namespace) -> None:
@@ -78,21 +78,52 @@ async def _show(world: World, args: argparse.Namespace) -> None:
     if run.error is not None:
         print(f"error     {run.error.name}: {run.error.message}")
     print("timeline")
-    print(format_timeline(build_timeline(await _all_events(world, args.run_id))))
+    print(format_timeline(build_timeline(await fetch_history(world, args.run_id))))
 
 
 async def _events(world: World, args: argparse.Namespace) -> None:
     out = sys.stdout.buffer
-    for event in await _all_events(world, args.run_id):
+    for event in await fetch_history(world, args.run_id):
         out.write(encode_event(event) + b"\n")
     out.flush()
 
 
 async def _export(world: World, args: argparse.Namespace) -> None:
-    events = await _all_events(world, args.run_id)
-    data = b"".join(encode_event(e) + b"\n" for e in events)
-    await asyncio.to_thread(Path(args.file).write_bytes, data)
-    print(f"wrote {len(events)} events of run {args.run_id} to {args.file}")
+    events = await fetch_history(world, args.run_id)
+    count = await asyncio.to_thread(write_history, events, args.file)
+    print(f"wrote {count} events of run {args.run_id} to {args.file}")
+
+
+def _load_workflow(path: str) -> WorkflowFunction[..., Any]:
+    module_name, _, qualname = path.partition(":")
+    if not module_name or not qualname:
+        raise ConfigurationError(
+            f"--workflow takes MODULE:NAME (e.g. shop.orders:checkout), not {path!r}"
+        )
+    target: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            raise ConfigurationError(f"{module_name} has no {qualname!r}")
+    if not isinstance(target, WorkflowFunction):
+        raise ConfigurationError(f"{path} is not a @workflow function")
+    return target
+
+
+def _check(args: argparse.Namespace) -> int:
+    sys.path.insert(0, os.getcwd())  # MODULE:NAME is found as `python -m` would find it
+    workflow = _load_workflow(args.workflow)
+    failures = 0
+    for path in args.files:
+        try:
+            result = replay(path, workflow)
+        except ReplayDivergenceError as exc:
+            failures += 1
+            print(f"DIVERGES  {path}\n{exc}\n")
+        else:
+            where = "finished" if result.finished else "waiting on " + ", ".join(result.blocked_on)
+            print(f"ok        {path}  ({result.events} events, {result.status}, {where})")
+    return 1 if failures else 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -117,6 +148,10 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("run_id")
     export.add_argument("file")
     export.set_defaults(handler=_export)
+    check = commands.add_parser("check", help="replay history files against the current code")
+    check.add_argument("files", nargs="+", help="history files written by export")
+    check.add_argument("--workflow", required=True, help="the workflow, as MODULE:NAME")
+    check.set_defaults(handler=None)
     return parser
 
 
@@ -132,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 1 a worldflow error, 2 bad usage)."""
     args = _parser().parse_args(argv)
     try:
+        if args.command == "check":
+            return _check(args)
         asyncio.run(_amain(args))
     except WorldflowError as exc:
         print(f"worldflow: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -86,3 +86,33 @@ async def test_unknown_run_is_a_clear_error(
     await (await _make_runs(tmp_path / "wf")).aclose()
     assert await cli("--world", f"file://{tmp_path / 'wf'}", "show", "nope") == 1
     assert "RunNotFoundError" in capsys.readouterr().err
+
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+def test_check_passes_histories_that_replay(capsys: pytest.CaptureFixture[str]) -> None:
+    files = [str(HISTORIES / "order-approved.jsonl"), str(HISTORIES / "order-declined.jsonl")]
+    assert main(["check", *files, "--workflow", "examples.order_demo:place_order"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("ok ") == 2
+
+
+def test_check_shows_the_divergence_of_a_changed_workflow(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    history = str(HISTORIES / "nondeterministic.jsonl")
+    assert main(["check", history, "--workflow", "tests.histories.workflows:changed_flow"]) == 1
+    out = capsys.readouterr().out
+    expected = (HISTORIES / "nondeterministic.expected.txt").read_text().strip()
+    assert f"DIVERGES  {history}" in out
+    # the side-by-side body of the message; its first line names the history differently
+    assert expected.split("\n", 1)[1] in out
+
+
+def test_check_refuses_what_is_not_a_workflow(capsys: pytest.CaptureFixture[str]) -> None:
+    history = str(HISTORIES / "steps.jsonl")
+    assert main(["check", history, "--workflow", "examples.order_demo:charge_card"]) == 1
+    assert "is not a @workflow function" in capsys.readouterr().err
+    assert main(["check", history, "--workflow", "examples.order_demo"]) == 1
+    assert "MODULE:NAME" in capsys.readouterr().err
