@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import Callable, Collection, Coroutine, Iterable
 from datetime import datetime
 from types import TracebackType
@@ -56,7 +55,7 @@ from worldflow.worlds._events import (
     RunSuspended,
     StepResumed,
 )
-from worldflow.worlds._ids import new_id
+from worldflow.worlds._ids import new_id, random_bytes
 from worldflow.worlds._open import open_world
 from worldflow.worlds._protocol import EventResult, World
 from worldflow.worlds._records import Hook, Page, RunStatus, Step, StepStatus
@@ -346,7 +345,7 @@ class Engine:
         if not isinstance(rid, str) or not rid:
             raise ValueError(f"run_id must be a non-empty str, got {run_id!r}")
         created = RunCreated(
-            seed=secrets.token_hex(16),
+            seed=random_bytes(16).hex(),  # os.urandom, read ahead in blocks
             run_id=rid,
             workflow_name=definition.name,
             input=payload,
@@ -424,7 +423,7 @@ class Engine:
         )
         rid = new_id("wrun")
         created = RunCreated(
-            seed=secrets.token_hex(16),
+            seed=random_bytes(16).hex(),  # os.urandom, read ahead in blocks
             run_id=rid,
             workflow_name=definition.name,
             input=old.input,

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 
-__all__ = ["PREFIXES", "UlidSequence", "encode_ulid", "new_id", "new_ulid"]
+__all__ = ["PREFIXES", "UlidSequence", "encode_ulid", "new_id", "new_ulid", "random_bytes"]
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 # One lookup per 10 bits (two characters).
@@ -25,6 +25,36 @@ _MASK40 = (1 << 40) - 1
 PREFIXES = frozenset({"wrun", "step", "hook", "wait", "evnt", "strm", "msg"})
 
 _lock = threading.Lock()
+# Random bytes are read from the OS in blocks: os.urandom() releases the GIL, and with
+# another thread busy (the file world's writer) taking it back cost a thread switch, which
+# made minting an id in a new millisecond cost ~100x its own work.
+_POOL_SIZE = 4096
+_pool = b""
+_pool_at = 0
+
+
+def random_bytes(count: int) -> bytes:
+    """``count`` bytes from the OS's secure random source (read ahead in blocks)."""
+    global _pool, _pool_at
+    with _lock:
+        if _pool_at + count > len(_pool):
+            _pool = os.urandom(max(_POOL_SIZE, count))
+            _pool_at = 0
+        chunk = _pool[_pool_at : _pool_at + count]
+        _pool_at += count
+    return chunk
+
+
+def _forget_pool() -> None:
+    """After a fork the child must not reuse the parent's unread bytes."""
+    global _pool, _pool_at, _lock, _last_ms
+    _lock = threading.Lock()
+    _pool, _pool_at = b"", 0
+    _last_ms = -1  # and draws a fresh random part rather than counting on from the parent's
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 _last_ms = -1
 _last_rand = 0
 _head = -1  # _last_rand without its low 10 bits
@@ -90,13 +120,24 @@ def new_ulid() -> str:
         else:
             _last_ms = ms
             _head = -1
-            rand = int.from_bytes(os.urandom(10), "big") >> 1  # headroom for increments
+            rand = int.from_bytes(_random10(), "big") >> 1  # headroom for increments
         _last_rand = rand
         head = rand >> 10
         if head != _head:  # a new millisecond, or the increment carried past 10 bits
             _head = head
             _head_text = encode_ulid(_last_ms, rand)[:24]
         return _head_text + _PAIRS[rand & 0x3FF]
+
+
+def _random10() -> bytes:
+    # random_bytes(10) without taking the lock again (new_ulid holds it)
+    global _pool, _pool_at
+    if _pool_at + 10 > len(_pool):
+        _pool = os.urandom(_POOL_SIZE)
+        _pool_at = 0
+    chunk = _pool[_pool_at : _pool_at + 10]
+    _pool_at += 10
+    return chunk
 
 
 def new_id(prefix: str) -> str:
