@@ -40,8 +40,8 @@ import asyncio
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections import deque
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final, Self
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -85,7 +85,7 @@ from worldflow.worlds._file_writer import Writer, WriterStats, replay_wal
 from worldflow.worlds._memory import MemoryWorld
 from worldflow.worlds._memory_log import RunState
 from worldflow.worlds._protocol import EventResult
-from worldflow.worlds._records import Lease, Page, QueueMessage
+from worldflow.worlds._records import TERMINAL_RUN_STATUSES, Lease, Page, QueueMessage
 
 __all__ = ["FileWorld"]
 
@@ -136,7 +136,8 @@ class FileWorld(MemoryWorld):
         self._open_lock: asyncio.Lock | None = None
         self._opened = False
         self._disk = Disk(self.path, self._log, fsync=fsync)
-        self._turns: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        # run id -> tasks waiting for the run's turn; a run holding its turn has an entry
+        self._turns: dict[str, deque[asyncio.Future[None]] | None] = {}
         self._claims: dict[str, str] = {}  # token -> run of an in-flight append claiming it
         self._closing: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._poller: asyncio.Task[None] | None = None
@@ -248,20 +249,35 @@ class FileWorld(MemoryWorld):
             )
         return self._writer
 
-    @asynccontextmanager
-    async def _turn(self, run_id: str) -> AsyncIterator[None]:
-        """Writes to one run, one at a time: each is checked against the one before it."""
-        entry = self._turns.get(run_id)
-        if entry is None:
-            entry = self._turns[run_id] = (asyncio.Lock(), [0])
-        entry[1][0] += 1
+    async def _take_turn(self, run_id: str) -> bool:
+        """Writes to one run go one at a time, in arrival order: each is checked against
+        the one before it. Free: taken at once, with no lock object; release with
+        :meth:`_pass_turn` (in a ``finally``). Returns whether it had to wait."""
+        turns = self._turns
+        if run_id not in turns:
+            turns[run_id] = None  # taken, nobody waiting
+            return False
+        waiters = turns[run_id]
+        if waiters is None:
+            waiters = turns[run_id] = deque()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters.append(future)
         try:
-            async with entry[0]:
-                yield
-        finally:
-            entry[1][0] -= 1
-            if not entry[1][0]:
-                del self._turns[run_id]
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self._pass_turn(run_id)  # it was handed to us as we were cancelled
+            raise
+        return True
+
+    def _pass_turn(self, run_id: str) -> None:
+        waiters = self._turns[run_id]
+        while waiters:
+            future = waiters.popleft()
+            if not future.done():  # one cancelled while waiting is skipped
+                future.set_result(None)
+                return
+        del self._turns[run_id]
 
     # -- loading (in a thread, before the world is shared) -----------------------------------
 
@@ -303,15 +319,22 @@ class FileWorld(MemoryWorld):
     async def append(self, run_id: str, events: Sequence[AnyEvent]) -> EventResult:
         """Append a batch atomically; it is durable when this returns. See ``EventLog``."""
         writer = self._writable()
-        if isinstance(events, Event) or not isinstance(events, Sequence):
+        if type(events) is not list and (
+            isinstance(events, Event) or not isinstance(events, Sequence)
+        ):
             raise InvalidEventError(
                 f"append() takes a sequence of events, not {type(events).__name__}"
             )
-        async with self._turn(run_id):
-            await self._ensure_events(run_id)
-            self._check_open()
+        waited = await self._take_turn(run_id)
+        try:
+            log = self._disk.logs.get(run_id)
+            if log is not None and not log.loaded:
+                await self._ensure_events(run_id)
+                waited = True
+            if waited:
+                self._check_open()
             batch = GuardedBatch(self._log, run_id, self._clock.now(), self._claims)
-            was_terminal = batch.run is not None and batch.run.status.is_terminal
+            was_terminal = batch.run is not None and batch.run.status in TERMINAL_RUN_STATUSES
             for event in events:
                 batch.add(event)
             if batch.run is None:  # an empty batch for an unknown run
@@ -322,7 +345,7 @@ class FileWorld(MemoryWorld):
                 if log is None:
                     log = LogFile(f"{RUNS_DIR}/{file_stem(run_id)}{LOG_SUFFIX}")
                 line = encode_record(batch.events)
-                claimed = batch.claimed_tokens()
+                claimed = batch.claimed_tokens() if batch.tokens else ()
                 for token in claimed:
                     self._claims[token] = run_id
                 try:
@@ -339,15 +362,17 @@ class FileWorld(MemoryWorld):
                 self._changes += 1
                 state.changed.fire()
                 self._world_changed.fire()
-                if not was_terminal and state.run.status.is_terminal:
+                if not was_terminal and state.run.status in TERMINAL_RUN_STATUSES:
                     state.streams_changed.fire()
             result = EventResult(
                 run=state.run,
                 events=batch.events,
-                steps=list(batch.steps.values()),
-                hooks=list(batch.hooks.values()),
-                waits=list(batch.waits.values()),
+                steps=list(batch.steps.values()) if batch.steps else [],
+                hooks=list(batch.hooks.values()) if batch.hooks else [],
+                waits=list(batch.waits.values()) if batch.waits else [],
             )
+        finally:
+            self._pass_turn(run_id)
         if cancelled:
             raise asyncio.CancelledError
         return result
@@ -375,7 +400,8 @@ class FileWorld(MemoryWorld):
     async def purge(self, run_id: str) -> None:
         """Delete a terminal run: its log, its streams and its queue messages."""
         writer = self._writable()
-        async with self._turn(run_id):
+        await self._take_turn(run_id)
+        try:
             if not self._state(run_id).run.status.is_terminal:
                 await super().purge(run_id)  # refuses it, with the memory world's words
             # the stream files first: once the log is gone, the run is gone after a crash too
@@ -385,6 +411,8 @@ class FileWorld(MemoryWorld):
             del self._disk.logs[run_id]
             for key in [k for k in self._disk.streams if k[0] == run_id]:
                 del self._disk.streams[key]
+        finally:
+            self._pass_turn(run_id)
         if cancelled:
             raise asyncio.CancelledError
 
@@ -518,17 +546,18 @@ async def _settled(future: asyncio.Future[None]) -> bool:
     What follows a write (applying it to the views) must happen once it is on disk, or the
     views would miss what the logs hold. Returns whether a cancellation arrived; the caller
     finishes its bookkeeping and then raises it. A failed write raises its error.
+
+    The writer's futures refuse cancellation, so a cancelled task is woken (with its
+    ``CancelledError``) only once the write is done.
     """
-    cancelled = False
-    while True:
-        try:
-            await asyncio.shield(future)
-        except asyncio.CancelledError:
-            if future.cancelled():
-                raise
-            cancelled = True
-            continue
-        return cancelled
+    try:
+        await future
+    except asyncio.CancelledError:
+        if not future.done() or future.cancelled():
+            raise
+        future.result()  # a failed write raises its error rather than the cancellation
+        return True
+    return False
 
 
 def _without_gc(load: Callable[[], None]) -> None:

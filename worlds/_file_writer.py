@@ -105,6 +105,16 @@ class WriterStats:
     checkpoints: int = 0
 
 
+class _Durable(asyncio.Future[None]):
+    """The future of a submitted write: it settles when the write is durable, and refuses
+    to be cancelled (a write once handed to the thread happens). A task cancelled while it
+    awaits one gets its ``CancelledError`` once the write is done, so it can finish its
+    bookkeeping first, without the extra future and callbacks of ``asyncio.shield``."""
+
+    def cancel(self, msg: object = None) -> bool:
+        return False
+
+
 @dataclass(slots=True)
 class _Op:
     kind: str  # append, unlink, replace, replace-cache, sync, checkpoint, stop
@@ -198,7 +208,7 @@ class Writer:
 
     def append(self, path: str, data: bytes) -> asyncio.Future[None]:
         """Append ``data`` to ``path`` (relative to the root); the future settles once durable."""
-        return self._submit(_Op("append", path, data, self._loop.create_future()))
+        return self._submit(_Op("append", path, data, _Durable(loop=self._loop)))
 
     def append_nowait(self, path: str, data: bytes) -> None:
         """Append without waiting: durable with the next commit (for writes that may be lost,
@@ -207,7 +217,7 @@ class Writer:
 
     def unlink(self, path: str) -> asyncio.Future[None]:
         """Remove a file or directory tree, durably."""
-        return self._submit(_Op("unlink", path, future=self._loop.create_future()))
+        return self._submit(_Op("unlink", path, future=_Durable(loop=self._loop)))
 
     def replace(self, path: str, data: bytes, *, durable: bool = True) -> asyncio.Future[None]:
         """Replace a whole file atomically (temp file, sync, rename, sync the directory).
@@ -216,15 +226,15 @@ class Writer:
         a crash then leaves the old file, the new one, or one that does not parse.
         """
         kind = "replace" if durable else "replace-cache"
-        return self._submit(_Op(kind, path, data, self._loop.create_future()))
+        return self._submit(_Op(kind, path, data, _Durable(loop=self._loop)))
 
     def sync(self) -> asyncio.Future[None]:
         """A future that settles once everything submitted before it is durable."""
-        return self._submit(_Op("sync", future=self._loop.create_future()))
+        return self._submit(_Op("sync", future=_Durable(loop=self._loop)))
 
     def checkpoint(self) -> asyncio.Future[None]:
         """Sync every file written so far and start a new journal generation."""
-        return self._submit(_Op("checkpoint", future=self._loop.create_future()))
+        return self._submit(_Op("checkpoint", future=_Durable(loop=self._loop)))
 
     def _submit(self, op: _Op) -> asyncio.Future[None]:
         assert op.future is not None

@@ -529,6 +529,25 @@ async def test_an_append_cancelled_mid_write_still_lands_in_the_views(world: Fil
         assert (await reader.get_run("r")).last_seq == 3
 
 
+async def test_appends_to_one_run_take_turns_and_a_cancelled_waiter_passes_its_turn(
+    world: FileWorld,
+) -> None:
+    await new_run(world, "r")
+    first = asyncio.create_task(start_step(world, "r", "step_1"))
+    second = asyncio.create_task(start_step(world, "r", "step_2"))
+    third = asyncio.create_task(start_step(world, "r", "step_3"))
+    await asyncio.sleep(0)  # the first writes, the other two wait for the run's turn
+    second.cancel()
+    await first
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    await third
+    events = (await world.list_events("r")).items
+    assert [e.correlation_id for e in events[1:]] == ["step_1", "step_1", "step_3", "step_3"]
+    await start_step(world, "r", "step_4")  # the turn is free again
+    assert (await world.get_run("r")).last_seq == 7
+
+
 async def test_a_failed_write_stops_the_writer(
     world: FileWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
