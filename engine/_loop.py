@@ -56,12 +56,26 @@ class _BodyTask(asyncio.Task[_T]):
 
 
 class _BodyFuture(asyncio.Future[_T]):
-    """A body future hashed by creation number, like :class:`_BodyTask`."""
+    """A body future hashed by creation number, like :class:`_BodyTask`.
+
+    It can also tell its owner when it is cancelled (:meth:`WorkflowLoop.on_cancel`), at
+    once and without a done-callback: the instance watches every operation's future, and
+    a callback per future cost a scheduled handle per step.
+    """
 
     creation_number = 0
+    _on_cancel: Callable[[Any, Any], None] | None = None
+    watched: Any = None
 
     def __hash__(self) -> int:
         return self.creation_number
+
+    def cancel(self, msg: Any = None) -> bool:
+        if not super().cancel(msg):
+            return False
+        if self._on_cancel is not None:
+            self._on_cancel(self.watched, self)
+        return True
 
 
 class WorkflowLoop(asyncio.AbstractEventLoop):
@@ -247,6 +261,22 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         future: _BodyFuture[Any] = _BodyFuture(loop=self)
         future.creation_number = self._created
         return future
+
+    def on_cancel(
+        self, future: asyncio.Future[Any], watched: Any, callback: Callable[[Any, Any], None]
+    ) -> None:
+        """Call ``callback(watched, future)`` as soon as ``future`` (made by
+        :meth:`create_future`) is cancelled."""
+        if isinstance(future, _BodyFuture):
+            future.watched = watched
+            future._on_cancel = callback
+        else:  # pragma: no cover - every future of the body comes from create_future
+
+            def done(f: asyncio.Future[Any]) -> None:
+                if f.cancelled():
+                    callback(watched, f)
+
+            future.add_done_callback(done)
 
     def create_task(  # type: ignore[override]
         self,

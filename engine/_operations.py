@@ -10,7 +10,6 @@ those operations one idle point at a time.
 from __future__ import annotations
 
 import asyncio
-import functools
 import random
 import uuid
 from collections import deque
@@ -60,6 +59,7 @@ class Operations:
         # the same on every replay and sort in call order.
         self._id_base = random.Random(run_id).getrandbits(79)
         self._ids = UlidSequence(self._ulid_ms)
+        self._future_cancelled = self._on_future_cancelled  # bound once: set on every future
         # Seeding a Random costs more than the rest of a new instance: make them on first use.
         self._token_seed = f"{run_id}:tokens"  # replaced by seed_tokens()
         self._tokens: random.Random | None = None
@@ -123,10 +123,11 @@ class Operations:
             self._intents.append(op.close_intent)
 
     def _watch(self, op: Op, future: asyncio.Future[Any]) -> None:
-        future.add_done_callback(functools.partial(self._future_done, op))
+        self._loop.on_cancel(future, op, self._future_cancelled)
 
-    def _future_done(self, op: Op, future: asyncio.Future[Any]) -> None:
-        if not future.cancelled() or op.done or self._finished:
+    def _on_future_cancelled(self, op: Op, future: asyncio.Future[Any]) -> None:
+        # Called from inside future.cancel(): the body's task was cancelled while it waited.
+        if op.done or self._finished:
             return
         self._abandon(op)
 
