@@ -465,9 +465,13 @@ class Driver:
         if progress.suspended:
             self._disarm(slot)
             return
-        for step_id in progress.pending_steps:
-            if step_id not in slot.jobs:
-                self._launch(slot, step_id, handoff)
+        pending, jobs = progress.pending_steps, slot.jobs
+        # The set test runs in C: a fan-out drives the run once per finished step with
+        # every other step pending and in flight, and a Python loop made that quadratic.
+        if pending and not jobs.keys() >= set(pending):
+            for step_id in pending:
+                if step_id not in jobs:
+                    self._launch(slot, step_id, handoff)
         self._unreserve(slot)  # reserved for steps that did not launch after all
         if progress.waits:
             self._arm(slot, min(aware(at) for _, at in progress.waits))
