@@ -83,26 +83,62 @@ class StepSuspension(BaseException):
 
 
 class StepContext:
-    """The engine's view of one running attempt (internal; read through the functions)."""
+    """The engine's view of one running attempt (internal; read through the functions).
 
-    __slots__ = ("loop", "metadata", "resume_data", "services", "workflow", "world")
+    ``metadata`` is made when first asked for: most steps never call
+    ``get_step_metadata()``, and an attempt is the engine's hottest path.
+    """
+
+    __slots__ = (
+        "_metadata",
+        "attempt",
+        "loop",
+        "resume_data",
+        "run_id",
+        "services",
+        "step_id",
+        "step_name",
+        "workflow",
+        "world",
+    )
 
     def __init__(
         self,
         *,
-        metadata: StepMetadata,
+        run_id: str,
+        step_id: str,
+        step_name: str,
+        attempt: int,
         workflow: WorkflowMetadata,
         world: World,
         loop: asyncio.AbstractEventLoop,
         resume_data: Payload = NULL,
         services: Any = None,
     ) -> None:
-        self.metadata = metadata
+        self.run_id = run_id
+        self.step_id = step_id
+        self.step_name = step_name
+        self.attempt = attempt
         self.workflow = workflow
         self.world = world
         self.loop = loop
         self.resume_data = resume_data
         self.services = services  # what the engine's builtin steps need (start a child)
+        self._metadata: StepMetadata | None = None
+
+    @property
+    def metadata(self) -> StepMetadata:
+        """Who the running step is (``get_step_metadata()``)."""
+        metadata = self._metadata
+        if metadata is None:
+            metadata = self._metadata = StepMetadata(
+                run_id=self.run_id,
+                step_id=self.step_id,
+                step_name=self.step_name,
+                attempt=self.attempt,
+                workflow_name=self.workflow.workflow_name,
+            )
+        return metadata
 
 
 _current: contextvars.ContextVar[StepContext | None] = contextvars.ContextVar(
@@ -253,4 +289,4 @@ def get_writable(namespace: str | None = None) -> StreamWriter | WorkflowStreamH
 
         return workflow_writable(namespace)
     ctx = _require("get_writable")
-    return StreamWriter(ctx.world, ctx.metadata.run_id, stream_name(namespace), ctx.loop)
+    return StreamWriter(ctx.world, ctx.run_id, stream_name(namespace), ctx.loop)

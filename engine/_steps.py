@@ -38,7 +38,6 @@ from worldflow._errors import (
 )
 from worldflow._step_context import (
     StepContext,
-    StepMetadata,
     StepSuspension,
     reset_current_step,
     set_current_step,
@@ -405,13 +404,10 @@ class StepRunner:
             )
         loop = asyncio.get_running_loop()
         ctx = StepContext(
-            metadata=StepMetadata(
-                run_id=job.run_id,
-                step_id=job.step_id,
-                step_name=job.step_name,
-                attempt=attempt,
-                workflow_name=job.workflow.workflow_name,
-            ),
+            run_id=job.run_id,
+            step_id=job.step_id,
+            step_name=job.step_name,
+            attempt=attempt,
             workflow=job.workflow,
             world=self._world,
             loop=loop,
@@ -426,7 +422,8 @@ class StepRunner:
             )
         token = set_current_step(ctx)
         timeout = definition.options.timeout
-        job.task = asyncio.current_task()
+        if job.task is None:
+            job.task = asyncio.current_task()
         job.timed_out = False
         # The timeout is on the engine's clock (not loop time), so a virtual clock governs it.
         watchdog = None
