@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
@@ -300,29 +301,39 @@ class Driver:
 
     async def _take(self, slot: Slot) -> list[AnyEvent]:
         """The events to feed next: the inbox if it continues the instance, else the log."""
+        events = self._from_inbox(slot)
+        if events is not None:
+            return events
+        slot.fetch = False
         instance = slot.instance
         assert instance is not None
-        last = instance.last_seq
+        return await self._fetch(slot.run_id, instance.last_seq)
+
+    def _from_inbox(self, slot: Slot) -> list[AnyEvent] | None:
+        """The inbox's events that continue the instance, or ``None`` if the log must be
+        read (a gap: someone else appended; or ``slot.fetch``)."""
+        instance = slot.instance
+        assert instance is not None
         inbox = slot.inbox
         slot.inbox = []
-        if not slot.fetch and inbox:
-            if len(inbox) > 1:
-                inbox.sort(key=_seq)
-            out: list[AnyEvent] = []
-            expected = last + 1
-            for event in inbox:
-                if event.seq < expected:
-                    continue  # already fed (or a duplicate)
-                if event.seq != expected:
-                    break  # a gap: someone else appended in between
-                out.append(event)
-                expected += 1
-            else:
-                return out
-        elif not slot.fetch:
-            return []
-        slot.fetch = False
-        return await self._fetch(slot.run_id, last)
+        if slot.fetch:
+            return None
+        if not inbox:
+            return inbox
+        expected = instance.last_seq + 1
+        if len(inbox) > 1:
+            inbox.sort(key=_seq)
+        elif inbox[0].seq == expected:
+            return inbox  # the usual case: one batch that goes on where the instance is
+        out: list[AnyEvent] = []
+        for event in inbox:
+            if event.seq < expected:
+                continue  # already fed (or a duplicate)
+            if event.seq != expected:
+                return None  # a gap: someone else appended in between
+            out.append(event)
+            expected += 1
+        return out
 
     async def _fetch(self, run_id: str, after: int) -> list[AnyEvent]:
         events: list[AnyEvent] = []
@@ -386,7 +397,7 @@ class Driver:
                 and not slot.fetch
                 and stored
                 and stored[0].seq == instance.last_seq + 1
-                and all(type(e) is StepCreated or type(e) is StepStarted for e in stored)
+                and _only_new_steps(stored)
             ):
                 # Only new steps: feeding their creation back changes nothing the body can
                 # see, so it waits in the inbox and goes in with the steps' results (one feed
@@ -717,5 +728,12 @@ class Driver:
             del self._slots[slot.run_id]
 
 
-def _seq(event: AnyEvent) -> int:
-    return event.seq
+_seq = operator.attrgetter("seq")
+
+
+def _only_new_steps(events: list[AnyEvent]) -> bool:
+    for event in events:
+        kind = type(event)
+        if kind is not StepCreated and kind is not StepStarted:
+            return False
+    return True

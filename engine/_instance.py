@@ -189,20 +189,27 @@ class WorkflowInstance(Operations):
         """
         if self._closed:
             raise RuntimeError(f"the workflow instance of run {self.run_id} is closed")
-        for event in events:
-            if event.run_id != self.run_id:
-                raise ValueError(f"event for run {event.run_id!r} fed to run {self.run_id!r}")
-            if event.seq <= 0:
-                raise ValueError(f"feed stored events (with seq), got an unstamped {event.type}")
-            if event.seq <= self._fed_seq:
-                continue
-            if event.seq != self._fed_seq + 1:
-                raise ValueError(
-                    f"run {self.run_id}: expected event seq {self._fed_seq + 1}, got {event.seq} "
-                    "(feed every event, in order)"
-                )
-            self._fed_seq = event.seq
-            self._inbox.append(event)
+        run_id, fed, inbox = self.run_id, self._fed_seq, self._inbox
+        try:
+            for event in events:
+                seq = event.seq
+                if event.run_id != run_id:
+                    raise ValueError(f"event for run {event.run_id!r} fed to run {run_id!r}")
+                if seq <= fed:
+                    if seq <= 0:
+                        raise ValueError(
+                            f"feed stored events (with seq), got an unstamped {event.type}"
+                        )
+                    continue
+                if seq != fed + 1:
+                    raise ValueError(
+                        f"run {run_id}: expected event seq {fed + 1}, got {seq} "
+                        "(feed every event, in order)"
+                    )
+                fed = seq
+                inbox.append(event)
+        finally:
+            self._fed_seq = fed
         self._drive()
         return self.progress(describe=describe)
 

@@ -117,10 +117,12 @@ class Slot:
 
     def track(self, events: list[AnyEvent]) -> None:
         """Learn from ``events`` (each once, in seq order) what the steps and hooks are doing."""
+        if not events or events[-1].seq <= self.tracked:
+            return  # seen already (tracked when appended, before it was fed)
         steps = self.steps
         for event in events:
             if event.seq <= self.tracked:
-                continue  # seen already (tracked when appended, before it was fed)
+                continue
             self.tracked = event.seq
             kind = type(event)
             if kind is StepCreated:
