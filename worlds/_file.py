@@ -231,6 +231,9 @@ class FileWorld(MemoryWorld):
         return self._writer.stats if self._writer is not None else None
 
     def _check_open(self) -> None:
+        # Called by every read and write: the usual case (open, no error) is one test.
+        if self._opened and not self._closed and self._poll_error is None:
+            return
         if not self._opened and not self._closed:
             raise WorldError(
                 f"the file world at {self.path} is not open yet: `await world.open()` (or "
