@@ -65,17 +65,19 @@ async def test_a_crash_after_any_append_recovers_to_the_same_run(
     scenario: tuple[Program, EngineSchedule], data: st.DataObject
 ) -> None:
     program, schedule = scenario
+    reference = await run_on_engine(program, schedule)
+    crash_after = data.draw(st.integers(1, reference.appends), label="crash_after")
+    crashed_schedule = dataclasses.replace(schedule, crash_after=crash_after)
     note(
         "Reproduce with:\n"
+        "    import asyncio\n"
         "    from tests.properties.programs import *\n"
         "    from tests.properties.engine_runs import *\n"
         f"    program = {program!r}\n"
-        f"    schedule = {schedule!r}\n"
-        "    asyncio.run(run_on_engine(program, schedule))"
+        f"    reference = asyncio.run(run_on_engine(program, {schedule!r}))\n"
+        f"    crashed = asyncio.run(run_on_engine(program, {crashed_schedule!r}))"
     )
-    reference = await run_on_engine(program, schedule)
-    crash_after = data.draw(st.integers(1, reference.appends), label="crash_after")
-    crashed = await run_on_engine(program, dataclasses.replace(schedule, crash_after=crash_after))
+    crashed = await run_on_engine(program, crashed_schedule)
     note(f"reference: {len(reference.log)} events; crashed run: {crashed.notes}")
     assert crashed.crashed
     assert _outcome(crashed) == _outcome(reference)
