@@ -74,12 +74,17 @@ def _to_json(value: Any, path: str) -> Any:
     if t is list:
         return [_to_json(v, f"{path}[{i}]") for i, v in enumerate(value)]
     if t is dict:
-        if all(type(k) is str for k in value) and _TAG not in value:
-            for v in value.values():
+        if _TAG not in value:
+            for k, v in value.items():
                 tv = type(v)
-                if tv not in _PLAIN and (tv is not float or not math.isfinite(v)):
-                    return {k: _to_json(v, f"{path}.{k}") for k, v in value.items()}
-            return value  # only plain scalars (a step's usual input): JSON as it is
+                if type(k) is not str or (
+                    tv not in _PLAIN and (tv is not float or not math.isfinite(v))
+                ):
+                    break
+            else:
+                return value  # str keys, plain scalars (a step's usual input): as it is
+        if all(type(k) is str for k in value) and _TAG not in value:
+            return {k: _to_json(v, f"{path}.{k}") for k, v in value.items()}
         return {
             _TAG: "dict",
             "v": [
