@@ -465,6 +465,23 @@ class WorkflowInstance(Operations):
         number = (value & ((1 << 80) - 1)) - self._id_base
         return number if 0 < number < (1 << 32) else None
 
+    def _on_step_created(self, event: StepCreated) -> None:
+        # The common creation, checked without the general path's dispatch on the kind.
+        op = self._ops.get(event.correlation_id)
+        if type(op) is not StepOp:
+            self._on_created(event)  # missing, or of another kind: it says which
+            return
+        if op.step_name != event.step_name:
+            raise self._diverged(event, op, "renamed")
+        if op.input is not event.input and bytes(op.input) != bytes(event.input):
+            raise self._diverged(event, op, "input")
+        if op.created:
+            return
+        op.created = True
+        op.created_seq = event.seq
+        if not op.terminal:
+            self._open_steps[op.corr] = op
+
     def _on_created(self, event: StepCreated | WaitCreated | HookCreated | HookConflict) -> None:
         corr = event.correlation_id
         # The Nth operation has the Nth ULID whatever its kind: a recorded step whose ULID
@@ -655,7 +672,7 @@ _DELIVER: dict[type, _Deliver] = {
     RunCancelled: WorkflowInstance._on_run_ended,
     RunSuspended: WorkflowInstance._on_run_suspended,
     RunResumed: WorkflowInstance._on_run_resumed,
-    StepCreated: WorkflowInstance._on_created,
+    StepCreated: WorkflowInstance._on_step_created,
     WaitCreated: WorkflowInstance._on_created,
     HookCreated: WorkflowInstance._on_created,
     HookConflict: WorkflowInstance._on_created,

@@ -112,7 +112,15 @@ class StepOp(Op):
         input: msgspec.Raw,
         future: asyncio.Future[Any],
     ) -> None:
-        super().__init__(number, corr)
+        # Op.__init__ written out: one of these is made per step call.
+        self.number = number
+        self.corr = corr
+        self.created = False
+        self.created_seq = 0
+        self.wanted = True
+        self.done = False
+        self.closing = False
+        self.close_intent: Intent | None = None
         self.step_name = step_name
         self.input = input
         self.future = future
