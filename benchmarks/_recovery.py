@@ -44,7 +44,9 @@ def _ledger_counts(ledger: Path) -> Counter[tuple[str, str]]:
     """How many times each (run key, step index) ran, from the ledger lines."""
     counts: Counter[tuple[str, str]] = Counter()
     if ledger.exists():
-        for line in ledger.read_text().splitlines():
+        text = ledger.read_text()
+        # The child may be mid-write while we poll: only whole lines (newline-terminated) count.
+        for line in text[: text.rfind("\n") + 1].splitlines():
             key, index, _step_id = line.split()
             counts[key, index] += 1
     return counts
