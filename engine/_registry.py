@@ -21,7 +21,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import CodeType
-from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, ClassVar, Generic, ParamSpec, Protocol, TypeVar, overload
 
 import msgspec
 
@@ -281,23 +281,17 @@ def decode_arguments(
     return bound.args, bound.kwargs
 
 
-@dataclass(frozen=True, eq=False)
-class StepDefinition:
-    """A registered step: its name, function, options and signature.
+class _Definition:
+    """What step and workflow definitions share: a named function and its recorded inputs.
 
-    Attributes:
-        name: The stable registered name (``module:qualname`` unless ``name=`` was given).
-        fn: The undecorated function (``async def`` or plain ``def``).
-        options: Retries, backoff, timeout and concurrency.
-        signature: The function's signature (inputs are bound to it).
-        is_async: Whether ``fn`` is a coroutine function (plain functions run in a thread).
+    A call's input is recorded as its bound arguments (``{parameter: value}``), so
+    ``f(21)`` and ``f(amount=21)`` record the same bytes and replay compares them equal.
     """
 
+    kind: ClassVar[str]
     name: str
     fn: Callable[..., Any]
-    options: StepOptions
     signature: inspect.Signature
-    is_async: bool
 
     @property
     def doc(self) -> str | None:
@@ -314,7 +308,7 @@ class StepDefinition:
         return plain_names(self.signature)
 
     def _what(self) -> str:
-        return f"step {self.name!r}"
+        return f"{self.kind} {self.name!r}"
 
     def encode_input(self, *args: Any, **kwargs: Any) -> Payload:
         """The recorded input of a call ``fn(*args, **kwargs)``."""
@@ -326,7 +320,27 @@ class StepDefinition:
 
 
 @dataclass(frozen=True, eq=False)
-class WorkflowDefinition:
+class StepDefinition(_Definition):
+    """A registered step: its name, function, options and signature.
+
+    Attributes:
+        name: The stable registered name (``module:qualname`` unless ``name=`` was given).
+        fn: The undecorated function (``async def`` or plain ``def``).
+        options: Retries, backoff, timeout and concurrency.
+        signature: The function's signature (inputs are bound to it).
+        is_async: Whether ``fn`` is a coroutine function (plain functions run in a thread).
+    """
+
+    kind: ClassVar[str] = "step"
+    name: str
+    fn: Callable[..., Any]
+    options: StepOptions
+    signature: inspect.Signature
+    is_async: bool
+
+
+@dataclass(frozen=True, eq=False)
+class WorkflowDefinition(_Definition):
     """A registered workflow: its name, body function and signature.
 
     Attributes:
@@ -335,19 +349,10 @@ class WorkflowDefinition:
         signature: The body's signature (the run's input is bound to it).
     """
 
+    kind: ClassVar[str] = "workflow"
     name: str
     fn: Callable[..., Coroutine[Any, Any, Any]]
     signature: inspect.Signature
-
-    @property
-    def doc(self) -> str | None:
-        """The body's docstring, cleaned up, or ``None``."""
-        return inspect.getdoc(self.fn)
-
-    @property
-    def parameters(self) -> tuple[ParameterInfo, ...]:
-        """The body's parameters."""
-        return _parameters(self.signature)
 
     @property
     def step_names(self) -> list[str]:
@@ -356,21 +361,6 @@ class WorkflowDefinition:
         Steps reached only through helpers or attributes (``mod.charge``) are not listed.
         """
         return sorted({d.name for d in _referenced(self.fn, StepFunction)})
-
-    @functools.cached_property
-    def _names(self) -> tuple[str, ...] | _Unknown:
-        return plain_names(self.signature)
-
-    def _what(self) -> str:
-        return f"workflow {self.name!r}"
-
-    def encode_input(self, *args: Any, **kwargs: Any) -> Payload:
-        """The run input for ``start(workflow, *args, **kwargs)``."""
-        return encode_arguments(self.signature, self._what, args, kwargs, self._names)
-
-    def decode_input(self, payload: Payload | bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """The ``(args, kwargs)`` to call the body with, from a run's input."""
-        return decode_arguments(self.signature, self._what, payload, self._names)
 
 
 def _referenced(fn: Callable[..., Any], kind: type[Any]) -> list[Any]:
