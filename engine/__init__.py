@@ -1,9 +1,45 @@
 """worldflow: durable workflows for Python's asyncio, on pluggable storage worlds."""
 
 from worldflow import api
-from worldflow._catalog import WorkflowInfo
-from worldflow._engine import Engine
-from worldflow._errors import (
+from worldflow._primitives import (
+    Hook,
+    WorkflowMetadata,
+    create_hook,
+    create_webhook,
+    get_state,
+    get_workflow_metadata,
+    is_replaying,
+    logger,
+    now,
+    random,
+    set_state,
+    sleep,
+    uuid4,
+    wait_for_event,
+)
+from worldflow._registry import (
+    Backoff,
+    ParameterInfo,
+    StepFunction,
+    WorkflowFunction,
+    step,
+    workflow,
+)
+from worldflow._runtime.catalog import WorkflowInfo
+from worldflow._runtime.engine import Engine
+from worldflow._runtime.run import Run, RunInfo
+from worldflow._runtime.step_info import (
+    StepMetadata,
+    StepSuspension,
+    StreamWriter,
+    get_resume_data,
+    get_step_metadata,
+    get_writable,
+    suspend,
+)
+from worldflow._timeline import TimelineEntry, build_timeline, format_timeline
+from worldflow._webhooks import WebhookRequest, WebhookResponse
+from worldflow.errors import (
     ConfigurationError,
     CorruptLogError,
     DeterminismViolationError,
@@ -35,42 +71,6 @@ from worldflow._errors import (
     WorldLockedError,
     WorldNotAvailableError,
 )
-from worldflow._primitives import (
-    Hook,
-    WorkflowMetadata,
-    create_hook,
-    create_webhook,
-    get_state,
-    get_workflow_metadata,
-    is_replaying,
-    logger,
-    now,
-    random,
-    set_state,
-    sleep,
-    uuid4,
-    wait_for_event,
-)
-from worldflow._registry import (
-    Backoff,
-    ParameterInfo,
-    StepFunction,
-    WorkflowFunction,
-    step,
-    workflow,
-)
-from worldflow._run import Run, RunInfo
-from worldflow._step_context import (
-    StepMetadata,
-    StepSuspension,
-    StreamWriter,
-    get_resume_data,
-    get_step_metadata,
-    get_writable,
-    suspend,
-)
-from worldflow._timeline import TimelineEntry, build_timeline, format_timeline
-from worldflow._webhooks import WebhookRequest, WebhookResponse
 from worldflow.worlds import open_world
 
 __version__ = "0.1.0"

@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from worldflow import _serde
-from worldflow._errors import ConfigurationError, WorldflowError
 from worldflow._registry import WorkflowFunction
 from worldflow._timeline import build_timeline, format_timeline
+from worldflow.errors import ConfigurationError, WorldflowError
 from worldflow.testing._history import (
     ReplayDivergenceError,
     fetch_history,

@@ -27,13 +27,13 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from worldflow._context import current_instance, in_workflow, require_instance
 from worldflow._durations import Duration
-from worldflow._errors import DeterminismViolationError
-from worldflow._instance import HookClosed, WorkflowInstance, WorkflowMetadata
-from worldflow._ops import HookOp
-from worldflow._step_context import get_writable, step_workflow_metadata
+from worldflow._replay.current import current_instance, in_workflow, require_instance
+from worldflow._replay.durable_ops import HookOp
+from worldflow._replay.instance import HookClosed, WorkflowInstance, WorkflowMetadata
+from worldflow._runtime.step_info import get_writable, step_workflow_metadata
 from worldflow._webhooks import WebhookRequest, WebhookResponse, user_metadata, webhook_metadata
+from worldflow.errors import DeterminismViolationError
 
 __all__ = [
     "Hook",

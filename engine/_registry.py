@@ -26,9 +26,9 @@ from typing import Any, ClassVar, Generic, ParamSpec, Protocol, TypeVar, overloa
 import msgspec
 
 from worldflow import _serde
-from worldflow._context import current_instance
 from worldflow._durations import Duration, parse_duration
-from worldflow._errors import (
+from worldflow._replay.current import current_instance
+from worldflow.errors import (
     ConfigurationError,
     SerializationError,
     StepNotRegisteredError,

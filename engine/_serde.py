@@ -27,7 +27,7 @@ from typing import Any
 
 import msgspec
 
-from worldflow._errors import SerializationError
+from worldflow.errors import SerializationError
 
 __all__ = ["decode", "encode", "encode_bytes"]
 

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from worldflow import _serde
-from worldflow._errors import SerializationError
+from worldflow.errors import SerializationError
 
 __all__ = [
     "DEFAULT_WEBHOOK_RESPONSE",

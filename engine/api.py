@@ -19,12 +19,12 @@ from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from worldflow._errors import ConfigurationError
+from worldflow.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from worldflow._catalog import WorkflowInfo
-    from worldflow._engine import Engine
-    from worldflow._run import Run, RunInfo
+    from worldflow._runtime.catalog import WorkflowInfo
+    from worldflow._runtime.engine import Engine
+    from worldflow._runtime.run import Run, RunInfo
     from worldflow._webhooks import WebhookRequest, WebhookResponse
     from worldflow.worlds._records import Hook, Page, RunStatus
 

@@ -17,8 +17,8 @@ import pytest
 
 import worldflow
 from worldflow import InvalidEventError, SerializationError, WorldflowError
-from worldflow._errors import error_from_code
 from worldflow._serde import decode, encode, encode_bytes
+from worldflow.errors import error_from_code
 from worldflow.worlds import (
     AnyEvent,
     ErrorInfo,
@@ -334,7 +334,7 @@ def _all_errors() -> list[type[WorldflowError]]:
         cls = pending.pop()
         found.append(cls)
         pending.extend(cls.__subclasses__())
-    return [c for c in found if c.__module__ == "worldflow._errors"]
+    return [c for c in found if c.__module__ == "worldflow.errors"]
 
 
 def test_error_codes_are_unique() -> None:

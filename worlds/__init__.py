@@ -33,9 +33,9 @@ from worldflow.worlds._events import (
     decode_events,
     encode_event,
 )
-from worldflow.worlds._file import FileWorld
+from worldflow.worlds._file.world import FileWorld
 from worldflow.worlds._ids import new_id
-from worldflow.worlds._memory import MemoryWorld
+from worldflow.worlds._memory.world import MemoryWorld
 from worldflow.worlds._open import DEFAULT_WORLD_URL, open_world
 from worldflow.worlds._protocol import (
     EventLog,

@@ -16,7 +16,7 @@ from typing import Final, TypeAlias
 
 import msgspec
 
-from worldflow._errors import InvalidEventError
+from worldflow.errors import InvalidEventError
 from worldflow.worlds._records import NULL, ErrorInfo, Payload
 
 __all__ = [

@@ -7,7 +7,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, cast
 from urllib.parse import urlsplit
 
-from worldflow._errors import ConfigurationError, WorldNotAvailableError
+from worldflow.errors import ConfigurationError, WorldNotAvailableError
 
 if TYPE_CHECKING:
     from worldflow.worlds._protocol import World
@@ -19,8 +19,8 @@ DEFAULT_WORLD_URL = "file://./.worldflow"
 
 # scheme -> (module, factory, pip extra that provides its driver)
 _WORLDS: dict[str, tuple[str, str, str | None]] = {
-    "memory": ("worldflow.worlds._memory", "MemoryWorld.from_url", None),
-    "file": ("worldflow.worlds._file", "FileWorld.from_url", None),
+    "memory": ("worldflow.worlds._memory.world", "MemoryWorld.from_url", None),
+    "file": ("worldflow.worlds._file.world", "FileWorld.from_url", None),
     "http": ("worldflow.worlds._remote", "RemoteWorld.from_url", "remote"),
     "https": ("worldflow.worlds._remote", "RemoteWorld.from_url", "remote"),
     "postgresql": ("worldflow.worlds._postgres", "PostgresWorld.from_url", "postgres"),

@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from worldflow._engine import Engine
 from worldflow._registry import Registrable
+from worldflow._runtime.engine import Engine
 from worldflow.testing._clock import VirtualClock
-from worldflow.worlds._memory import MemoryWorld
+from worldflow.worlds._memory.world import MemoryWorld
 
 __all__ = ["memory_engine"]
 

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from worldflow import _serde
-from worldflow._divergence import describe_recorded
-from worldflow._errors import InvalidEventError, NondeterminismError
-from worldflow._instance import Progress, WorkflowInstance
 from worldflow._registry import Registry, WorkflowDefinition, WorkflowFunction
+from worldflow._replay.divergence import describe_recorded
+from worldflow._replay.instance import Progress, WorkflowInstance
+from worldflow.errors import InvalidEventError, NondeterminismError
 from worldflow.worlds._events import (
     CREATION_EVENT_TYPES,
     AnyEvent,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from worldflow._registry import Registry, StepDefinition, StepFunction
 
 if TYPE_CHECKING:
-    from worldflow._engine import Engine
+    from worldflow._runtime.engine import Engine
 
 __all__ = ["override_step"]
 

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from worldflow._instance import Progress, WorkflowInstance
+from worldflow._replay.instance import Progress, WorkflowInstance
 from worldflow.testing._clock import VirtualClock
 from worldflow.worlds._records import Hook
 
 if TYPE_CHECKING:
-    from worldflow._run import Run
+    from worldflow._runtime.run import Run
 
 __all__ = [
     "Blocked",

@@ -27,9 +27,9 @@ from typing import Any
 
 import pytest
 
-from worldflow._engine import Engine
+from worldflow._runtime.engine import Engine
 from worldflow.testing._clock import VirtualClock
-from worldflow.worlds._memory import MemoryWorld
+from worldflow.worlds._memory.world import MemoryWorld
 
 
 @pytest.fixture

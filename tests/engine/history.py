@@ -18,8 +18,8 @@ from typing import Any
 import msgspec
 
 from worldflow import _serde
-from worldflow._instance import Progress, WorkflowInstance
 from worldflow._registry import Registry, WorkflowFunction
+from worldflow._replay.instance import Progress, WorkflowInstance
 from worldflow.worlds._events import (
     AnyEvent,
     EventRaised,

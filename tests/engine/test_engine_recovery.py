@@ -29,9 +29,9 @@ from worldflow import (
     step,
     workflow,
 )
-from worldflow._child import CHILD_TOKEN_PREFIX
-from worldflow._driver import RUN_QUEUE
 from worldflow._registry import Backoff
+from worldflow._replay.child_contract import CHILD_TOKEN_PREFIX
+from worldflow._runtime.driver import RUN_QUEUE
 from worldflow.worlds import (
     AnyEvent,
     EventResult,

@@ -25,9 +25,9 @@ from worldflow import (
     step,
     workflow,
 )
-from worldflow._instance import WorkflowMetadata
-from worldflow._step_context import StepMetadata
-from worldflow._steps import StepJob
+from worldflow._replay.instance import WorkflowMetadata
+from worldflow._runtime.step_info import StepMetadata
+from worldflow._runtime.step_runner import StepJob
 from worldflow.worlds import (
     MemoryWorld,
     RunCreated,

@@ -13,7 +13,7 @@ import pytest
 
 from tests.engine.history import History
 from worldflow import DeterminismViolationError, create_hook, sleep, step, workflow
-from worldflow._loop import WorkflowLoop
+from worldflow._replay.loop import WorkflowLoop
 
 
 class Timers:

@@ -31,9 +31,9 @@ from worldflow import (
     wait_for_event,
     workflow,
 )
-from worldflow._child import START_CHILD_STEP, child_outcome, child_result
-from worldflow._context import in_workflow
 from worldflow._primitives import WorkflowStreamHandle, workflow_writable
+from worldflow._replay.child_contract import START_CHILD_STEP, child_outcome, child_result
+from worldflow._replay.current import in_workflow
 from worldflow.worlds._events import HookCreated, HookReceived, StepCreated
 from worldflow.worlds._records import ErrorInfo, RunStatus, WorkflowRun
 

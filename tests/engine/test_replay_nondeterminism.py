@@ -8,8 +8,8 @@ import pytest
 
 from tests.engine.history import History
 from worldflow import create_hook, get_state, set_state, sleep, step, workflow
-from worldflow._instance import Progress
 from worldflow._registry import WorkflowFunction
+from worldflow._replay.instance import Progress
 from worldflow.worlds._events import HookReceived, RunFailed, StepCompleted
 
 NAME = "orders"
@@ -52,7 +52,7 @@ def recorded() -> History:
 
 def replay_with(h: History, changed: WorkflowFunction[..., Any]) -> Progress:
     """Replay the recorded log against ``changed`` and return the final progress."""
-    from worldflow._instance import WorkflowInstance
+    from worldflow._replay.instance import WorkflowInstance
 
     instance = WorkflowInstance(changed.definition, h.run_view(), registry=h.registry)
     try:
@@ -278,7 +278,7 @@ def test_nondeterminism_is_the_same_in_any_chunking(chunk: int) -> None:
     async def renamed(item: str) -> list[str]:
         return [await reserve(item), await notify("ops")]
 
-    from worldflow._instance import WorkflowInstance
+    from worldflow._replay.instance import WorkflowInstance
 
     whole = replay_with(h, renamed)
     instance = WorkflowInstance(renamed.definition, h.run_view(), registry=h.registry)

@@ -24,9 +24,9 @@ from tests.properties.programs import (
     Step,
 )
 from worldflow import NondeterminismError, _serde
-from worldflow._child import START_CHILD_STEP
-from worldflow._instance import Progress, WorkflowInstance
 from worldflow._registry import Registry, WorkflowDefinition
+from worldflow._replay.child_contract import START_CHILD_STEP
+from worldflow._replay.instance import Progress, WorkflowInstance
 from worldflow.worlds._events import (
     AnyEvent,
     HookConflict,

@@ -25,9 +25,9 @@ import msgspec
 
 from tests.properties.programs import Program, child_result, definition, step_result
 from worldflow import _serde
-from worldflow._child import CHILD_TOKEN_PREFIX, START_CHILD_STEP
-from worldflow._instance import Progress, WorkflowInstance
 from worldflow._registry import Registry, WorkflowDefinition
+from worldflow._replay.child_contract import CHILD_TOKEN_PREFIX, START_CHILD_STEP
+from worldflow._replay.instance import Progress, WorkflowInstance
 from worldflow.worlds._events import (
     AnyEvent,
     EventRaised,

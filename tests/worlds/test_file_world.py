@@ -41,10 +41,10 @@ from worldflow.worlds import (
     StepStarted,
     WaitCreated,
     World,
-    _file_writer,
     new_id,
     open_world,
 )
+from worldflow.worlds._file import writer as writer_module
 
 pytestmark = pytest.mark.anyio
 
@@ -615,8 +615,8 @@ NULL_1 = msgspec.Raw(b"1")
 async def test_checkpoints_and_closed_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_file_writer, "_WAL_LIMIT", 4096)  # a checkpoint every few commits
-    monkeypatch.setattr(_file_writer, "_MAX_OPEN_FILES", 4)  # files closed while dirty
+    monkeypatch.setattr(writer_module, "_WAL_LIMIT", 4096)  # a checkpoint every few commits
+    monkeypatch.setattr(writer_module, "_MAX_OPEN_FILES", 4)  # files closed while dirty
     root = tmp_path / "w"
     async with FileWorld(root) as world:
         await asyncio.gather(*(new_run(world, f"r{i}") for i in range(30)))
@@ -627,7 +627,7 @@ async def test_checkpoints_and_closed_files(
         assert stats is not None
         assert stats.checkpoints > 3
         before = await views_of_runs(world, 30)
-    assert _file_writer.replay_wal(root) == 0  # closed: nothing left to replay
+    assert writer_module.replay_wal(root) == 0  # closed: nothing left to replay
     async with FileWorld(root) as world:
         assert await views_of_runs(world, 30) == before
 

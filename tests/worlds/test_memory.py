@@ -32,18 +32,18 @@ from worldflow.worlds import (
     StepStarted,
     WaitCreated,
     World,
-    _memory,
-    _memory_log,
-    _memory_queue,
     _wakeups,
     new_id,
 )
+from worldflow.worlds._memory import log as log_module
+from worldflow.worlds._memory import queue as queue_module
+from worldflow.worlds._memory import world as world_module
 
 pytestmark = pytest.mark.anyio
 
 T = TypeVar("T")
 
-_WORLD_FILES = {m.__file__ for m in (_memory, _memory_log, _memory_queue, _wakeups)}
+_WORLD_FILES = {m.__file__ for m in (world_module, log_module, queue_module, _wakeups)}
 
 
 class ManualClock:

@@ -1,0 +1,713 @@
+"""The workflow instance: feeds recorded events to a body one at a time, and says what to append.
+
+The runtime builds a :class:`WorkflowInstance` for a run and calls :meth:`~WorkflowInstance.feed`
+with the run's events in ``seq`` order. The instance delivers them **one per idle point**: it
+runs the body's ready callbacks until the loop is idle, hands one event to the operation it
+belongs to, and repeats. When the events are used up and the body is blocked, the
+:class:`Progress` lists the commands (new events) the runtime must append, which it then feeds
+back as stored. A replay is the same call on a fresh instance with the whole log, so the live
+path and the replay path are one code path and give the same commands in any chunking.
+
+The instance is pure: no I/O, no clock, no world. See ``docs/engine-internals.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import traceback
+from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from worldflow import _serde
+from worldflow._registry import Registry, WorkflowDefinition
+from worldflow._replay.divergence import divergence
+from worldflow._replay.durable_ops import (
+    EventWaitOp,
+    HookOp,
+    Intent,
+    Op,
+    StepOp,
+    TimerOp,
+    decode_payload,
+    iso,
+)
+from worldflow._replay.op_table import HookClosed, Operations, aware
+from worldflow.errors import (
+    NondeterminismError,
+    SerializationError,
+    StepFailedError,
+    WorldflowError,
+)
+from worldflow.worlds._events import (
+    AnyEvent,
+    EventRaised,
+    HookConflict,
+    HookCreated,
+    HookDisposed,
+    HookReceived,
+    RunCancelled,
+    RunCompleted,
+    RunCreated,
+    RunFailed,
+    RunResumed,
+    RunStarted,
+    RunSuspended,
+    StateUpdated,
+    StepCompleted,
+    StepCreated,
+    StepFailed,
+    StepResumed,
+    StepRetrying,
+    StepStarted,
+    StepSuspended,
+    WaitCompleted,
+    WaitCreated,
+)
+from worldflow.worlds._records import ErrorInfo, WorkflowRun
+
+__all__ = ["HookClosed", "Progress", "WorkflowInstance", "WorkflowMetadata"]
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_TOKEN_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+# Events that act even while the run is suspended; every other event waits for run_resumed.
+_THROUGH_SUSPENSION = (RunResumed, RunSuspended, RunStarted, RunCancelled, RunCompleted, RunFailed)
+
+
+class Progress(msgspec.Struct, kw_only=True):
+    """What the runtime must do after a :meth:`WorkflowInstance.feed`.
+
+    Attributes:
+        commands: New events to append, in order (``seq``, ``event_id`` and ``created_at``
+            unset). Everything the body owes the log that the log does not have yet: the
+            runtime appends them and feeds the stored events back.
+        finished: The body has ended (returned, raised, diverged, or the run ended); if the
+            log does not have it yet, ``commands`` end with ``run_completed`` / ``run_failed``.
+        pending_steps: Correlation ids of steps whose ``step_created`` was fed and that have
+            no final result yet; the runtime runs those not in flight.
+        waits: ``(wait id, resume_at)`` of created timers (and event waits with a timeout)
+            still waiting: the runtime appends ``wait_completed`` when one is due.
+        suspended: A ``run_suspended`` was fed and no ``run_resumed`` yet.
+        blocked_on: What the body waits for, readably: ``"step charge"``,
+            ``"hook approve:o-1"``, ``"event shipped"``, ``"sleep until ..."``.
+        error: The message of the error that ended the run (body exception, nondeterminism,
+            determinism violation), or ``None``.
+    """
+
+    commands: list[AnyEvent]
+    finished: bool
+    pending_steps: list[str]
+    waits: list[tuple[str, datetime]]
+    suspended: bool
+    blocked_on: list[str]
+    error: str | None = None
+
+
+class WorkflowMetadata(msgspec.Struct, frozen=True, kw_only=True):
+    """The run a workflow body belongs to (``get_workflow_metadata()``).
+
+    Attributes:
+        workflow_name: The workflow's registered name.
+        run_id: The run's id.
+        created_at: When the run was created.
+        started_at: When a worker first started it (the ``run_started`` event).
+        resource_id: The resource the run was started for, if any.
+        metadata: The metadata it was started with.
+        parent_run_id: The parent run, for a child workflow.
+    """
+
+    workflow_name: str
+    run_id: str
+    created_at: datetime
+    started_at: datetime | None = None
+    resource_id: str | None = None
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+    parent_run_id: str | None = None
+
+
+def _decode_ulid(text: str) -> int | None:
+    value = 0
+    for char in text.upper():
+        digit = _ALPHABET.find(char)
+        if digit < 0:
+            return None
+        value = value * 32 + digit
+    return value
+
+
+def _error_info(exc: BaseException) -> ErrorInfo:
+    code = exc.code if isinstance(exc, WorldflowError) else None
+    message = exc.message if isinstance(exc, WorldflowError) else str(exc)
+    stack = "".join(traceback.format_exception(exc))
+    return ErrorInfo(name=type(exc).__name__, message=message, code=code, stack=stack)
+
+
+class WorkflowInstance(Operations):
+    """One run's workflow body, driven by recorded events (see the module docstring).
+
+    Args:
+        definition: The run's workflow.
+        run: The run's view; ``created_at`` fixes the ids' time part, ``last_seq`` marks the
+            end of what is a replay (``is_replaying()``).
+        registry: Where steps and workflows are looked up.
+    """
+
+    def __init__(
+        self, definition: WorkflowDefinition, run: WorkflowRun, *, registry: Registry
+    ) -> None:
+        super().__init__(run.run_id, run.created_at)
+        self.definition = definition
+        self.registry = registry
+        self.error: BaseException | None = None
+        """What ended the run, if it failed."""
+        self._replay_until = run.last_seq
+        self._fed_seq = 0
+        self._position = 0
+        self._end: Intent | None = None
+        self._inbox: deque[AnyEvent] = deque()
+        self._held: list[AnyEvent] = []
+        self._suspended = False
+        self._created: RunCreated | None = None
+        self._started_at: datetime | None = None
+        self._root: asyncio.Task[Any] | None = None
+        self._closed = False
+
+    # -- the seam ----------------------------------------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        """The ``seq`` of the last event fed (0 before any)."""
+        return self._fed_seq
+
+    @property
+    def finished(self) -> bool:
+        """Whether the body has ended (or the run did)."""
+        return self._finished
+
+    def feed(self, events: Sequence[AnyEvent], *, describe: bool = True) -> Progress:
+        """Deliver ``events`` (in ``seq`` order, continuing from :attr:`last_seq`).
+
+        Events at or below :attr:`last_seq` are skipped, so overlapping pages are harmless; a
+        gap in ``seq`` is a ``ValueError`` (a replay must see every event in order).
+        ``describe=False`` leaves :attr:`Progress.blocked_on` empty: the text costs one line
+        per pending operation, so the runtime's hot path skips it (``progress()`` has it).
+        """
+        if self._closed:
+            raise RuntimeError(f"the workflow instance of run {self.run_id} is closed")
+        run_id, fed, inbox = self.run_id, self._fed_seq, self._inbox
+        try:
+            for event in events:
+                seq = event.seq
+                if event.run_id != run_id:
+                    raise ValueError(f"event for run {event.run_id!r} fed to run {run_id!r}")
+                if seq <= fed:
+                    if seq <= 0:
+                        raise ValueError(
+                            f"feed stored events (with seq), got an unstamped {event.type}"
+                        )
+                    continue
+                if seq != fed + 1:
+                    raise ValueError(
+                        f"run {run_id}: expected event seq {fed + 1}, got {seq} "
+                        "(feed every event, in order)"
+                    )
+                fed = seq
+                inbox.append(event)
+        finally:
+            self._fed_seq = fed
+        self._drive()
+        return self.progress(describe=describe)
+
+    def progress(self, *, describe: bool = True) -> Progress:
+        """The current :class:`Progress` (what :meth:`feed` returned last)."""
+        finished = self._finished
+        return Progress(
+            commands=self._commands(),
+            finished=finished,
+            pending_steps=[] if finished else list(self._open_steps),
+            waits=[]
+            if finished
+            else [(c, op.resume_at) for c, op in self._open_waits.items() if op.resume_at],
+            suspended=self._suspended,
+            blocked_on=[] if finished or not describe else self._blocked_on(),
+            error=None if self.error is None else str(self.error),
+        )
+
+    def close(self) -> None:
+        """Drop the body: cancel its tasks quietly and close its loop. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._loop.shutdown()
+
+    # -- driving -----------------------------------------------------------------------------
+
+    def _drive(self) -> None:
+        loop = self._loop
+        ready = loop._ready  # the loop's ready queue: checked per event, so read it directly
+        inbox = self._inbox
+        while True:
+            if ready and not loop._closed:
+                loop.run_until_idle()
+                self._after_run()
+            if not inbox:
+                return
+            event = inbox.popleft()
+            if self._suspended and not isinstance(event, _THROUGH_SUSPENSION):
+                self._held.append(event)
+                continue
+            when = event.created_at
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            if when > self._now:
+                self._now = when
+            if event.seq > self._position:
+                self._position = event.seq
+            kind = type(event)
+            deliver = _DELIVER.get(kind) or _deliver_for(kind)
+            try:
+                deliver(self, event)
+            except NondeterminismError as exc:
+                # Also after the body returned, as long as its outcome is not in the log: a
+                # log that goes on where the code stopped is a divergence, not a result.
+                end = self._end
+                if not self._finished or (
+                    end is not None
+                    and not end.recorded
+                    and not isinstance(self.error, NondeterminismError)
+                ):
+                    self._fail(exc)
+
+    def _after_run(self) -> None:
+        if self._finished:
+            return
+        root = self._root
+        violation = self._loop.violation
+        if violation is not None:
+            if root is not None and root.done() and not root.cancelled():
+                root.exception()  # retrieved: the violation is what the run records
+            self._end_failed(violation)
+            return
+        if root is None or not root.done():
+            return
+        if root.cancelled():
+            self._end_failed(asyncio.CancelledError("the workflow body was cancelled"))
+            return
+        exc = root.exception()
+        if exc is not None:
+            self._end_failed(exc)
+            return
+        try:
+            output = _serde.encode(root.result())
+        except SerializationError as error:
+            self._end_failed(
+                SerializationError(f"the workflow's return value cannot be recorded: {error}")
+            )
+            return
+        self._end_with(RunCompleted(run_id=self.run_id, output=output))
+
+    def _end_failed(self, exc: BaseException) -> None:
+        self.error = exc
+        self._end_with(RunFailed(run_id=self.run_id, error=_error_info(exc)))
+
+    def _end_with(self, event: AnyEvent) -> None:
+        self._finished = True
+        for intent in self._intents:
+            if intent.kind == "create" and intent.op is not None:
+                intent.op.wanted = False
+        self._end = Intent("end", event)
+        self._intents.append(self._end)
+        self._loop.shutdown()
+
+    def _fail(self, exc: NondeterminismError) -> None:
+        self._end = None
+        self._intents = []
+        self._state_intents.clear()
+        self._end_failed(exc)
+
+    def _terminate(self) -> None:
+        """The log ended the run (cancelled, or failed by the runtime): stop, owe nothing."""
+        self._finished = True
+        self._intents = []
+        self._state_intents.clear()
+        self._loop.shutdown()
+
+    # -- commands and progress ---------------------------------------------------------------
+
+    def _commands(self) -> list[AnyEvent]:
+        if self._suspended:
+            return []
+        keep: list[Intent] = []
+        out: list[AnyEvent] = []
+        for intent in self._intents:
+            if intent.dead():
+                continue
+            keep.append(intent)
+            if intent.pending():
+                out.append(intent.event)
+        self._intents = keep
+        return out
+
+    def _blocked_on(self) -> list[str]:
+        out: list[str] = []
+        for op in self._live.values():
+            if isinstance(op, StepOp):
+                if not op.future.done():
+                    out.append(op.blocked())
+            elif isinstance(op, TimerOp):
+                out.append(op.describe())
+            elif isinstance(op, EventWaitOp):
+                out.append(f"event {op.event_name}")
+            elif isinstance(op, HookOp) and op.waiting():
+                out.append(op.label or f"hook {op.token}")
+        return out
+
+    # -- delivery ----------------------------------------------------------------------------
+
+    # One method per event type (dispatched by :data:`_DELIVER`).
+
+    def _on_run_started(self, event: RunStarted) -> None:
+        if self._started_at is None:
+            self._started_at = aware(event.created_at)
+        if self._root is None and self._created is not None and not self._finished:
+            self._start_body(self._created)
+
+    def _on_run_ended(self, event: RunCompleted | RunFailed | RunCancelled) -> None:
+        if self._finished:
+            if self._end is not None:
+                self._end.recorded = True
+        elif isinstance(event, RunCompleted):
+            # Only the body's own command writes run_completed: a replay that has not
+            # returned by this point took another path.
+            raise self._diverged(event, None, "returned")
+        else:
+            self._terminate()
+
+    def _on_run_suspended(self, event: RunSuspended) -> None:
+        self._suspended = True
+
+    def _on_run_resumed(self, event: RunResumed) -> None:
+        self._suspended = False
+        self._inbox.extendleft(reversed(self._held))
+        self._held = []
+
+    def _on_step_attempt(self, event: StepStarted | StepRetrying) -> None:
+        self._step_op(event).attempts += isinstance(event, StepStarted)
+
+    def _on_step_suspended(self, event: StepSuspended) -> None:
+        self._step_op(event).suspended = True
+
+    def _on_step_resumed(self, event: StepResumed) -> None:
+        self._step_op(event).suspended = False
+
+    def _on_step_completed(self, event: StepCompleted) -> None:
+        op = self._step_op(event)
+        self._step_ended(op)
+        if not op.done:
+            self._op_done(op)
+            decode_payload(op.future, event.result)
+
+    def _on_step_failed(self, event: StepFailed) -> None:
+        op = self._step_op(event)
+        self._step_ended(op)
+        if not op.done:
+            self._op_done(op)
+            if not op.future.done():  # cancelled when the body ended first
+                op.future.set_exception(self._step_failure(op, event.error))
+
+    def _on_run_created(self, event: RunCreated) -> None:
+        if event.workflow_name != self.definition.name:
+            raise ValueError(
+                f"run {self.run_id} is of workflow {event.workflow_name!r}, but this instance "
+                f"runs {self.definition.name!r}"
+            )
+        self._created = event
+        self._state = event.initial_state
+        self.seed_tokens(event.seed)
+
+    def _start_body(self, created: RunCreated) -> None:
+        try:
+            args, kwargs = self.definition.decode_input(created.input)
+        except (TypeError, SerializationError) as exc:
+            self._end_failed(exc)
+            return
+        coro = self.definition.fn(*args, **kwargs)
+        self._root = self._loop.create_task(
+            coro,
+            name=f"workflow {self.definition.name} {self.run_id}",
+            context=contextvars.Context(),
+        )
+
+    def _diverged(self, event: AnyEvent, op: Op | None, cause: str) -> NondeterminismError:
+        if op is not None:
+            current = op.describe()
+            number: int | None = op.number
+        elif self._finished:
+            current = "nothing: the workflow body has already ended at this point"
+            number = self._number_of(event.correlation_id)
+        else:
+            waiting = ", ".join(self._blocked_on()) or "nothing"
+            current = (
+                f"nothing at this point: the code has started {self._count} operation(s) and "
+                f"is waiting on {waiting}"
+            )
+            number = self._number_of(event.correlation_id)
+        return divergence(
+            run_id=self.run_id,
+            workflow_name=self.definition.name,
+            event=event,
+            number=number,
+            current=current,
+            cause=cause,
+        )
+
+    def _number_of(self, corr: str | None) -> int | None:
+        if not corr or "_" not in corr:
+            return None
+        value = _decode_ulid(corr.partition("_")[2])
+        if value is None:
+            return None
+        number = (value & ((1 << 80) - 1)) - self._id_base
+        return number if 0 < number < (1 << 32) else None
+
+    def _on_step_created(self, event: StepCreated) -> None:
+        # The common creation, checked without the general path's dispatch on the kind.
+        op = self._ops.get(event.correlation_id)
+        if type(op) is not StepOp:
+            self._on_created(event)  # missing, or of another kind: it says which
+            return
+        if op.step_name != event.step_name:
+            raise self._diverged(event, op, "renamed")
+        if op.input is not event.input and bytes(op.input) != bytes(event.input):
+            raise self._diverged(event, op, "input")
+        if op.created:
+            return
+        op.created = True
+        op.created_seq = event.seq
+        if not op.terminal:
+            self._open_steps[op.corr] = op
+
+    def _on_created(self, event: StepCreated | WaitCreated | HookCreated | HookConflict) -> None:
+        corr = event.correlation_id
+        # The Nth operation has the Nth ULID whatever its kind: a recorded step whose ULID
+        # belongs to a hook of the current code is a change of kind, not a missing operation.
+        op = self._ops.get(corr) or self._by_ulid.get(corr.partition("_")[2])
+        if op is None:
+            raise self._diverged(event, None, "missing")
+        match event:
+            case StepCreated():
+                if not isinstance(op, StepOp):
+                    raise self._diverged(event, op, "kind")
+                if op.step_name != event.step_name:
+                    raise self._diverged(event, op, "renamed")
+                if op.input is not event.input and bytes(op.input) != bytes(event.input):
+                    raise self._diverged(event, op, "input")
+            case WaitCreated(event_name=None):
+                if not isinstance(op, TimerOp):
+                    raise self._diverged(event, op, "kind")
+                if event.resume_at is not None:
+                    op.resume_at = aware(event.resume_at)  # the recorded time stands
+            case WaitCreated():
+                if not isinstance(op, EventWaitOp):
+                    raise self._diverged(event, op, "kind")
+                if op.event_name != event.event_name:
+                    raise self._diverged(event, op, "changed")
+                op.resume_at = None if event.resume_at is None else aware(event.resume_at)
+            case HookCreated() | HookConflict():
+                if not isinstance(op, HookOp):
+                    raise self._diverged(event, op, "kind")
+                if op.token != event.token:
+                    raise self._diverged(event, op, "changed")
+        if op.created:
+            return
+        op.created = True
+        op.created_seq = event.seq
+        if isinstance(op, StepOp):
+            if not op.terminal:
+                self._open_steps[op.corr] = op
+        elif isinstance(op, (TimerOp, EventWaitOp)):
+            if op.resume_at is not None and not op.closing and not op.done:
+                self._open_waits[op.corr] = op
+        elif isinstance(event, HookConflict):
+            op.conflicted = True
+            op.conflict_run_id = event.conflicting_run_id
+            self._op_done(op)
+            while op.awaiters:
+                future = op.awaiters.popleft()
+                if not future.done():
+                    future.set_exception(self._conflict_error(op))
+        if op.closing:
+            self._queue_close(op)
+
+    def _step_op(self, event: AnyEvent) -> StepOp:
+        op = self._ops.get(event.correlation_id or "")
+        if not isinstance(op, StepOp) or not op.created:
+            raise self._diverged(event, op, "corrupt")
+        return op
+
+    def _step_ended(self, op: StepOp) -> None:
+        op.terminal = True
+        op.suspended = False
+        self._open_steps.pop(op.corr, None)
+
+    def _step_failure(self, op: StepOp, error: ErrorInfo) -> StepFailedError:
+        what = op.label or f"step {op.step_name!r}"
+        return StepFailedError(
+            f"{what} failed: {error.name}: {error.message}",
+            step_name=op.step_name,
+            step_id=op.corr,
+            error_name=error.name,
+            error_code=error.code,
+            error_message=error.message,
+        )
+
+    def _on_wait_completed(self, event: WaitCompleted) -> None:
+        op = self._ops.get(event.correlation_id)
+        if not isinstance(op, (TimerOp, EventWaitOp)) or not op.created:
+            raise self._diverged(event, op, "corrupt")
+        self._open_waits.pop(op.corr, None)
+        if op.close_intent is not None:
+            op.close_intent.recorded = True
+        op.closing = True  # the log closed it: nothing more is owed
+        if op.done:
+            return
+        self._op_done(op)
+        if op.future is not None and op.future.done():
+            pass  # cancelled when the body ended first: nothing left to tell it
+        elif isinstance(op, EventWaitOp):
+            op.future.set_exception(
+                TimeoutError(f"no event {op.event_name!r} arrived by {iso(op.resume_at)}")
+            )
+        elif op.future is not None:
+            op.future.set_result(None)
+        elif op.handle is not None:
+            self._timers.pop(id(op.handle), None)
+            self._loop.fire_timer(op.handle)
+
+    def _hook_op(self, event: AnyEvent) -> HookOp:
+        op = self._ops.get(event.correlation_id or "")
+        if not isinstance(op, HookOp) or not op.created:
+            raise self._diverged(event, op, "corrupt")
+        return op
+
+    def _on_hook_received(self, event: HookReceived) -> None:
+        op = self._hook_op(event)
+        while op.awaiters:
+            future = op.awaiters.popleft()
+            if not future.done():
+                decode_payload(future, event.payload)
+                return
+        op.buffer.append(event.payload)
+
+    def _on_hook_disposed(self, event: HookDisposed) -> None:
+        op = self._hook_op(event)
+        if op.close_intent is not None:
+            op.close_intent.recorded = True
+        op.closing = True
+        if not op.disposed:
+            self._hook_closed(op)
+
+    def _on_event_raised(self, event: EventRaised) -> None:
+        waiters = self._event_waits.get(event.name)
+        while waiters:
+            op = waiters.popleft()
+            if not op.done:
+                self._op_done(op)
+                if not op.created:
+                    op.wanted = False
+                self._close(op)
+                decode_payload(op.future, event.payload)
+                return
+        self._events.setdefault(event.name, deque()).append(event.payload)
+
+    def _on_state_updated(self, event: StateUpdated) -> None:
+        queue = self._state_intents
+        while queue and queue[0].recorded:
+            queue.popleft()
+        if not queue:
+            current = "no set_state() call at this point"
+            raise divergence(
+                run_id=self.run_id,
+                workflow_name=self.definition.name,
+                event=event,
+                number=None,
+                current=current,
+                cause="state",
+            )
+        intent = queue.popleft()
+        wanted = intent.event
+        assert isinstance(wanted, StateUpdated)
+        if bytes(wanted.state) != bytes(event.state):
+            raise divergence(
+                run_id=self.run_id,
+                workflow_name=self.definition.name,
+                event=event,
+                number=None,
+                current=f"set_state({bytes(wanted.state).decode('utf-8', 'replace')[:160]})",
+                cause="state",
+            )
+        intent.recorded = True
+
+    def is_replaying(self) -> bool:
+        """Whether the body is re-running code it ran before (the log goes further)."""
+        return self._position < self._replay_until
+
+    def metadata(self) -> WorkflowMetadata:
+        """The run's metadata, from its ``run_created`` and first ``run_started``."""
+        created = self._created
+        assert created is not None  # the body only runs after run_created
+        return WorkflowMetadata(
+            workflow_name=self.definition.name,
+            run_id=self.run_id,
+            created_at=aware(created.created_at),
+            started_at=self._started_at,
+            resource_id=created.resource_id,
+            metadata=dict(created.metadata),
+            parent_run_id=created.parent_run_id,
+        )
+
+
+_Deliver = Callable[[WorkflowInstance, Any], None]
+
+_DELIVER: dict[type, _Deliver] = {
+    RunCreated: WorkflowInstance._on_run_created,
+    RunStarted: WorkflowInstance._on_run_started,
+    RunCompleted: WorkflowInstance._on_run_ended,
+    RunFailed: WorkflowInstance._on_run_ended,
+    RunCancelled: WorkflowInstance._on_run_ended,
+    RunSuspended: WorkflowInstance._on_run_suspended,
+    RunResumed: WorkflowInstance._on_run_resumed,
+    StepCreated: WorkflowInstance._on_step_created,
+    WaitCreated: WorkflowInstance._on_created,
+    HookCreated: WorkflowInstance._on_created,
+    HookConflict: WorkflowInstance._on_created,
+    StepStarted: WorkflowInstance._on_step_attempt,
+    StepRetrying: WorkflowInstance._on_step_attempt,
+    StepSuspended: WorkflowInstance._on_step_suspended,
+    StepResumed: WorkflowInstance._on_step_resumed,
+    StepCompleted: WorkflowInstance._on_step_completed,
+    StepFailed: WorkflowInstance._on_step_failed,
+    WaitCompleted: WorkflowInstance._on_wait_completed,
+    HookReceived: WorkflowInstance._on_hook_received,
+    HookDisposed: WorkflowInstance._on_hook_disposed,
+    EventRaised: WorkflowInstance._on_event_raised,
+    StateUpdated: WorkflowInstance._on_state_updated,
+}
+"""How each event type is delivered (by exact class: one lookup per event)."""
+
+
+def _ignore(instance: WorkflowInstance, event: Any) -> None:
+    """Not an event type this instance acts on."""
+
+
+def _deliver_for(kind: type) -> _Deliver:
+    """The delivery of an event class that is not in :data:`_DELIVER` (a subclass)."""
+    for base in kind.__mro__:
+        found = _DELIVER.get(base)
+        if found is not None:
+            return found
+    return _ignore

@@ -1,0 +1,502 @@
+"""Step execution: attempts, retries with backoff, timeouts, concurrency, cancellation.
+
+One :class:`StepJob` runs one step call of a run in this process until the step's result is
+recorded, the step suspends, the run ends, or the engine stops. Each attempt appends
+``step_started`` first (so a crash mid-attempt is visible and counted), runs the function with
+its :mod:`~worldflow._runtime.step_info` set, then appends exactly one of ``step_completed``,
+``step_retrying``, ``step_failed`` or ``step_suspended``. Execution is at-least-once (a crash
+after ``step_started`` runs the attempt again after recovery); the recorded result is
+exactly-once because the world refuses a second result (``EntityConflictError``: someone else
+recorded first, which is fine).
+
+A job cancelled by ``Engine.cancel`` records nothing: the run is over, and a ``CancelledError``
+is not the step's failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from collections import deque
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from worldflow import _serde
+from worldflow._durations import parse_duration
+from worldflow._runtime.step_info import (
+    StepContext,
+    StepSuspension,
+    reset_current_step,
+    set_current_step,
+)
+from worldflow.errors import (
+    EntityConflictError,
+    FatalError,
+    RetryableError,
+    RunNotFoundError,
+    RunTerminalError,
+    SerializationError,
+    StepNotFoundError,
+    StepNotRegisteredError,
+    WorldflowError,
+)
+from worldflow.worlds._events import (
+    AnyEvent,
+    StepCompleted,
+    StepFailed,
+    StepRetrying,
+    StepStarted,
+    StepSuspended,
+)
+from worldflow.worlds._records import NULL, ErrorInfo, Payload
+
+if TYPE_CHECKING:
+    from worldflow._registry import Registry, StepDefinition
+    from worldflow._replay.instance import WorkflowMetadata
+    from worldflow.worlds._clock import Clock
+    from worldflow.worlds._protocol import EventResult, World
+
+__all__ = ["Limiter", "StepJob", "StepRunner", "error_info", "release"]
+
+log = logging.getLogger("worldflow.engine")
+
+_TRACE_LIMIT = 8000
+
+
+def release(limiters: list[Limiter] | None) -> None:
+    """Give back limits taken with :meth:`Limiter.try_acquire` / ``acquire``."""
+    if limiters:
+        for limiter in limiters:
+            limiter.release()
+
+
+def error_info(exc: BaseException) -> ErrorInfo:
+    """How a step's exception is recorded: class name, message, code, traceback."""
+    code = exc.code if isinstance(exc, WorldflowError) else None
+    message = exc.message if isinstance(exc, WorldflowError) else str(exc)
+    stack = "".join(traceback.format_exception(exc))[-_TRACE_LIMIT:]
+    return ErrorInfo(name=type(exc).__name__, message=message, code=code, stack=stack)
+
+
+def _retry_at(value: Any, now: datetime) -> datetime | None:
+    """Read ``RetryableError(retry_after=...)``: seconds, duration text, timedelta, datetime."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value
+    try:
+        return now + parse_duration(value)
+    except (TypeError, ValueError):
+        log.warning("ignoring an unreadable RetryableError(retry_after=%r)", value)
+        return None
+
+
+class Limiter:
+    """A counting limit that can also be taken without waiting (:meth:`try_acquire`).
+
+    The driver reserves a step's limits *before* it appends the step's creation, so it can
+    record ``step_started`` in the same batch and run the step at once; ``asyncio.Semaphore``
+    has no synchronous acquire, hence this small one (FIFO, cancellation-safe).
+    """
+
+    __slots__ = ("_value", "_waiters")
+
+    def __init__(self, value: int) -> None:
+        self._value = value
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def try_acquire(self) -> bool:
+        """Take one unit if one is free now and nobody is queued for it."""
+        if self._value > 0 and not self._waiters:
+            self._value -= 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        """Take one unit, waiting in line for it."""
+        if self.try_acquire():
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(future)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release()  # handed a unit while being cancelled: give it back
+            raise
+        finally:
+            if future in self._waiters:
+                self._waiters.remove(future)
+
+    def release(self) -> None:
+        """Give one unit back (to the first in line, if any)."""
+        while self._waiters:
+            future = self._waiters.popleft()
+            if not future.done():
+                future.set_result(None)
+                return
+        self._value += 1
+
+
+class StepJob:
+    """One step call of a run being executed in this process (until its result is recorded).
+
+    Attributes:
+        run_id / step_id / step_name / input: The call, as its ``step_created`` recorded it.
+        attempt: Attempts started so far (``step_started`` events seen).
+        retry_after: Not before this time (after a ``step_retrying``).
+        resume_data: What ``resume_step`` sent, for ``get_resume_data()``.
+        reserved: The limits the driver took for this job when it recorded ``step_started``
+            itself (the first attempt then starts without another append).
+    """
+
+    __slots__ = (
+        "attempt",
+        "cancelled",
+        "in_user_code",
+        "input",
+        "own_cancels",
+        "reserved",
+        "resume_data",
+        "retry_after",
+        "run_id",
+        "step_id",
+        "step_name",
+        "task",
+        "timed_out",
+        "workflow",
+    )
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        step_id: str,
+        step_name: str,
+        input: Payload,
+        workflow: WorkflowMetadata,
+        attempt: int = 0,
+        retry_after: datetime | None = None,
+        resume_data: Payload = NULL,
+        reserved: list[Limiter] | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.step_id = step_id
+        self.step_name = step_name
+        self.input = input
+        self.workflow = workflow
+        self.attempt = attempt
+        self.retry_after = retry_after
+        self.resume_data = resume_data
+        self.reserved = reserved
+        self.task: asyncio.Task[Any] | None = None
+        self.in_user_code = False
+        self.cancelled = False
+        self.timed_out = False
+        self.own_cancels = 0  # task.cancel() calls made by the engine (run cancel, timeout)
+
+    def cancel(self) -> None:
+        """Stop the job without recording anything (its run was cancelled)."""
+        self.cancelled = True
+        self._interrupt()
+
+    def time_out(self) -> None:
+        """The attempt ran past the step's timeout: interrupt it (a retryable failure)."""
+        if self.in_user_code:
+            self.timed_out = True
+            self._interrupt()
+
+    def _interrupt(self) -> None:
+        task = self.task
+        # Interrupt only the user's function: a world append in flight must finish (or
+        # fail) on its own, or a half-done write could be abandoned.
+        if task is not None and self.in_user_code and not task.done():
+            self.own_cancels += 1
+            task.cancel()
+
+    def absorb_cancels(self) -> bool:
+        """Take back the engine's own cancellations of the task; False if someone else
+        (engine shutdown) cancelled it too, so the ``CancelledError`` must go on."""
+        task = self.task
+        if task is None:
+            return True
+        while self.own_cancels:
+            self.own_cancels -= 1
+            task.uncancel()
+        return task.cancelling() == 0
+
+    def is_cancelled(self) -> bool:
+        """Whether :meth:`cancel` was called (re-read after every ``await``)."""
+        return self.cancelled
+
+
+class _Outcome:
+    __slots__ = ("event", "retry_at")
+
+    def __init__(self, event: AnyEvent | None, retry_at: datetime | None = None) -> None:
+        self.event = event  # None: nothing to record (cancelled)
+        self.retry_at = retry_at
+
+
+Deliver = Callable[["StepJob", list[AnyEvent], bool, "list[StepJob] | None"], Awaitable[None]]
+"""``deliver(job, stored_events, final, handoff)``: hand a job's stored events to the run's
+driver; ``final`` when the job is over (drive the run now, handing the caller the next step
+through ``handoff``)."""
+
+
+class StepRunner:
+    """Runs :class:`StepJob` s: limits, attempts, retries, recording.
+
+    Args:
+        world: Where results are recorded.
+        registry: Where step names are looked up.
+        clock: Time for backoff and ``retry_after``.
+        deliver: Called with the stored events of each append (``wake`` after a final one).
+        max_concurrent: Attempts running at once across the engine.
+        services: Extra objects put on each step's context (the builtin steps use them).
+    """
+
+    def __init__(
+        self,
+        *,
+        world: World,
+        registry: Registry,
+        clock: Clock,
+        deliver: Deliver,
+        max_concurrent: int,
+        services: Any = None,
+    ) -> None:
+        self._world = world
+        self._registry = registry
+        self._clock = clock
+        self._deliver = deliver
+        self._slots = Limiter(max_concurrent)
+        self._limits: dict[str, Limiter] = {}
+        self._limiters_of: dict[str, tuple[StepDefinition, list[Limiter]]] = {}
+        self._services = services
+
+    def _limiters(self, definition: StepDefinition) -> list[Limiter]:
+        known = self._limiters_of.get(definition.name)
+        if known is not None and known[0] is definition:
+            return known[1]
+        limit = definition.options.concurrency
+        if limit is None:
+            limiters = [self._slots]
+        else:
+            own = self._limits.get(definition.name)
+            if own is None:
+                own = self._limits[definition.name] = Limiter(limit)
+            limiters = [own, self._slots]  # the step's own limit first: it is the scarcer one
+        self._limiters_of[definition.name] = (definition, limiters)
+        return limiters
+
+    def try_reserve(self, step_name: str) -> list[Limiter] | None:
+        """Take the limits for a first attempt of ``step_name`` now, or ``None`` if it must
+        wait (or is not registered: its job records the failure)."""
+        if not self._registry.has_step(step_name):
+            return None
+        limiters = self._limiters(self._registry.step(step_name))
+        for index, limiter in enumerate(limiters):
+            if not limiter.try_acquire():
+                release(limiters[:index])
+                return None
+        return limiters  # shared and never changed: release() only reads it
+
+    async def run(self, job: StepJob, handoff: list[StepJob] | None = None) -> None:
+        """Execute ``job`` until its outcome is recorded (or it is cancelled).
+
+        ``handoff`` collects the run's next step when the caller will run it itself.
+        """
+        reserved, job.reserved = job.reserved, None
+        try:
+            definition = self._registry.step(job.step_name)
+        except StepNotRegisteredError as exc:
+            release(reserved)
+            failed = StepFailed(
+                run_id=job.run_id, correlation_id=job.step_id, error=error_info(exc)
+            )
+            await self._record(job, failed, True, handoff)
+            return
+        if job.is_cancelled():
+            release(reserved)
+            return
+        while not job.is_cancelled():
+            held = reserved
+            reserved = None
+            try:
+                if held is None:
+                    if job.retry_after is not None:
+                        delay = (job.retry_after - self._clock.now()).total_seconds()
+                        if delay > 0:
+                            await self._clock.sleep(delay)
+                    held = []
+                    for limiter in self._limiters(definition):
+                        await limiter.acquire()
+                        held.append(limiter)
+                    if job.is_cancelled():
+                        return
+                    outcome = await self._attempt(job, definition)
+                else:  # the driver recorded this attempt's step_started with the creation
+                    job.attempt += 1
+                    outcome = await self._execute(job, definition)
+            finally:
+                release(held)
+            if outcome is None or outcome.event is None:
+                return
+            final = not isinstance(outcome.event, StepRetrying)
+            if not await self._record(job, outcome.event, final, handoff) or final:
+                return
+            job.retry_after = outcome.retry_at
+
+    async def _record(
+        self, job: StepJob, event: AnyEvent, final: bool, handoff: list[StepJob] | None
+    ) -> bool:
+        """Append one step event; False when the step or run is already over."""
+        try:
+            result = await self._world.append(job.run_id, [event])
+        except (RunTerminalError, RunNotFoundError):
+            return False  # the run ended (cancelled, purged): nothing more to do
+        except (EntityConflictError, StepNotFoundError):
+            # Someone else recorded this step's result first: theirs stands.
+            await self._deliver(job, [], True, None)
+            return False
+        await self._deliver(job, result.events, final, handoff)
+        return True
+
+    async def _start(self, job: StepJob) -> EventResult | None:
+        try:
+            return await self._world.append(
+                job.run_id, [StepStarted(run_id=job.run_id, correlation_id=job.step_id)]
+            )
+        except (RunTerminalError, RunNotFoundError):
+            return None
+        except (EntityConflictError, StepNotFoundError):
+            await self._deliver(job, [], True, None)  # already terminal: let the run move on
+            return None
+
+    async def _attempt(self, job: StepJob, definition: StepDefinition) -> _Outcome | None:
+        started = await self._start(job)
+        if started is None:
+            return None
+        attempt = job.attempt + 1
+        for view in started.steps:
+            if view.step_id == job.step_id:
+                attempt = view.attempt
+        job.attempt = attempt
+        await self._deliver(job, started.events, False, None)
+        if job.is_cancelled():
+            return None
+        return await self._execute(job, definition)
+
+    async def _execute(self, job: StepJob, definition: StepDefinition) -> _Outcome:
+        attempt = job.attempt
+        max_attempts = definition.options.max_retries + 1
+        if attempt > max_attempts:
+            # A redelivery after a crash: the attempts are used up already.
+            exc = FatalError(
+                f"step {definition.name!r} was started {attempt} times, more than its "
+                f"{max_attempts} attempt(s) (max_retries={definition.options.max_retries})"
+            )
+            return _Outcome(
+                StepFailed(run_id=job.run_id, correlation_id=job.step_id, error=error_info(exc))
+            )
+        loop = asyncio.get_running_loop()
+        ctx = StepContext(
+            run_id=job.run_id,
+            step_id=job.step_id,
+            step_name=job.step_name,
+            attempt=attempt,
+            workflow=job.workflow,
+            world=self._world,
+            loop=loop,
+            resume_data=job.resume_data,
+            services=self._services,
+        )
+        try:
+            args, kwargs = definition.decode_input(job.input)
+        except (TypeError, SerializationError) as exc:
+            return _Outcome(
+                StepFailed(run_id=job.run_id, correlation_id=job.step_id, error=error_info(exc))
+            )
+        token = set_current_step(ctx)
+        timeout = definition.options.timeout
+        if job.task is None:
+            job.task = asyncio.current_task()
+        job.timed_out = False
+        # The timeout is on the engine's clock (not loop time), so a virtual clock governs it.
+        watchdog = None
+        if timeout is not None:
+            watchdog = loop.create_task(self._watchdog(job, timeout.total_seconds()))
+        failure: BaseException | None = None
+        event: AnyEvent | None = None
+        job.in_user_code = True
+        try:
+            if definition.is_async:
+                value = await definition.fn(*args, **kwargs)
+            else:
+                value = await asyncio.to_thread(definition.fn, *args, **kwargs)
+            job.in_user_code = False
+            event = StepCompleted(
+                run_id=job.run_id, correlation_id=job.step_id, result=_serde.encode(value)
+            )
+        except StepSuspension as suspension:
+            event = StepSuspended(
+                run_id=job.run_id, correlation_id=job.step_id, payload=suspension.payload
+            )
+        except asyncio.CancelledError:
+            if not (job.cancelled or job.timed_out) or not job.absorb_cancels():
+                raise  # the engine is stopping: nothing is recorded, recovery runs it again
+        except Exception as exc:  # the step's failure, recorded (never the engine's)
+            failure = exc
+        finally:
+            job.in_user_code = False
+            if watchdog is not None:
+                watchdog.cancel()
+            reset_current_step(token)
+        if not job.absorb_cancels():
+            # Cancelled after the function returned (it swallowed ours): the engine stops.
+            raise asyncio.CancelledError
+        if job.cancelled:
+            return _Outcome(None)  # Engine.cancel: the run is over, record nothing
+        if job.timed_out:
+            seconds = timeout.total_seconds() if timeout is not None else 0.0
+            failure = TimeoutError(
+                f"step {definition.name!r} attempt {attempt} timed out after {seconds:g}s"
+            )
+        if failure is not None or event is None:
+            assert isinstance(failure, Exception)
+            return self._failure(job, failure, attempt, max_attempts, definition)
+        return _Outcome(event)
+
+    async def _watchdog(self, job: StepJob, seconds: float) -> None:
+        await self._clock.sleep(seconds)
+        job.time_out()
+
+    def _failure(
+        self,
+        job: StepJob,
+        exc: Exception,
+        attempt: int,
+        max_attempts: int,
+        definition: StepDefinition,
+    ) -> _Outcome:
+        info = error_info(exc)
+        # Retrying cannot fix a bad call or an unencodable result: fail at once.
+        fatal = isinstance(exc, (FatalError, SerializationError, StepNotRegisteredError))
+        if fatal or attempt >= max_attempts:
+            return _Outcome(StepFailed(run_id=job.run_id, correlation_id=job.step_id, error=info))
+        now = self._clock.now()
+        retry_at = None
+        if isinstance(exc, RetryableError):
+            retry_at = _retry_at(exc.retry_after, now)
+        if retry_at is None:
+            delay: timedelta = definition.options.backoff.delay(attempt)
+            retry_at = now + delay
+        return _Outcome(
+            StepRetrying(
+                run_id=job.run_id, correlation_id=job.step_id, error=info, retry_after=retry_at
+            ),
+            retry_at=retry_at,
+        )

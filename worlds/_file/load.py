@@ -1,0 +1,329 @@
+"""Reading a file world's directory into the views: at open, and for read-only followers.
+
+:class:`Disk` owns what the views need to know about the files: each run's log (where, how
+long, its creation keys, whether its events are in memory) and each stream file. At open it
+takes each run from the index when the index still describes its log, and replays the log
+otherwise (see ``_file_index``); a read-only follower calls :meth:`Disk.scan` (in a thread)
+and :meth:`Disk.apply` (on the loop) to take in what the writer added.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from worldflow.errors import CorruptLogError, WorldflowError
+from worldflow.worlds._events import AnyEvent
+from worldflow.worlds._file.batches import ReplayBatch, rebuild_tokens, reorder
+from worldflow.worlds._file.index import (
+    INDEX_FILE,
+    IndexEntry,
+    creation_keys,
+    decode_index,
+    encode_index,
+)
+from worldflow.worlds._file.log import Scanned, list_dir, scan_records, write_atomically
+from worldflow.worlds._file.queue import QUEUE_FILE, JournaledQueues
+from worldflow.worlds._file.streams import (
+    LoadedStream,
+    read_all_streams,
+    read_stream_file,
+    read_stream_tail,
+    stream_files,
+)
+from worldflow.worlds._memory.log import LogState, RunState, StreamState
+from worldflow.worlds._records import StepStatus
+
+__all__ = ["LOG_SUFFIX", "RUNS_DIR", "STREAMS_DIR", "Changes", "Disk", "LogFile"]
+
+logger = logging.getLogger("worldflow.worlds.file")
+
+RUNS_DIR: Final = "runs"
+STREAMS_DIR: Final = "streams"
+LOG_SUFFIX: Final = ".jsonl"
+_RECENT_NS: Final = 2_000_000_000
+
+Records = list[tuple[int, list[AnyEvent]]]
+
+
+@dataclass(slots=True)
+class LogFile:
+    """A run's log file: where it is, how much of it the views hold (bytes, lines), the ids
+    of the events that created the run, its hooks and waits (see ``_file_index``), and
+    whether its events are in memory."""
+
+    path: str
+    size: int = 0
+    lines: int = 0
+    keys: dict[str, str] = field(default_factory=dict)
+    loaded: bool = True
+
+
+@dataclass(slots=True)
+class Changes:
+    """What a read-only poll found on disk."""
+
+    new: list[tuple[str, Scanned[list[AnyEvent]]]] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    grown: list[tuple[str, Records, int, int]] = field(default_factory=list)
+    streams: list[tuple[str, LoadedStream]] = field(default_factory=list)
+
+
+class Disk:
+    """The files behind a world's views; see the module docstring."""
+
+    def __init__(self, root: Path, log: LogState, *, fsync: bool) -> None:
+        self.root = root
+        self.log = log
+        self.fsync = fsync
+        self.logs: dict[str, LogFile] = {}
+        self.streams: dict[tuple[str, str], LoadedStream] = {}
+        self.runs_mtime = 0
+
+    # -- open (in the opener's thread, before the world is shared) ---------------------------
+
+    def load(self, *, truncate: bool) -> None:
+        """Build the views of every run and stream; ``truncate`` (the writer) cuts torn tails
+        off and rewrites the index if it had to replay logs."""
+        runs_dir = self.root / RUNS_DIR
+        try:
+            self.runs_mtime = runs_dir.stat().st_mtime_ns
+        except FileNotFoundError:
+            self.runs_mtime = 0
+        found = sorted((e.name, e.stat().st_size) for e in list_dir(runs_dir, LOG_SUFFIX))
+        index = self._read_index()
+        replayed = 0
+        for name, size in found:
+            rel = f"{RUNS_DIR}/{name}"
+            entry = index.get(rel)
+            if entry is not None and entry.size == size:
+                self._install_entry(entry)
+                continue
+            scanned = self.read_log(rel, truncate=truncate)
+            if scanned is not None:
+                self.install_log(rel, scanned)
+                replayed += 1
+        reorder(self.log, {run_id: log.keys for run_id, log in self.logs.items()})
+        self._load_streams(truncate=truncate)
+        if truncate and (replayed or len(index) != len(self.logs)):
+            self._write_index()
+
+    def _read_index(self) -> dict[str, IndexEntry]:
+        path = self.root / INDEX_FILE
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        return decode_index(path, data)
+
+    def index_bytes(self) -> bytes:
+        """The index of the views as they are now."""
+        return encode_index(
+            IndexEntry.of(
+                self.log.runs[run_id], path=log.path, size=log.size, lines=log.lines, keys=log.keys
+            )
+            for run_id, log in self.logs.items()
+        )
+
+    def _write_index(self) -> None:
+        """Write the index while the world is still private to the opener (in its thread)."""
+        write_atomically(self.root / INDEX_FILE, self.index_bytes(), fsync=False)  # a cache
+
+    def _install_entry(self, entry: IndexEntry) -> RunState:
+        """Take a run's views from the index; its events stay on disk until needed."""
+        state = entry.to_state()
+        run_id = state.run.run_id
+        self._claim_run_id(run_id, entry.path)
+        self.log.runs[run_id] = state
+        self.logs[run_id] = LogFile(entry.path, entry.size, entry.lines, dict(entry.keys), False)
+        return state
+
+    def _claim_run_id(self, run_id: str, rel: str) -> None:
+        if run_id in self.logs:
+            other = self.logs[run_id].path
+            raise CorruptLogError(
+                f"{self.root / rel}, line 1: run {run_id!r} also has the log {other}"
+            )
+
+    def read_log(self, rel: str, *, truncate: bool) -> Scanned[list[AnyEvent]] | None:
+        """Read and decode a whole log; with ``truncate``, cut off a torn last line."""
+        path = self.root / rel
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None  # purged meanwhile
+        scanned = scan_records(path, data)
+        if scanned.torn:
+            if truncate:
+                logger.warning(
+                    "%s: dropping %d bytes of a torn last line (a crash interrupted a write "
+                    "that was never acknowledged)",
+                    path,
+                    len(data) - scanned.size,
+                )
+                with open(path, "r+b") as f:
+                    f.truncate(scanned.size)
+                    if self.fsync:
+                        os.fsync(f.fileno())
+            else:
+                logger.debug("%s: ignoring an incomplete last line", path)
+        if not scanned.items:
+            if truncate:
+                path.unlink()  # a run whose first write never completed
+            return None
+        return scanned
+
+    def install_log(self, rel: str, scanned: Scanned[list[AnyEvent]]) -> RunState:
+        """Replay a decoded log into the views (a run new to them)."""
+        run_id = scanned.items[0][1][0].run_id
+        self._claim_run_id(run_id, rel)
+        self.logs[run_id] = LogFile(rel)
+        return self.replay(run_id, scanned.items, scanned.size, scanned.lines)
+
+    def replay(self, run_id: str, records: Records, size: int, lines: int) -> RunState:
+        log = self.logs[run_id]
+        state: RunState | None = None
+        for line_no, events in records:
+            try:
+                batch = ReplayBatch(self.log, run_id, events)
+            except WorldflowError as exc:
+                raise CorruptLogError(
+                    f"{self.root / log.path}, line {line_no}: the logged events break the "
+                    f"world's rules ({exc.message}); the log was edited or damaged"
+                ) from None
+            state = batch.commit()
+            creation_keys(batch.events, log.keys)
+        assert state is not None
+        log.size += size
+        log.lines += lines
+        return state
+
+    def _load_streams(self, *, truncate: bool) -> None:
+        for loaded in read_all_streams(self.root, truncate=truncate):
+            state = self.log.runs.get(loaded.run_id)
+            if state is None:
+                logger.warning("%s: a stream of no known run; ignored", self.root / loaded.path)
+                continue
+            state.streams[loaded.name] = StreamState(loaded.chunks, loaded.closed)
+            loaded.chunks = []  # the views hold them now; this keeps only where the file ends
+            self.streams[(loaded.run_id, loaded.name)] = loaded
+
+    def load_queue(self, queues: JournaledQueues) -> None:
+        """Replay the queue journal into ``queues`` and rewrite it compactly (the writer)."""
+        path = self.root / QUEUE_FILE
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            data = b""
+        size = queues.load(path, data)
+        if size != len(data):
+            logger.warning("%s: dropping %d bytes of a torn last line", path, len(data) - size)
+        compact = queues.snapshot()  # start from one line per live message
+        if compact != data:
+            write_atomically(path, compact, fsync=self.fsync)
+
+    def read_events(self, rel: str, size: int) -> list[AnyEvent]:
+        """The events in the first ``size`` bytes of a log."""
+        path = self.root / rel
+        with open(path, "rb") as f:
+            data = f.read(size)
+        return [event for _, batch in scan_records(path, data).items for event in batch]
+
+    def scan(self) -> Changes:
+        """Find log growth, new logs, removed logs and stream growth (in a thread; reads only)."""
+        changes = Changes()
+        runs_dir = self.root / RUNS_DIR
+        mtime = runs_dir.stat().st_mtime_ns
+        known = {log.path: run_id for run_id, log in self.logs.items()}
+        # File times tick coarsely (a few ms): a log created in the same tick as the last
+        # look leaves the time as it was, so a recently changed directory is listed anyway.
+        if mtime != self.runs_mtime or time.time_ns() - mtime < _RECENT_NS:
+            self.runs_mtime = mtime
+            names = {f"{RUNS_DIR}/{e.name}" for e in list_dir(runs_dir, LOG_SUFFIX)}
+            changes.removed = [run_id for rel, run_id in known.items() if rel not in names]
+            for rel in sorted(names - known.keys()):
+                scanned = self.read_log(rel, truncate=False)
+                if scanned is not None:
+                    changes.new.append((rel, scanned))
+        for run_id, state in list(self.log.runs.items()):
+            if (
+                state.run.status.is_terminal
+                and not any(s.status is StepStatus.RUNNING for s in state.steps.values())
+                and all(s.closed for s in state.streams.values())
+            ):
+                continue  # nothing more can be written to it (but a purge, seen above)
+            self._scan_run(run_id, changes)
+        return changes
+
+    def _scan_run(self, run_id: str, changes: Changes) -> None:
+        log = self.logs[run_id]
+        path = self.root / log.path
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return
+        reread = size < log.size or (size > log.size and not log.loaded)
+        if reread:
+            # rewritten under us (a restarted writer cut unacknowledged lines), or grown while
+            # its events are not in memory: read it again from the start, streams too
+            scanned = self.read_log(log.path, truncate=False)
+            changes.removed.append(run_id)
+            if scanned is not None:
+                changes.new.append((log.path, scanned))
+        elif size > log.size:
+            with open(path, "rb") as f:
+                f.seek(log.size)
+                data = f.read(size - log.size)
+            scanned = scan_records(path, data, first_line=log.lines + 1)
+            if scanned.items:
+                changes.grown.append((run_id, scanned.items, scanned.size, scanned.lines))
+        known = set() if reread else {s.path for (r, _), s in self.streams.items() if r == run_id}
+        for rel in stream_files(self.root, run_id):
+            if rel not in known:
+                loaded = read_stream_file(self.root, rel, truncate=False)
+                if loaded is not None:
+                    changes.streams.append((run_id, loaded))
+        for (r, _), stream in list(self.streams.items()):
+            if r == run_id and not stream.closed and not reread:
+                tail = read_stream_tail(self.root, stream)
+                if tail is not None:
+                    changes.streams.append((run_id, tail))
+
+    def apply(self, changes: Changes) -> tuple[set[str], list[RunState]]:
+        """Take in what :meth:`scan` found (on the loop). Returns the ids of the runs that
+        changed and the states of the runs that are gone; waking their readers is the
+        caller's."""
+        touched: set[str] = set()
+        removed: list[RunState] = []
+        for run_id in changes.removed:
+            state = self.log.runs.get(run_id)
+            if state is not None:
+                self.log.purge(state)
+                del self.logs[run_id]
+                for key in [k for k in self.streams if k[0] == run_id]:
+                    del self.streams[key]
+                removed.append(state)
+        for run_id, records, size, lines in changes.grown:
+            if run_id in self.log.runs:
+                self.replay(run_id, records, size, lines)
+                touched.add(run_id)
+        for rel, scanned in changes.new:
+            touched.add(self.install_log(rel, scanned).run.run_id)
+        for run_id, loaded in changes.streams:
+            state = self.log.runs.get(run_id)
+            if state is None:
+                continue
+            stream = state.streams.setdefault(loaded.name, StreamState())
+            stream.chunks.extend(loaded.chunks)
+            stream.closed = loaded.closed
+            loaded.chunks = []
+            known = self.streams.setdefault((run_id, loaded.name), loaded)
+            known.size, known.closed = loaded.size, loaded.closed
+            touched.add(run_id)
+        if touched or removed:
+            rebuild_tokens(self.log)
+        return touched, removed

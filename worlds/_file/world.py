@@ -1,0 +1,593 @@
+"""``FileWorld``: durable JSONL storage in a directory, for a laptop or a single server.
+
+Layout of a world directory (format 1)::
+
+    FORMAT                       "worldflow file world" / "format 1": the on-disk format
+    LOCK                         flock'ed by the one writer; holds its pid, host and start
+    wal                          journal of writes not yet checkpointed (see _file_writer)
+    runs/<run>.jsonl             one append-only event log per run (see _file_log)
+    streams/<run>/<name>.chunks  a run's output streams (see _file_streams)
+    queue.jsonl                  the queue journal (see _file_queue)
+
+``<run>`` and ``<name>`` are the run id and the stream name with unsafe bytes escaped
+(``%XX``) and, when they hold capitals, a short hash appended (for case-insensitive file
+systems). Ids and names are read from the files' contents, never from their names.
+
+The logs are the truth; the views live in memory. A file world *is* a memory world (the same
+tables, the same rules, the same reads) whose writes reach disk before they count: an append
+is checked by the memory world's rules, written and made durable, and only then applied to
+the views and announced to waiters. At open every log is replayed through those rules, so a
+reopened world shows what the live one did. A last line torn by a crash is logged at WARNING
+and cut off before anything is appended; a bad line anywhere else stops the open with
+:class:`~worldflow.CorruptLogError` naming the file and line.
+
+Concurrent appends share one sync (group commit through the journal ``wal``); appends to
+one run are applied in order, each after the one before it is durable. With ``fsync=False``
+nothing is synced: a killed process loses nothing, but a power cut or an OS crash may.
+
+One writer at a time: the writer holds an exclusive ``flock`` on ``LOCK``; a second one gets
+:class:`~worldflow.WorldLockedError` naming the holder. ``read_only=True`` openers take no
+lock; they poll the directory every ``poll_interval`` seconds and apply what is new, so the
+inspector and the CLI can watch a running engine.
+
+A format change bumps the number in ``FORMAT``; opening a world of another format raises
+:class:`~worldflow.ConfigurationError` saying which.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+from collections import deque
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Final, Self
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from worldflow.errors import (
+    ConfigurationError,
+    EntityConflictError,
+    InvalidEventError,
+    RunNotFoundError,
+    WorldError,
+    WorldflowError,
+)
+from worldflow.worlds._clock import Clock
+from worldflow.worlds._events import AnyEvent, Event
+from worldflow.worlds._file.batches import GuardedBatch
+from worldflow.worlds._file.index import (
+    INDEX_FILE,
+    creation_keys,
+)
+from worldflow.worlds._file.load import LOG_SUFFIX, RUNS_DIR, STREAMS_DIR, Disk, LogFile
+from worldflow.worlds._file.log import (
+    FORMAT_FILE,
+    WriterLock,
+    check_format,
+    encode_record,
+    file_stem,
+    fsync_dir,
+    list_dir,
+    write_format,
+)
+from worldflow.worlds._file.queue import JournaledQueues
+from worldflow.worlds._file.streams import (
+    LoadedStream,
+    close_frame,
+    data_frames,
+    header_frame,
+    stream_dir,
+    stream_path,
+)
+from worldflow.worlds._file.writer import Writer, WriterStats, replay_wal
+from worldflow.worlds._memory.log import RunState
+from worldflow.worlds._memory.world import MemoryWorld
+from worldflow.worlds._protocol import EventResult
+from worldflow.worlds._records import TERMINAL_RUN_STATUSES, Lease, Page, QueueMessage
+
+__all__ = ["FileWorld"]
+
+logger = logging.getLogger("worldflow.worlds.file")
+
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+
+
+class FileWorld(MemoryWorld):
+    """A world kept in a directory of JSONL logs; see the module docstring for the layout.
+
+    Args:
+        path: the world's directory (created, with its parents, on first open).
+        fsync: sync every write before acknowledging it (group-committed). ``False`` is
+            unsafe against power loss and OS crashes; use it only where that does not matter.
+        clock: where the world reads the time (the system clock by default).
+        read_only: open without the writer lock, to read alongside a running writer; every
+            write raises :class:`~worldflow.WorldError`.
+        poll_interval: how often a read-only world looks for new data, in seconds.
+
+    Open it before use, with ``await world.open()`` or ``async with FileWorld(path) as
+    world``, or build it with ``await open_world("file://PATH")``.
+
+    >>> async with FileWorld(".worldflow") as world:  # doctest: +SKIP
+    ...     run = await world.get_run("o-1")
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fsync: bool = True,
+        clock: Clock | None = None,
+        read_only: bool = False,
+        poll_interval: float = 0.1,
+    ) -> None:
+        super().__init__(clock)
+        self.path = Path(path).expanduser().absolute()
+        self.fsync = fsync
+        self.read_only = read_only
+        self.poll_interval = poll_interval
+        self._queues: JournaledQueues = JournaledQueues(
+            self._clock, on_message=self._index_message, on_gone=self._unindex_message
+        )
+        self._lock: WriterLock | None = None
+        self._writer: Writer | None = None
+        self._open_lock: asyncio.Lock | None = None
+        self._opened = False
+        self._disk = Disk(self.path, self._log, fsync=fsync)
+        # run id -> tasks waiting for the run's turn; a run holding its turn has an entry
+        self._turns: dict[str, deque[asyncio.Future[None]] | None] = {}
+        self._claims: dict[str, str] = {}  # token -> run of an in-flight append claiming it
+        self._closing: dict[tuple[str, str], asyncio.Future[None]] = {}
+        self._poller: asyncio.Task[None] | None = None
+        self._poll_error: WorldflowError | None = None
+
+    @classmethod
+    async def from_url(cls, url: str) -> FileWorld:
+        """Open the world a ``file://`` URL names.
+
+        ``file://./.worldflow`` and ``file://data/wf`` are relative to the working directory,
+        ``file:///var/lib/worldflow`` is absolute. Options go in the query:
+        ``?fsync=0`` (unsafe, see the class docs) and ``?read_only=1``.
+        """
+        parts = urlsplit(url)
+        if parts.scheme.lower() != "file":
+            raise ConfigurationError(f"{url!r} is not a file:// URL")
+        host = "" if parts.netloc in ("", "localhost") else parts.netloc
+        path = unquote(host + parts.path)
+        if not path:
+            raise ConfigurationError(
+                f"{url!r} names no directory; write file://./.worldflow (relative) or "
+                "file:///var/lib/worldflow (absolute)"
+            )
+        options = {"fsync": True, "read_only": False}
+        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+            if key not in options:
+                raise ConfigurationError(
+                    f"unknown option {key!r} in {url!r}; the file world takes fsync= and read_only="
+                )
+            options[key] = _parse_bool(key, value, url)
+        world = cls(path, fsync=options["fsync"], read_only=options["read_only"])
+        return await world.open()
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    async def open(self) -> Self:
+        """Lock the directory (unless read-only) and rebuild every view from the logs.
+
+        Idempotent. Raises :class:`~worldflow.WorldLockedError` when another writer holds
+        the world, :class:`~worldflow.CorruptLogError` for a damaged log, and
+        :class:`~worldflow.ConfigurationError` for a directory of another format.
+        """
+        if self._closed:
+            raise WorldError(f"the file world at {self.path} was closed; open a new one")
+        if self._open_lock is None:
+            self._open_lock = asyncio.Lock()
+        async with self._open_lock:
+            if not self._opened:
+                await self._open_now()
+        return self
+
+    async def _open_now(self) -> None:
+        await asyncio.to_thread(_without_gc, self._load)
+        loop = asyncio.get_running_loop()
+        if self.read_only:
+            self._poller = loop.create_task(self._poll(), name=f"worldflow-poll:{self.path}")
+        else:
+            self._writer = Writer(self.path, fsync=self.fsync, loop=loop)
+            self._writer.start()
+            self._queues.attach(self._writer)
+        self._opened = True
+
+    async def __aenter__(self) -> Self:
+        return await self.open()
+
+    async def aclose(self) -> None:
+        """Write what is pending, sync it, stop the writer and release the lock. Idempotent."""
+        if self._closed:
+            return
+        if self._poller is not None:
+            self._poller.cancel()
+            try:
+                await self._poller
+            except asyncio.CancelledError:
+                pass
+        try:
+            if self._writer is not None:
+                if self._writer.failed is None:
+                    index = self._disk.index_bytes()
+                    await self._writer.replace(INDEX_FILE, index, durable=False)
+                await self._writer.aclose()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+            await super().aclose()
+
+    @property
+    def writer_stats(self) -> WriterStats | None:
+        """The writer's counters (commits, writes, syncs); ``None`` if read-only or unopened."""
+        return self._writer.stats if self._writer is not None else None
+
+    def _check_open(self) -> None:
+        # Called by every read and write: the usual case (open, no error) is one test.
+        if self._opened and not self._closed and self._poll_error is None:
+            return
+        if not self._opened and not self._closed:
+            raise WorldError(
+                f"the file world at {self.path} is not open yet: `await world.open()` (or "
+                "`async with FileWorld(...)`, or `await open_world('file://...')`) first"
+            )
+        super()._check_open()
+        if self._poll_error is not None:
+            raise self._poll_error
+
+    def _writable(self) -> Writer:
+        self._check_open()
+        if self._writer is None:
+            raise WorldError(
+                f"the file world at {self.path} is open read-only; open it without "
+                "read_only to write (one writer at a time)"
+            )
+        return self._writer
+
+    async def _take_turn(self, run_id: str) -> bool:
+        """Writes to one run go one at a time, in arrival order: each is checked against
+        the one before it. Free: taken at once, with no lock object; release with
+        :meth:`_pass_turn` (in a ``finally``). Returns whether it had to wait."""
+        turns = self._turns
+        if run_id not in turns:
+            turns[run_id] = None  # taken, nobody waiting
+            return False
+        waiters = turns[run_id]
+        if waiters is None:
+            waiters = turns[run_id] = deque()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters.append(future)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self._pass_turn(run_id)  # it was handed to us as we were cancelled
+            raise
+        return True
+
+    def _pass_turn(self, run_id: str) -> None:
+        waiters = self._turns[run_id]
+        while waiters:
+            future = waiters.popleft()
+            if not future.done():  # one cancelled while waiting is skipped
+                future.set_result(None)
+                return
+        del self._turns[run_id]
+
+    # -- loading (in a thread, before the world is shared) -----------------------------------
+
+    def _load(self) -> None:
+        root = self.path
+        if self.read_only:
+            if not check_format(root):
+                raise ConfigurationError(
+                    f"there is no worldflow file world at {root} (no {FORMAT_FILE} file)"
+                )
+            self._disk.load(truncate=False)
+            return
+        root.mkdir(parents=True, exist_ok=True)
+        self._lock = WriterLock.acquire(root)
+        try:
+            new = not check_format(root)
+            if new and (list_dir(root / RUNS_DIR) or list_dir(root / STREAMS_DIR)):
+                raise ConfigurationError(
+                    f"{root} holds world data but no {FORMAT_FILE} marker; it was not "
+                    "written by this worldflow. Point the world at another directory."
+                )
+            replay_wal(root)
+            missing = [root / d for d in (RUNS_DIR, STREAMS_DIR) if not (root / d).exists()]
+            for directory in missing:
+                directory.mkdir()
+            if new:
+                write_format(root)  # last, and its directory sync covers the two above
+            elif missing and self.fsync:
+                fsync_dir(root)
+            self._disk.load(truncate=True)
+            self._disk.load_queue(self._queues)
+        except BaseException:
+            self._lock.release()
+            self._lock = None
+            raise
+
+    # -- EventLog ----------------------------------------------------------------------------
+
+    async def append(self, run_id: str, events: Sequence[AnyEvent]) -> EventResult:
+        """Append a batch atomically; it is durable when this returns. See ``EventLog``."""
+        writer = self._writable()
+        if type(events) is not list and (
+            isinstance(events, Event) or not isinstance(events, Sequence)
+        ):
+            raise InvalidEventError(
+                f"append() takes a sequence of events, not {type(events).__name__}"
+            )
+        waited = await self._take_turn(run_id)
+        try:
+            log = self._disk.logs.get(run_id)
+            if log is not None and not log.loaded:
+                await self._ensure_events(run_id)
+                waited = True
+            if waited:
+                self._check_open()
+            batch = GuardedBatch(self._log, run_id, self._clock.now(), self._claims)
+            was_terminal = batch.run is not None and batch.run.status in TERMINAL_RUN_STATUSES
+            for event in events:
+                batch.add(event)
+            if batch.run is None:  # an empty batch for an unknown run
+                raise RunNotFoundError(f"no run {run_id!r} in this world")
+            cancelled = False
+            if batch.events:
+                log = self._disk.logs.get(run_id)
+                if log is None:
+                    log = LogFile(f"{RUNS_DIR}/{file_stem(run_id)}{LOG_SUFFIX}")
+                line = encode_record(batch.events)
+                claimed = batch.claimed_tokens() if batch.tokens else ()
+                for token in claimed:
+                    self._claims[token] = run_id
+                try:
+                    cancelled = await _settled(writer.append(log.path, line))
+                finally:
+                    for token in claimed:
+                        del self._claims[token]
+                log.size += len(line)
+                log.lines += 1
+                creation_keys(batch.events, log.keys)
+                self._disk.logs[run_id] = log
+            state = batch.commit()
+            if batch.events:
+                self._changes += 1
+                state.changed.fire()
+                self._world_changed.fire()
+                if not was_terminal and state.run.status in TERMINAL_RUN_STATUSES:
+                    state.streams_changed.fire()
+            result = EventResult(
+                run=state.run,
+                events=batch.events,
+                steps=list(batch.steps.values()) if batch.steps else [],
+                hooks=list(batch.hooks.values()) if batch.hooks else [],
+                waits=list(batch.waits.values()) if batch.waits else [],
+            )
+        finally:
+            self._pass_turn(run_id)
+        if cancelled:
+            raise asyncio.CancelledError
+        return result
+
+    async def list_events(
+        self, run_id: str, *, after_seq: int = 0, limit: int | None = None
+    ) -> Page[AnyEvent]:
+        """Events with ``seq > after_seq``; see ``EventLog.list_events``."""
+        self._check_open()
+        await self._ensure_events(run_id)
+        return await super().list_events(run_id, after_seq=after_seq, limit=limit)
+
+    async def _ensure_events(self, run_id: str) -> None:
+        """Read a run's events from its log if they are not in memory yet (see the index)."""
+        log = self._disk.logs.get(run_id)
+        if log is None or log.loaded:
+            return
+        events = await asyncio.to_thread(self._disk.read_events, log.path, log.size)
+        if not log.loaded and self._disk.logs.get(run_id) is log:  # nobody loaded them meanwhile
+            self._log.runs[run_id].events = events
+            log.loaded = True
+
+    # -- RunStore ----------------------------------------------------------------------------
+
+    async def purge(self, run_id: str) -> None:
+        """Delete a terminal run: its log, its streams and its queue messages."""
+        writer = self._writable()
+        await self._take_turn(run_id)
+        try:
+            if not self._state(run_id).run.status.is_terminal:
+                await super().purge(run_id)  # refuses it, with the memory world's words
+            # the stream files first: once the log is gone, the run is gone after a crash too
+            writer.unlink(stream_dir(run_id)).add_done_callback(_observe)
+            cancelled = await _settled(writer.unlink(self._disk.logs[run_id].path))
+            await super().purge(run_id)
+            del self._disk.logs[run_id]
+            for key in [k for k in self._disk.streams if k[0] == run_id]:
+                del self._disk.streams[key]
+        finally:
+            self._pass_turn(run_id)
+        if cancelled:
+            raise asyncio.CancelledError
+
+    # -- Queue -------------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        queue: str,
+        message: QueueMessage,
+        *,
+        idempotency_key: str | None = None,
+        delay: float = 0.0,
+    ) -> str:
+        """Add a message; it is durable when this returns. See ``Queue.enqueue``."""
+        self._writable()
+        message_id, write = self._queues.enqueue_journaled(queue, message, idempotency_key, delay)
+        if write is not None:
+            await asyncio.shield(write)
+        return message_id
+
+    async def lease(
+        self, queue: str, *, lease_for: float, max_messages: int = 1, wait: float = 0.0
+    ) -> list[Lease]:
+        """Take up to ``max_messages`` due messages; see ``Queue.lease``."""
+        self._writable()
+        return await super().lease(queue, lease_for=lease_for, max_messages=max_messages, wait=wait)
+
+    async def ack(self, lease: Lease) -> None:
+        """Remove a leased message; see ``Queue.ack``."""
+        self._writable()
+        await super().ack(lease)
+
+    async def nack(self, lease: Lease, *, delay: float = 0.0) -> None:
+        """Give a leased message back; see ``Queue.nack``."""
+        self._writable()
+        await super().nack(lease, delay=delay)
+
+    async def extend(self, lease: Lease, *, lease_for: float) -> Lease:
+        """Keep a lease longer; see ``Queue.extend``."""
+        self._writable()
+        return await super().extend(lease, lease_for=lease_for)
+
+    # -- Streams -----------------------------------------------------------------------------
+
+    async def write_stream(self, run_id: str, name: str, chunks: Sequence[bytes]) -> int:
+        """Append chunks; they are durable (and readable) when this returns."""
+        writer = self._writable()
+        state = self._state(run_id)
+        data: list[bytes] = []
+        for i, chunk in enumerate(chunks):
+            if not isinstance(chunk, bytes | bytearray | memoryview):
+                raise InvalidEventError(
+                    f"stream chunk {i} is a {type(chunk).__name__}; chunks are bytes"
+                )
+            data.append(bytes(chunk))
+        stream = state.streams.get(name)
+        if (run_id, name) in self._closing or (stream is not None and stream.closed):
+            raise EntityConflictError(f"stream {name!r} of run {run_id!r} is closed")
+        cancelled = False
+        if data or stream is None:
+            payload = self._stream_header(run_id, name) + data_frames(data)
+            cancelled = await _settled(writer.append(stream_path(run_id, name), payload))
+        length = await super().write_stream(run_id, name, data)
+        if cancelled:
+            raise asyncio.CancelledError
+        return length
+
+    async def close_stream(self, run_id: str, name: str) -> None:
+        """Mark the stream finished (idempotent); durable when this returns."""
+        writer = self._writable()
+        state = self._state(run_id)
+        key = (run_id, name)
+        pending = self._closing.get(key)
+        stream = state.streams.get(name)
+        if pending is not None:
+            await asyncio.shield(pending)
+            return
+        if stream is not None and stream.closed:
+            return
+        payload = self._stream_header(run_id, name) + close_frame()
+        write = self._closing[key] = writer.append(stream_path(run_id, name), payload)
+        try:
+            cancelled = await _settled(write)
+            await super().close_stream(run_id, name)
+        finally:
+            del self._closing[key]
+        if cancelled:
+            raise asyncio.CancelledError
+
+    def _stream_header(self, run_id: str, name: str) -> bytes:
+        """The header frame if this stream has no file yet, else nothing."""
+        key = (run_id, name)
+        if key in self._disk.streams:
+            return b""
+        path = stream_path(run_id, name)
+        self._disk.streams[key] = LoadedStream(path=path, run_id=run_id, name=name)
+        return header_frame(run_id, name)
+
+    # -- read-only following -----------------------------------------------------------------
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)  # real time: this watches the disk
+            try:
+                changes = await asyncio.to_thread(self._disk.scan)
+                self._announce(*self._disk.apply(changes))
+            except WorldflowError as exc:
+                logger.error("stopped following %s: %s", self.path, exc)
+                self._poll_error = exc
+                self._world_changed.fire()
+                return
+
+    def _announce(self, touched: set[str], removed: list[RunState]) -> None:
+        """Wake the readers of what a poll found."""
+        if not (touched or removed):
+            return
+        self._changes += 1
+        self._world_changed.fire()
+        for state in removed:
+            state.changed.fire()
+            state.streams_changed.fire()
+        for run_id in touched:
+            state = self._log.runs[run_id]
+            state.changed.fire()
+            state.streams_changed.fire()
+
+
+async def _settled(future: asyncio.Future[None]) -> bool:
+    """Wait for a write even if the waiting task is cancelled meanwhile.
+
+    What follows a write (applying it to the views) must happen once it is on disk, or the
+    views would miss what the logs hold. Returns whether a cancellation arrived; the caller
+    finishes its bookkeeping and then raises it. A failed write raises its error.
+
+    The writer's futures refuse cancellation, so a cancelled task is woken (with its
+    ``CancelledError``) only once the write is done.
+    """
+    try:
+        await future
+    except asyncio.CancelledError:
+        if not future.done() or future.cancelled():
+            raise
+        future.result()  # a failed write raises its error rather than the cancellation
+        return True
+    return False
+
+
+def _without_gc(load: Callable[[], None]) -> None:
+    """Run a bulk load with the cycle collector paused.
+
+    Building the views allocates millions of objects that all live on; the collector would
+    walk them again and again while they pile up (half the time of opening a big world),
+    and finds nothing: they hold no cycles. It is paused for the length of the open only.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        load()
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _observe(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _parse_bool(key: str, value: str, url: str) -> bool:
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigurationError(f"option {key}={value!r} in {url!r} must be 1 or 0 (true/false)")

@@ -1,0 +1,524 @@
+"""The in-memory world: the reference implementation of the :class:`World` protocol.
+
+Everything lives in dicts and lists indexed for the hot paths: appending to a run, reading a
+run, its events or a hook by token, and leasing a message cost the same whether the world holds
+ten runs or a million. Only ``list_runs`` / ``list_hooks`` / ``list_waits`` with filters walk
+their table from the cursor on.
+
+It is safe under concurrent asyncio tasks on one event loop: every write runs from start to
+finish without awaiting, so a batch is checked and committed before any other task can look.
+It is not thread-safe. Timed waits (``lease(wait=)``, notification timeouts) end on the
+world's :class:`Clock` (``clock.sleep``), so a virtual clock drives them in tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from worldflow.errors import (
+    ConfigurationError,
+    EntityConflictError,
+    HookNotFoundError,
+    InvalidEventError,
+    RunNotFoundError,
+    RunNotTerminalError,
+    StepNotFoundError,
+    StreamNotFoundError,
+    WorldError,
+)
+from worldflow.worlds._clock import Clock, SystemClock
+from worldflow.worlds._events import AnyEvent, Event
+from worldflow.worlds._memory.log import Batch, LogState, RunState, StreamState
+from worldflow.worlds._memory.queue import MemoryQueues
+from worldflow.worlds._protocol import EventResult, SortOrder
+from worldflow.worlds._records import (
+    TERMINAL_RUN_STATUSES,
+    Hook,
+    HookStatus,
+    Lease,
+    Page,
+    QueueMessage,
+    RunStatus,
+    Step,
+    StreamChunk,
+    StreamInfo,
+    Wait,
+    WaitStatus,
+    WorkflowRun,
+)
+from worldflow.worlds._wakeups import Signal, wait_for_event
+
+__all__ = ["MemoryWorld"]
+
+T = TypeVar("T")
+
+
+def _check_limit(limit: int) -> None:
+    if limit < 1:
+        raise InvalidEventError(f"`limit` must be at least 1, got {limit}")
+
+
+def _cursor_position(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        return int(cursor)
+    except ValueError:
+        raise InvalidEventError(
+            f"invalid cursor {cursor!r}: pass back the `cursor` of the previous page"
+        ) from None
+
+
+def _page(found: Iterable[tuple[int, T]], limit: int) -> Page[T]:
+    """The first ``limit`` of ``found`` (position, item) pairs; the cursor is a position."""
+    _check_limit(limit)
+    items: list[T] = []
+    last = 0
+    for position, item in found:
+        if len(items) == limit:
+            return Page(items=items, cursor=str(last), has_more=True)
+        items.append(item)
+        last = position
+    return Page(items=items)
+
+
+def _statuses(status: RunStatus | Collection[RunStatus] | None) -> frozenset[RunStatus] | None:
+    if status is None:
+        return None
+    values = [status] if isinstance(status, str) else list(status)
+    try:
+        return frozenset(RunStatus(s) for s in values)
+    except ValueError:
+        known = ", ".join(s.value for s in RunStatus)
+        raise InvalidEventError(f"unknown run status in {values!r}: use {known}") from None
+
+
+class MemoryWorld:
+    """A world held in this process's memory: for tests, demos and single-process services.
+
+    Args:
+        clock: Where timestamps and queue due times come from; the system clock by default.
+
+    Example:
+        >>> world = MemoryWorld()  # doctest: +SKIP
+        >>> await world.append("wrun_1", [RunCreated(run_id="wrun_1", ...)])  # doctest: +SKIP
+    """
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._log = LogState()
+        self._messages_by_run: dict[str, set[tuple[str, str]]] = {}
+        self._queues = MemoryQueues(
+            self._clock, on_message=self._index_message, on_gone=self._unindex_message
+        )
+        self._changes = 0
+        self._world_changed = Signal()
+        self._closed = False
+
+    @classmethod
+    async def from_url(cls, url: str) -> MemoryWorld:
+        """Build a fresh, empty world from ``memory://`` (what ``open_world`` calls)."""
+        parts = urlsplit(url)
+        if parts.scheme.lower() != "memory" or parts.netloc or parts.path or parts.query:
+            raise ConfigurationError(
+                f"invalid memory world URL {url!r}: it is just 'memory://' (every call opens a "
+                "new, empty world)"
+            )
+        return cls()
+
+    @property
+    def clock(self) -> Clock:
+        """The clock this world reads."""
+        return self._clock
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise WorldError(
+                "this MemoryWorld was closed with aclose(); its data is gone, open a new one"
+            )
+
+    def _state(self, run_id: str) -> RunState:
+        state = self._log.runs.get(run_id)
+        if state is None:
+            raise RunNotFoundError(f"no run {run_id!r} in this world")
+        return state
+
+    # -- EventLog --------------------------------------------------------------------------
+
+    async def append(self, run_id: str, events: Sequence[AnyEvent]) -> EventResult:
+        """Append a batch of events atomically; see the rules of ``worldflow.worlds``."""
+        if self._closed:
+            self._check_open()
+        if type(events) is not list and (
+            isinstance(events, Event) or not isinstance(events, Sequence)
+        ):
+            raise InvalidEventError(
+                f"append() takes a sequence of events, not {type(events).__name__}"
+            )
+        batch = Batch(self._log, run_id, self._clock.now())
+        was_terminal = batch.run is not None and batch.run.status in TERMINAL_RUN_STATUSES
+        for event in events:
+            batch.add(event)
+        if batch.run is None:  # an empty batch for an unknown run
+            raise RunNotFoundError(f"no run {run_id!r} in this world")
+        state = batch.commit()
+        if batch.events:
+            self._changes += 1
+            state.changed.fire()
+            self._world_changed.fire()
+            if not was_terminal and state.run.status in TERMINAL_RUN_STATUSES:
+                state.streams_changed.fire()  # followers of a stream that never came end
+        return EventResult(
+            run=state.run,
+            events=batch.events,
+            steps=list(batch.steps.values()) if batch.steps else [],
+            hooks=list(batch.hooks.values()) if batch.hooks else [],
+            waits=list(batch.waits.values()) if batch.waits else [],
+        )
+
+    async def list_events(
+        self, run_id: str, *, after_seq: int = 0, limit: int | None = None
+    ) -> Page[AnyEvent]:
+        """Events of a run with ``seq > after_seq``; ``cursor`` is the last ``seq`` returned."""
+        self._check_open()
+        events = self._state(run_id).events
+        start = max(0, after_seq)
+        if limit is None:
+            return Page(items=events[start:])
+        _check_limit(limit)
+        items = events[start : start + limit]
+        if start + limit < len(events):
+            return Page(items=items, cursor=str(items[-1].seq), has_more=True)
+        return Page(items=items)
+
+    # -- RunStore --------------------------------------------------------------------------
+
+    async def get_run(self, run_id: str) -> WorkflowRun:
+        """The run's view."""
+        self._check_open()
+        return self._state(run_id).run
+
+    async def list_runs(
+        self,
+        *,
+        workflow_name: str | None = None,
+        status: RunStatus | Collection[RunStatus] | None = None,
+        resource_id: str | None = None,
+        metadata: dict[str, str] | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        order: SortOrder = "desc",
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[WorkflowRun]:
+        """Runs matching every filter; the cursor is a creation position, so pages are stable."""
+        self._check_open()
+        statuses = _statuses(status)
+        wanted = dict(metadata or {})
+        table = self._log.run_order
+        start = _cursor_position(cursor)
+        positions: Iterable[int]
+        if order == "desc":
+            top = len(table) - 1 if start is None else min(start - 1, len(table) - 1)
+            positions = range(top, -1, -1)
+        elif order == "asc":
+            positions = range(0 if start is None else start + 1, len(table))
+        else:
+            raise InvalidEventError(f"`order` must be 'asc' or 'desc', got {order!r}")
+
+        def found() -> Iterator[tuple[int, WorkflowRun]]:
+            for position in positions:
+                state = table[position]
+                if state is None:
+                    continue
+                run = state.run
+                if (
+                    (workflow_name is None or run.workflow_name == workflow_name)
+                    and (statuses is None or run.status in statuses)
+                    and (resource_id is None or run.resource_id == resource_id)
+                    and (created_after is None or run.created_at >= created_after)
+                    and (created_before is None or run.created_at < created_before)
+                    and all(run.metadata.get(k) == v for k, v in wanted.items())
+                ):
+                    yield position, run
+
+        return _page(found(), limit)
+
+    async def get_step(self, run_id: str, step_id: str) -> Step:
+        """One step of a run."""
+        self._check_open()
+        step = self._state(run_id).steps.get(step_id)
+        if step is None:
+            raise StepNotFoundError(f"run {run_id!r} has no step {step_id!r}")
+        return step
+
+    async def list_steps(
+        self, run_id: str, *, limit: int = 1000, cursor: str | None = None
+    ) -> Page[Step]:
+        """A run's steps in creation order."""
+        self._check_open()
+        state = self._state(run_id)
+        start = _cursor_position(cursor)
+        order, steps = state.step_order, state.steps
+        first = 0 if start is None else start + 1
+        return _page(((i, steps[order[i]]) for i in range(first, len(order))), limit)
+
+    async def get_hook_by_token(self, token: str) -> Hook:
+        """The live hook holding ``token``."""
+        self._check_open()
+        held = self._log.tokens.get(token)
+        if held is None:
+            raise HookNotFoundError(f"no live hook has the token {token!r}")
+        run_id, hook_id = held
+        return self._log.runs[run_id].hooks[hook_id]
+
+    async def list_hooks(
+        self,
+        *,
+        run_id: str | None = None,
+        status: HookStatus | None = None,
+        limit: int = 1000,
+        cursor: str | None = None,
+    ) -> Page[Hook]:
+        """Hooks of one run or of the world, in creation order."""
+        self._check_open()
+        wanted = None if status is None else HookStatus(status)
+        first = self._first_position(cursor)
+        found: Iterator[tuple[int, Hook]]
+        if run_id is not None:
+            state = self._state(run_id)
+            ids, hooks = state.hook_order, state.hooks
+            found = ((i, hooks[ids[i]]) for i in range(first, len(ids)))
+        else:
+            found = self._world_wide(self._log.hook_order, first, lambda s, i: s.hooks[i])
+        return _page(((i, h) for i, h in found if wanted is None or h.status is wanted), limit)
+
+    async def list_waits(
+        self,
+        *,
+        run_id: str | None = None,
+        status: WaitStatus | None = None,
+        limit: int = 1000,
+        cursor: str | None = None,
+    ) -> Page[Wait]:
+        """Waits of one run or of the world, in creation order."""
+        self._check_open()
+        wanted = None if status is None else WaitStatus(status)
+        first = self._first_position(cursor)
+        found: Iterator[tuple[int, Wait]]
+        if run_id is not None:
+            state = self._state(run_id)
+            ids, waits = state.wait_order, state.waits
+            found = ((i, waits[ids[i]]) for i in range(first, len(ids)))
+        else:
+            found = self._world_wide(self._log.wait_order, first, lambda s, i: s.waits[i])
+        return _page(((i, w) for i, w in found if wanted is None or w.status is wanted), limit)
+
+    @staticmethod
+    def _first_position(cursor: str | None) -> int:
+        start = _cursor_position(cursor)
+        return 0 if start is None else start + 1
+
+    def _world_wide(
+        self,
+        table: list[tuple[str, str] | None],
+        first: int,
+        view: Callable[[RunState, str], T],
+    ) -> Iterator[tuple[int, T]]:
+        runs = self._log.runs
+        for i in range(first, len(table)):
+            entry = table[i]
+            if entry is not None:
+                yield i, view(runs[entry[0]], entry[1])
+
+    async def purge(self, run_id: str) -> None:
+        """Delete a terminal run and everything of it."""
+        self._check_open()
+        state = self._state(run_id)
+        if not state.run.status.is_terminal:
+            raise RunNotTerminalError(
+                f"run {run_id!r} is {state.run.status.value}: only a completed, failed or "
+                "cancelled run can be purged (cancel it first)"
+            )
+        for queue, message_id in self._messages_by_run.pop(run_id, ()):
+            self._queues.drop(queue, message_id)
+        self._log.purge(state)
+        self._changes += 1
+        state.changed.fire()
+        state.streams_changed.fire()
+        self._world_changed.fire()
+
+    # -- Queue -----------------------------------------------------------------------------
+
+    def _index_message(self, run_id: str, queue: str, message_id: str) -> None:
+        self._messages_by_run.setdefault(run_id, set()).add((queue, message_id))
+
+    def _unindex_message(self, run_id: str, queue: str, message_id: str) -> None:
+        held = self._messages_by_run.get(run_id)
+        if held is not None:
+            held.discard((queue, message_id))
+            if not held:
+                del self._messages_by_run[run_id]
+
+    async def enqueue(
+        self,
+        queue: str,
+        message: QueueMessage,
+        *,
+        idempotency_key: str | None = None,
+        delay: float = 0.0,
+    ) -> str:
+        """Add a message to ``queue``, deliverable after ``delay`` seconds."""
+        self._check_open()
+        return self._queues.enqueue(queue, message, idempotency_key, delay)
+
+    async def lease(
+        self, queue: str, *, lease_for: float, max_messages: int = 1, wait: float = 0.0
+    ) -> list[Lease]:
+        """Take up to ``max_messages`` due messages, waiting up to ``wait`` seconds."""
+        self._check_open()
+        return await self._queues.lease(queue, lease_for, max_messages, wait)
+
+    async def ack(self, lease: Lease) -> None:
+        """Remove a leased message."""
+        self._check_open()
+        self._queues.ack(lease)
+
+    async def nack(self, lease: Lease, *, delay: float = 0.0) -> None:
+        """Give a leased message back, deliverable after ``delay`` seconds."""
+        self._check_open()
+        self._queues.nack(lease, delay)
+
+    async def extend(self, lease: Lease, *, lease_for: float) -> Lease:
+        """Keep a lease ``lease_for`` more seconds from now."""
+        self._check_open()
+        return self._queues.extend(lease, lease_for)
+
+    # -- Streams ---------------------------------------------------------------------------
+
+    async def write_stream(self, run_id: str, name: str, chunks: Sequence[bytes]) -> int:
+        """Append chunks to a run's stream (created on first write); return its length."""
+        self._check_open()
+        state = self._state(run_id)
+        data: list[bytes] = []
+        for i, chunk in enumerate(chunks):
+            if not isinstance(chunk, (bytes, bytearray, memoryview)):
+                raise InvalidEventError(
+                    f"stream chunk {i} is a {type(chunk).__name__}; chunks are bytes"
+                )
+            data.append(bytes(chunk))
+        stream = state.streams.get(name)
+        if stream is None:
+            stream = state.streams[name] = StreamState()
+        if stream.closed:
+            raise EntityConflictError(f"stream {name!r} of run {run_id!r} is closed")
+        stream.chunks.extend(data)
+        state.streams_changed.fire()
+        return len(stream.chunks)
+
+    async def close_stream(self, run_id: str, name: str) -> None:
+        """Mark a stream finished (idempotent; closing an unwritten stream creates it empty)."""
+        self._check_open()
+        state = self._state(run_id)
+        stream = state.streams.get(name)
+        if stream is None:
+            stream = state.streams[name] = StreamState()
+        if not stream.closed:
+            stream.closed = True
+            state.streams_changed.fire()
+
+    async def read_stream(
+        self, run_id: str, name: str, *, start: int = 0, follow: bool = True
+    ) -> AsyncIterator[StreamChunk]:
+        """Chunks from ``start``; with ``follow``, wait for more until the stream is closed.
+
+        A followed stream that never appears ends with ``StreamNotFoundError`` once its run is
+        terminal; one that is never closed is followed until the run is purged.
+        """
+        index = max(0, start)
+        while True:
+            self._check_open()
+            state = self._state(run_id)
+            changed = state.streams_changed.waiter()  # before looking, so no write is missed
+            stream: StreamState | None = state.streams.get(name)
+            if stream is None:
+                if not follow or state.run.status.is_terminal:
+                    raise StreamNotFoundError(f"run {run_id!r} has no stream {name!r}")
+            else:
+                while index < len(stream.chunks):
+                    yield StreamChunk(index=index, data=stream.chunks[index])
+                    index += 1
+                if stream.closed or not follow:
+                    return
+            await changed.wait()
+
+    async def list_streams(self, run_id: str) -> list[StreamInfo]:
+        """A run's streams, in creation order."""
+        self._check_open()
+        state = self._state(run_id)
+        return [
+            StreamInfo(run_id=run_id, name=name, length=len(s.chunks), closed=s.closed)
+            for name, s in state.streams.items()
+        ]
+
+    # -- Notifications ---------------------------------------------------------------------
+
+    def _deadline(self, timeout: float | None) -> datetime | None:
+        if timeout is None:
+            return None
+        return self._clock.now() + timedelta(seconds=max(0.0, timeout))
+
+    def _remaining(self, deadline: datetime | None) -> float | None:
+        if deadline is None:
+            return None
+        return (deadline - self._clock.now()).total_seconds()
+
+    async def wait_for_run(
+        self, run_id: str, *, after_seq: int, timeout: float | None = None
+    ) -> int:
+        """The run's ``last_seq`` once it exceeds ``after_seq`` (or when ``timeout`` passes)."""
+        deadline = self._deadline(timeout)
+        while True:
+            self._check_open()
+            state = self._state(run_id)
+            last_seq = state.run.last_seq
+            if last_seq > after_seq:
+                return last_seq
+            if not await wait_for_event(
+                state.changed.waiter(), self._remaining(deadline), self._clock
+            ):
+                return last_seq
+
+    async def wait_for_world(self, *, after: int, timeout: float | None = None) -> int:
+        """The world's change counter once it exceeds ``after`` (or when ``timeout`` passes)."""
+        deadline = self._deadline(timeout)
+        while True:
+            self._check_open()
+            if self._changes > after:
+                return self._changes
+            if not await wait_for_event(
+                self._world_changed.waiter(), self._remaining(deadline), self._clock
+            ):
+                return self._changes
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the world: wake every waiter (they raise) and refuse further use."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queues.close()
+        self._world_changed.fire()
+        for state in self._log.runs.values():
+            state.changed.fire()
+            state.streams_changed.fire()
+
+    async def __aenter__(self) -> MemoryWorld:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

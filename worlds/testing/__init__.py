@@ -1,0 +1,90 @@
+"""The World conformance suite: run it against any world to check it keeps the contract.
+
+It needs the dev extras (pytest, anyio's pytest plugin, hypothesis). Subclass
+:class:`WorldConformance` in a test module and give it a ``world`` fixture that yields a
+**fresh, empty** world for each test and closes it afterwards::
+
+    # tests/test_my_world_conformance.py
+    from collections.abc import AsyncIterator
+
+    import pytest
+    from worldflow.worlds import World
+    from worldflow.worlds.testing import WorldConformance
+
+    from mypackage import MyWorld
+
+
+    class TestMyWorld(WorldConformance):
+        @pytest.fixture
+        async def world(self, tmp_path) -> AsyncIterator[World]:
+            world = await MyWorld.open(tmp_path)
+            yield world
+            await world.aclose()
+
+The suite covers every rule of the ``World`` protocol: creation conflicts, the terminal-run
+rules, first completion wins, waits and hooks (token uniqueness, release at the end of a run),
+dense ``seq`` under concurrent appends, atomic batches, malformed events, not-found errors on
+every read, pagination without gaps or repeats, the ``list_runs`` filters, purge,
+notifications, the queue (idempotency, delays, leases that expire, nack, extend) and streams
+with a live tail. The parts are also available alone (:class:`LogConformance`, ...).
+
+:func:`run_world_state_machine` drives a world with random valid and invalid appends and purges
+(a hypothesis state machine, :class:`WorldStateMachine`) and compares every answer and view
+with a small model of the rules. Give it a :data:`WorldFactory`::
+
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def my_world(path):
+        world = await MyWorld.open(path)
+        try:
+            yield world
+        finally:
+            await world.aclose()
+
+    def test_my_world_state_machine() -> None:
+        run_world_state_machine(my_world)   # WORLDFLOW_SLOW=1 for the long budget
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+# The suite's asserts live in these modules: let pytest explain their failures. (One imported
+# already cannot be rewritten; skip it rather than have pytest warn.)
+_SUITE_MODULES = (
+    "worldflow.worlds.testing._base",
+    "worldflow.worlds.testing._log",
+    "worldflow.worlds.testing._queue",
+    "worldflow.worlds.testing._reads",
+    "worldflow.worlds.testing._stateful",
+)
+pytest.register_assert_rewrite(*(m for m in _SUITE_MODULES if m not in sys.modules))
+
+from worldflow.worlds.testing._base import WorldFactory  # noqa: E402
+from worldflow.worlds.testing._log import LogConformance  # noqa: E402
+from worldflow.worlds.testing._queue import QueueConformance, StreamConformance  # noqa: E402
+from worldflow.worlds.testing._reads import ReadConformance  # noqa: E402
+from worldflow.worlds.testing._stateful import (  # noqa: E402
+    WorldStateMachine,
+    run_world_state_machine,
+    state_machine_settings,
+)
+
+__all__ = [
+    "LogConformance",
+    "QueueConformance",
+    "ReadConformance",
+    "StreamConformance",
+    "WorldConformance",
+    "WorldFactory",
+    "WorldStateMachine",
+    "run_world_state_machine",
+    "state_machine_settings",
+]
+
+
+class WorldConformance(LogConformance, ReadConformance, QueueConformance, StreamConformance):
+    """Every conformance test; subclass it and provide a ``world`` fixture (see the module)."""
