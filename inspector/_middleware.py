@@ -1,0 +1,139 @@
+"""The two middlewares every route passes through: errors (outer) and auth (inner).
+
+* Errors: a :class:`~worldflow.WorldflowError` becomes its ``http_status`` (404 unknown run or
+  hook, 409 conflict, 400 bad input, ...), a :class:`RequestError` its own status, an aiohttp
+  ``HTTPException`` (unknown path, wrong method) its status, and anything else a 500 whose
+  body carries an id that is also in the server log with the traceback. The body is drawn by
+  the route's :class:`~worldflow.inspector._routes.ErrorShape`.
+* Auth: with a token configured, every route but the public ones needs
+  ``Authorization: Bearer <token>`` (or one of the route's ``token_headers``) or passes one of
+  the app's extra :data:`~worldflow.inspector._keys.AUTH_CHECKS`. No credentials → 401, wrong
+  ones → 403. Tokens are compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+
+import msgspec
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from worldflow.errors import WorldflowError
+from worldflow.inspector._body import RequestError, too_large
+from worldflow.inspector._keys import AUTH_CHECKS, SETTINGS
+from worldflow.inspector._routes import DEFAULT_ERRORS, ErrorShape, Problem, RouteSpec, spec_of
+
+__all__ = ["auth_middleware", "error_middleware", "problem_response"]
+
+log = logging.getLogger("worldflow.inspector")
+
+_HTTP_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+}
+
+
+def _spec(request: web.Request) -> RouteSpec | None:
+    info = request.match_info
+    return spec_of(info.handler) if info.http_exception is None else None
+
+
+def problem_response(request: web.Request, problem: Problem) -> web.Response:
+    """The response for ``problem`` in the shape of the route ``request`` matched."""
+    spec = _spec(request)
+    shape: ErrorShape = spec.errors if spec is not None else DEFAULT_ERRORS
+    headers = {"WWW-Authenticate": "Bearer"} if problem.status == 401 else None
+    return web.Response(
+        status=problem.status,
+        body=msgspec.json.encode(shape.render(problem)),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _problem_of(request: web.Request, exc: BaseException) -> Problem:
+    if isinstance(exc, RequestError):
+        return Problem(status=exc.status, code=exc.code, message=exc.message, field=exc.field)
+    if isinstance(exc, WorldflowError) and exc.http_status < 500:
+        return Problem(status=exc.http_status, code=exc.code, message=exc.message)
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        limit = request.app[SETTINGS].max_body_size
+        error = too_large(limit)
+        return Problem(status=413, code=error.code, message=error.message, field="body")
+    if isinstance(exc, web.HTTPException) and exc.status >= 400:
+        return Problem(
+            status=exc.status,
+            code=_HTTP_CODES.get(exc.status, "http_error"),
+            message=exc.text or exc.reason,
+        )
+    error_id = secrets.token_hex(8)
+    log.error("error id %s: %s %s failed", error_id, request.method, request.path, exc_info=exc)
+    return Problem(
+        status=500,
+        code="internal_error",
+        message=f"internal server error; the server log has the details under id {error_id}",
+        error_id=error_id,
+    )
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Map every exception to a status and the route's error body (see the module doc)."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise  # redirects and the like are responses, not errors
+        return problem_response(request, _problem_of(request, exc))
+    except Exception as exc:
+        return problem_response(request, _problem_of(request, exc))
+    return response
+
+
+def _presented(request: web.Request, spec: RouteSpec | None) -> list[str]:
+    """Every credential the request carries (an ``Authorization`` of another scheme counts:
+    it is a wrong credential, 403, not a missing one)."""
+    found: list[str] = []
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, value = header.partition(" ")
+        found.append(value.strip() if scheme.lower() == "bearer" else "")
+    for name in spec.token_headers if spec is not None else ():
+        extra = request.headers.get(name)
+        if extra is not None:
+            found.append(extra)
+    return found
+
+
+def _matches(presented: str, token: str) -> bool:
+    return hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), token.encode())
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Require the app's token on every route that is not public (see the module doc)."""
+    settings = request.app[SETTINGS]
+    spec = _spec(request)
+    if settings.token is None or (spec is not None and spec.public):
+        return await handler(request)
+    presented = _presented(request, spec)
+    token = settings.token
+    if any(_matches(p, token) for p in presented):
+        return await handler(request)
+    for check in request.app[AUTH_CHECKS]:
+        if await check(request):
+            return await handler(request)
+    if not presented:
+        raise RequestError(
+            401,
+            "this route needs the server's token: send `Authorization: Bearer <token>`",
+            code="unauthorized",
+        )
+    raise RequestError(403, "the token sent does not match the server's token", code="forbidden")
