@@ -263,7 +263,7 @@ async def test_openapi_document_is_generated_from_the_types(engine: Engine) -> N
 def test_public_surface_of_the_inspector_package() -> None:
     import worldflow.inspector
 
-    assert sorted(worldflow.inspector.__all__) == [
+    assert worldflow.inspector.__all__ == [
         "AUTH_CHECKS",
         "CONTROL",
         "FAMILIES",
