@@ -19,7 +19,6 @@ from worldflow._primitives import (
 )
 from worldflow._registry import (
     Backoff,
-    ParameterInfo,
     StepFunction,
     WorkflowFunction,
     step,
@@ -52,9 +51,11 @@ from worldflow.errors import (
     NondeterminismError,
     NotFoundError,
     NotInWorkflowError,
+    OwnershipLostError,
     RetryableError,
     RunNotFoundError,
     RunNotTerminalError,
+    RunOwnedElsewhereError,
     RunTerminalError,
     SerializationError,
     StepError,
@@ -71,7 +72,7 @@ from worldflow.errors import (
     WorldLockedError,
     WorldNotAvailableError,
 )
-from worldflow.worlds import open_world
+from worldflow.worlds import ParameterInfo, open_world
 
 __version__ = "0.1.0"
 
@@ -91,12 +92,14 @@ __all__ = [
     "NondeterminismError",
     "NotFoundError",
     "NotInWorkflowError",
+    "OwnershipLostError",
     "ParameterInfo",
     "RetryableError",
     "Run",
     "RunInfo",
     "RunNotFoundError",
     "RunNotTerminalError",
+    "RunOwnedElsewhereError",
     "RunTerminalError",
     "SerializationError",
     "StepError",

@@ -23,8 +23,6 @@ from datetime import timedelta
 from types import CodeType
 from typing import Any, ClassVar, Generic, ParamSpec, Protocol, TypeVar, overload
 
-import msgspec
-
 from worldflow import _serde
 from worldflow._durations import Duration, parse_duration
 from worldflow._replay.current import current_instance
@@ -34,7 +32,7 @@ from worldflow.errors import (
     StepNotRegisteredError,
     WorkflowNotRegisteredError,
 )
-from worldflow.worlds._records import Payload
+from worldflow.worlds import ParameterInfo, Payload
 
 __all__ = [
     "BUILTIN_PREFIX",
@@ -118,25 +116,6 @@ class StepOptions:
 
 
 # -- definitions -------------------------------------------------------------------------------
-
-
-class ParameterInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """One parameter of a workflow or step, for listings (``list_workflows``, the inspector).
-
-    Attributes:
-        name: The parameter's name.
-        kind: ``positional_only``, ``positional_or_keyword``, ``var_positional``,
-            ``keyword_only`` or ``var_keyword``.
-        annotation: The annotation as text, or ``None``.
-        required: Whether a caller must pass it.
-        default: ``repr()`` of the default value, or ``None``.
-    """
-
-    name: str
-    kind: str
-    annotation: str | None = None
-    required: bool = True
-    default: str | None = None
 
 
 def _parameters(signature: inspect.Signature) -> tuple[ParameterInfo, ...]:

@@ -20,7 +20,9 @@ and comes out as the same type it went in as::
     │   │   ├── HookConflictError       409  hook_conflict
     │   │   ├── RunTerminalError        409  run_terminal
     │   │   ├── RunNotTerminalError     409  run_not_terminal
-    │   │   └── LeaseLostError          409  lease_lost
+    │   │   ├── LeaseLostError          409  lease_lost
+    │   │   └── RunOwnedElsewhereError  409  run_owned_elsewhere
+    │   ├── OwnershipLostError          409  ownership_lost
     │   ├── WorldLockedError            423  world_locked
     │   └── CorruptLogError             500  corrupt_log
     ├── WorkflowError                   500  workflow_error
@@ -58,9 +60,11 @@ __all__ = [
     "NondeterminismError",
     "NotFoundError",
     "NotInWorkflowError",
+    "OwnershipLostError",
     "RetryableError",
     "RunNotFoundError",
     "RunNotTerminalError",
+    "RunOwnedElsewhereError",
     "RunTerminalError",
     "SerializationError",
     "StepError",
@@ -186,6 +190,35 @@ class LeaseLostError(EntityConflictError):
     """A queue lease expired or was taken over before it was acknowledged."""
 
     code = "lease_lost"
+
+
+class RunOwnedElsewhereError(EntityConflictError):
+    """An owner-only event (a body decision, a step start, a timer firing, a run's end) came
+    from an engine that does not own the run, or with a stale fence.
+
+    Another engine drives the run now: the caller must stop driving it (drop what it cached)
+    and must not retry. ``owner_id`` / ``owner_epoch`` say who owns it, when the world knows.
+    """
+
+    code = "run_owned_elsewhere"
+
+    def __init__(
+        self, message: str = "", *, owner_id: str | None = None, owner_epoch: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.owner_id = owner_id
+        self.owner_epoch = owner_epoch
+
+
+class OwnershipLostError(WorldError):
+    """The engine's registration expired (no heartbeat within its TTL) or is unknown.
+
+    The world may already have given its runs to other engines: the engine must drop every
+    run it drives and register again under a new id before it drives anything.
+    """
+
+    code = "ownership_lost"
+    http_status = 409
 
 
 class WorldLockedError(WorldError):

@@ -23,6 +23,34 @@ Rules every world enforces (``worldflow.worlds.testing`` checks each):
 * ``seq`` is dense per run, from 1, with no gaps or duplicates under concurrent appends.
 * A batch is atomic: if one event is refused, none of the batch is stored.
 
+Ownership (``Ownership`` role; see its docstring): several engines may share a world, and a
+run is driven by one of them at a time, its owner. The rules of fencing, checked by every
+append (``worldflow.worlds.testing`` checks each):
+
+* **Owner-only events** (:data:`OWNER_ONLY_EVENTS`: ``run_started``, ``step_created``,
+  ``step_started``, ``wait_created``, ``wait_completed``, ``hook_created``,
+  ``hook_disposed``, ``state_updated``, ``run_completed``, ``run_failed``: the body's
+  decisions, attempt starts and timer firings) are accepted only
+
+  - with a ``fence`` naming the run's owner and its current ``owner_epoch``; or
+  - on an unowned run (``owner_id is None``): with a fence whose ``epoch`` equals the run's
+    ``owner_epoch`` and whose engine is live, and then the batch *claims* the run
+    (``owner_id`` = the fence's engine, ``owner_epoch`` + 1); or without a fence, which
+    claims nothing (tools and single-process tests that drive no engine).
+
+  Anything else raises :class:`~worldflow.errors.RunOwnedElsewhereError` (nothing of the
+  batch is stored); a claim by an engine that is not live raises
+  :class:`~worldflow.errors.OwnershipLostError`.
+* **Anyone may append** the other events, fenced or not, owned run or not: external input
+  (``run_created``, ``run_cancelled``, ``run_suspended``, ``run_resumed``, ``step_resumed``,
+  ``hook_received``, ``event_raised``) and the results of attempts that already ran
+  (``step_completed``, ``step_failed``, ``step_retrying``, ``step_suspended``); the first
+  result still wins (the rules above).
+* A batch that creates the run with a fence (``epoch`` 0, a live engine) creates it owned
+  by that engine at epoch 1; without a fence the run starts unowned at epoch 0.
+* Ownership outlives the run's end (it says who finished it); nothing is claimed from a
+  terminal run.
+
 Every method is async; options are keyword-only; results are Structs.
 """
 
@@ -34,8 +62,22 @@ from typing import Literal, Protocol, runtime_checkable
 
 import msgspec
 
-from worldflow.worlds._events import AnyEvent
+from worldflow.worlds._events import (
+    AnyEvent,
+    HookCreated,
+    HookDisposed,
+    RunCompleted,
+    RunFailed,
+    RunStarted,
+    StateUpdated,
+    StepCreated,
+    StepStarted,
+    WaitCompleted,
+    WaitCreated,
+)
 from worldflow.worlds._records import (
+    EngineInfo,
+    Fence,
     Hook,
     HookStatus,
     Lease,
@@ -47,18 +89,40 @@ from worldflow.worlds._records import (
     StreamInfo,
     Wait,
     WaitStatus,
+    WorkflowInfo,
     WorkflowRun,
 )
 
 __all__ = [
+    "OWNER_ONLY_EVENTS",
+    "Catalog",
     "EventLog",
     "EventResult",
     "Notifications",
+    "Ownership",
     "Queue",
     "RunStore",
     "Streams",
     "World",
 ]
+
+OWNER_ONLY_EVENTS: frozenset[type[AnyEvent]] = frozenset(
+    {
+        RunStarted,
+        StepCreated,
+        StepStarted,
+        WaitCreated,
+        WaitCompleted,
+        HookCreated,
+        HookDisposed,
+        StateUpdated,
+        RunCompleted,
+        RunFailed,
+    }
+)
+"""The event types only a run's owner may append (see the module docstring); every other
+type may come from anyone. Misfiling one is either a liveness bug or a safety hole, so the
+conformance suite checks each type."""
 
 SortOrder = Literal["asc", "desc"]
 
@@ -82,8 +146,15 @@ class EventResult(msgspec.Struct, frozen=True, kw_only=True):
 class EventLog(Protocol):
     """The per-run append-only event log: the only write path for runs."""
 
-    async def append(self, run_id: str, events: Sequence[AnyEvent]) -> EventResult:
-        """Append a batch of events to ``run_id``'s log atomically; see the module rules."""
+    async def append(
+        self, run_id: str, events: Sequence[AnyEvent], *, fence: Fence | None = None
+    ) -> EventResult:
+        """Append a batch of events to ``run_id``'s log atomically; see the module rules.
+
+        ``fence`` says which engine appends and the ``owner_epoch`` it last saw; it decides
+        whether owner-only events are accepted (the module's ownership rules). The returned
+        run view carries the owner after the batch (a claim shows there).
+        """
         ...
 
     async def list_events(
@@ -190,12 +261,25 @@ class Queue(Protocol):
         ...
 
     async def lease(
-        self, queue: str, *, lease_for: float, max_messages: int = 1, wait: float = 0.0
+        self,
+        queue: str,
+        *,
+        lease_for: float,
+        max_messages: int = 1,
+        wait: float = 0.0,
+        workflows: Collection[str] | None = None,
+        engine_id: str | None = None,
     ) -> list[Lease]:
         """Take up to ``max_messages`` due messages for ``lease_for`` seconds.
 
         Waits up to ``wait`` seconds for one to become due. A lease not acked or nacked before
         it expires makes its message deliverable again (with ``attempt`` + 1).
+
+        A consumer that names the ``workflows`` it serves gets only messages whose
+        ``workflow_name`` is one of them (or ``None``); the others stay for consumers that
+        serve them, in their order. A message addressed to an engine (``engine_id``) goes
+        only to the consumer leasing with that ``engine_id`` while that engine is live
+        (``Ownership``), and to any consumer serving its workflow once it is not.
         """
         ...
 
@@ -266,7 +350,91 @@ class Notifications(Protocol):
 
 
 @runtime_checkable
-class World(EventLog, RunStore, Queue, Streams, Notifications, Protocol):
+class Catalog(Protocol):
+    """What the engines on a world serve: their workflows' descriptions, for clients.
+
+    Engines publish an entry per workflow when they start; a client without workflow code
+    lists them (``Client.list_workflows``, the inspector, Mastra's ``listWorkflows``). Entries
+    are stored (they outlive the engine that published them), and a read tells which live
+    engines serve each one (from ``Ownership``'s registrations).
+    """
+
+    async def publish_workflows(self, workflows: Sequence[WorkflowInfo]) -> None:
+        """Store these entries, each replacing the stored entry of its name (last publish
+        wins: the newest deploy describes the workflow). Their ``engines`` is ignored."""
+        ...
+
+    async def list_workflows(self) -> list[WorkflowInfo]:
+        """Every published entry, by name, with ``engines`` set to the ids of the live
+        engines registered with that workflow (empty when none is)."""
+        ...
+
+    async def get_workflow(self, name: str) -> WorkflowInfo:
+        """The entry of ``name`` (``engines`` filled in as in :meth:`list_workflows`).
+
+        Never published → :class:`~worldflow.errors.WorkflowNotRegisteredError`.
+        """
+        ...
+
+
+@runtime_checkable
+class Ownership(Protocol):
+    """Engines and the runs they own: liveness by heartbeat, takeover of a dead engine's runs.
+
+    An engine registers (a fresh id each time it starts, never reused) and heartbeats more
+    often than its ``ttl``; it is *live* until ``ttl`` seconds pass (on the world's clock)
+    without one. A run's owner is the engine that drives it (``WorkflowRun.owner_id``); each
+    change of owner adds one to ``owner_epoch``, and appends carry a :class:`Fence` so a
+    former owner (paused, cut off, declared dead) can no longer decide anything for the run
+    (the module's ownership rules). Live engines sweep with :meth:`claim_orphans` to take
+    over the runs of dead engines, and on a clean exit an engine :meth:`deregister_engine` s,
+    which hands its runs back at once.
+    """
+
+    async def register_engine(self, *, workflows: Collection[str], ttl: float) -> EngineInfo:
+        """Register a new engine serving ``workflows`` and live for ``ttl`` seconds (> 0)."""
+        ...
+
+    async def heartbeat(self, engine_id: str) -> EngineInfo:
+        """Keep the engine live for another ``ttl`` seconds from now.
+
+        An engine that is no longer live (its ``ttl`` passed, it deregistered, or it is
+        unknown) → :class:`~worldflow.errors.OwnershipLostError`: other engines may own its
+        runs now; it must drop them all and register again.
+        """
+        ...
+
+    async def deregister_engine(self, engine_id: str) -> int:
+        """A clean exit: release every non-terminal run the engine owns (``owner_id`` back
+        to ``None``, ``owner_epoch`` kept, so another engine claims it with no TTL wait)
+        and forget the engine. Returns how many runs were released; idempotent."""
+        ...
+
+    async def list_engines(self) -> list[EngineInfo]:
+        """The live engines, oldest registration first."""
+        ...
+
+    async def claim_orphans(
+        self, engine_id: str, *, workflows: Collection[str], limit: int
+    ) -> list[WorkflowRun]:
+        """Take up to ``limit`` orphaned runs of ``workflows`` for ``engine_id``.
+
+        An orphan is a ``pending`` or ``running`` run whose owner is ``None`` or an engine
+        that is not live. Each claimed run gets ``owner_id`` = ``engine_id`` and
+        ``owner_epoch`` + 1; the returned views show that. Oldest runs first. Two concurrent
+        claims never return the same run. A caller that is not live →
+        :class:`~worldflow.errors.OwnershipLostError`.
+        """
+        ...
+
+    async def release_runs(self, engine_id: str, run_ids: Collection[str]) -> int:
+        """Release those of ``run_ids`` that ``engine_id`` owns (``owner_id`` back to
+        ``None``, epoch kept), e.g. runs it stops driving; returns how many it released."""
+        ...
+
+
+@runtime_checkable
+class World(EventLog, RunStore, Queue, Streams, Notifications, Catalog, Ownership, Protocol):
     """Everything the engine, the inspector and the CLI need from storage."""
 
     async def aclose(self) -> None:

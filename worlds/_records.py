@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -17,11 +17,14 @@ __all__ = [
     "NULL",
     "TERMINAL_RUN_STATUSES",
     "TERMINAL_STEP_STATUSES",
+    "EngineInfo",
     "ErrorInfo",
+    "Fence",
     "Hook",
     "HookStatus",
     "Lease",
     "Page",
+    "ParameterInfo",
     "Payload",
     "QueueMessage",
     "RunStatus",
@@ -31,6 +34,7 @@ __all__ = [
     "StreamInfo",
     "Wait",
     "WaitStatus",
+    "WorkflowInfo",
     "WorkflowRun",
 ]
 
@@ -108,6 +112,9 @@ class WorkflowRun(msgspec.Struct, frozen=True, kw_only=True):
 
     ``last_seq`` is the ``seq`` of the newest event in the log (0 for none); readers use it to
     fetch only what is new.
+
+    ``owner_id`` is the engine that drives the run (``None``: nobody yet, or released), and
+    ``owner_epoch`` counts the changes of owner (0: never owned); see ``Ownership``.
     """
 
     run_id: str
@@ -126,6 +133,8 @@ class WorkflowRun(msgspec.Struct, frozen=True, kw_only=True):
     started_at: datetime | None = None
     completed_at: datetime | None = None
     cancel_reason: str | None = None
+    owner_id: str | None = None
+    owner_epoch: int = 0
 
 
 class Step(msgspec.Struct, frozen=True, kw_only=True):
@@ -187,11 +196,19 @@ class Page(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
 
 
 class QueueMessage(msgspec.Struct, frozen=True, kw_only=True):
-    """A unit of work on a queue: drive run ``run_id``, or run its step ``step_id``."""
+    """A unit of work on a queue: drive run ``run_id``, or run its step ``step_id``.
+
+    ``workflow_name`` is the run's workflow: a world hands the message only to a consumer
+    that serves it (``lease(workflows=...)``). ``engine_id`` addresses the engine that owns
+    the run: only that engine gets the message while it is live, any engine serving the
+    workflow once it is not. ``None`` for either means "anyone".
+    """
 
     kind: str  # "run" or "step"
     run_id: str
     step_id: str | None = None
+    workflow_name: str | None = None
+    engine_id: str | None = None
 
 
 class Lease(msgspec.Struct, frozen=True, kw_only=True):
@@ -222,3 +239,83 @@ class StreamInfo(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     length: int
     closed: bool
+
+
+class Fence(msgspec.Struct, frozen=True, kw_only=True):
+    """Who appends: an engine and the run's ``owner_epoch`` it last saw (see ``Ownership``).
+
+    Passed as ``append(..., fence=)``; owner-only events are accepted only when the fence
+    matches the run's owner and epoch, or the run is unowned and the fence claims it.
+    """
+
+    engine_id: str
+    epoch: int
+
+
+class EngineInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A registered engine: its fresh id, what it serves, and until when it counts as live.
+
+    An engine is live while ``expires_at`` (its last heartbeat plus ``ttl`` seconds, on the
+    world's clock) is in the future.
+    """
+
+    engine_id: str
+    workflows: tuple[str, ...]
+    ttl: float
+    registered_at: datetime
+    heartbeat_at: datetime
+    expires_at: datetime
+
+
+class ParameterInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One parameter of a workflow or step, for listings (``list_workflows``, the inspector).
+
+    Attributes:
+        name: The parameter's name.
+        kind: ``positional_only``, ``positional_or_keyword``, ``var_positional``,
+            ``keyword_only`` or ``var_keyword``.
+        annotation: The annotation as text, or ``None``.
+        required: Whether a caller must pass it.
+        default: ``repr()`` of the default value, or ``None``.
+        json_schema: The JSON Schema of the annotated type as JSON text, or :data:`NULL`
+            where the type has none (no annotation, or a type msgspec cannot describe).
+    """
+
+    name: str
+    kind: str
+    annotation: str | None = None
+    required: bool = True
+    default: str | None = None
+    json_schema: Payload = NULL
+
+    def schema(self) -> dict[str, Any] | None:
+        """:attr:`json_schema` decoded, or ``None``."""
+        decoded = msgspec.json.decode(self.json_schema)
+        return decoded if isinstance(decoded, dict) else None
+
+
+class WorkflowInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A workflow's catalog entry: what engines publish and clients list (``Catalog``).
+
+    Attributes:
+        name: The registered name (what ``start`` and the HTTP APIs take).
+        parameters: The body's parameters.
+        step_names: The steps the body calls directly (found in its code; best effort).
+        doc: The body's docstring, or ``None``.
+        input_schema: A JSON Schema (JSON text) of the input as an object of the named
+            parameters, or :data:`NULL` when a parameter's type has none.
+        engines: The live engines that serve it, filled in by the world when it is read
+            (ignored when published); empty: no engine runs it now, so its runs wait.
+    """
+
+    name: str
+    parameters: tuple[ParameterInfo, ...] = ()
+    step_names: list[str] = msgspec.field(default_factory=list)
+    doc: str | None = None
+    input_schema: Payload = NULL
+    engines: tuple[str, ...] = ()
+
+    def schema(self) -> dict[str, Any] | None:
+        """:attr:`input_schema` decoded, or ``None``."""
+        decoded = msgspec.json.decode(self.input_schema)
+        return decoded if isinstance(decoded, dict) else None

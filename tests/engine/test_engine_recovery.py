@@ -33,8 +33,10 @@ from worldflow._registry import Backoff
 from worldflow._replay.child_contract import CHILD_TOKEN_PREFIX
 from worldflow._runtime.driver import RUN_QUEUE
 from worldflow.worlds import (
+    NULL,
     AnyEvent,
     EventResult,
+    Fence,
     HookReceived,
     MemoryWorld,
     QueueMessage,
@@ -43,7 +45,6 @@ from worldflow.worlds import (
     StepStarted,
     StepStatus,
 )
-from worldflow.worlds._records import NULL
 
 pytestmark = pytest.mark.anyio
 
@@ -309,11 +310,13 @@ class FlakyWorld(MemoryWorld):
         self.event_type = event_type
         self.failures = failures
 
-    async def append(self, run_id: str, events: Sequence[AnyEvent]) -> EventResult:
+    async def append(
+        self, run_id: str, events: Sequence[AnyEvent], *, fence: Fence | None = None
+    ) -> EventResult:
         if self.failures and any(e.type == self.event_type for e in events):
             self.failures -= 1
             raise WorldError("disk on fire (for a moment)")
-        return await super().append(run_id, events)
+        return await super().append(run_id, events, fence=fence)
 
 
 async def test_a_world_error_while_driving_is_retried(caplog: pytest.LogCaptureFixture) -> None:

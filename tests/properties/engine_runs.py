@@ -101,10 +101,10 @@ class _CrashingWorld:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._world, name)
 
-    async def append(self, run_id: str, events: Any) -> Any:
+    async def append(self, run_id: str, events: Any, **options: Any) -> Any:
         if self._crashed.is_set():
             await asyncio.Event().wait()  # the process is dead: nothing more reaches the log
-        result = await self._world.append(run_id, events)
+        result = await self._world.append(run_id, events, **options)
         self.appends += 1
         if self.appends == self._crash_after:
             self._crashed.set()

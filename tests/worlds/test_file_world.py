@@ -40,6 +40,7 @@ from worldflow.worlds import (
     StepCreated,
     StepStarted,
     WaitCreated,
+    WorkflowInfo,
     World,
     new_id,
     open_world,
@@ -648,3 +649,31 @@ async def test_a_token_claimed_by_an_append_in_flight_is_taken(world: FileWorld)
     assert sorted(await asyncio.gather(claim("a"), claim("b"))) == ["hook_conflict", "hook_created"]
     holder = await world.get_hook_by_token("shared")
     assert holder.run_id in ("a", "b")
+
+
+async def test_the_catalog_survives_a_reopen_and_old_owners_are_orphaned(tmp_path: Path) -> None:
+    entry = WorkflowInfo(name="shop:checkout", step_names=["charge"], doc="Check out.")
+    async with FileWorld(tmp_path / "w") as world:
+        engine = await world.register_engine(workflows=[entry.name], ttl=600)
+        await world.publish_workflows([entry])
+        await new_run(world, "r-owned")
+        claimed = await world.claim_orphans(engine.engine_id, workflows=["wf"], limit=1)
+        assert [r.owner_id for r in claimed] == [engine.engine_id]
+        async with FileWorld(tmp_path / "w", read_only=True) as reader:
+            assert await reader.list_workflows() == [entry]
+        assert (await world.get_workflow(entry.name)).engines == (engine.engine_id,)
+    async with FileWorld(tmp_path / "w") as reopened:
+        assert await reopened.get_workflow(entry.name) == entry  # no engine serves it now
+        assert await reopened.list_engines() == []
+        new = await reopened.register_engine(workflows=["wf"], ttl=600)
+        # the engines of the last writer are gone: their runs are orphans
+        [again] = await reopened.claim_orphans(new.engine_id, workflows=["wf"], limit=5)
+        assert (again.run_id, again.owner_id) == ("r-owned", new.engine_id)
+
+
+async def test_a_damaged_catalog_is_reported_with_its_file(tmp_path: Path) -> None:
+    async with FileWorld(tmp_path / "w"):
+        pass
+    (tmp_path / "w" / "catalog.json").write_text("[{not json")
+    with pytest.raises(CorruptLogError, match=r"catalog\.json"):
+        await FileWorld(tmp_path / "w").open()

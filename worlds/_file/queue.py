@@ -32,7 +32,7 @@ import msgspec
 from worldflow.worlds._clock import Clock
 from worldflow.worlds._file.log import scan_lines
 from worldflow.worlds._file.writer import Writer
-from worldflow.worlds._memory.queue import MemoryQueues, _Message, _Queue
+from worldflow.worlds._memory.queue import Accept, MemoryQueues, _Message, _Queue
 from worldflow.worlds._records import Lease, QueueMessage
 
 __all__ = ["QUEUE_FILE", "JournaledQueues"]
@@ -186,8 +186,15 @@ class JournaledQueues(MemoryQueues):
             future.add_done_callback(lambda _: self._unsaved.pop(message_id, None))
         return message_id, future
 
-    def _take(self, queue: _Queue, now: datetime, lease_for: float, limit: int) -> list[Lease]:
-        leases = super()._take(queue, now, lease_for, limit)
+    def _take(
+        self,
+        queue: _Queue,
+        now: datetime,
+        lease_for: float,
+        limit: int,
+        accept: Accept | None = None,
+    ) -> list[Lease]:
+        leases = super()._take(queue, now, lease_for, limit, accept)
         for lease in leases:
             self._write_nowait(_Leased(lease.message_id, lease.attempt))
         return leases

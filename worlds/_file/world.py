@@ -8,6 +8,7 @@ Layout of a world directory (format 1)::
     runs/<run>.jsonl             one append-only event log per run (see _file_log)
     streams/<run>/<name>.chunks  a run's output streams (see _file_streams)
     queue.jsonl                  the queue journal (see _file_queue)
+    catalog.json                 the workflows engines published (see _file_catalog)
 
 ``<run>`` and ``<name>`` are the run id and the stream name with unsafe bytes escaped
 (``%XX``) and, when they hold capitals, a short hash appended (for case-insensitive file
@@ -26,9 +27,12 @@ one run are applied in order, each after the one before it is durable. With ``fs
 nothing is synced: a killed process loses nothing, but a power cut or an OS crash may.
 
 One writer at a time: the writer holds an exclusive ``flock`` on ``LOCK``; a second one gets
-:class:`~worldflow.WorldLockedError` naming the holder. ``read_only=True`` openers take no
-lock; they poll the directory every ``poll_interval`` seconds and apply what is new, so the
-inspector and the CLI can watch a running engine.
+:class:`~worldflow.WorldLockedError` naming the holder. The engines of that one process are
+its only possible run owners, so run ownership (the ``Ownership`` role, with its fencing
+rules) lives in memory, as in the memory world: after a restart every engine is new and every
+non-terminal run is an orphan for the first engine that claims it. ``read_only=True``
+openers take no lock; they poll the directory every ``poll_interval`` seconds and apply
+what is new, so the inspector and the CLI can watch a running engine.
 
 A format change bumps the number in ``FORMAT``; opening a world of another format raises
 :class:`~worldflow.ConfigurationError` saying which.
@@ -41,7 +45,7 @@ import gc
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Final, Self
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -57,6 +61,7 @@ from worldflow.errors import (
 from worldflow.worlds._clock import Clock
 from worldflow.worlds._events import AnyEvent, Event
 from worldflow.worlds._file.batches import GuardedBatch
+from worldflow.worlds._file.catalog import CATALOG_FILE, encode_catalog, read_catalog
 from worldflow.worlds._file.index import (
     INDEX_FILE,
     creation_keys,
@@ -85,7 +90,14 @@ from worldflow.worlds._file.writer import Writer, WriterStats, replay_wal
 from worldflow.worlds._memory.log import RunState
 from worldflow.worlds._memory.world import MemoryWorld
 from worldflow.worlds._protocol import EventResult
-from worldflow.worlds._records import TERMINAL_RUN_STATUSES, Lease, Page, QueueMessage
+from worldflow.worlds._records import (
+    TERMINAL_RUN_STATUSES,
+    Fence,
+    Lease,
+    Page,
+    QueueMessage,
+    WorkflowInfo,
+)
 
 __all__ = ["FileWorld"]
 
@@ -292,6 +304,8 @@ class FileWorld(MemoryWorld):
                     f"there is no worldflow file world at {root} (no {FORMAT_FILE} file)"
                 )
             self._disk.load(truncate=False)
+            self._catalog.entries = read_catalog(root)
+            self._owners.reindex()
             return
         root.mkdir(parents=True, exist_ok=True)
         self._lock = WriterLock.acquire(root)
@@ -312,6 +326,8 @@ class FileWorld(MemoryWorld):
                 fsync_dir(root)
             self._disk.load(truncate=True)
             self._disk.load_queue(self._queues)
+            self._catalog.entries = read_catalog(root)
+            self._owners.reindex()
         except BaseException:
             self._lock.release()
             self._lock = None
@@ -319,7 +335,9 @@ class FileWorld(MemoryWorld):
 
     # -- EventLog ----------------------------------------------------------------------------
 
-    async def append(self, run_id: str, events: Sequence[AnyEvent]) -> EventResult:
+    async def append(
+        self, run_id: str, events: Sequence[AnyEvent], *, fence: Fence | None = None
+    ) -> EventResult:
         """Append a batch atomically; it is durable when this returns. See ``EventLog``."""
         writer = self._writable()
         if type(events) is not list and (
@@ -337,11 +355,13 @@ class FileWorld(MemoryWorld):
             if waited:
                 self._check_open()
             batch = GuardedBatch(self._log, run_id, self._clock.now(), self._claims)
-            was_terminal = batch.run is not None and batch.run.status in TERMINAL_RUN_STATUSES
+            before = batch.run
+            was_terminal = before is not None and before.status in TERMINAL_RUN_STATUSES
             for event in events:
                 batch.add(event)
             if batch.run is None:  # an empty batch for an unknown run
                 raise RunNotFoundError(f"no run {run_id!r} in this world")
+            claim = self._fence(before, events, fence)
             cancelled = False
             if batch.events:
                 log = self._disk.logs.get(run_id)
@@ -361,6 +381,7 @@ class FileWorld(MemoryWorld):
                 creation_keys(batch.events, log.keys)
                 self._disk.logs[run_id] = log
             state = batch.commit()
+            self._owned(state, before, claim)
             if batch.events:
                 self._changes += 1
                 state.changed.fire()
@@ -437,11 +458,25 @@ class FileWorld(MemoryWorld):
         return message_id
 
     async def lease(
-        self, queue: str, *, lease_for: float, max_messages: int = 1, wait: float = 0.0
+        self,
+        queue: str,
+        *,
+        lease_for: float,
+        max_messages: int = 1,
+        wait: float = 0.0,
+        workflows: Collection[str] | None = None,
+        engine_id: str | None = None,
     ) -> list[Lease]:
         """Take up to ``max_messages`` due messages; see ``Queue.lease``."""
         self._writable()
-        return await super().lease(queue, lease_for=lease_for, max_messages=max_messages, wait=wait)
+        return await super().lease(
+            queue,
+            lease_for=lease_for,
+            max_messages=max_messages,
+            wait=wait,
+            workflows=workflows,
+            engine_id=engine_id,
+        )
 
     async def ack(self, lease: Lease) -> None:
         """Remove a leased message; see ``Queue.ack``."""
@@ -457,6 +492,29 @@ class FileWorld(MemoryWorld):
         """Keep a lease longer; see ``Queue.extend``."""
         self._writable()
         return await super().extend(lease, lease_for=lease_for)
+
+    # -- Catalog -----------------------------------------------------------------------------
+
+    async def publish_workflows(self, workflows: Sequence[WorkflowInfo]) -> None:
+        """Store catalog entries; durable (``catalog.json`` replaced) when this returns."""
+        writer = self._writable()
+        self._catalog.publish(workflows)
+        await asyncio.shield(writer.replace(CATALOG_FILE, encode_catalog(self._catalog.entries)))
+
+    async def list_workflows(self) -> list[WorkflowInfo]:
+        """Every published entry; a read-only world reads the file again first."""
+        await self._reload_catalog()
+        return await super().list_workflows()
+
+    async def get_workflow(self, name: str) -> WorkflowInfo:
+        """One published entry; a read-only world reads the file again first."""
+        await self._reload_catalog()
+        return await super().get_workflow(name)
+
+    async def _reload_catalog(self) -> None:
+        self._check_open()
+        if self.read_only:  # the writer may have published since
+            self._catalog.entries = await asyncio.to_thread(read_catalog, self.path)
 
     # -- Streams -----------------------------------------------------------------------------
 

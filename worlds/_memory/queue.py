@@ -21,7 +21,10 @@ from worldflow.worlds._ids import new_id
 from worldflow.worlds._records import Lease, QueueMessage
 from worldflow.worlds._wakeups import Signal, wait_for_event
 
-__all__ = ["MemoryQueues"]
+__all__ = ["Accept", "MemoryQueues"]
+
+Accept = Callable[[QueueMessage], bool]
+"""Whether a consumer takes a message (its workflows, its engine id); see ``Queue.lease``."""
 
 
 @dataclass(slots=True, eq=False)
@@ -112,14 +115,29 @@ class MemoryQueues:
         queue.changed.fire()
         return msg.message_id
 
-    def _take(self, queue: _Queue, now: datetime, lease_for: float, limit: int) -> list[Lease]:
+    def _take(
+        self,
+        queue: _Queue,
+        now: datetime,
+        lease_for: float,
+        limit: int,
+        accept: Accept | None = None,
+    ) -> list[Lease]:
         leases: list[Lease] = []
         heap = queue.heap
+        skipped: list[tuple[datetime, int, str, int]] = []
         while heap and len(leases) < limit and heap[0][0] <= now:
-            _, _, message_id, version = heapq.heappop(heap)
+            entry = heapq.heappop(heap)
+            _, _, message_id, version = entry
             msg = queue.messages.get(message_id)
             if msg is None or msg.version != version:
                 continue  # acked, purged, or rescheduled since this entry was pushed
+            if accept is not None and not accept(msg.message):
+                # For another consumer (another workflow, another engine): it keeps its
+                # place. Only due messages are looked at, so a consumer that serves every
+                # workflow (one engine) never skips any.
+                skipped.append(entry)
+                continue
             if msg.key is not None:
                 if queue.keys.get(msg.key) == message_id:
                     del queue.keys[msg.key]
@@ -138,6 +156,8 @@ class MemoryQueues:
                     expires_at=expires_at,
                 )
             )
+        for entry in skipped:
+            heapq.heappush(heap, entry)
         return leases
 
     def _next_time(self, queue: _Queue) -> datetime | None:
@@ -151,7 +171,12 @@ class MemoryQueues:
         return None
 
     async def lease(
-        self, name: str, lease_for: float, max_messages: int, wait: float
+        self,
+        name: str,
+        lease_for: float,
+        max_messages: int,
+        wait: float,
+        accept: Accept | None = None,
     ) -> list[Lease]:
         """Take due messages, waiting up to ``wait`` seconds; see ``Queue.lease``."""
         if not lease_for > 0:
@@ -166,13 +191,13 @@ class MemoryQueues:
                 raise WorldError("the world was closed while lease() was waiting")
             changed = queue.changed.waiter()
             now = clock.now()
-            leases = self._take(queue, now, lease_for, max_messages)
+            leases = self._take(queue, now, lease_for, max_messages, accept)
             if leases or now >= deadline:
                 return leases
             until = deadline
             next_time = self._next_time(queue)
-            if next_time is not None and next_time < until:
-                until = next_time
+            if next_time is not None and next_time > now and next_time < until:
+                until = next_time  # (a due message for another consumer: wait for a change)
             await wait_for_event(changed, (until - now).total_seconds(), clock)
 
     def _held(self, lease: Lease) -> tuple[_Queue, _Message]:

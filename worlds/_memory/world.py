@@ -18,6 +18,8 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+import msgspec
+
 from worldflow.errors import (
     ConfigurationError,
     EntityConflictError,
@@ -31,11 +33,16 @@ from worldflow.errors import (
 )
 from worldflow.worlds._clock import Clock, SystemClock
 from worldflow.worlds._events import AnyEvent, Event
+from worldflow.worlds._fencing import Claim, check_fence
+from worldflow.worlds._memory.catalog import Entries
 from worldflow.worlds._memory.log import Batch, LogState, RunState, StreamState
+from worldflow.worlds._memory.ownership import Owners
 from worldflow.worlds._memory.queue import MemoryQueues
 from worldflow.worlds._protocol import EventResult, SortOrder
 from worldflow.worlds._records import (
     TERMINAL_RUN_STATUSES,
+    EngineInfo,
+    Fence,
     Hook,
     HookStatus,
     Lease,
@@ -47,6 +54,7 @@ from worldflow.worlds._records import (
     StreamInfo,
     Wait,
     WaitStatus,
+    WorkflowInfo,
     WorkflowRun,
 )
 from worldflow.worlds._wakeups import Signal, wait_for_event
@@ -117,6 +125,8 @@ class MemoryWorld:
         self._changes = 0
         self._world_changed = Signal()
         self._closed = False
+        self._owners = Owners(self._clock, self._log)
+        self._catalog = Entries(self._owners)
 
     @classmethod
     async def from_url(cls, url: str) -> MemoryWorld:
@@ -148,7 +158,9 @@ class MemoryWorld:
 
     # -- EventLog --------------------------------------------------------------------------
 
-    async def append(self, run_id: str, events: Sequence[AnyEvent]) -> EventResult:
+    async def append(
+        self, run_id: str, events: Sequence[AnyEvent], *, fence: Fence | None = None
+    ) -> EventResult:
         """Append a batch of events atomically; see the rules of ``worldflow.worlds``."""
         if self._closed:
             self._check_open()
@@ -159,12 +171,15 @@ class MemoryWorld:
                 f"append() takes a sequence of events, not {type(events).__name__}"
             )
         batch = Batch(self._log, run_id, self._clock.now())
-        was_terminal = batch.run is not None and batch.run.status in TERMINAL_RUN_STATUSES
+        before = batch.run
+        was_terminal = before is not None and before.status in TERMINAL_RUN_STATUSES
         for event in events:
             batch.add(event)
         if batch.run is None:  # an empty batch for an unknown run
             raise RunNotFoundError(f"no run {run_id!r} in this world")
+        claim = self._fence(before, events, fence)
         state = batch.commit()
+        self._owned(state, before, claim)
         if batch.events:
             self._changes += 1
             state.changed.fire()
@@ -178,6 +193,25 @@ class MemoryWorld:
             hooks=list(batch.hooks.values()) if batch.hooks else [],
             waits=list(batch.waits.values()) if batch.waits else [],
         )
+
+    def _fence(
+        self, before: WorkflowRun | None, events: Sequence[AnyEvent], fence: Fence | None
+    ) -> Claim | None:
+        """The ownership rules (before anything is stored): the claim the batch makes."""
+        if fence is None and (before is None or before.owner_id is None):
+            return None  # no engine involved: nothing to check (the single-process path)
+        return check_fence(before, events, fence, self._owners.is_live)
+
+    def _owned(self, state: RunState, before: WorkflowRun | None, claim: Claim | None) -> None:
+        """Record the owner a committed batch gave its run, and index a new run."""
+        if before is None:
+            if claim is not None:
+                state.run = msgspec.structs.replace(
+                    state.run, owner_id=claim[0], owner_epoch=claim[1]
+                )
+            self._owners.created(state.run)
+        elif claim is not None:
+            self._owners.set_owner(state, *claim)
 
     async def list_events(
         self, run_id: str, *, after_seq: int = 0, limit: int | None = None
@@ -376,11 +410,31 @@ class MemoryWorld:
         return self._queues.enqueue(queue, message, idempotency_key, delay)
 
     async def lease(
-        self, queue: str, *, lease_for: float, max_messages: int = 1, wait: float = 0.0
+        self,
+        queue: str,
+        *,
+        lease_for: float,
+        max_messages: int = 1,
+        wait: float = 0.0,
+        workflows: Collection[str] | None = None,
+        engine_id: str | None = None,
     ) -> list[Lease]:
-        """Take up to ``max_messages`` due messages, waiting up to ``wait`` seconds."""
+        """Take up to ``max_messages`` due messages for this consumer, waiting up to
+        ``wait`` seconds; see ``Queue.lease``."""
         self._check_open()
-        return await self._queues.lease(queue, lease_for, max_messages, wait)
+        accept = None
+        if workflows is not None or engine_id is not None:
+            served = None if workflows is None else frozenset(workflows)
+            is_live = self._owners.is_live
+
+            def accept(message: QueueMessage) -> bool:
+                target = message.engine_id
+                if target is not None and target != engine_id and is_live(target):
+                    return False  # its owner is live: it is the owner's
+                name = message.workflow_name
+                return served is None or name is None or name in served
+
+        return await self._queues.lease(queue, lease_for, max_messages, wait, accept)
 
     async def ack(self, lease: Lease) -> None:
         """Remove a leased message."""
@@ -503,6 +557,65 @@ class MemoryWorld:
                 self._world_changed.waiter(), self._remaining(deadline), self._clock
             ):
                 return self._changes
+
+    # -- Catalog ---------------------------------------------------------------------------
+
+    async def publish_workflows(self, workflows: Sequence[WorkflowInfo]) -> None:
+        """Store catalog entries (last publish of a name wins); see ``Catalog``."""
+        self._check_open()
+        self._catalog.publish(workflows)
+
+    async def list_workflows(self) -> list[WorkflowInfo]:
+        """Every published entry, by name, with the live engines serving it."""
+        self._check_open()
+        return self._catalog.list()
+
+    async def get_workflow(self, name: str) -> WorkflowInfo:
+        """One published entry; never published → ``WorkflowNotRegisteredError``."""
+        self._check_open()
+        return self._catalog.get(name)
+
+    # -- Ownership -------------------------------------------------------------------------
+
+    async def register_engine(self, *, workflows: Collection[str], ttl: float) -> EngineInfo:
+        """Register a new engine, live for ``ttl`` seconds of this world's clock."""
+        self._check_open()
+        return self._owners.register(workflows, ttl)
+
+    async def heartbeat(self, engine_id: str) -> EngineInfo:
+        """Keep a live engine live; a dead one → ``OwnershipLostError``."""
+        self._check_open()
+        return self._owners.heartbeat(engine_id)
+
+    async def deregister_engine(self, engine_id: str) -> int:
+        """Release the engine's runs and forget it; returns how many runs it released."""
+        self._check_open()
+        released = self._owners.deregister(engine_id)
+        if released:
+            self._changes += 1
+            self._world_changed.fire()
+        return released
+
+    async def list_engines(self) -> list[EngineInfo]:
+        """The live engines, oldest first."""
+        self._check_open()
+        return self._owners.live()
+
+    async def claim_orphans(
+        self, engine_id: str, *, workflows: Collection[str], limit: int
+    ) -> list[WorkflowRun]:
+        """Claim up to ``limit`` orphaned runs of ``workflows``; see ``Ownership``."""
+        self._check_open()
+        claimed = self._owners.claim_orphans(engine_id, workflows, limit)
+        if claimed:
+            self._changes += 1
+            self._world_changed.fire()
+        return claimed
+
+    async def release_runs(self, engine_id: str, run_ids: Collection[str]) -> int:
+        """Release those of ``run_ids`` that ``engine_id`` owns."""
+        self._check_open()
+        return self._owners.release(engine_id, run_ids)
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -26,7 +26,9 @@ rules, first completion wins, waits and hooks (token uniqueness, release at the 
 dense ``seq`` under concurrent appends, atomic batches, malformed events, not-found errors on
 every read, pagination without gaps or repeats, the ``list_runs`` filters, purge,
 notifications, the queue (idempotency, delays, leases that expire, nack, extend) and streams
-with a live tail. The parts are also available alone (:class:`LogConformance`, ...).
+with a live tail, the catalog, and run ownership (engines, heartbeats and expiry, fencing of
+owner-only events, takeover of orphans, queue messages handed only to engines that serve
+them). The parts are also available alone (:class:`LogConformance`, ...).
 
 :func:`run_world_state_machine` drives a world with random valid and invalid appends and purges
 (a hypothesis state machine, :class:`WorldStateMachine`) and compares every answer and view
@@ -57,6 +59,7 @@ import pytest
 _SUITE_MODULES = (
     "worldflow.worlds.testing._base",
     "worldflow.worlds.testing._log",
+    "worldflow.worlds.testing._ownership",
     "worldflow.worlds.testing._queue",
     "worldflow.worlds.testing._reads",
     "worldflow.worlds.testing._stateful",
@@ -65,6 +68,10 @@ pytest.register_assert_rewrite(*(m for m in _SUITE_MODULES if m not in sys.modul
 
 from worldflow.worlds.testing._base import WorldFactory  # noqa: E402
 from worldflow.worlds.testing._log import LogConformance  # noqa: E402
+from worldflow.worlds.testing._ownership import (  # noqa: E402
+    CatalogConformance,
+    OwnershipConformance,
+)
 from worldflow.worlds.testing._queue import QueueConformance, StreamConformance  # noqa: E402
 from worldflow.worlds.testing._reads import ReadConformance  # noqa: E402
 from worldflow.worlds.testing._stateful import (  # noqa: E402
@@ -74,7 +81,9 @@ from worldflow.worlds.testing._stateful import (  # noqa: E402
 )
 
 __all__ = [
+    "CatalogConformance",
     "LogConformance",
+    "OwnershipConformance",
     "QueueConformance",
     "ReadConformance",
     "StreamConformance",
@@ -86,5 +95,12 @@ __all__ = [
 ]
 
 
-class WorldConformance(LogConformance, ReadConformance, QueueConformance, StreamConformance):
+class WorldConformance(
+    LogConformance,
+    ReadConformance,
+    QueueConformance,
+    StreamConformance,
+    CatalogConformance,
+    OwnershipConformance,
+):
     """Every conformance test; subclass it and provide a ``world`` fixture (see the module)."""
