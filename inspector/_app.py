@@ -31,7 +31,10 @@ from worldflow.inspector._routes import route
 
 __all__ = ["FAMILIES", "create_app"]
 
-FAMILIES: tuple[str, ...] = ("worldflow.inspector.api.webhooks",)
+FAMILIES: tuple[str, ...] = (
+    "worldflow.inspector.api.webhooks",
+    "worldflow.inspector.api.mastra",
+)
 """The route families, as module names; each module has ``add_routes(app)``. A new API
 family is one module and one line here."""
 

@@ -25,10 +25,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import uuid4
 
 import msgspec
@@ -39,9 +38,8 @@ from worldflow.errors import (
     RunNotFoundError,
     RunNotTerminalError,
     RunTerminalError,
-    WorkflowNotRegisteredError,
-    WorldflowError,
 )
+from worldflow.inspector._body import RequestError, json_body, query_params
 from worldflow.inspector._keys import CONTROL
 from worldflow.inspector._routes import ErrorShape, Problem, route
 from worldflow.inspector.api.mastra_catalog import (
@@ -77,6 +75,8 @@ MASTRA_ALIASES: web.AppKey[dict[str, str]] = web.AppKey("worldflow.mastra_aliase
 MASTRA_WAIT: web.AppKey[float] = web.AppKey("worldflow.mastra_wait", float)
 """Seconds ``start-async`` / ``resume-async`` and streams wait for a run to come to rest."""
 
+T = TypeVar("T")
+
 _PENDING: web.AppKey[_Reservations] = web.AppKey("worldflow.mastra_pending")
 
 DEFAULT_WAIT = 60.0
@@ -104,44 +104,26 @@ MASTRA_ERRORS = ErrorShape(MastraError, _render)
 """Mastra's error bodies: ``{"error": ...}``, with ``issues`` for validation errors."""
 
 
-class _Failure(Exception):
-    """A Mastra-shaped error answer (status, message, issues)."""
-
-    def __init__(self, status: int, message: str, issues: list[MastraIssue] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.body = MastraError(error=message, issues=issues)
-
-
 _NOT_FOUND = "Workflow not found"
 _RUN_NOT_FOUND = "Workflow run not found"
 _NOT_SUSPENDED = "This workflow run was not suspended"
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+def _invalid(where: str, message: str) -> RequestError:
+    """A 400 naming the field (``query.perPage``, ``body.step``)."""
+    return RequestError(400, message, field=where)
 
 
-def _mastra(handler: Handler) -> Handler:
-    """Answer known errors in Mastra's shape, with a 4xx (the client retries every 5xx)."""
+def _conflict(message: str) -> RequestError:
+    return RequestError(409, message, code="entity_conflict")
 
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except _Failure as failure:
-            return _json(failure.body, failure.status)
-        except InputError as error:
-            return _json(MastraError(error=str(error)), 400)
-        except RunNotFoundError:
-            return _json(MastraError(error=_RUN_NOT_FOUND), 404)
-        except WorkflowNotRegisteredError:
-            return _json(MastraError(error=_NOT_FOUND), 404)
-        except WorldflowError as error:
-            if error.http_status >= 500:
-                raise
-            return _json(MastraError(error=str(error)), error.http_status)
 
-    wrapped.__name__ = handler.__name__
-    wrapped.__doc__ = handler.__doc__
-    return wrapped
+def _workflow_not_found() -> RequestError:
+    return RequestError(404, _NOT_FOUND, code="workflow_not_registered")
+
+
+def _run_not_found() -> RequestError:
+    return RequestError(404, _RUN_NOT_FOUND, code="run_not_found")
 
 
 def _json(value: Any, status: int = 200) -> web.Response:
@@ -197,37 +179,16 @@ async def _workflow(request: web.Request) -> tuple[MastraCatalog, CatalogEntry]:
     catalog = await _catalog(request)
     entry = catalog.find(request.match_info["workflowId"])
     if entry is None:
-        raise _Failure(404, _NOT_FOUND)
+        raise _workflow_not_found()
     return catalog, entry
 
 
-def _query(request: web.Request, kind: type[Any]) -> Any:
-    try:
-        return msgspec.convert(dict(request.query), kind, strict=False)
-    except msgspec.ValidationError as error:
-        raise _Failure(400, "Invalid query parameters", _issues(error, "runId")) from None
-
-
-def _issues(error: msgspec.ValidationError, default: str) -> list[MastraIssue]:
-    text = str(error)
-    where = default
-    if "`$." in text:
-        where = text.split("`$.", 1)[1].split("`", 1)[0]
-    return [MastraIssue(field=where, message=text)]
-
-
-async def _body(request: web.Request, kind: type[Any]) -> Any:
-    raw = await request.read()
-    if not raw.strip():
+async def _optional_body(request: web.Request, kind: type[T]) -> T:
+    """The JSON body as ``kind``; an empty body is ``kind()`` (the client sends none for
+    some calls)."""
+    if request.content_length == 0 or not request.can_read_body:
         return kind()
-    try:
-        return msgspec.json.decode(raw, type=kind)
-    except msgspec.ValidationError as error:
-        raise _Failure(400, "Invalid request body", _issues(error, "body")) from None
-    except msgspec.DecodeError as error:
-        raise _Failure(
-            400, "Invalid request body", [MastraIssue(field="body", message=str(error))]
-        ) from None
+    return await json_body(request, kind)
 
 
 async def _existing(world: World, run_id: str) -> WorkflowRun | None:
@@ -368,7 +329,6 @@ def _active(translator: RunTranslator, name: str) -> bool:
 
 
 @route(errors=MASTRA_ERRORS, tags=("mastra",), responses={200: dict[str, Any]})
-@_mastra
 async def list_workflows(request: web.Request) -> web.StreamResponse:
     """List the workflows (Mastra ``listWorkflows``), keyed by their Mastra ids.
 
@@ -392,7 +352,6 @@ def _keys(catalog: MastraCatalog) -> list[tuple[str, str]]:
 
 
 @route(errors=MASTRA_ERRORS, tags=("mastra",), responses={200: dict[str, Any]})
-@_mastra
 async def workflow_details(request: web.Request) -> web.StreamResponse:
     """One workflow's details (Mastra ``details``): parameters as a JSON Schema, steps."""
     _, entry = await _workflow(request)
@@ -409,17 +368,16 @@ async def workflow_details(request: web.Request) -> web.StreamResponse:
     body=CreateRunBody,
     responses={200: RunIdResponse},
 )
-@_mastra
 async def create_run(request: web.Request) -> web.StreamResponse:
     """Make a run id (given or a fresh UUID) for a later ``start``; a repeat is a no-op."""
     _, entry = await _workflow(request)
-    query: CreateRunQuery = _query(request, CreateRunQuery)
-    body: CreateRunBody = await _body(request, CreateRunBody)
+    query: CreateRunQuery = query_params(request, CreateRunQuery)
+    body: CreateRunBody = await _optional_body(request, CreateRunBody)
     run_id = query.runId or str(uuid4())
     existing = await _existing(_world(request), run_id)
     if existing is not None:
         if existing.workflow_name != entry.name:
-            raise _Failure(409, f"run {run_id!r} belongs to workflow {existing.workflow_name!r}")
+            raise _conflict(f"run {run_id!r} belongs to workflow {existing.workflow_name!r}")
         return _json(RunIdResponse(runId=run_id))
     pending = request.app[_PENDING]
     if run_id not in pending.runs:
@@ -436,14 +394,17 @@ async def _start(
     pending = request.app[_PENDING]
     if existing is not None:
         if existing.workflow_name != entry.name:
-            raise _Failure(409, f"run {run_id!r} belongs to workflow {existing.workflow_name!r}")
+            raise _conflict(f"run {run_id!r} belongs to workflow {existing.workflow_name!r}")
         return existing
     held = pending.runs.get(run_id)
     if reserved and held is None:
-        raise _Failure(404, _RUN_NOT_FOUND)
+        raise _run_not_found()
     if held is not None and held.workflow != entry.name:
-        raise _Failure(409, f"run {run_id!r} was created for workflow {held.workflow!r}")
-    kwargs = bind_input(entry, body.inputData)
+        raise _conflict(f"run {run_id!r} was created for workflow {held.workflow!r}")
+    try:
+        kwargs = bind_input(entry, body.inputData)
+    except InputError as error:
+        raise RequestError(400, str(error), code="invalid_input_data") from None
     resource_id = body.resourceId if body.resourceId is not None else (held and held.resource_id)
     try:
         await _control(request).start(
@@ -467,12 +428,11 @@ async def _start(
     errors=MASTRA_ERRORS, tags=("mastra",), query=RunIdQuery, body=StartBody,
     responses={200: Message},
 )  # fmt: skip
-@_mastra
 async def start(request: web.Request) -> web.StreamResponse:
     """Start a run made by ``create-run`` and answer at once."""
     _, entry = await _workflow(request)
-    query: RunIdQuery = _query(request, RunIdQuery)
-    body: StartBody = await _body(request, StartBody)
+    query: RunIdQuery = query_params(request, RunIdQuery)
+    body: StartBody = await _optional_body(request, StartBody)
     await _start(request, entry, query.runId, body, reserved=True)
     return _json(Message(message="Workflow run started"))
 
@@ -481,12 +441,11 @@ async def start(request: web.Request) -> web.StreamResponse:
     errors=MASTRA_ERRORS, tags=("mastra",), query=CreateRunQuery, body=StartBody,
     responses={200: dict[str, Any]},
 )  # fmt: skip
-@_mastra
 async def start_async(request: web.Request) -> web.StreamResponse:
     """Start a run and answer with its result once it ends or rests on something outside."""
     catalog, entry = await _workflow(request)
-    query: CreateRunQuery = _query(request, CreateRunQuery)
-    body: StartBody = await _body(request, StartBody)
+    query: CreateRunQuery = query_params(request, CreateRunQuery)
+    body: StartBody = await _optional_body(request, StartBody)
     run_id = query.runId or str(uuid4())
     await _start(request, entry, run_id, body, reserved=False)
     world = _world(request)
@@ -503,34 +462,30 @@ async def _resume(
     world = _world(request)
     run = await world.get_run(run_id)
     if run.workflow_name != entry.name:
-        raise _Failure(404, _RUN_NOT_FOUND)
+        raise _run_not_found()
     translator = await _translator(world, run, key)
     step = body.step[-1] if isinstance(body.step, list) and body.step else body.step
     if not isinstance(step, str) or not step:
         suspended = translator.suspended_steps
         if not suspended:
-            raise _Failure(409, _NOT_SUSPENDED)
+            raise _conflict(_NOT_SUSPENDED)
         call = suspended[0]
     else:
         found = translator.steps.get(step)
         if found is None:
-            raise _Failure(
-                400,
-                "Invalid request body",
-                [MastraIssue(field="step", message=f"this run has no step {step!r}")],
-            )
+            raise _invalid("body.step", f"this run has no step {step!r}")
         call = found
     start_at = len(translator.records)
     if call.status != "suspended":
         if call.has_resume and call.resume_payload == body.resumeData:
             return translator, start_at  # a retry of the resume that already went through
-        raise _Failure(409, _NOT_SUSPENDED)
+        raise _conflict(_NOT_SUSPENDED)
     try:
         await _control(request).resume_step(run_id, call.step_call_id, body.resumeData)
     except EntityConflictError:
         await _catch_up(world, translator)
         if not (call.has_resume and call.resume_payload == body.resumeData):
-            raise _Failure(409, _NOT_SUSPENDED) from None
+            raise _conflict(_NOT_SUSPENDED) from None
     return translator, start_at
 
 
@@ -538,12 +493,11 @@ async def _resume(
     errors=MASTRA_ERRORS, tags=("mastra",), query=RunIdQuery, body=ResumeBody,
     responses={200: Message},
 )  # fmt: skip
-@_mastra
 async def resume(request: web.Request) -> web.StreamResponse:
     """Resume a suspended step and answer at once."""
     catalog, entry = await _workflow(request)
-    query: RunIdQuery = _query(request, RunIdQuery)
-    body: ResumeBody = await _body(request, ResumeBody)
+    query: RunIdQuery = query_params(request, RunIdQuery)
+    body: ResumeBody = await _optional_body(request, ResumeBody)
     await _resume(request, entry, query.runId, body, catalog.key_of(entry.name))
     return _json(Message(message="Workflow run resumed"))
 
@@ -552,12 +506,11 @@ async def resume(request: web.Request) -> web.StreamResponse:
     errors=MASTRA_ERRORS, tags=("mastra",), query=RunIdQuery, body=ResumeBody,
     responses={200: RunIdResponse},
 )  # fmt: skip
-@_mastra
 async def resume_no_wait(request: web.Request) -> web.StreamResponse:
     """Resume a suspended step and answer with the run id at once."""
     catalog, entry = await _workflow(request)
-    query: RunIdQuery = _query(request, RunIdQuery)
-    body: ResumeBody = await _body(request, ResumeBody)
+    query: RunIdQuery = query_params(request, RunIdQuery)
+    body: ResumeBody = await _optional_body(request, ResumeBody)
     await _resume(request, entry, query.runId, body, catalog.key_of(entry.name))
     return _json(RunIdResponse(runId=query.runId))
 
@@ -566,12 +519,11 @@ async def resume_no_wait(request: web.Request) -> web.StreamResponse:
     errors=MASTRA_ERRORS, tags=("mastra",), query=RunIdQuery, body=ResumeBody,
     responses={200: dict[str, Any]},
 )  # fmt: skip
-@_mastra
 async def resume_async(request: web.Request) -> web.StreamResponse:
     """Resume a suspended step; answer with the result once the run rests again."""
     catalog, entry = await _workflow(request)
-    query: RunIdQuery = _query(request, RunIdQuery)
-    body: ResumeBody = await _body(request, ResumeBody)
+    query: RunIdQuery = query_params(request, RunIdQuery)
+    body: ResumeBody = await _optional_body(request, ResumeBody)
     translator, _ = await _resume(request, entry, query.runId, body, catalog.key_of(entry.name))
     await _catch_up(_world(request), translator)
     await _rest(request, translator)
@@ -579,7 +531,6 @@ async def resume_async(request: web.Request) -> web.StreamResponse:
 
 
 @route(errors=MASTRA_ERRORS, tags=("mastra",), responses={200: Message})
-@_mastra
 async def cancel(request: web.Request) -> web.StreamResponse:
     """Cancel a run (also fine for a run that has already finished)."""
     _, entry = await _workflow(request)
@@ -588,7 +539,7 @@ async def cancel(request: web.Request) -> web.StreamResponse:
         return _json(Message(message="Workflow run cancelled"))
     run = await _world(request).get_run(run_id)
     if run.workflow_name != entry.name:
-        raise _Failure(404, _RUN_NOT_FOUND)
+        raise _run_not_found()
     try:
         await _control(request).cancel(run_id, "cancelled through the Mastra API")
     except RunTerminalError:
@@ -597,7 +548,6 @@ async def cancel(request: web.Request) -> web.StreamResponse:
 
 
 @route(errors=MASTRA_ERRORS, tags=("mastra",), responses={200: Message})
-@_mastra
 async def delete_run(request: web.Request) -> web.StreamResponse:
     """Delete a finished run and everything of it (a run still going: 409)."""
     _, entry = await _workflow(request)
@@ -606,37 +556,30 @@ async def delete_run(request: web.Request) -> web.StreamResponse:
         return _json(Message(message="Workflow run deleted"))
     run = await _world(request).get_run(run_id)
     if run.workflow_name != entry.name:
-        raise _Failure(404, _RUN_NOT_FOUND)
+        raise _run_not_found()
     try:
         await _control(request).purge(run_id)
     except RunNotTerminalError:
-        raise _Failure(
-            409, f"run {run_id!r} is still {run.status}: cancel it before deleting it"
+        raise _conflict(
+            f"run {run_id!r} is still {run.status}: cancel it before deleting it"
         ) from None
     return _json(Message(message="Workflow run deleted"))
 
 
 @route(errors=MASTRA_ERRORS, tags=("mastra",), query=RunByIdQuery, responses={200: dict[str, Any]})
-@_mastra
 async def run_by_id(request: web.Request) -> web.StreamResponse:
     """A run's state (Mastra ``runById``); ``?fields=`` picks parts (``status`` is always in)."""
     catalog, entry = await _workflow(request)
-    query: RunByIdQuery = _query(request, RunByIdQuery)
+    query: RunByIdQuery = query_params(request, RunByIdQuery)
     fields: frozenset[str] | None = None
     if query.fields is not None:
         fields = frozenset(f.strip() for f in query.fields.split(",") if f.strip())
         unknown = sorted(fields - _RUN_FIELDS)
         if unknown:
-            raise _Failure(
-                400,
-                "Invalid query parameters",
-                [
-                    MastraIssue(
-                        field="fields",
-                        message=f"unknown field(s) {', '.join(unknown)}; "
-                        f"expected some of {', '.join(sorted(_RUN_FIELDS))}",
-                    )
-                ],
+            raise _invalid(
+                "query.fields",
+                f"unknown field(s) {', '.join(unknown)}; "
+                f"expected some of {', '.join(sorted(_RUN_FIELDS))}",
             )
     run_id = request.match_info["runId"]
     key = catalog.key_of(entry.name)
@@ -647,7 +590,7 @@ async def run_by_id(request: web.Request) -> web.StreamResponse:
     world = _world(request)
     run = await world.get_run(run_id)
     if run.workflow_name != entry.name:
-        raise _Failure(404, _RUN_NOT_FOUND)
+        raise _run_not_found()
     translator = await _translator(world, run, key)
     return _json(_run_state(translator, key=key, run=run, fields=fields))
 
@@ -670,11 +613,7 @@ def _date(value: str | None, name: str) -> datetime | None:
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise _Failure(
-            400,
-            "Invalid query parameters",
-            [MastraIssue(field=name, message=f"not an ISO date: {value!r}")],
-        ) from None
+        raise _invalid(f"query.{name}", f"not an ISO date: {value!r}") from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
@@ -683,18 +622,10 @@ def _paging(query: RunsQuery) -> tuple[int, int | None]:
     if query.perPage is not None or query.page is not None:
         per_page = query.perPage if query.perPage is not None else 100
         if per_page <= 0:
-            raise _Failure(
-                400,
-                "Invalid query parameters",
-                [MastraIssue(field="perPage", message="must be a positive integer")],
-            )
+            raise _invalid("query.perPage", "must be a positive integer")
         page = query.page or 0
         if page < 0:
-            raise _Failure(
-                400,
-                "Invalid query parameters",
-                [MastraIssue(field="page", message="must be 0 or more")],
-            )
+            raise _invalid("query.page", "must be 0 or more")
         return page * per_page, per_page
     offset = query.offset or 0
     if query.limit is None or query.limit == "false":
@@ -702,35 +633,22 @@ def _paging(query: RunsQuery) -> tuple[int, int | None]:
     try:
         limit = int(query.limit)
     except ValueError:
-        raise _Failure(
-            400,
-            "Invalid query parameters",
-            [MastraIssue(field="limit", message="must be an integer or false")],
-        ) from None
+        raise _invalid("query.limit", "must be an integer or false") from None
     if limit <= 0:
-        raise _Failure(
-            400,
-            "Invalid query parameters",
-            [MastraIssue(field="limit", message="must be a positive integer")],
-        )
+        raise _invalid("query.limit", "must be a positive integer")
     return offset, limit
 
 
 @route(errors=MASTRA_ERRORS, tags=("mastra",), query=RunsQuery, responses={200: RunsList})
-@_mastra
 async def list_runs(request: web.Request) -> web.StreamResponse:
     """A workflow's runs, newest first: ``fromDate``/``toDate``, ``resourceId``, ``status``,
     ``page``/``perPage`` (or ``limit``/``offset``); ``total`` counts every match."""
     catalog, entry = await _workflow(request)
-    query: RunsQuery = _query(request, RunsQuery)
+    query: RunsQuery = query_params(request, RunsQuery)
     offset, count = _paging(query)
     wanted = query.status
     if wanted is not None and wanted not in _STATUS_FILTER:
-        raise _Failure(
-            400,
-            "Invalid query parameters",
-            [MastraIssue(field="status", message=f"unknown status {wanted!r}")],
-        )
+        raise _invalid("query.status", f"unknown status {wanted!r}")
     after = _date(query.fromDate, "fromDate")
     before = _date(query.toDate, "toDate")
     key = catalog.key_of(entry.name)
@@ -814,21 +732,19 @@ async def _send_records(
     errors=MASTRA_ERRORS, tags=("mastra",), query=RunIdQuery, body=StartBody,
     responses={200: None},
 )  # fmt: skip
-@_mastra
 async def stream(request: web.Request) -> web.StreamResponse:
     """Start a run (unless started) and stream its records (closes on suspension by default).
 
     A run that has already finished: 409 (replay it with ``observe``).
     """
     catalog, entry = await _workflow(request)
-    query: RunIdQuery = _query(request, RunIdQuery)
-    body: StartBody = await _body(request, StartBody)
+    query: RunIdQuery = query_params(request, RunIdQuery)
+    body: StartBody = await _optional_body(request, StartBody)
     existing = await _existing(_world(request), query.runId)
     if existing is not None and existing.status.is_terminal:
         status = RunTranslator(run_id=query.runId, workflow_id="")
         await _catch_up(_world(request), status)
-        raise _Failure(
-            409,
+        raise _conflict(
             f'This workflow run was already finished with status "{status.mastra_status()}". '
             "Use /observe to replay its stream.",
         )
@@ -843,12 +759,11 @@ async def stream(request: web.Request) -> web.StreamResponse:
     errors=MASTRA_ERRORS, tags=("mastra",), query=RunIdQuery, body=ResumeBody,
     responses={200: None},
 )  # fmt: skip
-@_mastra
 async def resume_stream(request: web.Request) -> web.StreamResponse:
     """Resume a suspended step and stream the records of what the run does next."""
     catalog, entry = await _workflow(request)
-    query: RunIdQuery = _query(request, RunIdQuery)
-    body: ResumeBody = await _body(request, ResumeBody)
+    query: RunIdQuery = query_params(request, RunIdQuery)
+    body: ResumeBody = await _optional_body(request, ResumeBody)
     translator, start_at = await _resume(
         request, entry, query.runId, body, catalog.key_of(entry.name)
     )
@@ -857,21 +772,16 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
 
 
 @route(errors=MASTRA_ERRORS, tags=("mastra",), query=ObserveQuery, responses={200: None})
-@_mastra
 async def observe(request: web.Request) -> web.StreamResponse:
     """Replay a run's records from ``offset``, then follow it until it ends or rests."""
     catalog, entry = await _workflow(request)
-    query: ObserveQuery = _query(request, ObserveQuery)
+    query: ObserveQuery = query_params(request, ObserveQuery)
     if query.offset < 0:
-        raise _Failure(
-            400,
-            "Invalid query parameters",
-            [MastraIssue(field="offset", message="must be 0 or more")],
-        )
+        raise _invalid("query.offset", "must be 0 or more")
     world = _world(request)
     run = await world.get_run(query.runId)
     if run.workflow_name != entry.name:
-        raise _Failure(404, _RUN_NOT_FOUND)
+        raise _run_not_found()
     translator = await _translator(world, run, catalog.key_of(entry.name))
     return await _send_records(request, translator, query.offset, close_on_rest=True)
 

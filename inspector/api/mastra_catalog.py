@@ -25,32 +25,32 @@ class ParameterLike(Protocol):
     """A workflow parameter as the catalog describes it."""
 
     @property
-    def name(self) -> str: ...  # noqa: D102
+    def name(self) -> str: ...
 
     @property
-    def kind(self) -> str: ...  # noqa: D102
+    def kind(self) -> str: ...
 
     @property
-    def annotation(self) -> str | None: ...  # noqa: D102
+    def annotation(self) -> str | None: ...
 
     @property
-    def required(self) -> bool: ...  # noqa: D102
+    def required(self) -> bool: ...
 
 
 class CatalogEntry(Protocol):
     """A workflow as the catalog describes it (``worldflow.WorkflowInfo`` fits)."""
 
     @property
-    def name(self) -> str: ...  # noqa: D102
+    def name(self) -> str: ...
 
     @property
-    def parameters(self) -> Sequence[ParameterLike]: ...  # noqa: D102
+    def parameters(self) -> Sequence[ParameterLike]: ...
 
     @property
-    def step_names(self) -> Sequence[str]: ...  # noqa: D102
+    def step_names(self) -> Sequence[str]: ...
 
     @property
-    def doc(self) -> str | None: ...  # noqa: D102
+    def doc(self) -> str | None: ...
 
 
 class InputError(ValueError):
@@ -112,11 +112,7 @@ def _check(param: ParameterLike, value: Any) -> str | None:
     types, expected, nullable = simple
     if value is None and nullable:
         return None
-    if isinstance(value, bool) and bool not in types:
-        ok = False
-    else:
-        ok = isinstance(value, types)
-    if ok:
+    if isinstance(value, types) and not (isinstance(value, bool) and bool not in types):
         return None
     return f"Invalid input: expected {expected}, received {_json_name(value)}"
 
@@ -212,9 +208,7 @@ def describe(entry: CatalogEntry, *, partial: bool = False) -> dict[str, Any]:
         out.update(steps={}, allSteps={}, stepGraph=graph, stepCount=len(steps))
         return out
     any_schema = _wrapped({"$schema": "http://json-schema.org/draft-07/schema#"})
-    step_info = {
-        s: {"id": s, "inputSchema": any_schema, "outputSchema": any_schema} for s in steps
-    }
+    step_info = {s: {"id": s, "inputSchema": any_schema, "outputSchema": any_schema} for s in steps}
     out.update(
         steps=step_info,
         allSteps={s: {**info, "isWorkflow": False} for s, info in step_info.items()},
@@ -252,9 +246,7 @@ class MastraCatalog:
         for name in sorted(by_name):
             short = short_name(name)
             keys[short if len(shorts[short]) == 1 else name] = name
-        for alias, name in (aliases or {}).items():
-            if name in by_name:
-                keys[alias] = name
+        keys.update({a: n for a, n in (aliases or {}).items() if n in by_name})
         return cls(by_name, keys)
 
     def key_of(self, name: str) -> str:

@@ -269,6 +269,8 @@ class RunTranslator:
 
     def _one(self, event: AnyEvent) -> None:
         when = ms(event.created_at)
+        if isinstance(event, StepResumed | RunResumed) and self._open and self.at_rest:
+            self._close_segment()  # the rest before this resume ended the previous segment
         if isinstance(event, RunCreated):
             self.input = _decode(event.input)
             self.initial_state = _decode(event.initial_state)

@@ -51,55 +51,55 @@ class Message(msgspec.Struct, frozen=True):
 class RunIdResponse(msgspec.Struct, frozen=True):
     """``{"runId": ...}``: the run a create-run or resume-no-wait is about."""
 
-    runId: str  # noqa: N815  (wire name)
+    runId: str
 
 
 class RunIdQuery(msgspec.Struct, frozen=True):
     """``?runId=`` (required)."""
 
-    runId: str  # noqa: N815
+    runId: str
 
 
 class CreateRunQuery(msgspec.Struct, frozen=True):
     """``?runId=`` (optional: a fresh id is made without it)."""
 
-    runId: str | None = None  # noqa: N815
+    runId: str | None = None
 
 
 class ObserveQuery(msgspec.Struct, frozen=True):
     """``?runId=&offset=``: replay a run's stream records from index ``offset``."""
 
-    runId: str  # noqa: N815
+    runId: str
     offset: int = 0
 
 
 class RunsQuery(msgspec.Struct, frozen=True):
     """Filters and paging of ``GET /workflows/:id/runs`` (``page`` counts from 0)."""
 
-    fromDate: str | None = None  # noqa: N815
-    toDate: str | None = None  # noqa: N815
+    fromDate: str | None = None
+    toDate: str | None = None
     page: int | None = None
-    perPage: int | None = None  # noqa: N815
+    perPage: int | None = None
     limit: str | None = None
     offset: int | None = None
-    resourceId: str | None = None  # noqa: N815
+    resourceId: str | None = None
     status: str | None = None
-    requestContext: str | None = None  # noqa: N815
+    requestContext: str | None = None
 
 
 class RunByIdQuery(msgspec.Struct, frozen=True):
     """``?fields=a,b&withNestedWorkflows=``: which parts of the run state to return."""
 
     fields: str | None = None
-    withNestedWorkflows: str | None = None  # noqa: N815
-    requestContext: str | None = None  # noqa: N815
+    withNestedWorkflows: str | None = None
+    requestContext: str | None = None
 
 
 class CreateRunBody(msgspec.Struct, frozen=True):
     """The body of ``create-run``."""
 
-    resourceId: str | None = None  # noqa: N815
-    disableScorers: bool | None = None  # noqa: N815
+    resourceId: str | None = None
+    disableScorers: bool | None = None
 
 
 class StartBody(msgspec.Struct, frozen=True):
@@ -109,13 +109,13 @@ class StartBody(msgspec.Struct, frozen=True):
     the object itself); ``initialState`` is the workflow state's starting value.
     """
 
-    inputData: Any = None  # noqa: N815
-    initialState: Any = None  # noqa: N815
-    resourceId: str | None = None  # noqa: N815
-    requestContext: Any = None  # noqa: N815
-    tracingOptions: Any = None  # noqa: N815
-    perStep: bool | None = None  # noqa: N815
-    closeOnSuspend: bool = True  # noqa: N815
+    inputData: Any = None
+    initialState: Any = None
+    resourceId: str | None = None
+    requestContext: Any = None
+    tracingOptions: Any = None
+    perStep: bool | None = None
+    closeOnSuspend: bool = True
 
 
 class ResumeBody(msgspec.Struct, frozen=True):
@@ -124,12 +124,12 @@ class ResumeBody(msgspec.Struct, frozen=True):
     """
 
     step: str | list[str] | None = None
-    resumeData: Any = None  # noqa: N815
-    requestContext: Any = None  # noqa: N815
-    tracingOptions: Any = None  # noqa: N815
-    perStep: bool | None = None  # noqa: N815
-    forEachIndex: int | None = None  # noqa: N815
-    closeOnSuspend: bool = True  # noqa: N815
+    resumeData: Any = None
+    requestContext: Any = None
+    tracingOptions: Any = None
+    perStep: bool | None = None
+    forEachIndex: int | None = None
+    closeOnSuspend: bool = True
 
 
 class RunsList(msgspec.Struct, frozen=True):

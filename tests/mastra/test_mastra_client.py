@@ -31,9 +31,7 @@ def _npm_ci() -> None:
         return
     npm = shutil.which("npm")
     assert npm, "npm is needed for the Mastra client tests (Node 20 + npm)"
-    subprocess.run(
-        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=HERE, check=True
-    )
+    subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=HERE, check=True)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from worldflow import FatalError, get_resume_data, get_state, set_state, step, suspend, workflow
+from worldflow import (
+    FatalError,
+    WorkflowFunction,
+    get_resume_data,
+    get_state,
+    set_state,
+    step,
+    suspend,
+    workflow,
+)
 
 
 @step
@@ -49,4 +58,4 @@ async def with_state(order: dict[str, Any]) -> dict[str, Any]:
     return {"order": order, "state": get_state()}
 
 
-WORKFLOWS = [approval, failing, with_state]
+WORKFLOWS: list[WorkflowFunction[..., Any]] = [approval, failing, with_state]
