@@ -25,7 +25,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line: ``--quick``, ``--world``, ``--workload``, ``--json``."""
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="worldflow's benchmark suite: workloads W1-W7 on every world, with the "
+        description="worldflow's benchmark suite: workloads W1-W8 on every world, with the "
         "floors measured in the same run. See benchmarks/README.md.",
     )
     parser.add_argument(

@@ -8,7 +8,7 @@ import os
 import time
 from typing import Final
 
-from worldflow import create_hook, get_step_metadata, step, workflow
+from worldflow import create_hook, get_step_metadata, sleep, step, workflow
 
 __all__ = [
     "STEP_TIMES",
@@ -18,6 +18,7 @@ __all__ = [
     "fan_out",
     "ledger_chain",
     "long_chain",
+    "napper",
     "one_step",
     "wait_hook",
 ]
@@ -107,3 +108,10 @@ async def long_chain(key: str, steps: int, token: str) -> int:
         x = await timed_add_one(key, x)
     payload: int = await create_hook(token=token)
     return x + payload
+
+
+@workflow
+async def napper(x: int, seconds: float) -> int:
+    """W8: sleep ``seconds`` on a durable timer, then return ``x``."""
+    await sleep(seconds)
+    return x

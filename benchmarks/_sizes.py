@@ -26,6 +26,10 @@ class Sizes:
     """Fraction of all step executions (ledger lines) after which the child is killed."""
     w6_events: tuple[int, ...] = (10, 100, 1000, 10_000)
     w7_runs: int = 10_000
+    w8_runs: int = 5000
+    w8_cached: int = 1000
+    """W8's ``max_cached_runs``: fewer than the runs waiting on timers at once."""
+    w8_sleep: float = 1.0
     timeout: float = 900.0
     """Seconds one workload may take on one world before it counts as hung."""
 
@@ -40,6 +44,8 @@ QUICK = Sizes(
     w5_runs=20,
     w6_events=(10, 100),
     w7_runs=200,
+    w8_runs=300,
+    w8_cached=50,
     timeout=60.0,
 )
 """Small enough for CI: checks correctness, and its times mean little."""

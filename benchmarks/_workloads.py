@@ -1,6 +1,6 @@
 """The workloads, by name; W1-W4 are here, run in this process on one world each.
 
-W5 (crash recovery, ``_recovery``) and W7 (10,000 parked runs, ``_scale``) run in child
+W8 (timers) is here too. W5 (crash recovery, ``_recovery``) and W7 (10,000 parked runs, ``_scale``) run in child
 processes; W6 (replay cost) is in ``_replay``. Every workload checks its own results (right
 value, nothing lost, nothing recorded twice); timing never decides success.
 """
@@ -148,6 +148,36 @@ async def w4_fanout(cell: Cell) -> Outcome:
     return outcome
 
 
+async def w8_timers(cell: Cell) -> Outcome:
+    """5,000 runs sleeping 1 s at once on an engine caching 1,000: wall time, rebuilds.
+
+    More runs wait on timers than the cache holds: a policy that evicts runs whose timers are
+    due soon rebuilds each of them from its log when its timer fires (a thrash).
+    """
+    sizes, outcome, key = cell.sizes, Outcome(), _key()
+    async with cell.fresh_world() as world:
+        async with Engine(
+            world=world, workflows=[_flows.napper], max_cached_runs=sizes.w8_cached
+        ) as engine:
+            with stopwatch() as sw:
+                runs = await asyncio.gather(
+                    *(
+                        engine.start(_flows.napper, i, sizes.w8_sleep, run_id=f"w8-{key}-{i}")
+                        for i in range(sizes.w8_runs)
+                    )
+                )
+                results = await asyncio.gather(
+                    *(run.result(timeout=_RESULT_TIMEOUT) for run in runs)
+                )
+            outcome.figures = {
+                "wall_s": sw.elapsed,
+                "rebuilds_per_run": engine.driver.replays / sizes.w8_runs,
+            }
+        outcome.check_equal("results right", results, list(range(sizes.w8_runs)))
+        await audit_runs(outcome, world, [f"w8-{key}-{i}" for i in range(sizes.w8_runs)], 0)
+    return outcome
+
+
 def _delta(before: int | None, after: int | None) -> int | None:
     return None if before is None or after is None else after - before
 
@@ -167,4 +197,5 @@ WORKLOADS: dict[str, Workload] = {
     "W5": Workload(w5_recovery, durable_only=True),
     "W6": Workload(w6_replay),
     "W7": Workload(w7_scale),
+    "W8": Workload(w8_timers),
 }

@@ -66,6 +66,9 @@ _PAGE = 1000
 _MAX_CONFLICTS = 8  # re-drives from the log in a row before giving the run a rest
 _FINALIZED_MEMORY = 10_000
 _MAX_RETRY_DELAY = 30.0
+_SOON = timedelta(seconds=30)  # a run with a timer due this soon is kept in the cache
+_OVERFLOW = 10  # ... up to this many times max_cached_runs
+_TRIM_LOOK = 16  # cache entries one trim looks at
 _TERMINAL = (RunCompleted, RunFailed, RunCancelled)
 
 Spawn = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any] | None"]
@@ -176,6 +179,8 @@ class Driver:
         finally:
             slot.driving = False
             self._release(slot)
+            if len(self._cache) > self.max_cached_runs:
+                self._trim_cache()  # insertions could not evict runs that were being driven
 
     def _retry_later(self, slot: Slot) -> None:
         """A world error (or an engine bug): drive again from the log a little later, backing
@@ -711,14 +716,31 @@ class Driver:
         slot.inbox.clear()
 
     def _trim_cache(self) -> None:
+        """Evict the least recently driven instances beyond ``max_cached_runs``.
+
+        A run that will have work soon (a timer due within :data:`_SOON`, a step running
+        here) is kept past the limit, up to :data:`_OVERFLOW` times it: evicting it would
+        only rebuild it from its log a moment later. With more runs asleep than the cache
+        holds, plain LRU evicted exactly the runs whose timers fire next, and every wake was
+        a rebuild. A kept run moves to the recent end, so each trim looks at a few entries
+        (O(1) per insertion) even when every cached run is kept.
+        """
         cache = self._cache
-        if len(cache) <= self.max_cached_runs:
+        limit = self.max_cached_runs
+        if len(cache) <= limit:
             return
-        for run_id in list(cache):
-            if len(cache) <= self.max_cached_runs:
-                break
-            slot = cache[run_id]
-            if slot.driving:
+        hard = limit * _OVERFLOW
+        soon = self.clock.now() + _SOON
+        looked = 0
+        while len(cache) > limit and looked < _TRIM_LOOK:
+            looked += 1
+            run_id, slot = next(iter(cache.items()))
+            busy = slot.driving or (
+                len(cache) <= hard
+                and (slot.jobs or (slot.timer_at is not None and slot.timer_at <= soon))
+            )
+            if busy:
+                cache.move_to_end(run_id)
                 continue
             self._drop_instance(slot)
             self._release(slot)

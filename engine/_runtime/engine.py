@@ -95,7 +95,9 @@ class Engine:
             world's clock if it has one, else the system clock.
         max_concurrent_steps: Step attempts running at once in this engine.
         max_cached_runs: Live workflow instances kept in memory; a run evicted from the cache
-            is rebuilt from its log when it next has work.
+            is rebuilt from its log when it next has work. Runs with a timer due within
+            30 s or a step running here are kept past it (up to 10x), since they will have
+            work in a moment.
         recover: Drive every non-terminal run of these workflows on enter.
         consume_queues: Take work for these runs from the world's ``runs`` / ``steps`` queues.
         lease_for: How long a queue lease lasts before another consumer may take it over.
