@@ -1,6 +1,6 @@
-"""The workloads, by name; W1-W4 are here, run in this process on one world each.
+"""The workloads, by name; W1-W4 and W8 are here, run in this process on one world each.
 
-W8 (timers) is here too. W5 (crash recovery, ``_recovery``) and W7 (10,000 parked runs, ``_scale``) run in child
+W5 (crash recovery, ``_recovery``) and W7 (10,000 parked runs, ``_scale``) run in child
 processes; W6 (replay cost) is in ``_replay``. Every workload checks its own results (right
 value, nothing lost, nothing recorded twice); timing never decides success.
 """
