@@ -72,7 +72,14 @@ from worldflow.errors import (
     WorldLockedError,
     WorldNotAvailableError,
 )
-from worldflow.worlds import ParameterInfo, open_world
+from worldflow.worlds import (
+    HookStatus,
+    ParameterInfo,
+    RunStatus,
+    StepStatus,
+    WaitStatus,
+    open_world,
+)
 
 __version__ = "0.1.0"
 
@@ -87,6 +94,7 @@ __all__ = [
     "Hook",
     "HookConflictError",
     "HookNotFoundError",
+    "HookStatus",
     "InvalidEventError",
     "LeaseLostError",
     "NondeterminismError",
@@ -100,6 +108,7 @@ __all__ = [
     "RunNotFoundError",
     "RunNotTerminalError",
     "RunOwnedElsewhereError",
+    "RunStatus",
     "RunTerminalError",
     "SerializationError",
     "StepError",
@@ -108,10 +117,12 @@ __all__ = [
     "StepMetadata",
     "StepNotFoundError",
     "StepNotRegisteredError",
+    "StepStatus",
     "StepSuspension",
     "StreamNotFoundError",
     "StreamWriter",
     "TimelineEntry",
+    "WaitStatus",
     "WebhookRequest",
     "WebhookResponse",
     "WorkflowCancelledError",

@@ -23,8 +23,10 @@ from worldflow.worlds._events import (
     RunCreated,
     RunFailed,
     RunResumed,
+    RunStalled,
     RunStarted,
     RunSuspended,
+    RunUnstalled,
     StateUpdated,
     StepCompleted,
     StepCreated,
@@ -87,6 +89,10 @@ def build_timeline(events: Iterable[AnyEvent]) -> list[TimelineEntry]:
                 text = "run suspended" + (f": {reason}" if reason else "")
             case RunResumed():
                 text = "run resumed"
+            case RunStalled(recorded=recorded, current=current):
+                text = f"run STALLED: the code does {current}, the log recorded {recorded}"
+            case RunUnstalled():
+                text = "run unstalled: the code deployed replays it"
             case StepCreated(step_name=name):
                 steps[corr] = _short(name)
                 kind, text = "step", f"step {steps[corr]} scheduled"

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "cancel",
+    "fail",
     "get_default_engine",
     "get_hook_by_token",
     "get_run",
@@ -46,6 +47,7 @@ __all__ = [
     "set_default_engine",
     "start",
     "suspend",
+    "unstall",
 ]
 
 _default: Engine | None = None
@@ -166,6 +168,16 @@ async def suspend(run_id: str, reason: str | None = None) -> None:
 async def resume(run_id: str) -> None:
     """Unpause a run (see :meth:`Engine.resume`)."""
     await get_default_engine().resume(run_id)
+
+
+async def unstall(run_id: str) -> RunStatus:
+    """Replay a stalled run against the code (see :meth:`Engine.unstall`)."""
+    return await get_default_engine().unstall(run_id)
+
+
+async def fail(run_id: str, reason: str | None = None) -> None:
+    """Fail a stalled run for good (see :meth:`Engine.fail`)."""
+    await get_default_engine().fail(run_id, reason)
 
 
 async def purge(run_id: str) -> None:

@@ -241,9 +241,35 @@ class WorkflowError(WorldflowError):
 
 
 class NondeterminismError(WorkflowError):
-    """Replaying the event log did not match what the workflow code does now."""
+    """Replaying the event log did not match what the workflow code does now.
+
+    The engine does not fail the run for it: the run is *stalled* (``RunStatus.STALLED``)
+    with this divergence recorded, until code that replays it is deployed (or the run is
+    failed for good with ``Engine.fail``).
+
+    Attributes:
+        run_id: The run whose log did not replay.
+        position: The ``seq`` of the recorded event where the code parted from the log.
+        recorded: What the log says the code did there.
+        current: What the code does there now.
+    """
 
     code = "nondeterminism"
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        run_id: str = "",
+        position: int = 0,
+        recorded: str = "",
+        current: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.position = position
+        self.recorded = recorded
+        self.current = current
 
 
 class DeterminismViolationError(WorkflowError):

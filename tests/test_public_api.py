@@ -8,6 +8,10 @@ import importlib
 import pytest
 
 WORLDFLOW_ALL = [
+    "HookStatus",
+    "RunStatus",
+    "StepStatus",
+    "WaitStatus",
     "Backoff",
     "ConfigurationError",
     "CorruptLogError",
@@ -115,10 +119,12 @@ WORLDS_ALL = [
     "RunCreated",
     "RunFailed",
     "RunResumed",
+    "RunStalled",
     "RunStarted",
     "RunStatus",
     "RunStore",
     "RunSuspended",
+    "RunUnstalled",
     "StateUpdated",
     "Step",
     "StepCompleted",

@@ -37,8 +37,10 @@ __all__ = [
     "RunCreated",
     "RunFailed",
     "RunResumed",
+    "RunStalled",
     "RunStarted",
     "RunSuspended",
+    "RunUnstalled",
     "StateUpdated",
     "StepCompleted",
     "StepCreated",
@@ -122,6 +124,25 @@ class RunSuspended(Event, tag="run_suspended", frozen=True):
 
 class RunResumed(Event, tag="run_resumed", frozen=True):
     """A paused run continues."""
+
+
+class RunStalled(Event, tag="run_stalled", frozen=True):
+    """Replaying the run met code that does not match its log: no engine drives it until
+    code that replays it is found (``run_unstalled``) or it is failed for good.
+
+    ``error`` is the :class:`~worldflow.NondeterminismError` (its message shows both sides);
+    ``position`` the ``seq`` of the recorded event where the code parted from the log,
+    ``recorded`` what the log says there, ``current`` what the code did instead.
+    """
+
+    error: ErrorInfo
+    position: int = 0
+    recorded: str = ""
+    current: str = ""
+
+
+class RunUnstalled(Event, tag="run_unstalled", frozen=True):
+    """A stalled run replayed against the code now deployed: it goes on."""
 
 
 # -- step events -----------------------------------------------------------------------------
@@ -251,6 +272,8 @@ AnyEvent: TypeAlias = (
     | RunCancelled
     | RunSuspended
     | RunResumed
+    | RunStalled
+    | RunUnstalled
     | StepCreated
     | StepStarted
     | StepCompleted

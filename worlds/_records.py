@@ -53,6 +53,8 @@ class RunStatus(enum.StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     SUSPENDED = "suspended"
+    STALLED = "stalled"
+    """Its log did not replay against the deployed code; no engine drives it meanwhile."""
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"

@@ -59,9 +59,11 @@ CAUSES: dict[str, str] = {
 }
 
 _ADVICE = (
-    "The run is failed rather than continued on a history it does not match. To change a "
-    "workflow that has runs in flight, deploy the new code under a new workflow name (or "
-    "keep the old code until those runs finish)."
+    "The run is stalled rather than continued on a history it does not match: deploy code "
+    "that replays it (roll back the change) and it goes on when an engine starts or "
+    "unstall() is called; fail() ends it for good. To change a workflow that has runs in "
+    "flight, deploy the new code under a new workflow name (or keep the old code until those "
+    "runs finish)."
 )
 
 
@@ -102,11 +104,14 @@ def divergence(
     position = f"event seq {event.seq}"
     if number is not None:
         position += f", operation #{number}"
+    recorded = describe_recorded(event)
     message = (
         f"Nondeterminism in run {run_id} (workflow {workflow_name!r}) at {position}:\n"
-        f"  recorded: {describe_recorded(event)}\n"
+        f"  recorded: {recorded}\n"
         f"  current:  {current}\n"
         f"Likely cause: {CAUSES[cause]}\n"
         f"{_ADVICE}"
     )
-    return NondeterminismError(message)
+    return NondeterminismError(
+        message, run_id=run_id, position=event.seq, recorded=recorded, current=current
+    )

@@ -55,8 +55,10 @@ from worldflow.worlds._events import (
     RunCreated,
     RunFailed,
     RunResumed,
+    RunStalled,
     RunStarted,
     RunSuspended,
+    RunUnstalled,
     StateUpdated,
     StepCompleted,
     StepCreated,
@@ -96,6 +98,9 @@ class Progress(msgspec.Struct, kw_only=True):
             ``"hook approve:o-1"``, ``"event shipped"``, ``"sleep until ..."``.
         error: The message of the error that ended the run (body exception, nondeterminism,
             determinism violation), or ``None``.
+        stalled: The log did not replay against this code (``instance.error`` is the
+            :class:`~worldflow.NondeterminismError`): the instance owes nothing and will do
+            nothing more; the runtime records ``run_stalled`` and stops driving the run.
     """
 
     commands: list[AnyEvent]
@@ -105,6 +110,7 @@ class Progress(msgspec.Struct, kw_only=True):
     suspended: bool
     blocked_on: list[str]
     error: str | None = None
+    stalled: bool = False
 
 
 class WorkflowMetadata(msgspec.Struct, frozen=True, kw_only=True):
@@ -175,6 +181,8 @@ class WorkflowInstance(Operations):
         self._started_at: datetime | None = None
         self._root: asyncio.Task[Any] | None = None
         self._closed = False
+        self.stalled = False
+        """The log did not replay against this code (``error`` says where and how)."""
 
     # -- the seam ----------------------------------------------------------------------------
 
@@ -235,6 +243,7 @@ class WorkflowInstance(Operations):
             suspended=self._suspended,
             blocked_on=[] if finished or not describe else self._blocked_on(),
             error=None if self.error is None else str(self.error),
+            stalled=self.stalled,
         )
 
     def close(self) -> None:
@@ -280,7 +289,8 @@ class WorkflowInstance(Operations):
                     and not end.recorded
                     and not isinstance(self.error, NondeterminismError)
                 ):
-                    self._fail(exc)
+                    self._stall(exc)
+                    return
 
     def _after_run(self) -> None:
         if self._finished:
@@ -323,11 +333,14 @@ class WorkflowInstance(Operations):
         self._intents.append(self._end)
         self._loop.shutdown()
 
-    def _fail(self, exc: NondeterminismError) -> None:
+    def _stall(self, exc: NondeterminismError) -> None:
+        """The log parts from the code: stop, owe nothing, say so (the run is not failed:
+        other code may replay it)."""
+        self.error = exc
+        self.stalled = True
         self._end = None
-        self._intents = []
-        self._state_intents.clear()
-        self._end_failed(exc)
+        self._inbox.clear()
+        self._terminate()
 
     def _terminate(self) -> None:
         """The log ended the run (cancelled, or failed by the runtime): stop, owe nothing."""
@@ -673,6 +686,11 @@ class WorkflowInstance(Operations):
 
 _Deliver = Callable[[WorkflowInstance, Any], None]
 
+
+def _ignore(instance: WorkflowInstance, event: Any) -> None:
+    """Not an event type this instance acts on."""
+
+
 _DELIVER: dict[type, _Deliver] = {
     RunCreated: WorkflowInstance._on_run_created,
     RunStarted: WorkflowInstance._on_run_started,
@@ -696,12 +714,10 @@ _DELIVER: dict[type, _Deliver] = {
     HookDisposed: WorkflowInstance._on_hook_disposed,
     EventRaised: WorkflowInstance._on_event_raised,
     StateUpdated: WorkflowInstance._on_state_updated,
+    RunStalled: _ignore,  # the runtime's notes about the log, nothing the body sees
+    RunUnstalled: _ignore,
 }
 """How each event type is delivered (by exact class: one lookup per event)."""
-
-
-def _ignore(instance: WorkflowInstance, event: Any) -> None:
-    """Not an event type this instance acts on."""
 
 
 def _deliver_for(kind: type) -> _Deliver:

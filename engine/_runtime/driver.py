@@ -37,6 +37,7 @@ from worldflow._runtime.step_runner import StepJob, StepRunner, release
 from worldflow.errors import (
     EntityConflictError,
     HookNotFoundError,
+    NondeterminismError,
     RunNotFoundError,
     RunTerminalError,
     WorkflowNotRegisteredError,
@@ -48,13 +49,15 @@ from worldflow.worlds._events import (
     RunCancelled,
     RunCompleted,
     RunFailed,
+    RunStalled,
     RunStarted,
+    RunUnstalled,
     StepCreated,
     StepStarted,
     WaitCompleted,
 )
 from worldflow.worlds._protocol import World
-from worldflow.worlds._records import QueueMessage, RunStatus, WorkflowRun
+from worldflow.worlds._records import ErrorInfo, QueueMessage, RunStatus, WorkflowRun
 
 __all__ = ["RUN_QUEUE", "STEP_QUEUE", "Driver", "Slot"]
 
@@ -151,17 +154,25 @@ class Driver:
             await self._run_jobs(handoff[0])
 
     async def drive(
-        self, run_id: str, *, fetch: bool = False, handoff: list[StepJob] | None = None
+        self,
+        run_id: str,
+        *,
+        fetch: bool = False,
+        handoff: list[StepJob] | None = None,
+        unstall: bool = False,
     ) -> None:
         """Drive the run until it is blocked; see the module docstring.
 
         ``fetch`` reads the log after what the instance has seen even if our own appends
         say nothing is new (someone else may have appended). ``handoff``: the caller (a step
         task about to end) will run the first step this drive launches itself, saving a task.
+        ``unstall``: replay a stalled run against this code (otherwise it is left alone).
         """
         slot = self.slot(run_id)
         if fetch:
             slot.fetch = True
+        if unstall:
+            slot.unstall = True
         if slot.driving:
             slot.again = True
             return
@@ -264,6 +275,9 @@ class Driver:
         settled = await self._settle(slot, progress)
         if settled is None:
             return
+        if settled.stalled:
+            await self._stalled(slot)
+            return
         slot.conflicts = 0
         await self._after(slot, settled, handoff)
 
@@ -280,6 +294,9 @@ class Driver:
         if run.status.is_terminal:
             await self._finished(slot, run)
             return None
+        unstall, slot.unstall = slot.unstall, False
+        if run.status is RunStatus.STALLED and not unstall:
+            return None  # left alone until code that may replay it asks (recover, unstall)
         try:
             definition = self.registry.workflow(run.workflow_name)
         except WorkflowNotRegisteredError:
@@ -299,6 +316,12 @@ class Driver:
         self._cache[slot.run_id] = slot
         self._trim_cache()
         progress = self._feed(slot, await self._take(slot))
+        if run.status is RunStatus.STALLED and progress is not None:
+            slot.stalled_with = run.error.message if run.error is not None else ""
+            if not progress.stalled:
+                # This code replays the log: the run goes on (with whatever it owes).
+                log.info("run %s replays against the code now deployed: unstalled", run.run_id)
+                progress.commands.insert(0, RunUnstalled(run_id=run.run_id))
         if progress is not None and slot.child_hooks and not slot.terminal:
             # A child may have ended while nobody could tell its parent (a crash).
             self._spawn(self._check_children(slot.run_id, dict(slot.child_hooks)), "children")
@@ -366,6 +389,8 @@ class Driver:
         """Append commands (and due timers) and feed them back until there is nothing to do."""
         run_id = slot.run_id
         while True:
+            if progress.stalled:
+                return progress
             commands = progress.commands
             if not commands:
                 if progress.finished or progress.suspended or not progress.waits:
@@ -494,7 +519,37 @@ class Driver:
         else:
             self._disarm(slot)
 
-    # -- what the log says -------------------------------------------------------------------
+    async def _stalled(self, slot: Slot) -> None:
+        """The log did not replay against this code: record ``run_stalled`` (once per
+        divergence) and stop driving the run; steps already running finish and record."""
+        instance = slot.instance
+        assert instance is not None
+        error = instance.error
+        assert isinstance(error, NondeterminismError)
+        before = slot.stalled_with
+        self._disarm(slot)
+        self._drop_instance(slot)
+        info = ErrorInfo(name=type(error).__name__, message=str(error), code=error.code)
+        if before == info.message:
+            log.info("run %s is still stalled: the code deployed does not replay it", slot.run_id)
+            return
+        event = RunStalled(
+            run_id=slot.run_id,
+            error=info,
+            position=error.position,
+            recorded=error.recorded,
+            current=error.current,
+        )
+        try:
+            await self.world.append(slot.run_id, [event])
+        except (RunTerminalError, RunNotFoundError):
+            return  # it ended meanwhile (cancelled, purged)
+        log.warning(
+            "run %s is stalled (nothing drives it until code that replays it is deployed, "
+            "or it is failed for good with fail()):\n%s",
+            slot.run_id,
+            error,
+        )
 
     # -- steps -------------------------------------------------------------------------------
 

@@ -50,6 +50,7 @@ from worldflow.worlds._events import (
     HookReceived,
     RunCancelled,
     RunCreated,
+    RunFailed,
     RunResumed,
     RunStarted,
     RunSuspended,
@@ -58,13 +59,14 @@ from worldflow.worlds._events import (
 from worldflow.worlds._ids import new_id, random_bytes
 from worldflow.worlds._open import open_world
 from worldflow.worlds._protocol import EventResult, World
-from worldflow.worlds._records import Hook, Page, RunStatus, Step, StepStatus
+from worldflow.worlds._records import ErrorInfo, Hook, Page, RunStatus, Step, StepStatus
 
 __all__ = ["Engine"]
 
 log = logging.getLogger("worldflow.engine")
 
-_ACTIVE = (RunStatus.PENDING, RunStatus.RUNNING)
+_ACTIVE = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.STALLED)
+_UNSERVED_NAMED = 20  # runs named one by one in the warning about unknown workflows
 _RECOVERY_CONCURRENCY = 32
 _STOP_ROUNDS = 3
 _STOP_WAIT = 5.0  # seconds per round for tasks to finish after being cancelled
@@ -81,6 +83,25 @@ def _check_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
             f"dapr-workflow-metadata headers), got {metadata!r}"
         )
     return dict(metadata)
+
+
+def _warn_unserved(runs: list[tuple[str, str]]) -> None:
+    """Say which unfinished runs have a workflow this engine does not have (renamed,
+    removed, or served by another engine): they are not driven here."""
+    for run_id, name in runs[:_UNSERVED_NAMED]:
+        log.warning(
+            "run %s is of workflow %r, which this engine does not have (renamed or removed? "
+            "served by another engine?): it is not driven here",
+            run_id,
+            name,
+        )
+    if len(runs) > _UNSERVED_NAMED:
+        names = sorted({name for _, name in runs})
+        log.warning(
+            "%d more unfinished runs of workflows this engine does not have: %s",
+            len(runs) - _UNSERVED_NAMED,
+            ", ".join(repr(n) for n in names),
+        )
 
 
 class Engine:
@@ -237,8 +258,10 @@ class Engine:
         """Drive every non-terminal, unsuspended run of the served workflows from its log.
 
         Called on enter, and returns once each of those runs is rebuilt: its timers re-armed
-        and its unfinished steps running again. Suspended runs wait for ``resume``. Returns
-        how many runs it picked up.
+        and its unfinished steps running again. Suspended runs wait for ``resume``. Stalled
+        runs are replayed against this engine's code: those it replays go on. Runs of
+        workflows this engine does not have are logged (WARNING) by run and workflow name.
+        Returns how many runs it picked up.
         """
         driver = self.driver
         gate = asyncio.Semaphore(_RECOVERY_CONCURRENCY)
@@ -246,20 +269,24 @@ class Engine:
         async def one(run_id: str) -> None:
             async with gate:
                 try:
-                    await driver.drive(run_id)
+                    await driver.drive(run_id, unstall=True)
                 except Exception:
                     log.exception("recovering run %s", run_id)
 
         run_ids: list[str] = []
+        unserved: list[tuple[str, str]] = []
         cursor: str | None = None
         while True:
             page = await self.world.list_runs(status=_ACTIVE, order="asc", cursor=cursor)
-            run_ids.extend(
-                r.run_id for r in page.items if self.registry.has_workflow(r.workflow_name)
-            )
+            for r in page.items:
+                if self.registry.has_workflow(r.workflow_name):
+                    run_ids.append(r.run_id)
+                else:
+                    unserved.append((r.run_id, r.workflow_name))
             if not page.has_more:
                 break
             cursor = page.cursor
+        _warn_unserved(unserved)
         await asyncio.gather(*(one(run_id) for run_id in run_ids))
         return len(run_ids)
 
@@ -571,6 +598,43 @@ class Engine:
         if run.status is not RunStatus.SUSPENDED:
             return
         self._woken(await self.world.append(run_id, [RunResumed(run_id=run_id)]))
+
+    async def unstall(self, run_id: str) -> RunStatus:
+        """Replay a stalled run against this engine's code; if it replays, the run goes on.
+
+        Engines do this for every stalled run of their workflows when they start, so after
+        a deploy (or a rollback) that fixes the code nothing needs calling; this is for an
+        engine that is already running. Returns the run's status afterwards (still
+        ``stalled`` if the code does not replay it); a run that is not stalled is left as it
+        is. A workflow this engine does not have → ``WorkflowNotRegisteredError``.
+        """
+        run = await self.world.get_run(run_id)
+        if run.status is not RunStatus.STALLED:
+            return run.status
+        self.registry.workflow(run.workflow_name)
+        await self.driver.drive(run_id, unstall=True)
+        return (await self.world.get_run(run_id)).status
+
+    async def fail(self, run_id: str, reason: str | None = None) -> None:
+        """Fail a stalled run for good (its divergence becomes its error).
+
+        For a run whose code will not be fixed: ``Run.result()`` then raises
+        ``WorkflowFailedError`` with ``error_name="NondeterminismError"`` and a parent
+        workflow sees its child fail. A run that is not stalled →
+        :class:`~worldflow.EntityConflictError` (``cancel()`` stops a run that is going).
+        """
+        run = await self.world.get_run(run_id)
+        if run.status is not RunStatus.STALLED:
+            raise EntityConflictError(
+                f"run {run_id} is {run.status}, not stalled: fail() ends a run whose log the "
+                "code no longer replays; to stop a run that is going, cancel() it"
+            )
+        stalled = run.error
+        message = stalled.message if stalled is not None else "its log did not replay"
+        if reason:
+            message = f"{message}\nFailed for good: {reason}"
+        error = ErrorInfo(name="NondeterminismError", message=message, code="nondeterminism")
+        self._woken(await self.world.append(run_id, [RunFailed(run_id=run_id, error=error)]))
 
     async def purge(self, run_id: str) -> None:
         """Delete a finished run's log, views and streams.

@@ -254,6 +254,14 @@ class Run:
         """Unpause the run (see :meth:`Engine.resume`)."""
         await self._engine.resume(self.run_id)
 
+    async def unstall(self) -> RunStatus:
+        """Replay the stalled run against the engine's code (see :meth:`Engine.unstall`)."""
+        return await self._engine.unstall(self.run_id)
+
+    async def fail(self, reason: str | None = None) -> None:
+        """Fail the stalled run for good (see :meth:`Engine.fail`)."""
+        await self._engine.fail(self.run_id, reason)
+
     async def resume_step(self, step: str, data: Any = None) -> None:
         """Resume a suspended step of this run (see :meth:`Engine.resume_step`)."""
         await self._engine.resume_step(self.run_id, step, data)

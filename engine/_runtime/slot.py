@@ -75,12 +75,14 @@ class Slot:
         "reserved",
         "run_id",
         "run_view",
+        "stalled_with",
         "started_at",
         "steps",
         "terminal",
         "timer",
         "timer_at",
         "tracked",
+        "unstall",
         "view",
     )
 
@@ -97,6 +99,7 @@ class Slot:
         self.jobs: dict[str, StepJob] = {}
         self.timer: asyncio.Task[Any] | None = None
         self.timer_at: datetime | None = None
+        self.unstall = False  # the next rebuild replays the run even if it is stalled
         self.reset()
 
     def reset(self) -> None:
@@ -110,6 +113,7 @@ class Slot:
         self.started_at: datetime | None = None
         self.meta: WorkflowMetadata | None = None
         self.terminal = False
+        self.stalled_with: str | None = None  # the recorded divergence, if it was stalled
 
     def idle(self) -> bool:
         """Nothing keeps this slot: no instance, no step, no timer, no drive."""

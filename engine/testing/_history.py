@@ -195,8 +195,10 @@ def _status(events: Sequence[AnyEvent]) -> RunStatus:
                 return RunStatus.CANCELLED
             case _ if event.type == "run_suspended":
                 status = RunStatus.SUSPENDED
-            case _ if event.type == "run_resumed":
+            case _ if event.type in ("run_resumed", "run_unstalled"):
                 status = RunStatus.RUNNING
+            case _ if event.type == "run_stalled":
+                status = RunStatus.STALLED
     return status
 
 

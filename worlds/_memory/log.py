@@ -37,8 +37,10 @@ from worldflow.worlds._events import (
     RunCreated,
     RunFailed,
     RunResumed,
+    RunStalled,
     RunStarted,
     RunSuspended,
+    RunUnstalled,
     StateUpdated,
     StepCompleted,
     StepCreated,
@@ -328,6 +330,18 @@ class Batch:
         self.run = _replace(run, status=back)
         return True
 
+    def _run_stalled(self, ev: RunStalled, run: WorkflowRun) -> bool:
+        if run.status is RunStatus.SUSPENDED:
+            return False  # nothing drives a paused run: it stalls, if at all, once resumed
+        self.run = _replace(run, status=RunStatus.STALLED, error=ev.error)
+        return True
+
+    def _run_unstalled(self, ev: RunUnstalled, run: WorkflowRun) -> bool:
+        if run.status is not RunStatus.STALLED:
+            return False
+        self.run = _replace(run, status=RunStatus.RUNNING, error=None)
+        return True
+
     def _state_updated(self, ev: StateUpdated, run: WorkflowRun) -> bool:
         self.run = _replace(run, state=ev.state)
         return True
@@ -588,6 +602,8 @@ _APPLY: Final[dict[type, _Apply]] = {
     RunCancelled: Batch._run_cancelled,
     RunSuspended: Batch._run_suspended,
     RunResumed: Batch._run_resumed,
+    RunStalled: Batch._run_stalled,
+    RunUnstalled: Batch._run_unstalled,
     StateUpdated: Batch._state_updated,
     EventRaised: Batch._event_raised,
     StepCreated: Batch._step_created,

@@ -30,8 +30,10 @@ from worldflow.worlds._events import (
     RunCreated,
     RunFailed,
     RunResumed,
+    RunStalled,
     RunStarted,
     RunSuspended,
+    RunUnstalled,
     StateUpdated,
     StepCompleted,
     StepCreated,
@@ -79,6 +81,8 @@ REFUSED_ON_TERMINAL: dict[str, Callable[[str], AnyEvent]] = {
     "run_failed": lambda r: RunFailed(run_id=r, error=error_info()),
     "run_suspended": lambda r: RunSuspended(run_id=r),
     "run_resumed": lambda r: RunResumed(run_id=r),
+    "run_stalled": lambda r: RunStalled(run_id=r, error=error_info()),
+    "run_unstalled": lambda r: RunUnstalled(run_id=r),
     "step_created": lambda r: StepCreated(
         run_id=r, correlation_id="new-step", step_name="s", input=NULL
     ),
@@ -283,6 +287,25 @@ class LogConformance(SuiteBase):
         assert resumed.run.status is RunStatus.RUNNING
         cancelled = await world.append(r, [RunSuspended(run_id=r), RunCancelled(run_id=r)])
         assert cancelled.run.status is RunStatus.CANCELLED
+
+    async def test_stall_and_unstall(self, world: World) -> None:
+        run = await new_run(world, started=True)
+        r = run.run_id
+        error = error_info()
+        stalled = await world.append(r, [RunStalled(run_id=r, error=error, position=3)])
+        assert stalled.run.status is RunStatus.STALLED
+        assert stalled.run.error == error
+        assert [x.run_id for x in (await world.list_runs(status=RunStatus.STALLED)).items] == [r]
+        # Outside events still land on a stalled run (they wait for code that replays it).
+        await world.append(r, [EventRaised(run_id=r, name="go")])
+        unstalled = await world.append(r, [RunUnstalled(run_id=r)])
+        assert unstalled.run.status is RunStatus.RUNNING
+        assert unstalled.run.error is None
+        again = await world.append(r, [RunUnstalled(run_id=r)])  # not stalled: a no-op
+        assert again.events == []
+        await world.append(r, [RunStalled(run_id=r, error=error)])
+        failed = await world.append(r, [RunFailed(run_id=r, error=error)])
+        assert failed.run.status is RunStatus.FAILED
 
     async def test_state_updated_and_event_raised(self, world: World) -> None:
         run = await new_run(world, started=True)
