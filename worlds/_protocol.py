@@ -29,8 +29,9 @@ append (``worldflow.worlds.testing`` checks each):
 
 * **Owner-only events** (:data:`OWNER_ONLY_EVENTS`: ``run_started``, ``step_created``,
   ``step_started``, ``wait_created``, ``wait_completed``, ``hook_created``,
-  ``hook_disposed``, ``state_updated``, ``run_completed``, ``run_failed``: the body's
-  decisions, attempt starts and timer firings) are accepted only
+  ``hook_disposed``, ``state_updated``, ``run_completed``, ``run_failed``, ``run_stalled``,
+  ``run_unstalled``: the body's decisions, attempt starts, timer firings, and the verdict
+  of replaying the log against the code) are accepted only
 
   - with a ``fence`` naming the run's owner and its current ``owner_epoch``; or
   - on an unowned run (``owner_id is None``): with a fence whose ``epoch`` equals the run's
@@ -68,7 +69,9 @@ from worldflow.worlds._events import (
     HookDisposed,
     RunCompleted,
     RunFailed,
+    RunStalled,
     RunStarted,
+    RunUnstalled,
     StateUpdated,
     StepCreated,
     StepStarted,
@@ -118,6 +121,8 @@ OWNER_ONLY_EVENTS: frozenset[type[AnyEvent]] = frozenset(
         StateUpdated,
         RunCompleted,
         RunFailed,
+        RunStalled,
+        RunUnstalled,
     }
 )
 """The event types only a run's owner may append (see the module docstring); every other
