@@ -1,0 +1,164 @@
+"""The inspector's actions: plain form posts that go through the control plane.
+
+Each is guarded by :func:`~worldflow.inspector.ui._guard.action` (session, CSRF token, origin,
+read-only) and answers with a redirect back to the page (post/redirect/get), carrying a fixed
+``done`` code the page turns into a message. A JSON field that does not parse is a 400 naming
+the field; nothing is sent to the run then.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from worldflow.inspector.ui._guard import UiError, action
+from worldflow.inspector.ui._session import Session
+from worldflow.inspector.ui._state import control, url_for
+
+__all__ = [
+    "cancel",
+    "purge",
+    "raise_event",
+    "rerun",
+    "resolve_hook",
+    "resume",
+    "resume_step",
+    "suspend",
+]
+
+MAX_TEXT = 2000
+
+
+async def _form(request: web.Request) -> dict[str, str]:
+    form = await request.post()
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+def _text(form: dict[str, str], name: str, *, required: bool = False) -> str | None:
+    value = form.get(name, "").strip()
+    if required and not value:
+        raise UiError(400, f"`{name}` is required")
+    if len(value) > MAX_TEXT:
+        raise UiError(400, f"`{name}` is longer than {MAX_TEXT} characters")
+    return value or None
+
+
+def _json(form: dict[str, str], name: str) -> Any:
+    text = form.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError as exc:
+        raise UiError(400, f"`{name}` is not valid JSON: {exc}") from None
+
+
+def _back(request: web.Request, run_id: str, done: str) -> web.HTTPSeeOther:
+    return web.HTTPSeeOther(url_for(request, "ui.run", {"done": done}, run_id=run_id))
+
+
+def _confirmed(form: dict[str, str]) -> None:
+    if form.get("confirm") != "yes":
+        raise UiError(400, "tick `confirm` to confirm this action")
+
+
+@action
+async def cancel(request: web.Request, session: Session) -> web.StreamResponse:
+    """Cancel the run, with an optional reason (needs ``confirm=yes``)."""
+    run_id = request.match_info["run_id"]
+    form = await _form(request)
+    _confirmed(form)
+    await control(request).cancel(run_id, _text(form, "reason"))
+    raise _back(request, run_id, "cancelled")
+
+
+@action
+async def suspend(request: web.Request, session: Session) -> web.StreamResponse:
+    """Pause the run."""
+    run_id = request.match_info["run_id"]
+    form = await _form(request)
+    await control(request).suspend(run_id, _text(form, "reason"))
+    raise _back(request, run_id, "suspended")
+
+
+@action
+async def resume(request: web.Request, session: Session) -> web.StreamResponse:
+    """Unpause the run."""
+    run_id = request.match_info["run_id"]
+    await control(request).resume(run_id)
+    raise _back(request, run_id, "resumed")
+
+
+@action
+async def raise_event(request: web.Request, session: Session) -> web.StreamResponse:
+    """Raise a named event for the run with a JSON payload."""
+    run_id = request.match_info["run_id"]
+    form = await _form(request)
+    name = _text(form, "name", required=True)
+    assert name is not None
+    await control(request).raise_event(run_id, name, _json(form, "payload"))
+    raise _back(request, run_id, "raised")
+
+
+@action
+async def rerun(request: web.Request, session: Session) -> web.StreamResponse:
+    """Start a new run with this run's input; go to it."""
+    run_id = request.match_info["run_id"]
+    handle = await control(request).rerun(run_id)
+    raise _back(request, handle.run_id, "rerun")
+
+
+@action
+async def purge(request: web.Request, session: Session) -> web.StreamResponse:
+    """Delete a finished run (needs ``confirm=yes``)."""
+    run_id = request.match_info["run_id"]
+    form = await _form(request)
+    _confirmed(form)
+    await control(request).purge(run_id)
+    raise web.HTTPSeeOther(url_for(request, "ui.home", {"done": "purged"}))
+
+
+@action
+async def resume_step(request: web.Request, session: Session) -> web.StreamResponse:
+    """Send data to a suspended step of the run."""
+    run_id = request.match_info["run_id"]
+    form = await _form(request)
+    step = _text(form, "step", required=True)
+    assert step is not None
+    await control(request).resume_step(run_id, step, _json(form, "data"))
+    raise _back(request, run_id, "step-resumed")
+
+
+@action
+async def resolve_hook(request: web.Request, session: Session) -> web.StreamResponse:
+    """Send a JSON payload to the hook holding ``token``; back to its run."""
+    form = await _form(request)
+    token = _text(form, "token", required=True)
+    assert token is not None
+    payload = _json(form, "payload")
+    hook = await control(request).resume_hook(token, payload)
+    if form.get("back") == "hooks":
+        raise web.HTTPSeeOther(url_for(request, "ui.hooks", {"done": "resolved"}))
+    raise _back(request, hook.run_id, "resolved")
+
+
+@action
+async def start(request: web.Request, session: Session) -> web.StreamResponse:
+    """Start a run of a served workflow; ``arguments`` is a JSON object of its parameters."""
+    form = await _form(request)
+    name = _text(form, "workflow", required=True)
+    assert name is not None
+    arguments = _json(form, "arguments")
+    if arguments is None:
+        arguments = {}
+    if not isinstance(arguments, dict):
+        raise UiError(400, "`arguments` must be a JSON object of parameter names to values")
+    try:
+        handle = await control(request).start(
+            name, **arguments, run_id=_text(form, "run_id"), resource_id=_text(form, "resource_id")
+        )
+    except TypeError as exc:
+        raise UiError(400, f"`arguments` do not fit {name}: {exc}") from None
+    raise _back(request, handle.run_id, "started")

@@ -1,0 +1,278 @@
+"""Everything the run page shows, read from the world once per render.
+
+The same function feeds the full page and the regions a live update swaps in, so a live page
+and a reload always agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from worldflow import build_timeline
+from worldflow.errors import RunNotFoundError, StepNotFoundError
+from worldflow.inspector.ui._layout import Layout, layout_timeline
+from worldflow.inspector.ui._state import control, ui_state, url_for, world
+from worldflow.inspector.ui._waiting import waiting_on
+from worldflow.worlds import (
+    AnyEvent,
+    HookStatus,
+    RunStatus,
+    Step,
+    WaitStatus,
+    WorkflowRun,
+    World,
+    encode_event,
+)
+
+__all__ = [
+    "EVENT_CAP",
+    "EVENT_PAGE",
+    "ROW_PAGE",
+    "Action",
+    "EventRow",
+    "actions_for",
+    "event_rows",
+    "load_run_view",
+]
+
+EVENT_CAP = 20_000
+"""Events read for one page; a longer log is laid out from its first part (and says so)."""
+EVENT_PAGE = 200
+"""Events in the log table per page (the newest by default)."""
+ROW_PAGE = 500
+"""Timeline rows per page."""
+EVENT_DETAIL_LIMIT = 4096
+
+
+class Action(msgspec.Struct, frozen=True, kw_only=True):
+    """A button: whether it applies now, and if not, why (shown next to it)."""
+
+    name: str
+    label: str
+    enabled: bool
+    reason: str = ""
+
+
+class EventRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One line of the event log table."""
+
+    seq: int
+    type: str
+    at: datetime
+    offset_ms: int
+    correlation_id: str | None
+    text: str
+    size: int
+    json: bytes | None
+
+
+def actions_for(run: WorkflowRun, ops: object, *, read_only: bool) -> dict[str, Action]:
+    """Which run actions apply, each with the reason it does not."""
+    status = run.status
+    terminal = status.is_terminal
+    done = f"Run already {status.value}"
+
+    def make(name: str, label: str, ok: bool, why: str, method: str | None = None) -> Action:
+        if read_only:
+            return Action(name=name, label=label, enabled=False, reason="read-only")
+        if method is not None and not callable(getattr(ops, method, None)):
+            return Action(
+                name=name,
+                label=label,
+                enabled=False,
+                reason="not supported by this control plane yet",
+            )
+        return Action(name=name, label=label, enabled=ok, reason="" if ok else why)
+
+    return {
+        "cancel": make("cancel", "Cancel", not terminal, done, "cancel"),
+        "suspend": make(
+            "suspend",
+            "Suspend",
+            status in (RunStatus.PENDING, RunStatus.RUNNING),
+            "Run is suspended" if status is RunStatus.SUSPENDED else done,
+            "suspend",
+        ),
+        "resume": make(
+            "resume",
+            "Resume",
+            status is RunStatus.SUSPENDED,
+            done if terminal else "Run is not suspended",
+            "resume",
+        ),
+        "raise_event": make("raise_event", "Raise event", not terminal, done, "raise_event"),
+        "rerun": make("rerun", "Rerun", True, "", "rerun"),
+        "purge": make("purge", "Purge", terminal, "Only a finished run can be purged", "purge"),
+        "resolve": make("resolve", "Resolve", not terminal, done, "resume_hook"),
+        "resume_step": make("resume_step", "Resume step", not terminal, done, "resume_step"),
+    }
+
+
+def event_rows(
+    events: Sequence[AnyEvent], texts: Sequence[str], offsets: Sequence[int]
+) -> list[EventRow]:
+    """Table rows for ``events`` (with their timeline texts and offsets, same order)."""
+    rows = []
+    for event, text, offset in zip(events, texts, offsets, strict=True):
+        encoded = encode_event(event)
+        rows.append(
+            EventRow(
+                seq=event.seq,
+                type=event.type,
+                at=event.created_at,
+                offset_ms=offset,
+                correlation_id=event.correlation_id,
+                text=text,
+                size=len(encoded),
+                json=encoded if len(encoded) <= EVENT_DETAIL_LIMIT else None,
+            )
+        )
+    return rows
+
+
+async def _all_events(w: World, run_id: str) -> tuple[list[AnyEvent], bool]:
+    listed = await w.list_events(run_id, limit=EVENT_CAP)
+    return listed.items, listed.has_more
+
+
+async def _all_steps(w: World, run_id: str) -> list[Step]:
+    steps: list[Step] = []
+    cursor: str | None = None
+    while True:
+        listed = await w.list_steps(run_id, cursor=cursor)
+        steps.extend(listed.items)
+        if not listed.has_more or len(steps) >= EVENT_CAP:
+            return steps
+        cursor = listed.cursor
+
+
+async def _maybe_run(w: World, run_id: str) -> WorkflowRun | None:
+    try:
+        return await w.get_run(run_id)
+    except RunNotFoundError:
+        return None
+
+
+def _int(request: web.Request, name: str) -> int | None:
+    text = request.query.get(name)
+    if text is None or text == "":
+        return None
+    if not text.isdigit():
+        raise ValueError(f"`{name}` must be a number, got {text!r}")
+    return int(text)
+
+
+async def load_run_view(request: web.Request, run_id: str | None = None) -> dict[str, Any]:
+    """The run page's context (see the module docstring)."""
+    rid = run_id or request.match_info["run_id"]
+    w = world(request)
+    run = await w.get_run(rid)
+    (events, truncated), hooks, waits, steps, streams = await asyncio.gather(
+        _all_events(w, rid),
+        w.list_hooks(run_id=rid, status=HookStatus.ACTIVE),
+        w.list_waits(run_id=rid, status=WaitStatus.WAITING),
+        _all_steps(w, rid),
+        w.list_streams(rid),
+    )
+    now = datetime.now(UTC)
+    compress = request.query.get("idle") != "show"
+    expand = frozenset(request.query.getall("expand", []))
+    first = layout_timeline(events, now=now, compress=compress, expand=expand)
+    child_ids = [r.child_run_id for r in first.rows if r.child_run_id]
+    fetched = await asyncio.gather(*(_maybe_run(w, c) for c in child_ids[:200]))
+    children = {c: r for c, r in zip(child_ids, fetched, strict=False) if r is not None}
+    layout: Layout = first
+    if children:
+        layout = layout_timeline(
+            events,
+            now=now,
+            compress=compress,
+            expand=expand,
+            child_status={c: r.status.value for c, r in children.items()},
+        )
+    rows_from = _int(request, "rows") or 0
+    rows = layout.rows[rows_from : rows_from + ROW_PAGE]
+    more_rows = rows_from + ROW_PAGE < len(layout.rows)
+
+    # the event log: filtered by type, the newest page unless ?before=SEQ / ?after=SEQ
+    timeline = build_timeline(events)
+    types = sorted({e.type for e in events})
+    wanted = [t for t in request.query.getall("type", []) if t]
+    picked = [i for i, e in enumerate(events) if not wanted or e.type in wanted]
+    before, after = _int(request, "before"), _int(request, "after")
+    if after is not None:
+        picked = [i for i in picked if events[i].seq > after][:EVENT_PAGE]
+    else:
+        if before is not None:
+            picked = [i for i in picked if events[i].seq < before]
+        picked = picked[-EVENT_PAGE:]
+    shown = [events[i] for i in picked]
+    rows_of_events = event_rows(
+        shown, [timeline[i].text for i in picked], [timeline[i].offset_ms for i in picked]
+    )
+    older = shown and any(
+        e.seq < shown[0].seq and (not wanted or e.type in wanted) for e in events[: picked[0]]
+    )
+    newer = (
+        bool(shown)
+        and picked[-1] < len(events) - 1
+        and any(not wanted or e.type in wanted for e in events[picked[-1] + 1 :])
+    )
+
+    parent = await _maybe_run(w, run.parent_run_id) if run.parent_run_id else None
+    rerun_of = run.metadata.get("rerun_of")
+    span_id = request.query.get("span")
+    span: Step | None = None
+    if span_id:
+        try:
+            span = await w.get_step(rid, span_id)
+        except StepNotFoundError:
+            span = None
+    ops = control(request)
+    options = ui_state(request).options
+    blocked = getattr(ops, "blocked_on", None)
+    try:
+        engine_sees = blocked(rid) if callable(blocked) else None
+    except Exception:
+        engine_sees = None
+    waiting = waiting_on(
+        run, hooks=hooks.items, waits=waits.items, steps=steps, now=now, children=children
+    )
+    query = {k: v for k, v in request.query.items() if k in ("idle", "type", "span")}
+    return {
+        "run": run,
+        "layout": layout,
+        "rows": rows,
+        "rows_from": rows_from,
+        "more_rows": more_rows,
+        "truncated": truncated,
+        "event_count": run.last_seq,
+        "events": rows_of_events,
+        "event_types": types,
+        "wanted_types": wanted,
+        "older_seq": shown[0].seq if older else None,
+        "newer_seq": shown[-1].seq if newer else None,
+        "waiting": waiting,
+        "event_waited": next((x.event_name for x in waiting if x.event_name), ""),
+        "engine_sees": engine_sees,
+        "children": children,
+        "parent": parent,
+        "rerun_of": rerun_of,
+        "streams": streams,
+        "steps": {s.step_id: s for s in steps},
+        "span": span,
+        "actions": actions_for(run, ops, read_only=options.read_only),
+        "now": now,
+        "compress": compress,
+        "query": query,
+        "live_url": url_for(request, "ui.run.live", query, run_id=rid),
+        "is_live": not run.status.is_terminal,
+        "all_events": events,
+        "all_timeline": timeline,
+    }

@@ -1,0 +1,57 @@
+"""Workflows the inspector tests run (module level, so their names are stable)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from worldflow import create_hook, get_step_metadata, sleep, step, wait_for_event, workflow
+
+HOSTILE = (
+    '<script>window.__x=1</script><img src=x onerror=window.__x=2>"><svg onload=alert(1)></script>'
+)
+"""Markup that must show as text everywhere (run input, step names, errors, tokens)."""
+
+
+@step(max_retries=3, backoff="10ms")
+async def charge_card(amount: int) -> str:
+    """Fails twice, then succeeds."""
+    if get_step_metadata().attempt < 3:
+        raise ValueError(f"card declined {HOSTILE}")
+    return f"charged {amount}"
+
+
+@step
+async def fetch(i: int) -> int:
+    await asyncio.sleep(0.02 * (i + 1))
+    return i
+
+
+@workflow
+async def order(order_id: str, amount: int = 10) -> dict[str, Any]:
+    """Charge (retried), fetch three things in parallel, wait for approval."""
+    charged = await charge_card(amount)
+    fetched = await asyncio.gather(*(fetch(i) for i in range(3)))
+    approval = await create_hook(token=f"approve:{order_id}")
+    return {"charged": charged, "fetched": fetched, "approval": approval}
+
+
+@workflow
+async def waits(name: str) -> Any:
+    """Waits for a named event, then sleeps a little."""
+    got = await wait_for_event("go")
+    await sleep(0.01)
+    return got
+
+
+@workflow
+async def echo(value: Any) -> Any:
+    """Returns its input."""
+    return value
+
+
+@workflow
+async def hostile(value: str) -> Any:
+    """Waits on a hook whose token holds markup, then fails with markup in the message."""
+    await create_hook(token=f"tok-{HOSTILE}")
+    raise RuntimeError(value)
