@@ -28,12 +28,14 @@ from worldflow.inspector._keys import (
 from worldflow.inspector._middleware import auth_middleware, error_middleware
 from worldflow.inspector._openapi import openapi_document
 from worldflow.inspector._routes import route
+from worldflow.inspector.ui._state import UI_OPTIONS, UiOptions
 
 __all__ = ["FAMILIES", "create_app"]
 
 FAMILIES: tuple[str, ...] = (
     "worldflow.inspector.api.webhooks",
     "worldflow.inspector.api.mastra",
+    "worldflow.inspector.ui",
 )
 """The route families, as module names; each module has ``add_routes(app)``. A new API
 family is one module and one line here."""
@@ -77,6 +79,7 @@ def create_app(
     webhook_timeout: float = DEFAULT_WEBHOOK_TIMEOUT,
     webhook_resume_on_head_options: bool = False,
     families: tuple[str, ...] = FAMILIES,
+    read_only: bool = False,
 ) -> web.Application:
     """The worldflow HTTP application for an Engine or a Client.
 
@@ -96,6 +99,8 @@ def create_app(
             call waits for the run to answer before replying 504.
         webhook_resume_on_head_options: Let HEAD and OPTIONS requests resume webhooks too.
         families: The route families to serve (module names; default: all of them).
+        read_only: The inspector UI shows everything and allows no action (its buttons are
+            disabled, saying so, and its form posts are refused with 403).
 
     Example::
 
@@ -123,6 +128,7 @@ def create_app(
         webhook_resume_on_head_options=webhook_resume_on_head_options,
     )
     app[AUTH_CHECKS] = []
+    app[UI_OPTIONS] = UiOptions(read_only=read_only)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/openapi.json", openapi)
     for name in families:

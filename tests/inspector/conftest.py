@@ -11,22 +11,16 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from tests.inspector import flows
 from worldflow import Engine
-from worldflow.inspector._keys import CONTROL, SETTINGS, ControlPlane, Settings
-from worldflow.inspector.ui import UI_OPTIONS, UiOptions, add_routes
+from worldflow.inspector import ControlPlane, create_app
 from worldflow.worlds import MemoryWorld
 
 TOKEN = "s3cret-token"
 
 
 def ui_app(engine: Engine, *, token: str | None = None, read_only: bool = False) -> web.Application:
-    """The UI on its own app (what create_app mounts at /)."""
-    app = web.Application()
+    """The whole HTTP app, as ``worldflow serve`` builds it (the UI is mounted at ``/``)."""
     # Engine.start takes a function or a name; the app's protocol names it by name only
-    app[CONTROL] = cast("ControlPlane", engine)
-    app[SETTINGS] = Settings(token=token)
-    app[UI_OPTIONS] = UiOptions(read_only=read_only)
-    add_routes(app)
-    return app
+    return create_app(cast("ControlPlane", engine), token=token, read_only=read_only)
 
 
 @pytest.fixture

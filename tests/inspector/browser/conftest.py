@@ -48,7 +48,7 @@ class Served:
 async def browser() -> AsyncIterator[Browser]:
     if os.environ.get("WORLDFLOW_SKIP_BROWSER") == "1":
         pytest.skip("WORLDFLOW_SKIP_BROWSER=1")
-    if not os.path.exists(CHROMIUM) and shutil.which("chromium") is None:
+    if shutil.which(CHROMIUM) is None:
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)")
     async with async_playwright() as p:
         b = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)

@@ -98,7 +98,8 @@ async def test_reconnect_loses_and_doubles_nothing(page: Page, served: Served) -
     streams: list[str] = []
     page.on("request", lambda r: streams.append(r.url) if "/live" in r.url else None)
     # drop every live stream the server holds, then append while the page is cut off
-    for task in list(served.app[LIVE_TASKS]):
+    live = served.app[LIVE_TASKS]
+    for task in [*live]:
         task.cancel()
     await engine.raise_event("rc-1", "go", {"n": 1})
     await run.result(timeout=10)
@@ -131,12 +132,14 @@ async def test_timeline_of_a_retried_and_a_parallel_step(page: Page, served: Ser
         rects = bar.locator("rect.part")
         first = await rects.first.bounding_box()
         last = await rects.last.bounding_box()
-        assert first is not None and last is not None
+        assert first is not None
+        assert last is not None
         boxes.append((first["x"], last["x"] + last["width"]))
     assert len(boxes) == 3
     for lo, hi in boxes:
         for lo2, hi2 in boxes:
-            assert lo < hi2 and lo2 < hi, boxes  # the three bars overlap: they ran together
+            assert lo < hi2, boxes  # the three bars overlap: they ran together
+            assert lo2 < hi, boxes
 
     await charge.click()
     await expect(page.locator("#span-h")).to_contain_text("charge_card")
@@ -273,7 +276,8 @@ async def test_mounted_under_a_prefix(browser: Browser, engine: Engine) -> None:
         await page.get_by_role("link", name="Hooks").click()
         await page.get_by_role("link", name="Workflows").click()
         assert bad == []
-        assert seen and all(u.startswith(base + "/ops/wf/") for u in seen), seen
+        assert seen
+        assert all(u.startswith(base + "/ops/wf/") for u in seen), seen
         home: Any = await page.request.get(base + "/")
         assert await home.text() == "the host's own page"
     finally:
