@@ -302,12 +302,18 @@ def _ticks(scale: _Scale, total: float) -> list[Tick]:
     if total <= 0:
         return ticks
     edges = [0.0, *[x for gap in scale.gaps for x in gap], total]
+    labelled = 0.0
     for lo, hi in zip(edges[::2], edges[1::2], strict=True):
         span_pct = scale(hi) - scale(lo)
         steps = max(1, int(span_pct // 20))
         for i in range(1, steps + 1):
             t = lo + (hi - lo) * i / steps
-            ticks.append(Tick(left=round(scale(t), 3), label="+" + format_ms(t)))
+            left = round(scale(t), 3)
+            # a label needs room: none within 8 % of the last one (a short stretch after a
+            # break keeps its tick mark but not its text)
+            room = left - labelled >= 8 and left <= 92
+            labelled = left if room else labelled
+            ticks.append(Tick(left=left, label="+" + format_ms(t) if room else ""))
     return ticks
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -205,3 +206,15 @@ def test_empty_log() -> None:
 )
 def test_format_ms(ms: float, text: str) -> None:
     assert format_ms(ms) == text
+
+
+def test_axis_labels_do_not_crowd() -> None:
+    log = Log().start()
+    log.add(WaitCreated, 1, correlation_id="w", resume_at=T0 + timedelta(hours=1))
+    log.add(WaitCompleted, 3_600_000, correlation_id="w")
+    log.add(RunCompleted, 3_600_050, output=RAW)
+    layout = layout_timeline(log.events)
+    labelled = [t.left for t in layout.ticks if t.label]
+    assert labelled[0] == 0
+    assert all(b - a >= 8 for a, b in itertools.pairwise(labelled))
+    assert all(left <= 92 for left in labelled)
