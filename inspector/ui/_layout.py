@@ -125,6 +125,8 @@ class Layout(msgspec.Struct, frozen=True, kw_only=True):
     idle_ms: float
     start: datetime | None
     end: datetime | None
+    row_count: int = 0
+    """Rows in all (the run's own row not counted); ``rows`` holds one page of them."""
 
 
 # -- the compressed time scale ---------------------------------------------------------------
@@ -267,31 +269,44 @@ def _row(span: Span, scale: _Scale, now: float) -> Row:
     )
 
 
-def _group(label: str, rows: list[Row], key: str) -> Row:
-    left = min(r.left for r in rows)
-    right = max(r.left + r.width for r in rows)
-    durations = [r.duration_ms for r in rows]
+GROUP_PARTS = 24
+"""Calls drawn inside a group row's bar (the rest count in its numbers only)."""
+
+
+def _span_end(span: Span, now: float) -> float:
+    return span.end if span.end is not None else now
+
+
+def _group(label: str, spans: list[Span], key: str, scale: _Scale, now: float) -> Row:
+    lefts = [scale(s.start) for s in spans]
+    rights = [scale(max(_span_end(s, now), s.planned or 0.0)) for s in spans]
+    durations = [_span_end(s, now) - s.start for s in spans]
     counts: dict[str, int] = {}
-    for r in rows:
-        counts[r.status] = counts.get(r.status, 0) + 1
+    for span in spans:
+        counts[span.status] = counts.get(span.status, 0) + 1
     histogram = ", ".join(f"{n} {_STATUS_WORD.get(s, s)}" for s, n in sorted(counts.items()))
     median, longest = statistics.median(durations), max(durations)
-    parts = [Part(kind="group", left=r.left, width=r.width, title=r.name) for r in rows[:200]]
+    parts = []
+    for span, duration in zip(spans[:GROUP_PARTS], durations, strict=False):
+        left, width = scale.box(span.start, _span_end(span, now))
+        title = f"{_STATUS_WORD.get(span.status, span.status)}, {format_ms(duration)}"
+        parts.append(Part(kind="group", left=left, width=width, title=title))
     status = "failed" if "failed" in counts else max(counts, key=lambda s: counts[s])
+    left = min(lefts)
     return Row(
         key=key,
         kind="group",
-        label=f"{label} ×{len(rows)}",  # noqa: RUF001 (the times sign, on purpose)
+        label=f"{label} ×{len(spans)}",  # noqa: RUF001 (the times sign, on purpose)
         status=status,
-        left=left,
-        width=round(right - left, 3),
+        left=round(left, 3),
+        width=round(max(max(rights) - left, MIN_BAR), 3),
         name=(
-            f"Step group {label}, {len(rows)} calls: {histogram}; median "
+            f"Step group {label}, {len(spans)} calls: {histogram}; median "
             f"{format_ms(median)}, max {format_ms(longest)}"
         ),
-        seq=rows[0].seq,
+        seq=spans[0].seq,
         parts=parts,
-        count=len(rows),
+        count=len(spans),
         duration_ms=longest,
         detail=histogram,
     )
@@ -325,6 +340,8 @@ def layout_timeline(
     expand: frozenset[str] = frozenset(),
     group_threshold: int = GROUP_THRESHOLD,
     child_status: Mapping[str, str] | None = None,
+    rows_from: int = 0,
+    rows_limit: int | None = None,
 ) -> Layout:
     """Lay out a run's events (in ``seq`` order) as timeline rows.
 
@@ -336,6 +353,8 @@ def layout_timeline(
         expand: Step names whose calls are not folded into a group row.
         group_threshold: Calls of one step name beyond this fold into one row.
         child_status: The status of child runs by run id, shown on their rows.
+        rows_from: The first row to build (after the run's own row, which always comes).
+        rows_limit: How many rows to build from there (``None``: all).
     """
     c = Collector()
     for event in events:
@@ -401,31 +420,24 @@ def layout_timeline(
         for name, spans in by_name.items()
         if len(spans) > group_threshold and name not in expand
     }
-    groups: dict[str, list[Row]] = {}
+    # order every row by where it starts (cheap), then build only the rows of the page asked
+    # for: a 10k-event run lays out in one pass and renders ROW_PAGE rows
+    entries: list[tuple[float, int, Span | str]] = []
     for span in c.order:
+        if span.kind == "step" and span.label in folded:
+            if by_name[span.label][0] is span:
+                entries.append((scale(span.start), span.seq, span.label))
+            continue
         if span.kind == "child" and span.child_run_id is not None and span.child_run_id in children:
             span.status = children[span.child_run_id]
-        row = _row(span, scale, open_end if span.end is None else span.end)
-        if span.kind == "step" and span.label in folded:
-            if span.label not in groups:
-                groups[span.label] = []
-                rows.append(
-                    Row(
-                        key=f"group:{span.label}",
-                        kind="group",
-                        label=span.label,
-                        status="",
-                        left=0,
-                        width=0,
-                        name="",
-                        seq=span.seq,
-                    )
-                )
-            groups[span.label].append(row)
-            continue
-        rows.append(row)
-    rows = [_group(r.label, groups[r.label], r.key) if r.kind == "group" else r for r in rows]
-    rows[1:] = sorted(rows[1:], key=lambda r: (r.left, r.seq))
+        entries.append((scale(span.start), span.seq, span))
+    entries.sort(key=lambda e: (e[0], e[1]))
+    page = entries[rows_from : None if rows_limit is None else rows_from + rows_limit]
+    for _, _, item in page:
+        if isinstance(item, str):
+            rows.append(_group(item, by_name[item], f"group:{item}", scale, open_end))
+        else:
+            rows.append(_row(item, scale, open_end if item.end is None else item.end))
 
     gaps = [
         Gap(
@@ -446,4 +458,5 @@ def layout_timeline(
         idle_ms=scale.idle,
         start=c.t0,
         end=None if c.run_end is None else c.t0 + timedelta(milliseconds=c.run_end),
+        row_count=len(entries),
     )

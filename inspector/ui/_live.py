@@ -19,6 +19,7 @@ import contextlib
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -26,7 +27,7 @@ from worldflow.errors import RunNotFoundError, StreamNotFoundError
 from worldflow.inspector.ui._filters import parse_filter
 from worldflow.inspector.ui._guard import page, stream
 from worldflow.inspector.ui._payloads import summary
-from worldflow.inspector.ui._runview import event_rows, load_run_view
+from worldflow.inspector.ui._runview import described_rows, load_run_view
 from worldflow.inspector.ui._session import Session
 from worldflow.inspector.ui._state import LIVE_TASKS, base_context, render, ui_state, world
 from worldflow.worlds import encode_event
@@ -110,18 +111,13 @@ async def run_live(request: web.Request, session: Session) -> web.StreamResponse
                 run = view["run"]
                 if run.last_seq > sent:
                     events = view["all_events"]
-                    timeline = view["all_timeline"]
                     start = next((i for i, e in enumerate(events) if e.seq > sent), len(events))
                     picked = list(range(start, min(len(events), start + BATCH)))
                     fresh = [events[i] for i in picked]
-                    rows = event_rows(
-                        fresh,
-                        [timeline[i].text for i in picked],
-                        [timeline[i].offset_ms for i in picked],
-                    )
+                    rows = described_rows(events, picked)
                     context = {**base_context(request, session), **view}
-                    row_tpl = env.get_template("run/_event_row.html")
-                    html = "".join(row_tpl.render(e=e, **context) for e in rows)
+                    macros: Any = env.get_template("_rows.html").make_module(context)
+                    html = "".join(str(macros.event_row(e, run_id)) for e in rows)
                     regions = {
                         name: env.get_template(tpl).render(**context)
                         for name, tpl in _REGIONS.items()
@@ -157,10 +153,10 @@ async def runs_live(request: web.Request, session: Session) -> web.StreamRespons
     ids = [i for i in request.query.get("ids", "").split() if i][:500]
     newest = request.query.get("newest", "")
     env = ui_state(request).env
-    row_tpl = env.get_template("_run_row.html")
     response = await _open_stream(request)
     seen = await w.wait_for_world(after=2**62, timeout=0)
     context = base_context(request, session)
+    macros: Any = env.get_template("_rows.html").make_module(context)
     with _tracked(request):
         try:
             while True:
@@ -176,7 +172,7 @@ async def runs_live(request: web.Request, session: Session) -> web.StreamRespons
                         run = await w.get_run(run_id)
                     except RunNotFoundError:
                         continue
-                    rows[run_id] = row_tpl.render(r=run, now=now, **context)
+                    rows[run_id] = str(macros.run_row(run, now))
                 new = 0
                 if newest:
                     listed = await w.list_runs(**f.world_args(), limit=100)  # type: ignore[arg-type]

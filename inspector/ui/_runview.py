@@ -17,13 +17,17 @@ from aiohttp import web
 from worldflow import build_timeline
 from worldflow.errors import RunNotFoundError, StepNotFoundError
 from worldflow.inspector.ui._layout import Layout, layout_timeline
+from worldflow.inspector.ui._spans import CHILD_STEP, child_target
 from worldflow.inspector.ui._state import control, ui_state, url_for, world
 from worldflow.inspector.ui._waiting import waiting_on
 from worldflow.worlds import (
     AnyEvent,
+    HookCreated,
     HookStatus,
     RunStatus,
     Step,
+    StepCreated,
+    WaitCreated,
     WaitStatus,
     WorkflowRun,
     World,
@@ -37,6 +41,7 @@ __all__ = [
     "Action",
     "EventRow",
     "actions_for",
+    "described_rows",
     "event_rows",
     "load_run_view",
 ]
@@ -136,6 +141,31 @@ def event_rows(
     return rows
 
 
+_CREATIONS = (StepCreated, WaitCreated, HookCreated)
+
+
+def described_rows(events: Sequence[AnyEvent], picked: Sequence[int]) -> list[EventRow]:
+    """Table rows for ``events[i]`` for each ``i`` in ``picked``, with their timeline texts.
+
+    The texts name a step, hook or wait by its creation event, so only those (and the run's
+    first event, the origin of the offsets) are told besides the picked ones: a page of a
+    10k-event log costs a page, not the log.
+    """
+    wanted = {events[i].correlation_id for i in picked} - {None}
+    told: dict[int, AnyEvent] = {events[0].seq: events[0]} if events else {}
+    for event in events:
+        if isinstance(event, _CREATIONS) and event.correlation_id in wanted:
+            told[event.seq] = event
+    for i in picked:
+        told[events[i].seq] = events[i]
+    ordered = [told[seq] for seq in sorted(told)]
+    by_seq = {entry.seq: entry for entry in build_timeline(ordered)}
+    shown = [events[i] for i in picked]
+    return event_rows(
+        shown, [by_seq[e.seq].text for e in shown], [by_seq[e.seq].offset_ms for e in shown]
+    )
+
+
 async def _all_events(w: World, run_id: str) -> tuple[list[AnyEvent], bool]:
     listed = await w.list_events(run_id, limit=EVENT_CAP)
     return listed.items, listed.has_more
@@ -183,25 +213,29 @@ async def load_run_view(request: web.Request, run_id: str | None = None) -> dict
     now = datetime.now(UTC)
     compress = request.query.get("idle") != "show"
     expand = frozenset(request.query.getall("expand", []))
-    first = layout_timeline(events, now=now, compress=compress, expand=expand)
-    child_ids = [r.child_run_id for r in first.rows if r.child_run_id]
+    child_ids = [
+        target[1]
+        for e in events
+        if isinstance(e, StepCreated)
+        and e.step_name == CHILD_STEP
+        and (target := child_target(e.input)) is not None
+    ]
     fetched = await asyncio.gather(*(_maybe_run(w, c) for c in child_ids[:200]))
     children = {c: r for c, r in zip(child_ids, fetched, strict=False) if r is not None}
-    layout: Layout = first
-    if children:
-        layout = layout_timeline(
-            events,
-            now=now,
-            compress=compress,
-            expand=expand,
-            child_status={c: r.status.value for c, r in children.items()},
-        )
     rows_from = _int(request, "rows") or 0
-    rows = layout.rows[rows_from : rows_from + ROW_PAGE]
-    more_rows = rows_from + ROW_PAGE < len(layout.rows)
+    layout: Layout = layout_timeline(
+        events,
+        now=now,
+        compress=compress,
+        expand=expand,
+        child_status={c: r.status.value for c, r in children.items()},
+        rows_from=rows_from,
+        rows_limit=ROW_PAGE,
+    )
+    rows = layout.rows[1:]
+    more_rows = rows_from + ROW_PAGE < layout.row_count
 
     # the event log: filtered by type, the newest page unless ?before=SEQ / ?after=SEQ
-    timeline = build_timeline(events)
     types = sorted({e.type for e in events})
     wanted = [t for t in request.query.getall("type", []) if t]
     picked = [i for i, e in enumerate(events) if not wanted or e.type in wanted]
@@ -213,9 +247,7 @@ async def load_run_view(request: web.Request, run_id: str | None = None) -> dict
             picked = [i for i in picked if events[i].seq < before]
         picked = picked[-EVENT_PAGE:]
     shown = [events[i] for i in picked]
-    rows_of_events = event_rows(
-        shown, [timeline[i].text for i in picked], [timeline[i].offset_ms for i in picked]
-    )
+    rows_of_events = described_rows(events, picked)
     older = shown and any(
         e.seq < shown[0].seq and (not wanted or e.type in wanted) for e in events[: picked[0]]
     )
@@ -249,6 +281,7 @@ async def load_run_view(request: web.Request, run_id: str | None = None) -> dict
         "run": run,
         "layout": layout,
         "rows": rows,
+        "run_row": layout.rows[0] if layout.rows else None,
         "rows_from": rows_from,
         "more_rows": more_rows,
         "truncated": truncated,
@@ -274,5 +307,4 @@ async def load_run_view(request: web.Request, run_id: str | None = None) -> dict
         "live_url": url_for(request, "ui.run.live", query, run_id=rid),
         "is_live": not run.status.is_terminal,
         "all_events": events,
-        "all_timeline": timeline,
     }

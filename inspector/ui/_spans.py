@@ -168,7 +168,7 @@ class Collector:
                 self._end_run(at, "cancelled", _why("run cancelled", reason), seq)
             case StepCreated(step_name=name, input=payload):
                 if name == CHILD_STEP:
-                    child = _child_target(payload)
+                    child = child_target(payload)
                     label = f"child {_short(child[0])}" if child else "child run"
                     span = self.new(corr, "child", label, at, seq)
                     span.child_run_id = child[1] if child else None
@@ -285,7 +285,7 @@ def _title(kind: str, span: Span, at: float) -> str:
     return f"{kind} {took}"
 
 
-def _child_target(payload: msgspec.Raw) -> tuple[str, str] | None:
+def child_target(payload: msgspec.Raw) -> tuple[str, str] | None:
     try:
         value = msgspec.json.decode(payload)
     except msgspec.DecodeError:

@@ -12,7 +12,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import jinja2
 from aiohttp import web
@@ -117,6 +117,7 @@ def make_state(app: web.Application) -> UiState:
         short=_short,
         summary=summary,
         payload=show_payload,
+        plain_json=lambda raw: show_payload(raw, highlight=False),
         present=lambda raw: raw is not None and bytes(raw) != b"null",
     )
     env.globals["RunStatus"] = RunStatus
@@ -144,6 +145,10 @@ def _ago(value: datetime | None, now: datetime | None = None) -> str:
 
 def _short(name: str) -> str:
     return name.rpartition(":")[2] or name
+
+
+def _qs(query: dict[str, Any]) -> str:
+    return urlencode([(k, str(v)) for k, v in query.items() if v is not None and v != ""])
 
 
 def security_headers(response: web.StreamResponse) -> None:
@@ -190,8 +195,16 @@ def base_context(request: web.Request, session: Session | None) -> dict[str, Any
     def url(name: str, query: dict[str, Any] | None = None, **parts: str) -> str:
         return url_for(request, name, query, **parts)
 
+    # one router lookup per page, not one per row
+    run_prefix = url_for(request, "ui.run", run_id="_")[:-1]
+
+    def run_url(run_id: str) -> str:
+        return run_prefix + quote(run_id, safe="")
+
     return {
         "url": url,
+        "run_url": run_url,
+        "qs": _qs,
         "static": lambda path: url_for(request, "ui.static", path=path),
         "session": session,
         "csrf": session.csrf if session else "",

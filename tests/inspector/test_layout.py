@@ -218,3 +218,15 @@ def test_axis_labels_do_not_crowd() -> None:
     assert labelled[0] == 0
     assert all(b - a >= 8 for a, b in itertools.pairwise(labelled))
     assert all(left <= 92 for left in labelled)
+
+
+def test_rows_are_built_one_page_at_a_time() -> None:
+    log = Log().start()
+    for i in range(30):
+        log.step(f"s{i:02}", f"m:step_{i}", i)
+    whole = layout_timeline(log.events)
+    assert whole.row_count == 30
+    page = layout_timeline(log.events, rows_from=10, rows_limit=5)
+    assert page.row_count == 30
+    assert [r.key for r in page.rows] == ["run", *(f"s{i:02}" for i in range(10, 15))]
+    assert page.rows[1:] == whole.rows[11:16]
