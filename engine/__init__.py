@@ -1,6 +1,7 @@
 """worldflow: durable workflows for Python's asyncio, on pluggable storage worlds."""
 
 from worldflow import api
+from worldflow._cron import CronSchedule
 from worldflow._primitives import (
     Hook,
     WorkflowMetadata,
@@ -27,6 +28,7 @@ from worldflow._registry import (
 from worldflow._runtime.catalog import WorkflowInfo
 from worldflow._runtime.engine import Engine
 from worldflow._runtime.run import Run, RunInfo
+from worldflow._runtime.schedules import ScheduleInfo, Schedules
 from worldflow._runtime.step_info import (
     StepMetadata,
     StepSuspension,
@@ -57,6 +59,7 @@ from worldflow.errors import (
     RunNotTerminalError,
     RunOwnedElsewhereError,
     RunTerminalError,
+    ScheduleNotFoundError,
     SerializationError,
     StepError,
     StepFailedError,
@@ -87,6 +90,7 @@ __all__ = [
     "Backoff",
     "ConfigurationError",
     "CorruptLogError",
+    "CronSchedule",
     "DeterminismViolationError",
     "Engine",
     "EntityConflictError",
@@ -110,6 +114,9 @@ __all__ = [
     "RunOwnedElsewhereError",
     "RunStatus",
     "RunTerminalError",
+    "ScheduleInfo",
+    "ScheduleNotFoundError",
+    "Schedules",
     "SerializationError",
     "StepError",
     "StepFailedError",

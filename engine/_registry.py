@@ -24,6 +24,7 @@ from types import CodeType
 from typing import Any, ClassVar, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from worldflow import _serde
+from worldflow._cron import CronSchedule
 from worldflow._durations import Duration, parse_duration
 from worldflow._replay.current import current_instance
 from worldflow.errors import (
@@ -326,12 +327,14 @@ class WorkflowDefinition(_Definition):
         name: The stable registered name (``module:qualname`` unless ``name=`` was given).
         fn: The undecorated ``async def`` body.
         signature: The body's signature (the run's input is bound to it).
+        schedule: When it runs by itself (``@workflow(schedule=...)``), or ``None``.
     """
 
     kind: ClassVar[str] = "workflow"
     name: str
     fn: Callable[..., Coroutine[Any, Any, Any]]
     signature: inspect.Signature
+    schedule: CronSchedule | None = None
 
     @property
     def step_names(self) -> list[str]:
@@ -591,8 +594,20 @@ class _WorkflowDecorator(Protocol):
 @overload
 def workflow(fn: Callable[P, Coroutine[Any, Any, R]], /) -> WorkflowFunction[P, R]: ...
 @overload
-def workflow(*, name: str | None = None) -> _WorkflowDecorator: ...
-def workflow(fn: Callable[..., Any] | None = None, /, *, name: str | None = None) -> Any:
+def workflow(
+    *,
+    name: str | None = None,
+    schedule: str | CronSchedule | None = None,
+    timezone: str = "UTC",
+) -> _WorkflowDecorator: ...
+def workflow(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    schedule: str | CronSchedule | None = None,
+    timezone: str = "UTC",
+) -> Any:
     """Make an ``async def`` function a durable workflow.
 
     The body orchestrates: it awaits steps, ``sleep``, hooks and events, and may use
@@ -604,7 +619,17 @@ def workflow(fn: Callable[..., Any] | None = None, /, *, name: str | None = None
         fn: The ``async def`` body.
         name: The registered name; default ``module:qualname``. Keep it stable: runs refer
             to their workflow by name.
+        schedule: Run it by itself on a cron schedule (``"0 9 * * MON-FRI"``), or a
+            :class:`~worldflow.CronSchedule` with catch-up and overlap policies. Every engine
+            that serves the workflow makes sure the schedule (named after the workflow)
+            exists; exactly one run starts per tick however many engines run.
+        timezone: The IANA zone a string ``schedule`` is read in.
     """
+    timing = (
+        CronSchedule(cron=schedule, timezone=timezone) if isinstance(schedule, str) else schedule
+    )
+    if timing is not None and not isinstance(timing, CronSchedule):
+        raise TypeError(f"schedule is a cron string or a CronSchedule, not {schedule!r}")
 
     def decorate(target: Callable[..., Any]) -> WorkflowFunction[Any, Any]:
         if isinstance(target, (StepFunction, WorkflowFunction)):
@@ -617,7 +642,7 @@ def workflow(fn: Callable[..., Any] | None = None, /, *, name: str | None = None
         registered = _registered_name(target, name)
         _check_user_name(registered, False)
         definition = WorkflowDefinition(
-            name=registered, fn=target, signature=inspect.signature(target)
+            name=registered, fn=target, signature=inspect.signature(target), schedule=timing
         )
         _ALL_WORKFLOWS[registered] = definition
         return WorkflowFunction(definition)

@@ -66,6 +66,7 @@ __all__ = [
     "RunNotTerminalError",
     "RunOwnedElsewhereError",
     "RunTerminalError",
+    "ScheduleNotFoundError",
     "SerializationError",
     "StepError",
     "StepFailedError",
@@ -159,6 +160,12 @@ class StreamNotFoundError(NotFoundError):
     """The run has no stream of this name."""
 
     code = "stream_not_found"
+
+
+class ScheduleNotFoundError(NotFoundError):
+    """No schedule has this name."""
+
+    code = "schedule_not_found"
 
 
 class EntityConflictError(WorldError):

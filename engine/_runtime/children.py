@@ -34,6 +34,11 @@ class ChildStarter:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
+    @property
+    def engine(self) -> Engine:
+        """The engine the step runs in (builtin steps start runs through it)."""
+        return self._engine
+
     async def start_child(
         self, parent: WorkflowMetadata, workflow_name: str, run_id: str, input: Any
     ) -> str:

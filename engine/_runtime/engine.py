@@ -25,6 +25,7 @@ from typing import Any, Self
 
 from worldflow import _serde, api
 from worldflow._registry import (
+    BUILTIN_PREFIX,
     Registrable,
     RegistrableStep,
     Registry,
@@ -36,6 +37,7 @@ from worldflow._runtime.catalog import WorkflowInfo, workflow_info
 from worldflow._runtime.children import start_child_services
 from worldflow._runtime.driver import RUN_QUEUE, STEP_QUEUE, Driver
 from worldflow._runtime.run import Run, RunInfo, run_info
+from worldflow._runtime.schedules import Schedules, declared, scheduler_definition
 from worldflow._webhooks import WebhookRequest, WebhookResponse, response_for
 from worldflow.errors import (
     EntityConflictError,
@@ -140,6 +142,8 @@ class Engine:
         if max_concurrent_steps < 1 or max_cached_runs < 1:
             raise ValueError("max_concurrent_steps and max_cached_runs must be at least 1")
         self.registry = Registry(workflows, steps)
+        self.registry.add_workflow(scheduler_definition())  # every engine can run schedules
+        self._schedules = Schedules(self)
         self._world = world
         self._owns_world = world is None
         self._clock = clock
@@ -177,6 +181,8 @@ class Engine:
         try:
             if self._recover:
                 await self.recover()
+            for definition, timing in declared(self.registry.workflows):
+                await self._schedules.ensure(definition, timing)
             if self._consume:
                 for queue in (RUN_QUEUE, STEP_QUEUE):
                     self._spawn(self._consume_queue(queue), f"queue {queue}")
@@ -216,6 +222,11 @@ class Engine:
             api.set_default_engine(self._previous_default)
         if self._owns_world and self._world is not None:
             await self._world.aclose()
+
+    @property
+    def schedules(self) -> Schedules:
+        """The world's cron schedules: add, pause, resume, trigger, update, delete, list."""
+        return self._schedules
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any] | None:
         if self._closing:
@@ -433,7 +444,11 @@ class Engine:
 
     def list_workflows(self) -> list[WorkflowInfo]:
         """The workflows this engine serves: name, parameters, step names, docstring."""
-        return [workflow_info(d) for d in self.registry.workflows]
+        return [
+            workflow_info(d)
+            for d in self.registry.workflows
+            if not d.name.startswith(BUILTIN_PREFIX)
+        ]
 
     def get_workflow(self, name: str) -> WorkflowInfo:
         """One served workflow's details; unknown → ``WorkflowNotRegisteredError``."""

@@ -238,7 +238,8 @@ class MastraCatalog:
         cls, entries: Sequence[CatalogEntry], aliases: Mapping[str, str] | None = None
     ) -> MastraCatalog:
         """Index ``entries``; ``aliases`` maps extra Mastra ids to registered names."""
-        by_name = {e.name: e for e in entries}
+        # The engine's own workflows (``worldflow.schedule``) are not the user's to call.
+        by_name = {e.name: e for e in entries if not e.name.startswith("worldflow.")}
         shorts: dict[str, list[str]] = {}
         for name in by_name:
             shorts.setdefault(short_name(name), []).append(name)
