@@ -4,6 +4,11 @@ A ULID is 48 bits of millisecond time then 80 random bits, so ids sort by creati
 :func:`new_id` is monotonic within a process: two ids minted in the same millisecond still
 sort in minting order (the random part of the first one of the millisecond is incremented).
 
+:func:`id_problem` is the one rule every id a caller chooses must follow (run ids, hook
+tokens, correlation ids): every world applies it at the append boundary, the engine's verbs
+at the call, and an HTTP API to its path parameters, so an id one of them accepts is never
+refused by another.
+
 Ids are minted for every stored event, so this is a hot path: the first 24 characters are
 encoded once per millisecond (or when the increment carries past the low 10 bits), and an id
 is those plus one lookup for its last two characters.
@@ -12,10 +17,60 @@ is those plus one lookup for its last two characters.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
+from typing import Final
 
-__all__ = ["PREFIXES", "UlidSequence", "encode_ulid", "new_id", "new_ulid", "random_bytes"]
+__all__ = [
+    "MAX_ID_LENGTH",
+    "PREFIXES",
+    "UlidSequence",
+    "check_id",
+    "encode_ulid",
+    "id_problem",
+    "new_id",
+    "new_ulid",
+    "random_bytes",
+]
+
+MAX_ID_LENGTH: Final = 255
+"""The longest id (in characters) a world stores: it must fit a file name and a URL."""
+
+# Control characters (C0, DEL, C1) and lone surrogates (which no encoding can store).
+_BAD_ID_CHARS: Final = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def id_problem(value: object) -> str | None:
+    """What is wrong with ``value`` as an id, or ``None`` if it is a valid one.
+
+    An id is a ``str`` of 1 to :data:`MAX_ID_LENGTH` characters with no control characters
+    and no lone surrogates. Anything else printable is allowed (``"order/42 é"`` is fine).
+    """
+    if not isinstance(value, str):
+        return f"must be a str, not {type(value).__name__} ({value!r:.40})"
+    if not value:
+        return "must not be empty"
+    if len(value) > MAX_ID_LENGTH:
+        return f"is {len(value)} characters long; the limit is {MAX_ID_LENGTH}"
+    bad = _BAD_ID_CHARS.search(value)
+    if bad is not None:
+        return (
+            f"holds the character {bad.group()!r} at position {bad.start()}; ids take no "
+            "control characters and no lone surrogates"
+        )
+    return None
+
+
+def check_id(value: object, what: str) -> str:
+    """Return ``value`` if it is a valid id (see :func:`id_problem`), else raise
+    :class:`ValueError` (or :class:`TypeError` for a non-str) naming ``what``."""
+    problem = id_problem(value)
+    if problem is None:
+        return value  # type: ignore[return-value]  # a str, checked above
+    error = TypeError if not isinstance(value, str) else ValueError
+    raise error(f"{what} {problem}")
+
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 # One lookup per 10 bits (two characters).

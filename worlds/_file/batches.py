@@ -1,17 +1,16 @@
-"""The memory world's rules, as the file world applies them: replayed from a log at open, and
-guarded against appends still on their way to disk.
+"""The rules as the file world applies them: replayed from a log at open, and guarded
+against appends still on their way to disk.
 
 The file world keeps its views in the memory world's tables (:class:`LogState`) and checks
-every append with the memory world's :class:`Batch`, so both worlds answer alike by
-construction. Two twists:
+every append with the shared rules (``worldflow.worlds._rules``), so every world answers
+alike by construction. Two twists:
 
-* :class:`ReplayBatch` re-applies a logged record. Its events are already stamped, and
-  whether a ``hook_created`` got its token was decided when it was appended (the log holds
-  ``hook_created`` or ``hook_conflict``), so a replay never re-decides it: logs are replayed
-  one run at a time, not in the order the runs interleaved.
-* :class:`GuardedBatch` is a live append's batch. An append commits to the views only once it
+* :func:`replay_record` re-applies a logged record with a *replay* batch: its events are
+  already stamped, and whether a ``hook_created`` got its token was decided when it was
+  appended, so logs can be replayed one run at a time, not in the order runs interleaved.
+* :class:`GuardedRun` is a live append's view. An append commits to the views only once it
   is durable, so a token claimed by another run's append still in flight is not in the token
-  table yet; the batch treats it as taken, so two live hooks never share a token.
+  table yet; the view reports it as held, so two live hooks never share a token.
 
 :func:`reorder` puts the world-wide tables back in creation order after a replay.
 """
@@ -19,65 +18,42 @@ construction. Two twists:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 
-from worldflow.errors import InvalidEventError
-from worldflow.worlds._events import AnyEvent, HookConflict
-from worldflow.worlds._memory.log import Batch, LogState, RunState
+from worldflow.worlds._events import AnyEvent
+from worldflow.worlds._memory.log import LogState, RunState, StoredRun
 from worldflow.worlds._records import HookStatus
+from worldflow.worlds._rules import Batch
 
-__all__ = ["GuardedBatch", "ReplayBatch", "rebuild_tokens", "reorder"]
-
-
-class ReplayBatch(Batch):
-    """Re-applies one logged record (a batch of stamped events) to the views."""
-
-    def __init__(self, log: LogState, run_id: str, events: Sequence[AnyEvent]) -> None:
-        # a batch is stamped with one time, which is also what its views were given
-        super().__init__(log, run_id, events[0].created_at)
-        for event in events:
-            self.add(event)
-        if len(self.events) != len(events):
-            skipped = [e.type for e in events if e not in self.events]
-            raise InvalidEventError(f"the rules treat {', '.join(skipped)} as a no-op")
-
-    def add(self, event: object) -> None:
-        if isinstance(event, HookConflict):
-            self.claimed.add(event.correlation_id)  # the id is used, the token was not given
-            self._store(event)
-            return
-        super().add(event)
-
-    def _store(self, ev: AnyEvent) -> None:
-        self.seq += 1
-        if ev.seq != self.seq:
-            raise InvalidEventError(f"event seq {ev.seq} where {self.seq} was due")
-        self.events.append(ev)
-
-    def _token_holder(self, token: str) -> str | None:
-        return None  # decided at append time; the log says how
+__all__ = ["GuardedRun", "rebuild_tokens", "reorder", "replay_record"]
 
 
-class GuardedBatch(Batch):
-    """A live append's batch: tokens that in-flight appends claim count as held."""
+def replay_record(log: LogState, run_id: str, events: Sequence[AnyEvent]) -> Batch:
+    """A batch that re-applied one logged record (a batch of stamped events) to the views;
+    the caller commits it. Raises the rules' error if the record breaks them."""
+    # a batch is stamped with one time, which is also what its views were given
+    batch = Batch(StoredRun(log, run_id), run_id, events[0].created_at, replay=True)
+    for event in events:
+        batch.add(event)
+    return batch
 
-    def __init__(
-        self, log: LogState, run_id: str, now: datetime, in_flight: dict[str, str]
-    ) -> None:
-        super().__init__(log, run_id, now)
+
+class GuardedRun(StoredRun):
+    """A live append's view: tokens that in-flight appends claim count as held."""
+
+    __slots__ = ("_in_flight", "_run_id")
+
+    def __init__(self, log: LogState, run_id: str, in_flight: Mapping[str, str]) -> None:
+        super().__init__(log, run_id)
+        self._run_id = run_id
         self._in_flight = in_flight
 
-    def _token_holder(self, token: str) -> str | None:
-        holder = super()._token_holder(token)
-        if holder is None and token not in self.tokens:
+    def token_holder(self, token: str) -> str | None:
+        holder = super().token_holder(token)
+        if holder is None:
             other = self._in_flight.get(token)
-            if other is not None and other != self.run_id:
+            if other is not None and other != self._run_id:
                 return other
         return holder
-
-    def claimed_tokens(self) -> list[str]:
-        """The tokens this batch gives to new hooks."""
-        return [token for token, hook_id in self.tokens.items() if hook_id is not None]
 
 
 def reorder(log: LogState, keys: Mapping[str, Mapping[str, str]]) -> None:

@@ -18,7 +18,7 @@ from typing import Final
 
 from worldflow.errors import CorruptLogError, WorldflowError
 from worldflow.worlds._events import AnyEvent
-from worldflow.worlds._file.batches import ReplayBatch, rebuild_tokens, reorder
+from worldflow.worlds._file.batches import rebuild_tokens, reorder, replay_record
 from worldflow.worlds._file.index import (
     INDEX_FILE,
     IndexEntry,
@@ -35,7 +35,7 @@ from worldflow.worlds._file.streams import (
     read_stream_tail,
     stream_files,
 )
-from worldflow.worlds._memory.log import LogState, RunState, StreamState
+from worldflow.worlds._memory.log import LogState, RunState, StreamState, commit
 from worldflow.worlds._records import StepStatus
 
 __all__ = ["LOG_SUFFIX", "RUNS_DIR", "STREAMS_DIR", "Changes", "Disk", "LogFile"]
@@ -189,13 +189,13 @@ class Disk:
         state: RunState | None = None
         for line_no, events in records:
             try:
-                batch = ReplayBatch(self.log, run_id, events)
+                batch = replay_record(self.log, run_id, events)
             except WorldflowError as exc:
                 raise CorruptLogError(
                     f"{self.root / log.path}, line {line_no}: the logged events break the "
                     f"world's rules ({exc.message}); the log was edited or damaged"
                 ) from None
-            state = batch.commit()
+            state = commit(self.log, batch)
             creation_keys(batch.events, log.keys)
         assert state is not None
         log.size += size

@@ -60,7 +60,7 @@ from worldflow.errors import (
 )
 from worldflow.worlds._clock import Clock
 from worldflow.worlds._events import AnyEvent, Event
-from worldflow.worlds._file.batches import GuardedBatch
+from worldflow.worlds._file.batches import GuardedRun
 from worldflow.worlds._file.catalog import CATALOG_FILE, encode_catalog, read_catalog
 from worldflow.worlds._file.index import (
     INDEX_FILE,
@@ -87,7 +87,7 @@ from worldflow.worlds._file.streams import (
     stream_path,
 )
 from worldflow.worlds._file.writer import Writer, WriterStats, replay_wal
-from worldflow.worlds._memory.log import RunState
+from worldflow.worlds._memory.log import RunState, commit
 from worldflow.worlds._memory.world import MemoryWorld
 from worldflow.worlds._protocol import EventResult
 from worldflow.worlds._records import (
@@ -98,6 +98,7 @@ from worldflow.worlds._records import (
     QueueMessage,
     WorkflowInfo,
 )
+from worldflow.worlds._rules import Batch
 
 __all__ = ["FileWorld"]
 
@@ -354,9 +355,10 @@ class FileWorld(MemoryWorld):
                 waited = True
             if waited:
                 self._check_open()
-            batch = GuardedBatch(self._log, run_id, self._clock.now(), self._claims)
-            before = batch.run
-            was_terminal = before is not None and before.status in TERMINAL_RUN_STATUSES
+            view = GuardedRun(self._log, run_id, self._claims)
+            batch = Batch(view, run_id, self._clock.now())
+            before = batch.base_run
+            was_terminal = batch.was_terminal
             for event in events:
                 batch.add(event)
             if batch.run is None:  # an empty batch for an unknown run
@@ -380,7 +382,7 @@ class FileWorld(MemoryWorld):
                 log.lines += 1
                 creation_keys(batch.events, log.keys)
                 self._disk.logs[run_id] = log
-            state = batch.commit()
+            state = commit(self._log, batch)
             self._owned(state, before, claim)
             if batch.events:
                 self._changes += 1

@@ -35,7 +35,7 @@ from worldflow.worlds._clock import Clock, SystemClock
 from worldflow.worlds._events import AnyEvent, Event
 from worldflow.worlds._fencing import Claim, check_fence
 from worldflow.worlds._memory.catalog import Entries
-from worldflow.worlds._memory.log import Batch, LogState, RunState, StreamState
+from worldflow.worlds._memory.log import LogState, RunState, StoredRun, StreamState, commit
 from worldflow.worlds._memory.ownership import Owners
 from worldflow.worlds._memory.queue import MemoryQueues
 from worldflow.worlds._protocol import EventResult, SortOrder
@@ -57,6 +57,7 @@ from worldflow.worlds._records import (
     WorkflowInfo,
     WorkflowRun,
 )
+from worldflow.worlds._rules import Batch
 from worldflow.worlds._wakeups import Signal, wait_for_event
 
 __all__ = ["MemoryWorld"]
@@ -170,15 +171,15 @@ class MemoryWorld:
             raise InvalidEventError(
                 f"append() takes a sequence of events, not {type(events).__name__}"
             )
-        batch = Batch(self._log, run_id, self._clock.now())
-        before = batch.run
-        was_terminal = before is not None and before.status in TERMINAL_RUN_STATUSES
+        batch = Batch(StoredRun(self._log, run_id), run_id, self._clock.now())
+        before = batch.base_run
+        was_terminal = batch.was_terminal
         for event in events:
             batch.add(event)
         if batch.run is None:  # an empty batch for an unknown run
             raise RunNotFoundError(f"no run {run_id!r} in this world")
         claim = self._fence(before, events, fence)
-        state = batch.commit()
+        state = commit(self._log, batch)
         self._owned(state, before, claim)
         if batch.events:
             self._changes += 1

@@ -137,7 +137,7 @@ def build_event(run_id: str, kind: str, corr: str, token: str) -> object:
         case "state_updated":
             return StateUpdated(run_id=r, state=NULL)
         case "event_raised":
-            return EventRaised(run_id=r, name=corr)
+            return EventRaised(run_id=r, name=corr or "e")
         case "step_created":
             return StepCreated(run_id=r, correlation_id=corr, step_name="s", input=NULL)
         case "step_started":

@@ -1,0 +1,233 @@
+"""Checks every event at the append boundary, before anything is stored.
+
+Static types do not stop a caller from putting ``5`` where a ``str`` goes, or a string
+that cannot be encoded, or a payload of a gigabyte: msgspec Structs do not check their
+fields when built. A world that stored such an event would write a log its own decoder
+refuses on the next open. :func:`validate_event` is the one check, run by the rules
+(``worldflow.worlds._rules``) for every world, so whatever any world accepts, every world
+can read back:
+
+* every field has its declared type: the event is encoded and decoded with the strict
+  decoder that reads logs (which also checks that each payload is JSON);
+* ids follow :func:`~worldflow.worlds._ids.id_problem`;
+* names, texts, payloads and metadata stay within the limits below.
+
+A refusal is an :class:`~worldflow.InvalidEventError` naming the event type and the field.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Final
+
+import msgspec
+
+from worldflow.errors import InvalidEventError
+from worldflow.worlds._events import _EVENT_CLASSES, CORRELATED_EVENT_TYPES, AnyEvent, Event
+from worldflow.worlds._ids import id_problem
+from worldflow.worlds._records import ErrorInfo
+
+__all__ = [
+    "MAX_METADATA_ENTRIES",
+    "MAX_METADATA_VALUE",
+    "MAX_NAME_LENGTH",
+    "MAX_PAYLOAD_BYTES",
+    "MAX_TEXT_LENGTH",
+    "name_problem",
+    "validate_event",
+]
+
+MAX_PAYLOAD_BYTES: Final = 64 * 1024 * 1024
+"""The largest encoded payload (input, output, hook payload, state, ...) a world stores."""
+MAX_NAME_LENGTH: Final = 512
+"""The longest workflow, step, event or error name."""
+MAX_TEXT_LENGTH: Final = 1024 * 1024
+"""The longest free text (a cancel reason, an error message or stack)."""
+MAX_METADATA_ENTRIES: Final = 256
+MAX_METADATA_VALUE: Final = 4096
+"""Run metadata: at most this many entries; keys are names, values at most this long."""
+
+_ID_FIELDS: Final = frozenset(
+    {"run_id", "correlation_id", "parent_run_id", "conflicting_run_id", "token"}
+)
+_NAME_FIELDS: Final = frozenset({"workflow_name", "step_name", "name", "event_name"})
+_CONTROL: Final = re.compile("[\\x00-\\x1f\\x7f-\\x9f]")
+_STAMPS: Final = frozenset({"seq", "event_id", "created_at"})
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(AnyEvent)
+_PATH: Final = re.compile(r" - at `\$\.([A-Za-z_]+)(.*)`$")
+
+
+def name_problem(value: object, *, limit: int = MAX_NAME_LENGTH) -> str | None:
+    """What is wrong with ``value`` as a name (non-empty, no control characters), or None."""
+    if not isinstance(value, str):
+        return f"must be a str, not {type(value).__name__}"
+    if not value:
+        return "must not be empty"
+    if len(value) > limit:
+        return f"is {len(value)} characters long; the limit is {limit}"
+    if _CONTROL.search(value):
+        return "holds a control character"
+    return None
+
+
+def _text_problem(value: str) -> str | None:
+    if len(value) > MAX_TEXT_LENGTH:
+        return f"is {len(value)} characters long; the limit is {MAX_TEXT_LENGTH}"
+    return None
+
+
+def _kinds(cls: type[Event]) -> tuple[tuple[str, str], ...]:
+    """How each field of an event class is checked beyond its type."""
+    out: list[tuple[str, str]] = []
+    for f in msgspec.structs.fields(cls):
+        if f.name in _STAMPS:
+            continue
+        if f.name in _ID_FIELDS:
+            kind = "id"
+        elif f.name in _NAME_FIELDS:
+            kind = "name"
+        elif f.type is msgspec.Raw:
+            kind = "payload"
+        elif f.type == dict[str, str]:
+            kind = "metadata"
+        elif f.type == ErrorInfo:
+            kind = "error"
+        elif f.type in (datetime, datetime | None):
+            kind = "time"
+        elif f.type in (str, str | None):
+            kind = "text"
+        else:
+            continue  # bool and the like: the type check is all there is to it
+        out.append((f.name, kind))
+    return tuple(out)
+
+
+_SPECS: Final[dict[type, tuple[tuple[str, str], ...]]] = {c: _kinds(c) for c in _EVENT_CLASSES}
+
+
+def _refuse(event: Event, field: str, problem: str) -> InvalidEventError:
+    return InvalidEventError(f"event {event.type}: field `{field}` {problem}")
+
+
+def validate_event(event: object, run_id: str) -> None:
+    """Refuse ``event`` for ``run_id``'s log with :class:`InvalidEventError` unless every
+    field is of its type and within its limits; see the module docstring."""
+    spec = _SPECS.get(type(event))
+    if spec is None:
+        if not isinstance(event, _EVENT_CLASSES):
+            raise InvalidEventError(f"not an event: {type(event).__name__} ({event!r:.60})")
+        spec = _SPECS[next(c for c in type(event).__mro__ if c in _SPECS)]
+    ev: Event = event  # type: ignore[assignment]  # an instance of one of _SPECS
+    problem: str | None
+    if ev.run_id != run_id:
+        problem = id_problem(ev.run_id)
+        if problem is not None:
+            raise _refuse(ev, "run_id", problem)
+        raise InvalidEventError(
+            f"event {ev.type} is for run {ev.run_id!r}, appended to run {run_id!r}"
+        )
+    if ev.type in CORRELATED_EVENT_TYPES and (
+        not isinstance(ev.correlation_id, str) or not ev.correlation_id
+    ):
+        raise _refuse(ev, "correlation_id", "must be a non-empty str")
+    _check_types(ev)
+    for name, kind in spec:
+        value = getattr(ev, name)
+        if value is None:
+            continue
+        if kind == "payload":
+            size = len(value)
+            problem = (
+                f"is {size} bytes encoded; the limit is {MAX_PAYLOAD_BYTES}"
+                if size > MAX_PAYLOAD_BYTES
+                else None
+            )
+        elif kind == "id":
+            problem = id_problem(value)
+        elif kind == "name":
+            problem = name_problem(value)
+        elif kind == "text":
+            problem = _text_problem(value)
+        elif kind == "time":
+            problem = "must be timezone-aware" if value.tzinfo is None else None
+        elif kind == "metadata":
+            name, problem = _metadata_problem(name, value)
+        else:  # error
+            name, problem = _error_problem(name, value)
+        if problem is not None:
+            raise _refuse(ev, name, problem)
+
+
+def _check_types(ev: Event) -> None:
+    """Every field of its declared type, and encodable: what the log decoder will demand."""
+    try:
+        data = _encoder.encode(ev)
+    except (TypeError, ValueError, OverflowError) as exc:  # UnicodeEncodeError is a ValueError
+        raise _refuse(ev, *_unencodable(ev, exc)) from None
+    try:
+        _decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        match = _PATH.search(str(exc))
+        if match is None:  # pragma: no cover - msgspec always names the path
+            raise InvalidEventError(f"event {ev.type}: {exc}") from None
+        message = str(exc)[: match.start()]
+        field = match.group(1) + match.group(2)
+        value = getattr(ev, match.group(1), None)
+        raise _refuse(ev, field, f"is invalid: {message} ({value!r:.60})") from None
+    except msgspec.DecodeError:
+        field = _bad_payload(ev)
+        raise _refuse(ev, field, "is not a JSON payload (encode values with the engine)") from None
+
+
+def _unencodable(ev: Event, exc: Exception) -> tuple[str, str]:
+    for f in ev.__struct_fields__:
+        try:
+            _encoder.encode(getattr(ev, f))
+        except (TypeError, ValueError, OverflowError) as inner:
+            value = getattr(ev, f)
+            if isinstance(inner, UnicodeEncodeError):
+                return f, f"holds a string that cannot be stored ({inner.reason}) ({value!r:.60})"
+            return f, f"cannot be stored: {inner} ({value!r:.60})"
+    return "?", f"cannot be stored: {exc}"  # pragma: no cover
+
+
+def _bad_payload(ev: Event) -> str:
+    for f in ev.__struct_fields__:
+        value = getattr(ev, f)
+        if isinstance(value, msgspec.Raw):
+            try:
+                msgspec.json.decode(value)
+            except msgspec.DecodeError:
+                return f
+    return "?"  # pragma: no cover
+
+
+def _metadata_problem(field: str, metadata: dict[str, str]) -> tuple[str, str | None]:
+    if len(metadata) > MAX_METADATA_ENTRIES:
+        return field, f"has {len(metadata)} entries; the limit is {MAX_METADATA_ENTRIES}"
+    for key, value in metadata.items():
+        problem = name_problem(key, limit=MAX_NAME_LENGTH)
+        if problem is not None:
+            return f"{field}[{key!r:.40}]", f"key {problem}"
+        if len(value) > MAX_METADATA_VALUE:
+            return f"{field}[{key!r:.40}]", (
+                f"is {len(value)} characters long; the limit is {MAX_METADATA_VALUE}"
+            )
+    return field, None
+
+
+def _error_problem(field: str, error: ErrorInfo) -> tuple[str, str | None]:
+    problem = name_problem(error.name)
+    if problem is not None:
+        return f"{field}.name", problem
+    for part in ("message", "stack", "code"):
+        text = getattr(error, part)
+        if text is not None and len(text) > MAX_TEXT_LENGTH:
+            return (
+                f"{field}.{part}",
+                f"is {len(text)} characters long; the limit is {MAX_TEXT_LENGTH}",
+            )
+    return field, None
