@@ -73,7 +73,9 @@ def name_problem(value: object, *, limit: int = MAX_NAME_LENGTH) -> str | None:
     return None
 
 
-def _text_problem(value: str) -> str | None:
+def _text_problem(value: object) -> str | None:
+    if not isinstance(value, str):
+        return f"must be a str or None, not {type(value).__name__} ({value!r:.40})"
     if len(value) > MAX_TEXT_LENGTH:
         return f"is {len(value)} characters long; the limit is {MAX_TEXT_LENGTH}"
     return None
@@ -133,18 +135,12 @@ def validate_event(event: object, run_id: str) -> None:
         not isinstance(ev.correlation_id, str) or not ev.correlation_id
     ):
         raise _refuse(ev, "correlation_id", "must be a non-empty str")
-    _check_types(ev)
-    for name, kind in spec:
+    for name, kind in spec:  # sizes first: a huge payload is refused before it is copied
         value = getattr(ev, name)
         if value is None:
             continue
         if kind == "payload":
-            size = len(value)
-            problem = (
-                f"is {size} bytes encoded; the limit is {MAX_PAYLOAD_BYTES}"
-                if size > MAX_PAYLOAD_BYTES
-                else None
-            )
+            problem = _payload_problem(value)
         elif kind == "id":
             problem = id_problem(value)
         elif kind == "name":
@@ -152,13 +148,31 @@ def validate_event(event: object, run_id: str) -> None:
         elif kind == "text":
             problem = _text_problem(value)
         elif kind == "time":
-            problem = "must be timezone-aware" if value.tzinfo is None else None
+            problem = _time_problem(value)
         elif kind == "metadata":
             name, problem = _metadata_problem(name, value)
         else:  # error
             name, problem = _error_problem(name, value)
         if problem is not None:
             raise _refuse(ev, name, problem)
+    _check_types(ev)
+
+
+def _payload_problem(value: object) -> str | None:
+    if type(value) is not msgspec.Raw:
+        return (
+            f"must be an encoded payload (msgspec.Raw), not {type(value).__name__} "
+            f"({value!r:.40}); encode values with the engine's serializer"
+        )
+    if len(value) > MAX_PAYLOAD_BYTES:
+        return f"is {len(value)} bytes encoded; the limit is {MAX_PAYLOAD_BYTES}"
+    return None
+
+
+def _time_problem(value: object) -> str | None:
+    if not isinstance(value, datetime):
+        return f"must be a datetime, not {type(value).__name__} ({value!r:.40})"
+    return "must be timezone-aware" if value.tzinfo is None else None
 
 
 def _check_types(ev: Event) -> None:
@@ -205,13 +219,17 @@ def _bad_payload(ev: Event) -> str:
     return "?"  # pragma: no cover
 
 
-def _metadata_problem(field: str, metadata: dict[str, str]) -> tuple[str, str | None]:
+def _metadata_problem(field: str, metadata: object) -> tuple[str, str | None]:
+    if not isinstance(metadata, dict):
+        return field, f"must be a dict of str to str, not {type(metadata).__name__}"
     if len(metadata) > MAX_METADATA_ENTRIES:
         return field, f"has {len(metadata)} entries; the limit is {MAX_METADATA_ENTRIES}"
     for key, value in metadata.items():
         problem = name_problem(key, limit=MAX_NAME_LENGTH)
         if problem is not None:
             return f"{field}[{key!r:.40}]", f"key {problem}"
+        if not isinstance(value, str):
+            return f"{field}[{key!r:.40}]", f"must be a str, not {type(value).__name__}"
         if len(value) > MAX_METADATA_VALUE:
             return f"{field}[{key!r:.40}]", (
                 f"is {len(value)} characters long; the limit is {MAX_METADATA_VALUE}"
@@ -219,12 +237,16 @@ def _metadata_problem(field: str, metadata: dict[str, str]) -> tuple[str, str | 
     return field, None
 
 
-def _error_problem(field: str, error: ErrorInfo) -> tuple[str, str | None]:
+def _error_problem(field: str, error: object) -> tuple[str, str | None]:
+    if not isinstance(error, ErrorInfo):
+        return field, f"must be an ErrorInfo, not {type(error).__name__} ({error!r:.40})"
     problem = name_problem(error.name)
     if problem is not None:
         return f"{field}.name", problem
     for part in ("message", "stack", "code"):
         text = getattr(error, part)
+        if text is not None and not isinstance(text, str):
+            return f"{field}.{part}", f"must be a str, not {type(text).__name__}"
         if text is not None and len(text) > MAX_TEXT_LENGTH:
             return (
                 f"{field}.{part}",

@@ -24,7 +24,8 @@ It needs the dev extras (pytest, anyio's pytest plugin, hypothesis). Subclass
 The suite covers every rule of the ``World`` protocol: creation conflicts, the terminal-run
 rules, first completion wins, waits and hooks (token uniqueness, release at the end of a run),
 dense ``seq`` under concurrent appends, atomic batches, malformed events, not-found errors on
-every read, pagination without gaps or repeats, the ``list_runs`` filters, purge,
+every read, every event field checked before it is stored (type, size, the id rule),
+pagination without gaps or repeats, the ``list_runs`` filters, purge,
 notifications, the queue (idempotency, delays, leases that expire, nack, extend) and streams
 with a live tail, the catalog, and run ownership (engines, heartbeats and expiry, fencing of
 owner-only events, takeover of orphans, queue messages handed only to engines that serve
@@ -63,6 +64,7 @@ _SUITE_MODULES = (
     "worldflow.worlds.testing._queue",
     "worldflow.worlds.testing._reads",
     "worldflow.worlds.testing._stateful",
+    "worldflow.worlds.testing._validation",
 )
 pytest.register_assert_rewrite(*(m for m in _SUITE_MODULES if m not in sys.modules))
 
@@ -79,6 +81,7 @@ from worldflow.worlds.testing._stateful import (  # noqa: E402
     run_world_state_machine,
     state_machine_settings,
 )
+from worldflow.worlds.testing._validation import ValidationConformance  # noqa: E402
 
 __all__ = [
     "CatalogConformance",
@@ -87,6 +90,7 @@ __all__ = [
     "QueueConformance",
     "ReadConformance",
     "StreamConformance",
+    "ValidationConformance",
     "WorldConformance",
     "WorldFactory",
     "WorldStateMachine",
@@ -102,5 +106,6 @@ class WorldConformance(
     StreamConformance,
     CatalogConformance,
     OwnershipConformance,
+    ValidationConformance,
 ):
     """Every conformance test; subclass it and provide a ``world`` fixture (see the module)."""
