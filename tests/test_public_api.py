@@ -163,6 +163,7 @@ TESTING_ALL = [
     "QueueConformance",
     "ReadConformance",
     "StreamConformance",
+    "ValidationConformance",
     "WorldConformance",
     "WorldFactory",
     "WorldStateMachine",
