@@ -189,12 +189,71 @@ def encode(value: Any) -> msgspec.Raw:
     """
     if value is None:
         return _raw_cache_null
-    return msgspec.Raw(_encoder.encode(_to_json(value, "$")))
+    return msgspec.Raw(encode_bytes(value))
 
 
 def encode_bytes(value: Any) -> bytes:
     """Like :func:`encode`, as plain bytes."""
-    return _encoder.encode(_to_json(value, "$"))
+    try:
+        return _encoder.encode(_to_json(value, "$"))
+    except (RecursionError, UnicodeEncodeError):
+        # Rare, so found only now: a value that holds itself, one nested past Python's
+        # recursion limit, or a string no encoding can store (a lone surrogate).
+        raise SerializationError(_why_unencodable(value)) from None
+
+
+def _why_unencodable(value: Any) -> str:
+    """Where in ``value`` the cycle, the too-deep nesting or the unencodable string is."""
+    on_path: set[int] = set()
+    stack: list[tuple[Any, str, bool]] = [(value, "$", False)]
+    while stack:
+        item, path, leaving = stack.pop()
+        if leaving:
+            on_path.discard(id(item))
+            continue
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                return (
+                    f"cannot encode the string at {path}: it holds "
+                    f"{item[exc.start : exc.end]!r} at position {exc.start}, a lone surrogate "
+                    "that no encoding can store (decode the text it came from with "
+                    "errors='replace')"
+                )
+            continue
+        children: list[tuple[Any, str]]
+        if isinstance(item, dict):
+            children = []
+            for k, v in item.items():
+                children.append((k, f"{path}<key {k!r:.30}>"))
+                children.append((v, f"{path}[{k!r:.30}]"))
+        elif isinstance(item, list | tuple | set | frozenset):
+            children = [(v, f"{path}[{i}]") for i, v in enumerate(item)]
+        elif isinstance(item, msgspec.Struct):
+            children = [(getattr(item, f), f"{path}.{f}") for f in item.__struct_fields__]
+        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
+            children = [
+                (getattr(item, f.name), f"{path}.{f.name}") for f in dataclasses.fields(item)
+            ]
+        else:
+            continue
+        if id(item) in on_path:
+            return (
+                f"cannot encode a value that contains itself: {path} is the same "
+                f"{type(item).__name__} as one that holds it (a cycle); payloads are trees"
+            )
+        if path.count("[") + path.count(".") > _MAX_DEPTH:
+            return (
+                f"cannot encode a value nested more than {_MAX_DEPTH} levels deep (at {path:.200})"
+            )
+        on_path.add(id(item))
+        stack.append((item, path, True))
+        stack.extend(reversed([(v, p, False) for v, p in children]))
+    return "cannot encode the value: it is nested too deeply"  # pragma: no cover
+
+
+_MAX_DEPTH = 500
 
 
 def decode(payload: msgspec.Raw | bytes | str) -> Any:

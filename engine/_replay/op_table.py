@@ -39,7 +39,7 @@ from worldflow._replay.durable_ops import (
 from worldflow._replay.loop import WorkflowLoop
 from worldflow.errors import HookConflictError, HookNotFoundError
 from worldflow.worlds._events import StateUpdated
-from worldflow.worlds._ids import UlidSequence
+from worldflow.worlds._ids import UlidSequence, check_id
 from worldflow.worlds._records import NULL
 
 __all__ = ["HookClosed", "Operations", "aware"]
@@ -233,8 +233,8 @@ class Operations:
 
     def create_hook(self, token: str | None, metadata: Any, *, is_webhook: bool) -> HookOp:
         """Start a hook operation (``hook_created``); the token is seeded if not given."""
-        if token is not None and (not isinstance(token, str) or not token):
-            raise ValueError(f"a hook token must be a non-empty str, got {token!r}")
+        if token is not None:
+            check_id(token, "a hook token")  # the one id rule every world applies
         payload = _serde.encode(metadata)
         number, corr = self._next_id("hook")
         if token is None:

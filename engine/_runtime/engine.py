@@ -33,6 +33,13 @@ from worldflow._registry import (
     WorkflowFunction,
 )
 from worldflow._replay.instance import Progress
+from worldflow._runtime.arguments import (
+    event_name_argument,
+    id_argument,
+    metadata_argument,
+    optional_id_argument,
+    reason_argument,
+)
 from worldflow._runtime.catalog import WorkflowInfo, workflow_info
 from worldflow._runtime.children import start_child_services
 from worldflow._runtime.driver import RUN_QUEUE, STEP_QUEUE, Driver
@@ -72,19 +79,6 @@ _UNSERVED_NAMED = 20  # runs named one by one in the warning about unknown workf
 _RECOVERY_CONCURRENCY = 32
 _STOP_ROUNDS = 3
 _STOP_WAIT = 5.0  # seconds per round for tasks to finish after being cancelled
-
-
-def _check_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
-    ):
-        raise TypeError(
-            f"metadata must be a dict of str to str (it is searchable, like Dapr's "
-            f"dapr-workflow-metadata headers), got {metadata!r}"
-        )
-    return dict(metadata)
 
 
 def _warn_unserved(runs: list[tuple[str, str]]) -> None:
@@ -378,12 +372,11 @@ class Engine:
         """
         definition: WorkflowDefinition = self._definition(workflow)
         driver = self.driver
+        rid = new_id("wrun") if run_id is None else id_argument(run_id, "run_id")
+        resource_id = optional_id_argument(resource_id, "resource_id")
+        meta = metadata_argument(metadata)
         payload = definition.encode_input(*args, **kwargs)
         state = _serde.encode(initial_state)
-        meta = _check_metadata(metadata)
-        rid = new_id("wrun") if run_id is None else run_id
-        if not isinstance(rid, str) or not rid:
-            raise ValueError(f"run_id must be a non-empty str, got {run_id!r}")
         created = RunCreated(
             seed=random_bytes(16).hex(),  # os.urandom, read ahead in blocks
             run_id=rid,
@@ -407,7 +400,7 @@ class Engine:
 
     async def get_run(self, run_id: str) -> Run:
         """A handle on an existing run. Unknown run → :class:`~worldflow.RunNotFoundError`."""
-        await self.world.get_run(run_id)
+        await self.world.get_run(id_argument(run_id, "run_id"))
         return Run(self, run_id)
 
     async def list_runs(
@@ -459,7 +452,7 @@ class Engine:
 
         The new run's metadata gets ``rerun_of`` = the old run id.
         """
-        old = await self.world.get_run(run_id)
+        old = await self.world.get_run(id_argument(run_id, "run_id"))
         definition = self.registry.workflow(old.workflow_name)
         first = (await self.world.list_events(run_id, limit=1)).items
         initial_state = (
@@ -496,6 +489,7 @@ class Engine:
 
         Returns the hook. Unknown (or disposed) token → ``HookNotFoundError`` (HTTP 404).
         """
+        token = id_argument(token, "token")
         encoded = _serde.encode(payload)
         hook = await self.world.get_hook_by_token(token)
         return await self._send_to_hook(hook, encoded)
@@ -517,6 +511,7 @@ class Engine:
         """
         if not isinstance(request, WebhookRequest):
             raise TypeError(f"resume_webhook() takes a WebhookRequest, not {request!r}")
+        token = id_argument(token, "token")
         hook = await self.world.get_hook_by_token(token)
         if not hook.is_webhook:
             raise HookNotFoundError(
@@ -529,8 +524,8 @@ class Engine:
     async def raise_event(self, run_id: str, name: str, payload: Any = None) -> None:
         """Raise the named event for a run (Dapr ``raiseEvent``); kept until the workflow
         waits for it with ``wait_for_event(name)``."""
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"an event name must be a non-empty str, got {name!r}")
+        run_id = id_argument(run_id, "run_id")
+        name = event_name_argument(name)
         event = EventRaised(run_id=run_id, name=name, payload=_serde.encode(payload))
         self._woken(await self.world.append(run_id, [event]))
 
@@ -572,6 +567,8 @@ class Engine:
         ``step`` is the step's id or name. A step that is not suspended → an
         :class:`~worldflow.EntityConflictError` saying what it is doing.
         """
+        run_id = id_argument(run_id, "run_id")
+        step = id_argument(step, "step")
         encoded = _serde.encode(data)
         found = await self._suspended_step(run_id, step)
         if found.status is not StepStatus.SUSPENDED:
@@ -592,6 +589,8 @@ class Engine:
         Cancelling a cancelled run does nothing; a completed or failed run →
         :class:`~worldflow.RunTerminalError`.
         """
+        run_id = id_argument(run_id, "run_id")
+        reason = reason_argument(reason)
         event = RunCancelled(run_id=run_id, reason=reason, output=_serde.encode(output))
         result = await self.world.append(run_id, [event])
         driver = self.driver
@@ -602,6 +601,8 @@ class Engine:
     async def suspend(self, run_id: str, reason: str | None = None) -> None:
         """Pause a run: no new work is scheduled (steps already running finish) and hooks and
         events sent meanwhile wait, until :meth:`resume`. Pausing a paused run does nothing."""
+        run_id = id_argument(run_id, "run_id")
+        reason = reason_argument(reason)
         run = await self.world.get_run(run_id)
         if run.status is RunStatus.SUSPENDED:
             return
@@ -609,7 +610,7 @@ class Engine:
 
     async def resume(self, run_id: str) -> None:
         """Unpause a suspended run; a no-op for a run that is not suspended (as in Dapr)."""
-        run = await self.world.get_run(run_id)
+        run = await self.world.get_run(id_argument(run_id, "run_id"))
         if run.status is not RunStatus.SUSPENDED:
             return
         self._woken(await self.world.append(run_id, [RunResumed(run_id=run_id)]))
@@ -656,5 +657,5 @@ class Engine:
 
         Unknown run → ``RunNotFoundError``; a run still going → ``RunNotTerminalError``.
         """
-        await self.world.purge(run_id)
+        await self.world.purge(id_argument(run_id, "run_id"))
         self.driver.forget(run_id)
