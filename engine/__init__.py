@@ -25,7 +25,7 @@ from worldflow._registry import (
     step,
     workflow,
 )
-from worldflow._runtime.catalog import WorkflowInfo
+from worldflow._runtime.client import Client
 from worldflow._runtime.engine import Engine
 from worldflow._runtime.run import Run, RunInfo
 from worldflow._runtime.schedules import ScheduleInfo, Schedules
@@ -81,6 +81,7 @@ from worldflow.worlds import (
     RunStatus,
     StepStatus,
     WaitStatus,
+    WorkflowInfo,
     open_world,
 )
 
@@ -88,6 +89,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Backoff",
+    "Client",
     "ConfigurationError",
     "CorruptLogError",
     "CronSchedule",

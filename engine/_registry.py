@@ -755,6 +755,15 @@ class Registry:
         """Whether :meth:`workflow` would find ``name``."""
         return name in self._workflows or name in _ALL_WORKFLOWS
 
+    def serves(self, name: str) -> bool:
+        """Whether ``name`` was added to this registry (what an engine serves and claims;
+        :meth:`workflow` also finds every other ``@workflow`` of the process)."""
+        return name in self._workflows
+
+    def workflow_names(self) -> list[str]:
+        """The names of the workflows added to this registry, sorted."""
+        return sorted(self._workflows)
+
     def has_step(self, name: str) -> bool:
         """Whether :meth:`step` would find ``name``."""
         return name in self._steps or name in _ALL_STEPS

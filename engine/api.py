@@ -22,11 +22,10 @@ from typing import TYPE_CHECKING, Any
 from worldflow.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from worldflow._runtime.catalog import WorkflowInfo
     from worldflow._runtime.engine import Engine
     from worldflow._runtime.run import Run, RunInfo
     from worldflow._webhooks import WebhookRequest, WebhookResponse
-    from worldflow.worlds._records import Hook, Page, RunStatus
+    from worldflow.worlds import Hook, Page, RunStatus, WorkflowInfo
 
 __all__ = [
     "cancel",
@@ -120,14 +119,15 @@ async def list_runs(
     )
 
 
-def list_workflows() -> list[WorkflowInfo]:
-    """The default engine's workflows (see :meth:`Engine.list_workflows`)."""
-    return get_default_engine().list_workflows()
+async def list_workflows() -> list[WorkflowInfo]:
+    """The workflows published on the default engine's world (see
+    :meth:`Client.list_workflows`)."""
+    return await get_default_engine().list_workflows()
 
 
-def get_workflow(name: str) -> WorkflowInfo:
-    """One workflow's details (see :meth:`Engine.get_workflow`)."""
-    return get_default_engine().get_workflow(name)
+async def get_workflow(name: str) -> WorkflowInfo:
+    """One published workflow's details (see :meth:`Client.get_workflow`)."""
+    return await get_default_engine().get_workflow(name)
 
 
 async def resume_hook(token: str, payload: Any = None) -> Hook:

@@ -13,6 +13,7 @@ WORLDFLOW_ALL = [
     "StepStatus",
     "WaitStatus",
     "Backoff",
+    "Client",
     "ConfigurationError",
     "CorruptLogError",
     "CronSchedule",

@@ -40,8 +40,8 @@ append (``worldflow.worlds.testing`` checks each):
     claims nothing (tools and single-process tests that drive no engine).
 
   Anything else raises :class:`~worldflow.errors.RunOwnedElsewhereError` (nothing of the
-  batch is stored); a claim by an engine that is not live raises
-  :class:`~worldflow.errors.OwnershipLostError`.
+  batch is stored), before any other rule is checked; a claim by an engine that is not live
+  raises :class:`~worldflow.errors.OwnershipLostError`.
 * **Anyone may append** the other events, fenced or not, owned run or not: external input
   (``run_created``, ``run_cancelled``, ``run_suspended``, ``run_resumed``, ``step_resumed``,
   ``hook_received``, ``event_raised``) and the results of attempts that already ran
@@ -424,9 +424,10 @@ class Ownership(Protocol):
     ) -> list[WorkflowRun]:
         """Take up to ``limit`` orphaned runs of ``workflows`` for ``engine_id``.
 
-        An orphan is a ``pending`` or ``running`` run whose owner is ``None`` or an engine
-        that is not live. Each claimed run gets ``owner_id`` = ``engine_id`` and
-        ``owner_epoch`` + 1; the returned views show that. Oldest runs first. Two concurrent
+        An orphan is a ``pending``, ``running`` or ``stalled`` run whose owner is ``None``
+        or an engine that is not live (a claimer replays a stalled run against its code).
+        Each claimed run gets ``owner_id`` = ``engine_id`` and ``owner_epoch`` + 1; the
+        returned views show that. Oldest runs first. Two concurrent
         claims never return the same run. A caller that is not live →
         :class:`~worldflow.errors.OwnershipLostError`.
         """

@@ -57,10 +57,13 @@ class ChildStarter:
             parent_run_id=parent.run_id,
         )
         try:
-            result = await engine.world.append(run_id, [created, RunStarted(run_id=run_id)])
+            result = await engine.world.append(
+                run_id, [created, RunStarted(run_id=run_id)], fence=engine.owner.fence(run_id)
+            )
         except EntityConflictError:
             return run_id  # started by an earlier attempt
         driver = engine.driver
+        engine.owner.saw(result.run)
         driver.adopt(result.run, result.events)
         driver.wake(run_id)
         return run_id

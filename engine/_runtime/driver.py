@@ -15,7 +15,11 @@ second request while one drive is under way just asks it to go round again), and
 An ``EntityConflictError`` on an append means the log moved in a way the instance did not see
 (a concurrent cancel, a timer completed elsewhere): the instance is evicted and the run is
 driven again from the log. Everything this module keeps in memory is a cache of the log: after
-a crash, recovery (``Engine.__aenter__``) drives every non-terminal run from its log again.
+a crash, recovery (``Engine.__aenter__``) drives every orphaned run from its log again.
+
+Appends carry this engine's fence (:class:`RunOwner`). A run owned by another engine is not
+driven here; a ``RunOwnedElsewhereError`` (it was taken over) drops the run at once, with no
+re-read and no retry: its new owner drives it.
 """
 
 from __future__ import annotations
@@ -32,13 +36,17 @@ from worldflow import _serde
 from worldflow._registry import Registry
 from worldflow._replay.child_contract import CHILD_TOKEN_PREFIX, child_outcome
 from worldflow._replay.instance import Progress, WorkflowInstance
+from worldflow._runtime.handoff import RUN_QUEUE, STEP_QUEUE, enqueue_run
+from worldflow._runtime.ownership import RunOwner
 from worldflow._runtime.slot import Slot, aware
 from worldflow._runtime.step_runner import StepJob, StepRunner, release
 from worldflow.errors import (
     EntityConflictError,
     HookNotFoundError,
     NondeterminismError,
+    OwnershipLostError,
     RunNotFoundError,
+    RunOwnedElsewhereError,
     RunTerminalError,
     WorkflowNotRegisteredError,
 )
@@ -57,14 +65,12 @@ from worldflow.worlds._events import (
     WaitCompleted,
 )
 from worldflow.worlds._protocol import World
-from worldflow.worlds._records import ErrorInfo, QueueMessage, RunStatus, WorkflowRun
+from worldflow.worlds._records import ErrorInfo, RunStatus, WorkflowRun
 
 __all__ = ["RUN_QUEUE", "STEP_QUEUE", "Driver", "Slot"]
 
 log = logging.getLogger("worldflow.engine")
 
-RUN_QUEUE = "runs"
-STEP_QUEUE = "steps"
 _PAGE = 1000
 _MAX_CONFLICTS = 8  # re-drives from the log in a row before giving the run a rest
 _FINALIZED_MEMORY = 10_000
@@ -88,6 +94,7 @@ class Driver:
         max_cached_runs: Live instances kept in memory (least recently driven evicted first).
         max_concurrent_steps: Step attempts running at once across the engine.
         step_services: Passed to steps' contexts (the builtin child-start step uses it).
+        owner: The engine's id and its runs' fences (a fresh one: no fences).
     """
 
     def __init__(
@@ -100,8 +107,10 @@ class Driver:
         max_cached_runs: int,
         max_concurrent_steps: int,
         step_services: Any = None,
+        owner: RunOwner | None = None,
     ) -> None:
         self.world = world
+        self.owner = owner if owner is not None else RunOwner()
         self.registry = registry
         self.clock = clock
         self._spawn = spawn
@@ -116,6 +125,7 @@ class Driver:
             deliver=self._deliver_step,
             max_concurrent=max_concurrent_steps,
             services=step_services,
+            fence=self.owner.fence,
         )
         self.replays = 0
         """How many times a run was rebuilt from its log (tests and benchmarks read it)."""
@@ -184,6 +194,8 @@ class Driver:
                 if not slot.again:
                     break
             slot.failures = 0
+        except (RunOwnedElsewhereError, OwnershipLostError) as exc:
+            self._lost(slot, exc)
         except Exception:
             log.exception("run %s: driving failed", run_id)
             self._retry_later(slot)
@@ -192,6 +204,14 @@ class Driver:
             self._release(slot)
             if len(self._cache) > self.max_cached_runs:
                 self._trim_cache()  # insertions could not evict runs that were being driven
+
+    def _lost(self, slot: Slot, exc: Exception) -> None:
+        """Another engine owns the run now: stop driving it here (its in-flight steps may
+        still finish: anyone may record a result, and the first one wins)."""
+        log.info("run %s: no longer driven by this engine (%s)", slot.run_id, exc)
+        self._disarm(slot)
+        self._drop_instance(slot)
+        self.owner.forget(slot.run_id)
 
     def _retry_later(self, slot: Slot) -> None:
         """A world error (or an engine bug): drive again from the log a little later, backing
@@ -297,17 +317,22 @@ class Driver:
         unstall, slot.unstall = slot.unstall, False
         if run.status is RunStatus.STALLED and not unstall:
             return None  # left alone until code that may replay it asks (recover, unstall)
+        if not self.owner.saw(run):
+            return None  # another engine drives it
         try:
             definition = self.registry.workflow(run.workflow_name)
         except WorkflowNotRegisteredError:
             return None  # another engine's workflow
         if run.status is RunStatus.PENDING:
             try:
-                started = await self.world.append(run.run_id, [RunStarted(run_id=run.run_id)])
+                started = await self.world.append(
+                    run.run_id, [RunStarted(run_id=run.run_id)], fence=self.owner.fence(run.run_id)
+                )
             except RunTerminalError:
                 slot.again = True
                 return None
             run = started.run
+            self.owner.saw(run)
             slot.fetch = True
         instance = WorkflowInstance(definition, run, registry=self.registry)
         slot.reset()
@@ -406,7 +431,10 @@ class Driver:
             else:
                 commands = self._with_starts(slot, commands)
             try:
-                result = await self.world.append(run_id, commands)
+                result = await self.world.append(run_id, commands, fence=self.owner.fence(run_id))
+            except RunOwnedElsewhereError:
+                self._unreserve(slot)
+                raise
             except EntityConflictError as exc:
                 self._unreserve(slot)
                 self._conflict(slot, exc)
@@ -421,6 +449,8 @@ class Driver:
                 self._unreserve(slot)
                 return None
             slot.view = result.run
+            if result.run.owner_epoch:
+                self.owner.saw(result.run)  # a claim shows in the epoch
             stored = result.events
             if (
                 not slot.inbox
@@ -541,7 +571,7 @@ class Driver:
             current=error.current,
         )
         try:
-            await self.world.append(slot.run_id, [event])
+            await self.world.append(slot.run_id, [event], fence=self.owner.fence(slot.run_id))
         except (RunTerminalError, RunNotFoundError):
             return  # it ended meanwhile (cancelled, purged)
         log.warning(
@@ -668,6 +698,9 @@ class Driver:
         self._disarm(slot)
         self._drop_instance(slot)
         slot.inbox.clear()
+        self.owner.forget(slot.run_id)
+        if run is not None and run.status is RunStatus.CANCELLED:
+            self.cancel_jobs(slot.run_id)  # cancelled by someone else: its steps stop here
         if slot.run_id in self._finalized:
             return
         self._finalized[slot.run_id] = None
@@ -717,16 +750,12 @@ class Driver:
         self.wake_or_enqueue(result.run)
 
     def wake_or_enqueue(self, run: WorkflowRun) -> None:
-        """Drive ``run`` here if this engine serves its workflow, else queue it for another."""
-        if self.registry.has_workflow(run.workflow_name):
+        """Drive ``run`` here if this engine has its workflow and nobody else owns it, else
+        queue it for its owner (or any engine serving it)."""
+        if self.registry.has_workflow(run.workflow_name) and self.owner.drives(run):
             self.wake(run.run_id)
         else:
-            self._spawn(self._enqueue(run.run_id), f"enqueue {run.run_id}")
-
-    async def _enqueue(self, run_id: str) -> None:
-        await self.world.enqueue(
-            RUN_QUEUE, QueueMessage(kind="run", run_id=run_id), idempotency_key=f"run:{run_id}"
-        )
+            self._spawn(enqueue_run(self.world, run), f"enqueue {run.run_id}")
 
     async def _check_children(self, parent_id: str, children: dict[str, str]) -> None:
         for child_id in children.values():
@@ -754,9 +783,10 @@ class Driver:
                 )
             except (RunNotFoundError, EntityConflictError):
                 continue
-            self.cancel_jobs(child_id)
+            if self.owner.drives(result.run):
+                self.cancel_jobs(child_id)
             self.deliver(child_id, result.events)
-            self.wake(child_id)
+            self.wake_or_enqueue(result.run)
 
     # -- cache -------------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from worldflow.worlds._events import RUN_TERMINAL_EVENT_TYPES, AnyEvent
 from worldflow.worlds._records import ErrorInfo, RunStatus, WorkflowRun
 
 if TYPE_CHECKING:
-    from worldflow._runtime.engine import Engine
+    from worldflow._runtime.client import Client
 
 __all__ = ["Run", "RunInfo", "run_info"]
 
@@ -127,7 +127,7 @@ class Run:
 
     __slots__ = ("_engine", "run_id")
 
-    def __init__(self, engine: Engine, run_id: str) -> None:
+    def __init__(self, engine: Client, run_id: str) -> None:
         self._engine = engine
         self.run_id = run_id
 
@@ -254,13 +254,23 @@ class Run:
         """Unpause the run (see :meth:`Engine.resume`)."""
         await self._engine.resume(self.run_id)
 
+    def _engine_verb(self, name: str) -> Any:
+        verb = getattr(self._engine, name, None)
+        if verb is None:
+            raise TypeError(
+                f"{name}() needs the workflow's code: call it on a handle from an Engine "
+                "that serves the run's workflow, not from a Client"
+            )
+        return verb
+
     async def unstall(self) -> RunStatus:
         """Replay the stalled run against the engine's code (see :meth:`Engine.unstall`)."""
-        return await self._engine.unstall(self.run_id)
+        status: RunStatus = await self._engine_verb("unstall")(self.run_id)
+        return status
 
     async def fail(self, reason: str | None = None) -> None:
         """Fail the stalled run for good (see :meth:`Engine.fail`)."""
-        await self._engine.fail(self.run_id, reason)
+        await self._engine_verb("fail")(self.run_id, reason)
 
     async def resume_step(self, step: str, data: Any = None) -> None:
         """Resume a suspended step of this run (see :meth:`Engine.resume_step`)."""

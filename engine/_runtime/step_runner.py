@@ -36,6 +36,7 @@ from worldflow.errors import (
     FatalError,
     RetryableError,
     RunNotFoundError,
+    RunOwnedElsewhereError,
     RunTerminalError,
     SerializationError,
     StepNotFoundError,
@@ -50,7 +51,7 @@ from worldflow.worlds._events import (
     StepStarted,
     StepSuspended,
 )
-from worldflow.worlds._records import NULL, ErrorInfo, Payload
+from worldflow.worlds._records import NULL, ErrorInfo, Fence, Payload
 
 if TYPE_CHECKING:
     from worldflow._registry import Registry, StepDefinition
@@ -256,6 +257,7 @@ class StepRunner:
         deliver: Called with the stored events of each append (``wake`` after a final one).
         max_concurrent: Attempts running at once across the engine.
         services: Extra objects put on each step's context (the builtin steps use them).
+        fence: The fence of a run's owner-only appends (``step_started``).
     """
 
     def __init__(
@@ -267,8 +269,10 @@ class StepRunner:
         deliver: Deliver,
         max_concurrent: int,
         services: Any = None,
+        fence: Callable[[str], Fence | None] = lambda run_id: None,
     ) -> None:
         self._world = world
+        self._fence = fence
         self._registry = registry
         self._clock = clock
         self._deliver = deliver
@@ -368,10 +372,14 @@ class StepRunner:
     async def _start(self, job: StepJob) -> EventResult | None:
         try:
             return await self._world.append(
-                job.run_id, [StepStarted(run_id=job.run_id, correlation_id=job.step_id)]
+                job.run_id,
+                [StepStarted(run_id=job.run_id, correlation_id=job.step_id)],
+                fence=self._fence(job.run_id),
             )
         except (RunTerminalError, RunNotFoundError):
             return None
+        except RunOwnedElsewhereError:
+            return None  # taken over: its new owner runs the step
         except (EntityConflictError, StepNotFoundError):
             await self._deliver(job, [], True, None)  # already terminal: let the run move on
             return None

@@ -37,8 +37,8 @@ from worldflow.worlds import (
     StepFailed,
     StepRetrying,
     StepStarted,
-    World,
     WorkflowRun,
+    World,
 )
 
 if TYPE_CHECKING:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from worldflow._registry import Registry
 from worldflow._replay.instance import Progress, WorkflowInstance
 from worldflow.testing._clock import VirtualClock
 from worldflow.worlds._records import Hook
@@ -88,8 +89,11 @@ def _matcher(
 async def _observe(run: Run) -> tuple[WorkflowInstance, Any]:
     engine = run._engine
     view = await engine.world.get_run(run.run_id)
-    definition = engine.registry.workflow(view.workflow_name)
-    return WorkflowInstance(definition, view, registry=engine.registry), engine.world
+    registry = getattr(engine, "registry", None)  # a Client has none: the process's workflows
+    if not isinstance(registry, Registry):
+        registry = Registry()
+    definition = registry.workflow(view.workflow_name)
+    return WorkflowInstance(definition, view, registry=registry), engine.world
 
 
 async def _catch_up(instance: WorkflowInstance, world: Any, run_id: str) -> Progress:

@@ -6,6 +6,7 @@ the script only swaps in fresh server-rendered regions when live updates arrive.
 
 from __future__ import annotations
 
+import inspect
 from datetime import UTC, datetime
 from typing import Any
 
@@ -113,7 +114,7 @@ async def runs_page(request: web.Request, session: Session) -> web.StreamRespons
         runs, cursor, has_more = listed.items, listed.cursor, listed.has_more
     counts, counted, capped_counts = await _counts(request, f)
     workflows = sorted({r.workflow_name for r in runs} | ({f.workflow} if f.workflow else set()))
-    for info in _catalog(request):
+    for info in await _catalog(request):
         if info not in workflows:
             workflows.append(info)
     return render(
@@ -137,12 +138,18 @@ async def runs_page(request: web.Request, session: Session) -> web.StreamRespons
     )
 
 
-def _catalog(request: web.Request) -> list[str]:
+async def _listed(request: web.Request) -> list[Any] | None:
+    """The control plane's workflows (a Client reads them from the world's catalog)."""
     listing = getattr(control(request), "list_workflows", None)
     if listing is None:
-        return []
+        return None
+    got = listing()
+    return list(await got if inspect.isawaitable(got) else got)
+
+
+async def _catalog(request: web.Request) -> list[str]:
     try:
-        return [info.name for info in listing()]
+        return [info.name for info in await _listed(request) or []]
     except Exception:
         return []
 
@@ -234,14 +241,13 @@ async def hooks_page(request: web.Request, session: Session) -> web.StreamRespon
 @page
 async def workflows_page(request: web.Request, session: Session) -> web.StreamResponse:
     """The workflows this control plane serves: parameters, steps, docstring, a start form."""
-    listing = getattr(control(request), "list_workflows", None)
-    workflows = list(listing()) if listing is not None else []
+    listed = await _listed(request)
     return render(
         request,
         "workflows.html",
         session=session,
-        workflows=workflows,
-        can_list=listing is not None,
+        workflows=listed or [],
+        can_list=listed is not None,
     )
 
 

@@ -8,7 +8,7 @@ response carries.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Awaitable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -63,10 +63,10 @@ UI_OPTIONS: web.AppKey[UiOptions] = web.AppKey("worldflow.ui.options", UiOptions
 
 
 class Catalog(Protocol):
-    """A control plane that can list its workflows (the Engine can)."""
+    """A control plane that can list its workflows (a Client reads them from the world)."""
 
-    def list_workflows(self) -> Collection[Any]:
-        """The served workflows."""
+    def list_workflows(self) -> Collection[Any] | Awaitable[Collection[Any]]:
+        """The published workflows."""
         ...
 
 

@@ -265,16 +265,17 @@ async def test_list_runs_filters_and_pages(world: MemoryWorld) -> None:
 
 async def test_list_workflows_describes_each_workflow(world: MemoryWorld) -> None:
     async with running(world, WORKFLOWS) as engine:
-        names = [w.name for w in engine.list_workflows()]
-        assert names == [w.name for w in WORKFLOWS]
-        info = engine.get_workflow(doubler.name)
+        names = [w.name for w in await engine.list_workflows()]
+        assert names == sorted(w.name for w in WORKFLOWS)  # read from the world's catalog
+        info = await engine.get_workflow(doubler.name)
+        assert info.engines == (engine.engine_id,)
         assert [p.name for p in info.parameters] == ["x", "label"]
         assert info.parameters[1].required is False
         assert info.parameters[1].default == "'n'"
         assert info.step_names == [double.name]
         assert info.doc == "Double a number in a step."
         with pytest.raises(WorkflowNotRegisteredError):
-            engine.get_workflow("nope")
+            await engine.get_workflow("nope")
 
 
 async def test_purge_deletes_finished_runs_only(world: MemoryWorld) -> None:
@@ -403,7 +404,7 @@ async def test_module_level_api_uses_the_default_engine(world: MemoryWorld) -> N
         assert (await api.get_hook_by_token("t-api")).run_id == "via-api"
         await api.resume_hook("t-api", "payload")
         assert await (await api.get_run("via-api")).result(timeout=WAIT) == "payload"
-        assert [w.name for w in api.list_workflows()] == [w.name for w in WORKFLOWS]
+        assert [w.name for w in await api.list_workflows()] == sorted(w.name for w in WORKFLOWS)
         assert len((await api.list_runs(workflow=parked)).items) == 1
         inner = Engine(world, [doubler], recover=False)
         async with inner:

@@ -358,12 +358,12 @@ class FileWorld(MemoryWorld):
             view = GuardedRun(self._log, run_id, self._claims)
             batch = Batch(view, run_id, self._clock.now())
             before = batch.base_run
+            claim = self._fence(before, events, fence)
             was_terminal = batch.was_terminal
             for event in events:
                 batch.add(event)
             if batch.run is None:  # an empty batch for an unknown run
                 raise RunNotFoundError(f"no run {run_id!r} in this world")
-            claim = self._fence(before, events, fence)
             cancelled = False
             if batch.events:
                 log = self._disk.logs.get(run_id)

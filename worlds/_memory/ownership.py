@@ -21,7 +21,7 @@ from worldflow.worlds._records import EngineInfo, RunStatus, WorkflowRun
 
 __all__ = ["Owners"]
 
-_CLAIMABLE = frozenset({RunStatus.PENDING, RunStatus.RUNNING})
+_CLAIMABLE = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.STALLED})
 
 
 class Owners:

@@ -173,12 +173,12 @@ class MemoryWorld:
             )
         batch = Batch(StoredRun(self._log, run_id), run_id, self._clock.now())
         before = batch.base_run
+        claim = self._fence(before, events, fence)
         was_terminal = batch.was_terminal
         for event in events:
             batch.add(event)
         if batch.run is None:  # an empty batch for an unknown run
             raise RunNotFoundError(f"no run {run_id!r} in this world")
-        claim = self._fence(before, events, fence)
         state = commit(self._log, batch)
         self._owned(state, before, claim)
         if batch.events:

@@ -1,0 +1,477 @@
+"""``Client``: the control plane of a world, with no workflow code.
+
+::
+
+    async with Client(await open_world("file://./.worldflow")) as client:
+        run = await client.start("shop:checkout", "o-1")      # by registered name
+        await client.resume_hook("approve:o-1", {"ok": True})
+        print(await run.result(timeout=60))
+
+Every write is an append to the run's log (the world checks it) followed by a message on the
+``runs`` queue naming the run's workflow and owner, so the engine that drives the run (or
+any engine serving the workflow, if it has no live owner) picks it up. A run started for a
+workflow no engine serves right now waits, ``pending``, until one registers.
+
+An :class:`~worldflow.Engine` is a Client plus the worker: it inherits every verb here and
+only changes what happens after a write (it drives runs it owns itself, without the queue).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Collection
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self
+
+from worldflow import _serde
+from worldflow._registry import WorkflowDefinition, WorkflowFunction, encode_arguments
+from worldflow._runtime.arguments import (
+    event_name_argument,
+    id_argument,
+    metadata_argument,
+    optional_id_argument,
+    reason_argument,
+)
+from worldflow._runtime.handoff import enqueue_run
+from worldflow._runtime.run import Run, RunInfo, run_info
+from worldflow._webhooks import WebhookRequest, WebhookResponse, response_for
+from worldflow.errors import (
+    EntityConflictError,
+    HookNotFoundError,
+    StepNotFoundError,
+    WorkflowNotRegisteredError,
+)
+from worldflow.worlds import (
+    EventRaised,
+    EventResult,
+    Hook,
+    HookReceived,
+    Page,
+    Payload,
+    RunCancelled,
+    RunCreated,
+    RunResumed,
+    RunStatus,
+    RunSuspended,
+    Step,
+    StepResumed,
+    StepStatus,
+    WorkflowInfo,
+    World,
+    new_id,
+    open_world,
+)
+from worldflow.worlds._clock import Clock, SystemClock
+from worldflow.worlds._ids import random_bytes
+
+__all__ = ["Client"]
+
+_MISSING = object()
+_KINDS = {kind.name.lower(): kind for kind in inspect._ParameterKind}
+
+
+def _catalog_signature(entry: WorkflowInfo) -> inspect.Signature:
+    """A signature to bind a call to, built from a catalog entry's parameters (defaults are
+    never recorded, so a stand-in default is enough)."""
+    params = [
+        inspect.Parameter(
+            p.name,
+            _KINDS.get(p.kind, inspect.Parameter.KEYWORD_ONLY),
+            default=inspect.Parameter.empty if p.required else _MISSING,
+        )
+        for p in entry.parameters
+    ]
+    return inspect.Signature(params)
+
+
+class Client:
+    """Starts, finds and steers runs on a world; needs no workflow code.
+
+    Args:
+        world: The world; ``None`` opens the default one (``open_world()``) on enter and
+            closes it on exit.
+        clock: Time for ``Run.result(timeout=)``; the world's clock if it has one.
+
+    A Client on a given world is usable at once (``async with`` is optional); one that opens
+    its own world must be entered.
+    """
+
+    def __init__(self, world: World | None = None, *, clock: Clock | None = None) -> None:
+        self._world = world
+        self._owns_world = world is None
+        self._clock = clock
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def _open(self) -> World:
+        """The world, opened if this client owns it; the clock picked."""
+        if self._world is None:
+            self._world = await open_world()
+        if self._clock is None:
+            world_clock = getattr(self._world, "clock", None)
+            self._clock = world_clock if isinstance(world_clock, Clock) else SystemClock()
+        return self._world
+
+    async def __aenter__(self) -> Self:
+        await self._open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the world if this client opened it. Idempotent."""
+        if self._owns_world and self._world is not None:
+            world, self._world = self._world, None
+            await world.aclose()
+
+    @property
+    def world(self) -> World:
+        """The world this client works on."""
+        if self._world is None:
+            raise RuntimeError("this client opens its default world on enter: use `async with`")
+        return self._world
+
+    @property
+    def clock(self) -> Clock:
+        """The clock ``Run.result(timeout=)`` waits on (the world's, unless one was given)."""
+        if self._clock is None:
+            world_clock = getattr(self.world, "clock", None)
+            self._clock = world_clock if isinstance(world_clock, Clock) else SystemClock()
+        return self._clock
+
+    # -- what an engine changes --------------------------------------------------------------
+
+    def _definition(self, workflow: Any) -> WorkflowDefinition | None:
+        """The definition of ``workflow`` if this process has its code (a name resolves in an
+        engine's registry); ``None`` for a name to look up in the catalog."""
+        if isinstance(workflow, WorkflowFunction):
+            return workflow.definition
+        if isinstance(workflow, WorkflowDefinition):
+            return workflow
+        if isinstance(workflow, str):
+            return None
+        raise WorkflowNotRegisteredError(
+            f"{workflow!r} is not a workflow: pass a @workflow function or its registered name"
+        )
+
+    async def _created(self, result: EventResult) -> None:
+        """A run was just created by this client: hand it to an engine."""
+        await enqueue_run(self.world, result.run)
+
+    async def _woken(self, result: EventResult) -> None:
+        """Something was appended for a run: let whoever drives it know."""
+        if result.events:
+            await enqueue_run(self.world, result.run)
+
+    async def _cancelled(self, result: EventResult) -> None:
+        """A run was cancelled: its owner stops its steps when it drives it."""
+        await self._woken(result)
+
+    def _purged(self, run_id: str) -> None:
+        """A run was purged (an engine forgets its cache of it)."""
+
+    def _start_events(self, created: RunCreated, served: bool) -> tuple[list[Any], Any]:
+        """The first batch of a new run and its fence (an engine starts what it serves)."""
+        return [created], None
+
+    # -- starting runs -----------------------------------------------------------------------
+
+    async def _encode_input(
+        self, workflow: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[str, Payload, bool]:
+        """``(workflow name, recorded input, whether this process serves it)``."""
+        definition = self._definition(workflow)
+        if definition is not None:
+            return (
+                definition.name,
+                definition.encode_input(*args, **kwargs),
+                self._serves(definition.name),
+            )
+        entry = await self.world.get_workflow(workflow)
+        payload = encode_arguments(
+            _catalog_signature(entry), f"workflow {entry.name!r}", args, kwargs
+        )
+        return entry.name, payload, False
+
+    def _serves(self, workflow_name: str) -> bool:
+        return False
+
+    async def start(
+        self,
+        workflow: Callable[..., Any] | str,
+        *args: Any,
+        run_id: str | None = None,
+        resource_id: str | None = None,
+        metadata: dict[str, str] | None = None,
+        initial_state: Any = None,
+        **kwargs: Any,
+    ) -> Run:
+        """Start a run of ``workflow(*args, **kwargs)`` and return its handle at once.
+
+        Args:
+            workflow: The ``@workflow`` function, or its registered name (a client without
+                the code binds the arguments to the parameters the world's catalog lists).
+            run_id: The run's id; a run with this id already existing is an
+                :class:`~worldflow.EntityConflictError` (HTTP 409). Default: a fresh
+                ``wrun_`` id.
+            resource_id: The resource (user, tenant) the run is for; runs can be listed by it.
+            metadata: Searchable string metadata.
+            initial_state: The workflow state's starting value (``get_state()``).
+
+        Raises:
+            WorkflowNotRegisteredError: no such workflow (not a ``@workflow`` function, or a
+                name no engine has published).
+            TypeError: the arguments do not fit the workflow's signature.
+            SerializationError: an argument cannot be recorded.
+        """
+        rid = new_id("wrun") if run_id is None else id_argument(run_id, "run_id")
+        resource_id = optional_id_argument(resource_id, "resource_id")
+        meta = metadata_argument(metadata)
+        name, payload, served = await self._encode_input(workflow, args, kwargs)
+        state = _serde.encode(initial_state)
+        created = RunCreated(
+            seed=random_bytes(16).hex(),  # os.urandom, read ahead in blocks
+            run_id=rid,
+            workflow_name=name,
+            input=payload,
+            resource_id=resource_id,
+            metadata=meta,
+            initial_state=state,
+        )
+        events, fence = self._start_events(created, served)
+        try:
+            result = await self.world.append(rid, events, fence=fence)
+        except EntityConflictError:
+            raise EntityConflictError(
+                f"a run with id {rid!r} already exists; run ids are unique (start it under "
+                "another id, or get_run() the existing one)"
+            ) from None
+        await self._created(result)
+        return Run(self, rid)
+
+    async def rerun(self, run_id: str) -> Run:
+        """Start a new run with an old run's input, resource id, metadata and initial state.
+
+        The new run's metadata gets ``rerun_of`` = the old run id; the old run's log is left
+        as it is.
+        """
+        old = await self.world.get_run(id_argument(run_id, "run_id"))
+        first = (await self.world.list_events(run_id, limit=1)).items
+        initial_state = (
+            first[0].initial_state if first and isinstance(first[0], RunCreated) else None
+        )
+        rid = new_id("wrun")
+        created = RunCreated(
+            seed=random_bytes(16).hex(),  # os.urandom, read ahead in blocks
+            run_id=rid,
+            workflow_name=old.workflow_name,
+            input=old.input,
+            resource_id=old.resource_id,
+            metadata={**old.metadata, "rerun_of": old.run_id},
+            initial_state=initial_state if initial_state is not None else _serde.encode(None),
+        )
+        events, fence = self._start_events(created, self._serves(old.workflow_name))
+        result = await self.world.append(rid, events, fence=fence)
+        await self._created(result)
+        return Run(self, rid)
+
+    # -- finding runs and workflows ----------------------------------------------------------
+
+    async def get_run(self, run_id: str) -> Run:
+        """A handle on an existing run. Unknown run → :class:`~worldflow.RunNotFoundError`."""
+        await self.world.get_run(id_argument(run_id, "run_id"))
+        return Run(self, run_id)
+
+    async def list_runs(
+        self,
+        *,
+        workflow: Callable[..., Any] | str | None = None,
+        status: RunStatus | Collection[RunStatus] | None = None,
+        resource_id: str | None = None,
+        metadata: dict[str, str] | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[RunInfo]:
+        """Runs matching every given filter, newest first; pass ``cursor`` for the next page."""
+        name: str | None = None
+        if isinstance(workflow, str):
+            name = workflow
+        elif workflow is not None:
+            definition = self._definition(workflow)
+            assert definition is not None
+            name = definition.name
+        page = await self.world.list_runs(
+            workflow_name=name,
+            status=status,
+            resource_id=resource_id,
+            metadata=metadata,
+            created_after=created_after,
+            created_before=created_before,
+            limit=limit,
+            cursor=cursor,
+        )
+        return Page(
+            items=[run_info(r) for r in page.items], cursor=page.cursor, has_more=page.has_more
+        )
+
+    async def list_workflows(self) -> list[WorkflowInfo]:
+        """The workflows engines have published on this world (name, parameters with JSON
+        Schemas, step names, docstring), each with the live engines serving it."""
+        return await self.world.list_workflows()
+
+    async def get_workflow(self, name: str) -> WorkflowInfo:
+        """One published workflow; unknown → ``WorkflowNotRegisteredError``."""
+        return await self.world.get_workflow(name)
+
+    async def get_hook_by_token(self, token: str) -> Hook:
+        """The live hook holding ``token``; unknown → :class:`~worldflow.HookNotFoundError`."""
+        return await self.world.get_hook_by_token(token)
+
+    # -- sending things to runs --------------------------------------------------------------
+
+    async def resume_hook(self, token: str, payload: Any = None) -> Hook:
+        """Send ``payload`` to the hook holding ``token``; the waiting workflow continues.
+
+        Returns the hook. Unknown (or disposed) token → ``HookNotFoundError`` (HTTP 404).
+        """
+        token = id_argument(token, "token")
+        encoded = _serde.encode(payload)
+        hook = await self.world.get_hook_by_token(token)
+        return await self._send_to_hook(hook, encoded)
+
+    async def _send_to_hook(self, hook: Hook, encoded: Any) -> Hook:
+        event = HookReceived(run_id=hook.run_id, correlation_id=hook.hook_id, payload=encoded)
+        result = await self.world.append(hook.run_id, [event])
+        await self._woken(result)
+        for view in result.hooks:
+            if view.hook_id == hook.hook_id:
+                return view
+        return hook
+
+    async def resume_webhook(self, token: str, request: WebhookRequest) -> WebhookResponse:
+        """Deliver an HTTP request to the webhook holding ``token``; return what the caller
+        gets back (the webhook's ``respond_with``, default ``202 Accepted``).
+
+        Unknown token, or a token of a plain hook → ``HookNotFoundError`` (HTTP 404).
+        """
+        if not isinstance(request, WebhookRequest):
+            raise TypeError(f"resume_webhook() takes a WebhookRequest, not {request!r}")
+        token = id_argument(token, "token")
+        hook = await self.world.get_hook_by_token(token)
+        if not hook.is_webhook:
+            raise HookNotFoundError(
+                f"token {token!r} belongs to a hook, not a webhook: send it a payload with "
+                "resume_hook()"
+            )
+        await self._send_to_hook(hook, _serde.encode(request))
+        return response_for(hook.metadata)
+
+    async def raise_event(self, run_id: str, name: str, payload: Any = None) -> None:
+        """Raise the named event for a run (Dapr ``raiseEvent``); kept until the workflow
+        waits for it with ``wait_for_event(name)``."""
+        run_id = id_argument(run_id, "run_id")
+        name = event_name_argument(name)
+        event = EventRaised(run_id=run_id, name=name, payload=_serde.encode(payload))
+        await self._woken(await self.world.append(run_id, [event]))
+
+    async def _suspended_step(self, run_id: str, step: str) -> Step:
+        if step.startswith("step_"):
+            try:
+                return await self.world.get_step(run_id, step)
+            except StepNotFoundError:
+                pass
+        matches: list[Step] = []
+        cursor: str | None = None
+        while True:
+            page = await self.world.list_steps(run_id, cursor=cursor)
+            matches.extend(
+                s
+                for s in page.items
+                if step in (s.step_id, s.step_name, s.step_name.rpartition(":")[2])
+            )
+            if not page.has_more:
+                break
+            cursor = page.cursor
+        suspended = [s for s in matches if s.status is StepStatus.SUSPENDED]
+        if len(suspended) == 1:
+            return suspended[0]
+        if len(suspended) > 1:
+            ids = ", ".join(s.step_id for s in suspended)
+            raise EntityConflictError(
+                f"several steps named {step!r} of run {run_id} are suspended ({ids}); "
+                "resume one by its step id"
+            )
+        if matches:
+            return matches[-1]
+        raise StepNotFoundError(f"run {run_id} has no step {step!r} (by id or by name)")
+
+    async def resume_step(self, run_id: str, step: str, data: Any = None) -> None:
+        """Resume a step that called ``suspend()``: it runs again and ``get_resume_data()``
+        returns ``data``.
+
+        ``step`` is the step's id or name. A step that is not suspended → an
+        :class:`~worldflow.EntityConflictError` saying what it is doing.
+        """
+        run_id = id_argument(run_id, "run_id")
+        step = id_argument(step, "step")
+        encoded = _serde.encode(data)
+        found = await self._suspended_step(run_id, step)
+        if found.status is not StepStatus.SUSPENDED:
+            raise EntityConflictError(
+                f"step {found.step_name!r} ({found.step_id}) of run {run_id} is "
+                f"{found.status}, not suspended: only a step waiting in suspend() can be "
+                "resumed"
+            )
+        event = StepResumed(run_id=run_id, correlation_id=found.step_id, data=encoded)
+        await self._woken(await self.world.append(run_id, [event]))
+
+    # -- steering runs -----------------------------------------------------------------------
+
+    async def cancel(self, run_id: str, reason: str | None = None, *, output: Any = None) -> None:
+        """Cancel (Dapr: terminate) a run: record ``run_cancelled``; the engine driving it
+        cancels its running steps. ``output`` is kept as the run's output.
+
+        Cancelling a cancelled run does nothing; a completed or failed run →
+        :class:`~worldflow.RunTerminalError`.
+        """
+        run_id = id_argument(run_id, "run_id")
+        reason = reason_argument(reason)
+        event = RunCancelled(run_id=run_id, reason=reason, output=_serde.encode(output))
+        await self._cancelled(await self.world.append(run_id, [event]))
+
+    async def suspend(self, run_id: str, reason: str | None = None) -> None:
+        """Pause a run: no new work is scheduled (steps already running finish) and hooks and
+        events sent meanwhile wait, until :meth:`resume`. Pausing a paused run does nothing."""
+        run_id = id_argument(run_id, "run_id")
+        reason = reason_argument(reason)
+        run = await self.world.get_run(run_id)
+        if run.status is RunStatus.SUSPENDED:
+            return
+        event = RunSuspended(run_id=run_id, reason=reason)
+        await self._woken(await self.world.append(run_id, [event]))
+
+    async def resume(self, run_id: str) -> None:
+        """Unpause a suspended run; a no-op for a run that is not suspended (as in Dapr)."""
+        run_id = id_argument(run_id, "run_id")
+        run = await self.world.get_run(run_id)
+        if run.status is not RunStatus.SUSPENDED:
+            return
+        await self._woken(await self.world.append(run_id, [RunResumed(run_id=run_id)]))
+
+    async def purge(self, run_id: str) -> None:
+        """Delete a finished run's log, views and streams.
+
+        Unknown run → ``RunNotFoundError``; a run still going → ``RunNotTerminalError``.
+        """
+        run_id = id_argument(run_id, "run_id")
+        await self.world.purge(run_id)
+        self._purged(run_id)
