@@ -85,16 +85,36 @@ async def _runs_of(world: World, schedule: str) -> list[Any]:
     return [r for r in page.items if r.workflow_name != "worldflow.schedule"]
 
 
-async def _settle(clock: VirtualClock, seconds: float, step: float = HOUR / 2) -> None:
-    """Move the clock on by ``seconds``, in steps, letting every run catch up after each (a
-    file world's writes are real I/O the clock does not wait for)."""
+async def _quiet(world: World, quiet: float = 0.15, limit: float = 30.0) -> None:
+    """Wait (in real time) until nothing has been appended to ``world`` for ``quiet``
+    seconds: a file world's writes are real I/O the virtual clock does not wait for."""
+    loop = asyncio.get_running_loop()
+    seen = await world.wait_for_world(after=0, timeout=0)
+    deadline = loop.time() + limit
+    while loop.time() < deadline:
+        try:
+            seen = await asyncio.wait_for(world.wait_for_world(after=seen), quiet)
+        except TimeoutError:
+            return
+    raise AssertionError(f"the world did not come to rest within {limit} s")
+
+
+async def _rest(clock: VirtualClock, world: World) -> None:
+    await clock.until_idle()
+    await _quiet(world)
+
+
+async def _settle(
+    clock: VirtualClock, world: World, seconds: float, step: float = HOUR / 2
+) -> None:
+    """Move the clock on by ``seconds``, in steps, letting every run catch up after each."""
+    await _quiet(world)
     left = seconds
     while left > 0:
         await clock.advance(min(step, left))
         left -= step
-        for _ in range(3):
-            await clock.until_idle()
-            await asyncio.sleep(0.02)
+        await clock.until_idle()
+        await _quiet(world)
 
 
 async def test_one_run_per_tick(make_world: WorldMaker) -> None:
@@ -103,8 +123,8 @@ async def test_one_run_per_tick(make_world: WorldMaker) -> None:
     async with world, engine_on(world, report) as engine:
         info = await engine.schedules.add("hourly", report, "0 * * * *", "r")
         assert info.next_tick == START + timedelta(hours=1)
-        await clock.until_idle()
-        await _settle(clock, 3 * HOUR + 60)
+        await _rest(clock, world)
+        await _settle(clock, world, 3 * HOUR + 60)
         runs = await _runs_of(world, "hourly")
         assert [r.run_id for r in runs] == [f"hourly@2024-01-01T0{h}:00:00Z" for h in (1, 2, 3)]
         assert all(r.status is RunStatus.COMPLETED for r in runs)
@@ -122,8 +142,8 @@ async def test_two_engines_declaring_a_schedule_start_one_run_per_tick() -> None
     world = MemoryWorld(clock=clock)
     async with engine_on(world, nightly) as first, engine_on(world, nightly) as second:
         assert [s.name for s in await first.schedules.list()] == ["nightly"]
-        await clock.until_idle()
-        await _settle(clock, 3 * 24 * HOUR)
+        await _rest(clock, world)
+        await _settle(clock, world, 3 * 24 * HOUR)
         runs = await _runs_of(world, "nightly")
         # 02:30 in Berlin is 01:30 UTC in winter.
         assert [r.run_id for r in runs] == [f"nightly@2024-01-0{d}T01:30:00Z" for d in (1, 2, 3)]
@@ -143,11 +163,11 @@ async def test_missed_ticks_follow_the_catch_up_policy(
     async with world:
         async with engine_on(world, report) as engine:
             await engine.schedules.add("h", report, "0 * * * *", "x", catch_up=catch_up)
-            await clock.until_idle()
+            await _rest(clock, world)
         await clock.advance(5 * HOUR + 120)  # no engine runs: five ticks go by
         async with engine_on(world, report) as engine:
-            await clock.until_idle()
-            await _settle(clock, 1)
+            await _rest(clock, world)
+            await _settle(clock, world, 1)
             runs = await _runs_of(world, "h")
             assert [r.run_id[13:15] for r in runs] == expected
             info = await engine.schedules.get("h")
@@ -164,8 +184,8 @@ async def test_a_tick_while_the_last_run_goes_follows_the_overlap_policy(
     world = MemoryWorld(clock=clock)
     async with engine_on(world, slow_report) as engine:
         await engine.schedules.add("s", slow_report, "0 * * * *", overlap=overlap)
-        await clock.until_idle()
-        await _settle(clock, 3 * HOUR + 60)
+        await _rest(clock, world)
+        await _settle(clock, world, 3 * HOUR + 60)
         info = await engine.schedules.get("s")
         assert (info.started, info.skipped) == (started, 3 - started)
         assert len(await _runs_of(world, "s")) == started
@@ -177,26 +197,26 @@ async def test_pause_resume_trigger_update_delete(make_world: WorldMaker) -> Non
     async with world, engine_on(world, report) as engine:
         schedules = engine.schedules
         await schedules.add("p", report, "0 * * * *", "p", catch_up="skip")
-        await clock.until_idle()
+        await _rest(clock, world)
         await schedules.pause("p")
         assert (await schedules.get("p")).paused
-        await _settle(clock, 2 * HOUR + 120)  # the 02:00 tick is 120 s late: past grace
+        await _settle(clock, world, 2 * HOUR + 120)  # the 02:00 tick is 120 s late: past grace
         assert await _runs_of(world, "p") == []
         await schedules.resume("p")
-        await clock.until_idle()
+        await _rest(clock, world)
         assert not (await schedules.get("p")).paused
         assert await _runs_of(world, "p") == []  # "skip": ticks missed while paused are dropped
 
         await schedules.trigger("p")
-        await clock.until_idle()
-        await _settle(clock, 1)
+        await _rest(clock, world)
+        await _settle(clock, world, 1)
         runs = await _runs_of(world, "p")
         assert len(runs) == 1
         assert "@manual-" in runs[0].run_id
 
         await schedules.update("p", cron="*/30 * * * *")
-        await clock.until_idle()
-        await _settle(clock, HOUR)
+        await _rest(clock, world)
+        await _settle(clock, world, HOUR)
         info = await schedules.get("p")
         assert info.cron == "*/30 * * * *"
         assert info.started == 3  # the manual run and two half-hour ticks
@@ -215,9 +235,9 @@ async def test_a_schedule_hands_over_to_a_new_generation(make_world: WorldMaker)
     world = make_world(clock)
     async with world, engine_on(world, report) as engine:
         await engine.schedules.add("g", report, "0 * * * *", "g", ticks_per_run=2)
-        await clock.until_idle()
+        await _rest(clock, world)
         for _ in range(5):
-            await _settle(clock, HOUR)
+            await _settle(clock, world, HOUR)
         info = await engine.schedules.get("g")
         assert info.run_id == "schedule:g:2"
         assert info.started == 5
