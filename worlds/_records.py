@@ -137,6 +137,11 @@ class WorkflowRun(msgspec.Struct, frozen=True, kw_only=True):
     cancel_reason: str | None = None
     owner_id: str | None = None
     owner_epoch: int = 0
+    corrupt: str | None = None
+    """Set when the run's stored log is damaged (a file world's unreadable or truncated log):
+    what is wrong and where (file and line). Such a run is listed, with this mark, but every
+    read of it and every append to it raises :class:`~worldflow.CorruptLogError`; the view
+    holds what the log said before the damage."""
 
 
 class Step(msgspec.Struct, frozen=True, kw_only=True):

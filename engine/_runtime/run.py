@@ -55,6 +55,8 @@ class RunInfo(msgspec.Struct, frozen=True, kw_only=True):
         completed_at: When it reached a terminal state.
         updated_at: When its log last grew.
         last_seq: The ``seq`` of the newest event in its log.
+        corrupt: Set when the run's stored log is damaged: what is wrong and where (the run
+            is listed, but reading or driving it raises ``CorruptLogError``).
     """
 
     run_id: str
@@ -73,6 +75,7 @@ class RunInfo(msgspec.Struct, frozen=True, kw_only=True):
     completed_at: datetime | None
     updated_at: datetime
     last_seq: int
+    corrupt: str | None = None
 
 
 def run_info(run: WorkflowRun) -> RunInfo:
@@ -94,6 +97,7 @@ def run_info(run: WorkflowRun) -> RunInfo:
         completed_at=run.completed_at,
         updated_at=run.updated_at,
         last_seq=run.last_seq,
+        corrupt=run.corrupt,
     )
 
 

@@ -13,8 +13,12 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
+from urllib.parse import unquote_to_bytes
+
+import msgspec
 
 from worldflow.errors import CorruptLogError, WorldflowError
 from worldflow.worlds._events import AnyEvent
@@ -36,7 +40,7 @@ from worldflow.worlds._file.streams import (
     stream_files,
 )
 from worldflow.worlds._memory.log import LogState, RunState, StreamState, commit
-from worldflow.worlds._records import StepStatus
+from worldflow.worlds._records import NULL, RunStatus, StepStatus, WorkflowRun
 
 __all__ = ["LOG_SUFFIX", "RUNS_DIR", "STREAMS_DIR", "Changes", "Disk", "LogFile"]
 
@@ -70,6 +74,7 @@ class Changes:
     new: list[tuple[str, Scanned[list[AnyEvent]]]] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     grown: list[tuple[str, Records, int, int]] = field(default_factory=list)
+    corrupt: list[tuple[str, CorruptLogError]] = field(default_factory=list)
     streams: list[tuple[str, LoadedStream]] = field(default_factory=list)
 
 
@@ -83,6 +88,10 @@ class Disk:
         self.logs: dict[str, LogFile] = {}
         self.streams: dict[tuple[str, str], LoadedStream] = {}
         self.runs_mtime = 0
+        # run id -> why its log cannot be used; such a run is listed, marked, and unreadable
+        self.corrupt: dict[str, CorruptLogError] = {}
+        # index entries of truncated logs, kept in the index as the evidence of it
+        self.evidence: dict[str, IndexEntry] = {}
 
     # -- open (in the opener's thread, before the world is shared) ---------------------------
 
@@ -103,6 +112,14 @@ class Disk:
             if entry is not None and entry.size == size:
                 self._install_entry(entry)
                 continue
+            if entry is not None and size < entry.size:
+                # shorter than it was: truncated, unless it is a new run's log (purged and
+                # started again under the same id before the index was rewritten)
+                scanned = self.read_log(rel, truncate=False)
+                if scanned is None or _first_event_id(scanned) == entry.keys.get(""):
+                    self._install_truncated(rel, entry, size, scanned)
+                    replayed += 1
+                    continue
             scanned = self.read_log(rel, truncate=truncate)
             if scanned is not None:
                 self.install_log(rel, scanned)
@@ -121,13 +138,16 @@ class Disk:
         return decode_index(path, data)
 
     def index_bytes(self) -> bytes:
-        """The index of the views as they are now."""
-        return encode_index(
+        """The index of the views as they are now (a damaged log has no entry, so the next
+        open reads it again and finds the damage again; a truncated one keeps its old one)."""
+        entries = [
             IndexEntry.of(
                 self.log.runs[run_id], path=log.path, size=log.size, lines=log.lines, keys=log.keys
             )
             for run_id, log in self.logs.items()
-        )
+            if run_id not in self.corrupt
+        ]
+        return encode_index([*entries, *self.evidence.values()])
 
     def _write_index(self) -> None:
         """Write the index while the world is still private to the opener (in its thread)."""
@@ -150,13 +170,16 @@ class Disk:
             )
 
     def read_log(self, rel: str, *, truncate: bool) -> Scanned[list[AnyEvent]] | None:
-        """Read and decode a whole log; with ``truncate``, cut off a torn last line."""
+        """Read and decode a whole log; with ``truncate``, cut off a torn last line. A
+        damaged log is returned with its ``corrupt`` set (and never cut)."""
         path = self.root / rel
         try:
             data = path.read_bytes()
         except FileNotFoundError:
             return None  # purged meanwhile
-        scanned = scan_records(path, data)
+        scanned = scan_records(path, data, partial=True)
+        if scanned.corrupt is not None:
+            return scanned
         if scanned.torn:
             if truncate:
                 logger.warning(
@@ -178,11 +201,67 @@ class Disk:
         return scanned
 
     def install_log(self, rel: str, scanned: Scanned[list[AnyEvent]]) -> RunState:
-        """Replay a decoded log into the views (a run new to them)."""
-        run_id = scanned.items[0][1][0].run_id
+        """Replay a decoded log into the views (a run new to them). A damaged log gives a
+        run marked ``corrupt`` holding what the log said before the damage."""
+        run_id = scanned.items[0][1][0].run_id if scanned.items else _run_id_of(rel)
         self._claim_run_id(run_id, rel)
         self.logs[run_id] = LogFile(rel)
-        return self.replay(run_id, scanned.items, scanned.size, scanned.lines)
+        error = scanned.corrupt
+        state: RunState | None = None
+        if scanned.items:
+            try:
+                state = self.replay(run_id, scanned.items, scanned.size, scanned.lines)
+            except CorruptLogError as exc:
+                error = exc
+        if error is None:
+            assert state is not None
+            return state
+        return self.mark_corrupt(run_id, error)
+
+    def mark_corrupt(self, run_id: str, error: CorruptLogError) -> RunState:
+        """Make ``run_id`` a damaged run: listed with the mark, every use refused."""
+        logger.error("%s; the run %r cannot be used until its log is repaired", error, run_id)
+        self.corrupt[run_id] = error
+        state = self.log.runs.get(run_id)
+        if state is None:  # nothing of it could be read: a placeholder to list it by
+            when = datetime.now(UTC)
+            placeholder = WorkflowRun(
+                run_id=run_id,
+                workflow_name="",
+                status=RunStatus.PENDING,
+                input=NULL,
+                created_at=when,
+                updated_at=when,
+            )
+            state = RunState(run=placeholder, index=len(self.log.run_order))
+            self.log.runs[run_id] = state
+            self.log.run_order.append(state)
+            self.logs[run_id].keys.setdefault("", "")  # sorts first in creation order
+        state.run = msgspec.structs.replace(state.run, corrupt=error.message)
+        return state
+
+    def _install_truncated(
+        self, rel: str, entry: IndexEntry, size: int, scanned: Scanned[list[AnyEvent]] | None
+    ) -> None:
+        path = self.root / rel
+        error = CorruptLogError(
+            f"{path}: the log has {size} bytes, but the index recorded {entry.size} bytes "
+            f"({entry.lines} lines) for it: it was truncated, and the events after byte {size} "
+            "are lost. Restore it from a backup (the run is not rolled back silently)."
+        )
+        self.evidence[rel] = entry
+        if scanned is None:
+            scanned = Scanned([], 0, False, 0)
+        scanned.corrupt = error
+        if scanned.items:
+            self.install_log(rel, scanned)
+        else:
+            self._install_unreadable(rel, entry.run.run_id, error)
+
+    def _install_unreadable(self, rel: str, run_id: str, error: CorruptLogError) -> None:
+        self._claim_run_id(run_id, rel)
+        self.logs[run_id] = LogFile(rel)
+        self.mark_corrupt(run_id, error)
 
     def replay(self, run_id: str, records: Records, size: int, lines: int) -> RunState:
         log = self.logs[run_id]
@@ -250,6 +329,8 @@ class Disk:
                 if scanned is not None:
                     changes.new.append((rel, scanned))
         for run_id, state in list(self.log.runs.items()):
+            if run_id in self.corrupt:
+                continue  # nothing more is read of it until it is repaired
             if (
                 state.run.status.is_terminal
                 and not any(s.status is StepStatus.RUNNING for s in state.steps.values())
@@ -278,9 +359,11 @@ class Disk:
             with open(path, "rb") as f:
                 f.seek(log.size)
                 data = f.read(size - log.size)
-            scanned = scan_records(path, data, first_line=log.lines + 1)
+            scanned = scan_records(path, data, first_line=log.lines + 1, partial=True)
             if scanned.items:
                 changes.grown.append((run_id, scanned.items, scanned.size, scanned.lines))
+            if scanned.corrupt is not None:
+                changes.corrupt.append((run_id, scanned.corrupt))
         known = set() if reread else {s.path for (r, _), s in self.streams.items() if r == run_id}
         for rel in stream_files(self.root, run_id):
             if rel not in known:
@@ -304,12 +387,20 @@ class Disk:
             if state is not None:
                 self.log.purge(state)
                 del self.logs[run_id]
+                self.corrupt.pop(run_id, None)
                 for key in [k for k in self.streams if k[0] == run_id]:
                     del self.streams[key]
                 removed.append(state)
         for run_id, records, size, lines in changes.grown:
-            if run_id in self.log.runs:
-                self.replay(run_id, records, size, lines)
+            if run_id in self.log.runs and run_id not in self.corrupt:
+                try:
+                    self.replay(run_id, records, size, lines)
+                except CorruptLogError as exc:
+                    self.mark_corrupt(run_id, exc)
+                touched.add(run_id)
+        for run_id, error in changes.corrupt:
+            if run_id in self.log.runs and run_id not in self.corrupt:
+                self.mark_corrupt(run_id, error)
                 touched.add(run_id)
         for rel, scanned in changes.new:
             touched.add(self.install_log(rel, scanned).run.run_id)
@@ -327,3 +418,15 @@ class Disk:
         if touched or removed:
             rebuild_tokens(self.log)
         return touched, removed
+
+
+def _first_event_id(scanned: Scanned[list[AnyEvent]]) -> str | None:
+    """The id of a log's first event (its ``run_created``), if it has one."""
+    return scanned.items[0][1][0].event_id if scanned.items else None
+
+
+def _run_id_of(rel: str) -> str:
+    """The run id a log's file name was made from (see ``file_stem``), as near as it can be
+    told: for a log none of whose events can be read. A cut name keeps what is left."""
+    stem = rel.rpartition("/")[2].removesuffix(LOG_SUFFIX).partition("~")[0]
+    return unquote_to_bytes(stem).decode("utf-8", "replace") or stem or rel

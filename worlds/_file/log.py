@@ -4,9 +4,9 @@ A run's log is JSONL: one *record* per line, a record being one event (a JSON ob
 :func:`~worldflow.worlds.encode_event` writes it) or one atomic batch of events (a JSON
 array of such objects). A batch is one line so that a crash can only tear it as a whole.
 
-:func:`scan_records` reads a log back: a last line cut short by a crash is reported as
-*torn* (the caller warns and drops it); a bad line anywhere else raises
-:class:`~worldflow.CorruptLogError` naming the file and line.
+:func:`scan_records` reads a log back: a last line cut short by a crash (no newline) is
+reported as *torn* (the caller warns and drops it); a complete line that does not decode is
+:class:`~worldflow.CorruptLogError` naming the file and line, wherever it is.
 """
 
 from __future__ import annotations
@@ -235,23 +235,30 @@ def decode_record(line: bytes) -> list[AnyEvent]:
 @dataclass(slots=True)
 class Scanned(Generic[T]):
     """What :func:`scan_lines` found: the decoded lines (line number, value) in order, how
-    many bytes they span, whether bytes after them were dropped as a torn tail, and how many
-    lines were consumed."""
+    many bytes they span, whether bytes after them were dropped as a torn tail, how many
+    lines were consumed, and (with ``partial``) the corruption that stopped the scan."""
 
     items: list[tuple[int, T]]
     size: int
     torn: bool
     lines: int
+    corrupt: CorruptLogError | None = None
 
 
 def scan_lines(
-    path: Path, data: bytes, decode: Callable[[bytes], T], *, first_line: int = 1
+    path: Path,
+    data: bytes,
+    decode: Callable[[bytes], T],
+    *,
+    first_line: int = 1,
+    partial: bool = False,
 ) -> Scanned[T]:
     """Decode the lines of ``data`` (a JSONL file, or its tail from a line boundary).
 
-    A last line without its newline, or a last line that does not decode, is torn: it is
-    left out and ``torn`` is set. A line that does not decode with more lines after it
-    raises :class:`CorruptLogError` naming ``path`` and the line number.
+    Only a last line without its newline is torn (a crash cut the write short): it is left
+    out and ``torn`` is set. Every newline-terminated line was written whole, so one that
+    does not decode is damage, not a crash: :class:`CorruptLogError` naming ``path`` and the
+    line, raised, or with ``partial`` returned in ``corrupt`` with the lines before it.
     """
     items: list[tuple[int, T]] = []
     end = data.rfind(b"\n") + 1  # bytes up to the last newline hold complete lines
@@ -262,20 +269,22 @@ def scan_lines(
         try:
             items.append((line_no, decode(data[pos:nl])))
         except (InvalidEventError, msgspec.DecodeError) as exc:
-            if nl + 1 == end and end == len(data):
-                # the last line: a crash cut it (or left debris where it was going)
-                return Scanned(items, pos, True, line_no - first_line)
             reason = exc.message if isinstance(exc, InvalidEventError) else str(exc)
-            raise CorruptLogError(
-                f"{path}, line {line_no}: {reason}. The file is damaged before its end, so "
-                "this is not a crash's torn write; restore it from a backup, or cut it before "
-                f"line {line_no} (losing what came after)."
-            ) from None
+            error = CorruptLogError(
+                f"{path}, line {line_no}: {reason}. The line is complete (it ends with a "
+                "newline), so this is damage, not a crash's torn write; restore the file "
+                f"from a backup, or cut it before line {line_no} (losing what came after)."
+            )
+            if not partial:
+                raise error from None
+            return Scanned(items, pos, False, line_no - first_line, error)
         pos = nl + 1
         line_no += 1
     return Scanned(items, end, end != len(data), line_no - first_line)
 
 
-def scan_records(path: Path, data: bytes, *, first_line: int = 1) -> Scanned[list[AnyEvent]]:
+def scan_records(
+    path: Path, data: bytes, *, first_line: int = 1, partial: bool = False
+) -> Scanned[list[AnyEvent]]:
     """Decode a run log's records; see :func:`scan_lines`."""
-    return scan_lines(path, data, decode_record, first_line=first_line)
+    return scan_lines(path, data, decode_record, first_line=first_line, partial=partial)

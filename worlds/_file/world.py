@@ -52,6 +52,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from worldflow.errors import (
     ConfigurationError,
+    CorruptLogError,
     EntityConflictError,
     InvalidEventError,
     RunNotFoundError,
@@ -256,6 +257,13 @@ class FileWorld(MemoryWorld):
         if self._poll_error is not None:
             raise self._poll_error
 
+    def _state(self, run_id: str) -> RunState:
+        # Every read of one run and every write to it comes here: a damaged log is refused.
+        state = super()._state(run_id)
+        if state.run.corrupt is not None:
+            raise CorruptLogError(self._disk.corrupt[run_id].message)
+        return state
+
     def _writable(self) -> Writer:
         self._check_open()
         if self._writer is None:
@@ -349,6 +357,8 @@ class FileWorld(MemoryWorld):
             )
         waited = await self._take_turn(run_id)
         try:
+            if run_id in self._disk.corrupt:
+                raise CorruptLogError(self._disk.corrupt[run_id].message)
             log = self._disk.logs.get(run_id)
             if log is not None and not log.loaded:
                 await self._ensure_events(run_id)
@@ -416,7 +426,14 @@ class FileWorld(MemoryWorld):
         log = self._disk.logs.get(run_id)
         if log is None or log.loaded:
             return
-        events = await asyncio.to_thread(self._disk.read_events, log.path, log.size)
+        try:
+            events = await asyncio.to_thread(self._disk.read_events, log.path, log.size)
+        except CorruptLogError as exc:  # its index entry was fine, its log is not
+            if run_id not in self._disk.corrupt and self._disk.logs.get(run_id) is log:
+                self._disk.mark_corrupt(run_id, exc)
+                self._changes += 1
+                self._world_changed.fire()
+            raise
         if not log.loaded and self._disk.logs.get(run_id) is log:  # nobody loaded them meanwhile
             self._log.runs[run_id].events = events
             log.loaded = True
