@@ -151,7 +151,10 @@ class Disk:
 
     def _write_index(self) -> None:
         """Write the index while the world is still private to the opener (in its thread)."""
-        write_atomically(self.root / INDEX_FILE, self.index_bytes(), fsync=False)  # a cache
+        try:
+            write_atomically(self.root / INDEX_FILE, self.index_bytes(), fsync=False)
+        except OSError as exc:  # a cache: a full disk must not stop the open
+            logger.warning("%s: the index was not rewritten (%s)", self.root / INDEX_FILE, exc)
 
     def _install_entry(self, entry: IndexEntry) -> RunState:
         """Take a run's views from the index; its events stay on disk until needed."""
@@ -303,7 +306,12 @@ class Disk:
             logger.warning("%s: dropping %d bytes of a torn last line", path, len(data) - size)
         compact = queues.snapshot()  # start from one line per live message
         if compact != data:
-            write_atomically(path, compact, fsync=self.fsync)
+            try:
+                write_atomically(path, compact, fsync=self.fsync)
+            except OSError as exc:  # a full disk: keep the journal as it is, minus a torn tail
+                logger.warning("%s: not compacted (%s)", path, exc)
+                if size != len(data):
+                    os.truncate(path, size)
 
     def read_events(self, rel: str, size: int) -> list[AnyEvent]:
         """The events in the first ``size`` bytes of a log."""

@@ -83,14 +83,19 @@ def file_stem(name: str) -> str:
 
 def write_atomically(path: Path, data: bytes, *, fsync: bool = True) -> None:
     """Replace ``path`` with ``data`` all at once: a temporary file, synced, renamed over it,
-    and the directory synced (the syncs only with ``fsync``)."""
+    and the directory synced (the syncs only with ``fsync``). On failure (a full disk) the
+    temporary file is removed and ``path`` is left as it was."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        if fsync:
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # never leave a half-written file behind (a full disk)
+        raise
     if fsync:
         fsync_dir(path.parent)
 
@@ -183,8 +188,11 @@ class WriterLock:
             "host": socket.gethostname(),
             "since": datetime.now(UTC).isoformat(),
         }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode() + b"\n", 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode() + b"\n", 0)
+        except OSError:  # a full disk: the lock holds all the same, unnamed
+            pass
         return cls(fd, path)
 
     def release(self) -> None:

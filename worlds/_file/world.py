@@ -87,7 +87,7 @@ from worldflow.worlds._file.streams import (
     stream_dir,
     stream_path,
 )
-from worldflow.worlds._file.writer import Writer, WriterStats, replay_wal
+from worldflow.worlds._file.writer import DiskFullError, Writer, WriterStats, replay_wal
 from worldflow.worlds._memory.log import RunState, commit
 from worldflow.worlds._memory.world import MemoryWorld
 from worldflow.worlds._protocol import EventResult
@@ -155,6 +155,9 @@ class FileWorld(MemoryWorld):
         self._claims: dict[str, str] = {}  # token -> run of an in-flight append claiming it
         self._closing: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._poller: asyncio.Task[None] | None = None
+        # run id -> the error of its last append that found the disk full (cleared by the
+        # next append that succeeds): its waiters are woken with it
+        self._write_failures: dict[str, DiskFullError] = {}
         self._poll_error: WorldflowError | None = None
 
     @classmethod
@@ -228,11 +231,16 @@ class FileWorld(MemoryWorld):
             except asyncio.CancelledError:
                 pass
         try:
-            if self._writer is not None:
-                if self._writer.failed is None:
-                    index = self._disk.index_bytes()
-                    await self._writer.replace(INDEX_FILE, index, durable=False)
-                await self._writer.aclose()
+            writer = self._writer
+            if writer is not None:
+                try:
+                    if writer.failed is None:
+                        index = self._disk.index_bytes()
+                        await writer.replace(INDEX_FILE, index, durable=False)
+                except WorldError as exc:  # the index is a cache: the next open rebuilds it
+                    logger.warning("%s: the index was not written (%s)", self.path, exc)
+                finally:
+                    await writer.aclose()  # always: the thread ends and its files close
         finally:
             if self._lock is not None:
                 self._lock.release()
@@ -256,6 +264,18 @@ class FileWorld(MemoryWorld):
         super()._check_open()
         if self._poll_error is not None:
             raise self._poll_error
+
+    def _disk_full(self, run_id: str, error: DiskFullError) -> None:
+        """Wake whoever waits on the run (``Run.result()``, ``wait_for_run``) with the error
+        of its failed append: the write that would have moved the run did not happen."""
+        self._write_failures[run_id] = error
+        state = self._log.runs.get(run_id)
+        if state is not None:
+            state.changed.fire()
+
+    def _write_failure(self, run_id: str) -> WorldflowError | None:
+        error = self._write_failures.get(run_id)
+        return None if error is None else DiskFullError(error.message)
 
     def _state(self, run_id: str) -> RunState:
         # Every read of one run and every write to it comes here: a damaged log is refused.
@@ -326,6 +346,9 @@ class FileWorld(MemoryWorld):
                     "written by this worldflow. Point the world at another directory."
                 )
             replay_wal(root)
+            for debris in list_dir(root, ".tmp"):  # left by a write_atomically cut short
+                if debris.name.startswith("."):
+                    os.unlink(debris.path)
             missing = [root / d for d in (RUNS_DIR, STREAMS_DIR) if not (root / d).exists()]
             for directory in missing:
                 directory.mkdir()
@@ -385,9 +408,14 @@ class FileWorld(MemoryWorld):
                     self._claims[token] = run_id
                 try:
                     cancelled = await _settled(writer.append(log.path, line))
+                except DiskFullError as full:
+                    self._disk_full(run_id, full)
+                    raise
                 finally:
                     for token in claimed:
                         del self._claims[token]
+                if self._write_failures:
+                    self._write_failures.pop(run_id, None)
                 log.size += len(line)
                 log.lines += 1
                 creation_keys(batch.events, log.keys)

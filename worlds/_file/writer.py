@@ -28,6 +28,7 @@ killed process, but not against a power cut or an OS crash.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import queue
@@ -48,7 +49,7 @@ import msgspec
 from worldflow.errors import CorruptLogError, WorldError
 from worldflow.worlds._file.log import fsync_dir, write_atomically
 
-__all__ = ["WAL_FILE", "Writer", "WriterStats", "replay_wal", "sync_data"]
+__all__ = ["WAL_FILE", "DiskFullError", "Writer", "WriterStats", "replay_wal", "sync_data"]
 
 logger = logging.getLogger("worldflow.worlds.file")
 
@@ -105,6 +106,18 @@ class WriterStats:
     checkpoints: int = 0
 
 
+class DiskFullError(WorldError):
+    """A write found no space left on the device (``ENOSPC``, or a quota: ``EDQUOT``).
+
+    Nothing of the failed group of writes was kept (files are cut back, the journal voided
+    past them), so the world stays consistent: it goes on serving reads, and writes are
+    taken again once they fit.
+    """
+
+
+_FULL: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
 class _Durable(asyncio.Future[None]):
     """The future of a submitted write: it settles when the write is durable, and refuses
     to be cancelled (a write once handed to the thread happens). A task cancelled while it
@@ -148,11 +161,11 @@ class _Journal:
         data = b"".join(frames)
         grown = self._reserve(self.offset + len(data))
         _pwrite_all(self.fd, data, self.offset)
-        self.offset += len(data)
         if grown:
             os.fsync(self.fd)  # the size changed too: a full sync, once per growth
         else:
             sync_data(self.fd)  # overwriting zeros moves no metadata
+        self.offset += len(data)  # only once durable: a failed commit is voided from here
         self.stats.syncs += 1
 
     def restart(self) -> None:
@@ -289,6 +302,10 @@ class Writer:
             if self._failed is None:
                 try:
                     self._commit(ops)
+                except DiskFullError as full:  # nothing of the group stayed; the writer goes on
+                    logger.error("%s", full.message)
+                    self._settle([(op.future, full) for op in ops if op.future is not None])
+                    continue
                 except BaseException as exc:  # settle the waiters whatever went wrong
                     logger.exception("file world writer failed at %s", self.root)
                     self._failed = exc
@@ -298,10 +315,55 @@ class Writer:
         self._close_files()
 
     def _commit(self, ops: list[_Op]) -> None:
+        starts: dict[str, int] = {}  # file -> its length before this group's appends
+        try:
+            self._write_group(ops, starts)
+        except OSError as exc:
+            if exc.errno not in _FULL:
+                raise
+            self._undo(starts)  # truncating frees space: it works on a full disk too
+            raise DiskFullError(
+                f"the file world at {self.root} could not write: no space left on the "
+                f"device (ENOSPC: {exc.strerror}). Nothing of this write was stored and the "
+                "world goes on serving reads. Free space on that file system and write "
+                "again: writes are taken again as soon as they fit (runs whose writes failed "
+                "are driven again by engine.recover() or an engine restart)."
+            ) from exc
+        self.stats.groups += 1
+        self._settle([(op.future, None) for op in ops if op.future is not None])
+        if self._journal is not None and self._journal.offset > _WAL_LIMIT:
+            self._checkpoint()
+
+    def _undo(self, starts: dict[str, int]) -> None:
+        """Cut every file this group appended to back to its length before the group, and
+        void journal frames it may have left past the journal's end."""
+        for path, start in starts.items():
+            entry = self._files.get(path)
+            if entry is not None:
+                os.ftruncate(entry[0], start)
+                entry[1] = start
+            else:  # closed meanwhile (too many open files)
+                fd = os.open(self.root / path, os.O_WRONLY)
+                try:
+                    os.ftruncate(fd, start)
+                finally:
+                    os.close(fd)
+        journal = self._journal
+        if journal is not None and journal.offset + _FRAME_HEAD.size <= journal.capacity:
+            # a zero length where the next frame goes ends the generation there, so frames
+            # of the failed group are never replayed after a crash (preallocated: no space
+            # is needed to overwrite it)
+            _pwrite_all(journal.fd, bytes(_FRAME_HEAD.size), journal.offset)
+            sync_data(journal.fd)
+
+    def _write_group(self, ops: list[_Op], starts: dict[str, int]) -> None:
         journal = self._journal
         frames: list[bytes] = []
         for op in ops:
             if op.kind == "append":
+                entry = self._files.get(op.path)
+                if op.path not in starts:
+                    starts[op.path] = entry[1] if entry is not None else self._size_of(op.path)
                 offset = self._write(op.path, op.data)
                 if journal is not None:
                     frames.append(journal.frame("w", op.path, offset, op.data))
@@ -320,10 +382,12 @@ class Writer:
         if frames:
             assert journal is not None
             journal.commit(frames)
-        self.stats.groups += 1
-        self._settle([(op.future, None) for op in ops if op.future is not None])
-        if journal is not None and journal.offset > _WAL_LIMIT:
-            self._checkpoint()
+
+    def _size_of(self, path: str) -> int:
+        try:
+            return os.stat(self.root / path).st_size
+        except FileNotFoundError:
+            return 0
 
     def _settle(self, results: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
         if results:

@@ -30,6 +30,7 @@ from worldflow.errors import (
     StepNotFoundError,
     StreamNotFoundError,
     WorldError,
+    WorldflowError,
 )
 from worldflow.worlds._clock import Clock, SystemClock
 from worldflow.worlds._events import AnyEvent, Event
@@ -150,6 +151,11 @@ class MemoryWorld:
             raise WorldError(
                 "this MemoryWorld was closed with aclose(); its data is gone, open a new one"
             )
+
+    def _write_failure(self, run_id: str) -> WorldflowError | None:
+        """Why the run's last append failed for want of storage (a world on disk), if so:
+        ``wait_for_run`` raises it rather than wait for a write that did not happen."""
+        return None
 
     def _state(self, run_id: str) -> RunState:
         state = self._log.runs.get(run_id)
@@ -542,6 +548,9 @@ class MemoryWorld:
             last_seq = state.run.last_seq
             if last_seq > after_seq:
                 return last_seq
+            failure = self._write_failure(run_id)
+            if failure is not None:
+                raise failure
             if not await wait_for_event(
                 state.changed.waiter(), self._remaining(deadline), self._clock
             ):
