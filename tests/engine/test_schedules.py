@@ -5,7 +5,7 @@ memory and the file worlds, on a virtual clock."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -99,21 +99,40 @@ async def _quiet(world: World, quiet: float = 0.15, limit: float = 30.0) -> None
     raise AssertionError(f"the world did not come to rest within {limit} s")
 
 
+async def _eventually(check: Callable[[], Awaitable[bool]], what: str, limit: float = 30.0) -> None:
+    """Wait (in real time) until ``check()`` holds: under load the engine may still be on
+    its way after the world was quiet for a moment."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError(f"not within {limit} s: {what}")
+        await asyncio.sleep(0.05)
+
+
 async def _rest(clock: VirtualClock, world: World) -> None:
     await clock.until_idle()
     await _quiet(world)
 
 
 async def _settle(
-    clock: VirtualClock, world: World, seconds: float, step: float = HOUR / 2
+    clock: VirtualClock, engine: Engine, seconds: float, step: float = HOUR / 2
 ) -> None:
-    """Move the clock on by ``seconds``, in steps, letting every run catch up after each."""
+    """Move the clock on by ``seconds``, in steps; after each, wait until every schedule has
+    handled its due ticks (its next tick is in the future again) and the world is quiet."""
+    world = engine.world
     await _quiet(world)
     left = seconds
     while left > 0:
         await clock.advance(min(step, left))
         left -= step
         await clock.until_idle()
+
+        async def caught_up() -> bool:
+            infos = await engine.schedules.list()
+            return all(i.paused or (i.next_tick or START) > clock.now() for i in infos)
+
+        await _eventually(caught_up, "every schedule handled its due ticks")
         await _quiet(world)
 
 
@@ -124,7 +143,7 @@ async def test_one_run_per_tick(make_world: WorldMaker) -> None:
         info = await engine.schedules.add("hourly", report, "0 * * * *", "r")
         assert info.next_tick == START + timedelta(hours=1)
         await _rest(clock, world)
-        await _settle(clock, world, 3 * HOUR + 60)
+        await _settle(clock, engine, 3 * HOUR + 60)
         runs = await _runs_of(world, "hourly")
         assert [r.run_id for r in runs] == [f"hourly@2024-01-01T0{h}:00:00Z" for h in (1, 2, 3)]
         assert all(r.status is RunStatus.COMPLETED for r in runs)
@@ -143,7 +162,7 @@ async def test_two_engines_declaring_a_schedule_start_one_run_per_tick() -> None
     async with engine_on(world, nightly) as first, engine_on(world, nightly) as second:
         assert [s.name for s in await first.schedules.list()] == ["nightly"]
         await _rest(clock, world)
-        await _settle(clock, world, 3 * 24 * HOUR)
+        await _settle(clock, first, 3 * 24 * HOUR)
         runs = await _runs_of(world, "nightly")
         # 02:30 in Berlin is 01:30 UTC in winter.
         assert [r.run_id for r in runs] == [f"nightly@2024-01-0{d}T01:30:00Z" for d in (1, 2, 3)]
@@ -167,7 +186,15 @@ async def test_missed_ticks_follow_the_catch_up_policy(
         await clock.advance(5 * HOUR + 120)  # no engine runs: five ticks go by
         async with engine_on(world, report) as engine:
             await _rest(clock, world)
-            await _settle(clock, world, 1)
+            await _settle(clock, engine, 1)
+
+            async def handled() -> bool:
+                info = await engine.schedules.get("h")
+                return info.last_tick == START + timedelta(hours=5) and info.started == len(
+                    expected
+                )
+
+            await _eventually(handled, "the missed ticks are handled")
             runs = await _runs_of(world, "h")
             assert [r.run_id[13:15] for r in runs] == expected
             info = await engine.schedules.get("h")
@@ -185,7 +212,7 @@ async def test_a_tick_while_the_last_run_goes_follows_the_overlap_policy(
     async with engine_on(world, slow_report) as engine:
         await engine.schedules.add("s", slow_report, "0 * * * *", overlap=overlap)
         await _rest(clock, world)
-        await _settle(clock, world, 3 * HOUR + 60)
+        await _settle(clock, engine, 3 * HOUR + 60)
         info = await engine.schedules.get("s")
         assert (info.started, info.skipped) == (started, 3 - started)
         assert len(await _runs_of(world, "s")) == started
@@ -200,7 +227,7 @@ async def test_pause_resume_trigger_update_delete(make_world: WorldMaker) -> Non
         await _rest(clock, world)
         await schedules.pause("p")
         assert (await schedules.get("p")).paused
-        await _settle(clock, world, 2 * HOUR + 120)  # the 02:00 tick is 120 s late: past grace
+        await _settle(clock, engine, 2 * HOUR + 120)  # the 02:00 tick is 120 s late: past grace
         assert await _runs_of(world, "p") == []
         await schedules.resume("p")
         await _rest(clock, world)
@@ -209,14 +236,14 @@ async def test_pause_resume_trigger_update_delete(make_world: WorldMaker) -> Non
 
         await schedules.trigger("p")
         await _rest(clock, world)
-        await _settle(clock, world, 1)
+        await _settle(clock, engine, 1)
         runs = await _runs_of(world, "p")
         assert len(runs) == 1
         assert "@manual-" in runs[0].run_id
 
         await schedules.update("p", cron="*/30 * * * *")
         await _rest(clock, world)
-        await _settle(clock, world, HOUR)
+        await _settle(clock, engine, HOUR)
         info = await schedules.get("p")
         assert info.cron == "*/30 * * * *"
         assert info.started == 3  # the manual run and two half-hour ticks
@@ -237,7 +264,7 @@ async def test_a_schedule_hands_over_to_a_new_generation(make_world: WorldMaker)
         await engine.schedules.add("g", report, "0 * * * *", "g", ticks_per_run=2)
         await _rest(clock, world)
         for _ in range(5):
-            await _settle(clock, world, HOUR)
+            await _settle(clock, engine, HOUR)
         info = await engine.schedules.get("g")
         assert info.run_id == "schedule:g:2"
         assert info.started == 5
