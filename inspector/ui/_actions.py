@@ -162,3 +162,27 @@ async def start(request: web.Request, session: Session) -> web.StreamResponse:
     except TypeError as exc:
         raise UiError(400, f"`arguments` do not fit {name}: {exc}") from None
     raise _back(request, handle.run_id, "started")
+
+
+@action
+async def fail(request: web.Request, session: Session) -> web.StreamResponse:
+    """Fail a stalled run for good (needs ``confirm=yes``); its divergence becomes its error."""
+    run_id = request.match_info["run_id"]
+    form = await _form(request)
+    _confirmed(form)
+    failing = getattr(control(request), "fail", None)
+    if failing is None:
+        raise UiError(409, "this control plane cannot fail a stalled run")
+    await failing(run_id, _text(form, "reason"))
+    raise _back(request, run_id, "failed")
+
+
+@action
+async def unstall(request: web.Request, session: Session) -> web.StreamResponse:
+    """Replay a stalled run against the code this engine has; it goes on if it replays."""
+    run_id = request.match_info["run_id"]
+    again = getattr(control(request), "unstall", None)
+    if again is None:
+        raise UiError(409, "this control plane cannot replay a stalled run")
+    status = await again(run_id)
+    raise _back(request, run_id, "unstalled" if status.value != "stalled" else "still-stalled")

@@ -248,6 +248,7 @@ async def workflows_page(request: web.Request, session: Session) -> web.StreamRe
         session=session,
         workflows=listed or [],
         can_list=listed is not None,
+        published={w.name for w in listed or [] if hasattr(w, "engines")},
     )
 
 

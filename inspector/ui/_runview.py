@@ -24,6 +24,7 @@ from worldflow.worlds import (
     AnyEvent,
     HookCreated,
     HookStatus,
+    RunStalled,
     RunStatus,
     Step,
     StepCreated,
@@ -82,6 +83,7 @@ def actions_for(run: WorkflowRun, ops: object, *, read_only: bool) -> dict[str, 
     status = run.status
     terminal = status.is_terminal
     done = f"Run already {status.value}"
+    stalled = status is RunStatus.STALLED
 
     def make(name: str, label: str, ok: bool, why: str, method: str | None = None) -> Action:
         if read_only:
@@ -114,6 +116,10 @@ def actions_for(run: WorkflowRun, ops: object, *, read_only: bool) -> dict[str, 
         "raise_event": make("raise_event", "Raise event", not terminal, done, "raise_event"),
         "rerun": make("rerun", "Rerun", True, "", "rerun"),
         "purge": make("purge", "Purge", terminal, "Only a finished run can be purged", "purge"),
+        "fail": make("fail", "Fail run", stalled, "Only a stalled run can be failed", "fail"),
+        "unstall": make(
+            "unstall", "Retry replay", stalled, "Only a stalled run is replayed again", "unstall"
+        ),
         "resolve": make("resolve", "Resolve", not terminal, done, "resume_hook"),
         "resume_step": make("resume_step", "Resume step", not terminal, done, "resume_step"),
     }
@@ -273,8 +279,15 @@ async def load_run_view(request: web.Request, run_id: str | None = None) -> dict
         engine_sees = blocked(rid) if callable(blocked) else None
     except Exception:
         engine_sees = None
+    stall = next((e for e in reversed(events) if isinstance(e, RunStalled)), None)
     waiting = waiting_on(
-        run, hooks=hooks.items, waits=waits.items, steps=steps, now=now, children=children
+        run,
+        hooks=hooks.items,
+        waits=waits.items,
+        steps=steps,
+        now=now,
+        children=children,
+        stall=stall,
     )
     query = {k: v for k, v in request.query.items() if k in ("idle", "type", "span")}
     return {

@@ -22,8 +22,10 @@ from worldflow.worlds import (
     RunCreated,
     RunFailed,
     RunResumed,
+    RunStalled,
     RunStarted,
     RunSuspended,
+    RunUnstalled,
     StateUpdated,
     StepCompleted,
     StepCreated,
@@ -166,6 +168,12 @@ class Collector:
                 self._end_run(at, "failed", f"run failed: {error.name}: {error.message}", seq)
             case RunCancelled(reason=reason):
                 self._end_run(at, "cancelled", _why("run cancelled", reason), seq)
+            case RunStalled(position=position):
+                self.run_status = "stalled"
+                self.run_marks.append(("stalled", at, f"stalled: diverged at #{position}", seq))
+            case RunUnstalled():
+                self.run_status = "running"
+                self.run_marks.append(("resumed", at, "unstalled: the code replays it", seq))
             case StepCreated(step_name=name, input=payload):
                 if name == CHILD_STEP:
                     child = child_target(payload)

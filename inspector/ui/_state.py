@@ -181,6 +181,9 @@ DONE = {
     "rerun": "Started as a rerun of the run it came from.",
     "started": "Run started.",
     "purged": "Run purged.",
+    "failed": "Run failed for good.",
+    "unstalled": "The code replays the run: it goes on.",
+    "still-stalled": "The code still does not replay the run: it stays stalled.",
 }
 """The messages a redirect's ``?done=`` shows (fixed texts: a link cannot inject one)."""
 

@@ -19,6 +19,7 @@ from worldflow.worlds import (
     Hook,
     HookStatus,
     Payload,
+    RunStalled,
     RunStatus,
     Step,
     StepStatus,
@@ -34,7 +35,8 @@ class Waiting(msgspec.Struct, frozen=True, kw_only=True):
     """One thing the run waits on.
 
     ``kind`` is ``hook``, ``webhook``, ``sleep``, ``event``, ``step``, ``backoff``,
-    ``suspended_step``, ``child``, ``suspended`` or ``stuck``.
+    ``suspended_step``, ``child``, ``suspended``, ``stalled`` (with the ``recorded`` and
+    ``current`` sides of the divergence) or ``stuck``.
     """
 
     kind: str
@@ -49,6 +51,8 @@ class Waiting(msgspec.Struct, frozen=True, kw_only=True):
     child_run_id: str | None = None
     error: ErrorInfo | None = None
     payload: Payload | None = None
+    recorded: str = ""
+    current: str = ""
 
 
 def _short(name: str) -> str:
@@ -70,12 +74,28 @@ def waiting_on(
     steps: Iterable[Step],
     now: datetime,
     children: Mapping[str, WorkflowRun] | None = None,
+    stall: RunStalled | None = None,
 ) -> list[Waiting]:
     """The run's open waits, most actionable first; empty for a finished run."""
     if run.status.is_terminal:
         return []
     kids = children or {}
     items: list[Waiting] = []
+    if stall is not None and run.status is RunStatus.STALLED:
+        items.append(
+            Waiting(
+                kind="stalled",
+                title=f"Stalled: the code no longer replays this run (at event #{stall.position})",
+                since=stall.created_at,
+                detail=(
+                    "No engine drives it until code that replays it is deployed (or Retry "
+                    "replay finds it), or it is failed for good."
+                ),
+                error=stall.error,
+                recorded=stall.recorded,
+                current=stall.current,
+            )
+        )
     if run.status is RunStatus.SUSPENDED:
         items.append(
             Waiting(
@@ -187,7 +207,7 @@ def waiting_on(
                     error=step.error,
                 )
             )
-    if not items:
+    if not items and run.status is not RunStatus.STALLED:
         items.append(
             Waiting(
                 kind="stuck",
