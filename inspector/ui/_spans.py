@@ -142,38 +142,14 @@ class Collector:
 
     def feed(self, event: AnyEvent) -> None:
         at = self.ms(event.created_at)
-        self.last = max(self.last, at)
+        if at > self.last:
+            self.last = at
         self.instants.append(at)
         corr = event.correlation_id or ""
         span = self.spans.get(corr)
         seq = event.seq
+        # most of a log is step events: they are matched first (this runs once per event)
         match event:
-            case RunCreated():
-                self.run_marks.append(("created", at, "run created", seq))
-            case RunStarted():
-                if self.run_status == "pending":
-                    self.run_status = "running"
-            case RunSuspended(reason=reason):
-                self.run_status = "suspended"
-                self.suspended.append((at, None))
-                self.run_marks.append(("suspended", at, _why("run suspended", reason), seq))
-            case RunResumed():
-                self.run_status = "running"
-                if self.suspended and self.suspended[-1][1] is None:
-                    self.suspended[-1] = (self.suspended[-1][0], at)
-                self.run_marks.append(("resumed", at, "run resumed", seq))
-            case RunCompleted():
-                self._end_run(at, "completed", "run completed", seq)
-            case RunFailed(error=error):
-                self._end_run(at, "failed", f"run failed: {error.name}: {error.message}", seq)
-            case RunCancelled(reason=reason):
-                self._end_run(at, "cancelled", _why("run cancelled", reason), seq)
-            case RunStalled(position=position):
-                self.run_status = "stalled"
-                self.run_marks.append(("stalled", at, f"stalled: diverged at #{position}", seq))
-            case RunUnstalled():
-                self.run_status = "running"
-                self.run_marks.append(("resumed", at, "unstalled: the code replays it", seq))
             case StepCreated(step_name=name, input=payload):
                 if name == CHILD_STEP:
                     child = child_target(payload)
@@ -257,6 +233,32 @@ class Collector:
                 span.close(at, "waiting", f"{span.label}: open {format_ms(at - span.start)}")
                 span.end = at
                 span.status = "received" if span.events else "disposed"
+            case RunCreated():
+                self.run_marks.append(("created", at, "run created", seq))
+            case RunStarted():
+                if self.run_status == "pending":
+                    self.run_status = "running"
+            case RunSuspended(reason=reason):
+                self.run_status = "suspended"
+                self.suspended.append((at, None))
+                self.run_marks.append(("suspended", at, _why("run suspended", reason), seq))
+            case RunResumed():
+                self.run_status = "running"
+                if self.suspended and self.suspended[-1][1] is None:
+                    self.suspended[-1] = (self.suspended[-1][0], at)
+                self.run_marks.append(("resumed", at, "run resumed", seq))
+            case RunCompleted():
+                self._end_run(at, "completed", "run completed", seq)
+            case RunFailed(error=error):
+                self._end_run(at, "failed", f"run failed: {error.name}: {error.message}", seq)
+            case RunCancelled(reason=reason):
+                self._end_run(at, "cancelled", _why("run cancelled", reason), seq)
+            case RunStalled(position=position):
+                self.run_status = "stalled"
+                self.run_marks.append(("stalled", at, f"stalled: diverged at #{position}", seq))
+            case RunUnstalled():
+                self.run_status = "running"
+                self.run_marks.append(("resumed", at, "unstalled: the code replays it", seq))
             case HookConflict(token=token):
                 self.run_marks.append(("conflict", at, f"hook token {token!r} taken", seq))
             case EventRaised(name=name):
