@@ -200,7 +200,7 @@ class _Chunk:
 @page
 async def stream_page(request: web.Request, session: Session) -> web.StreamResponse:
     """A run's stream: the last chunks, followed live while it is open."""
-    run_id, name = request.match_info["run_id"], request.match_info["name"]
+    run_id, name = request.match_info["run_id"], request.match_info["stream"]
     w = world(request)
     run = await w.get_run(run_id)
     info = next((s for s in await w.list_streams(run_id) if s.name == name), None)
@@ -232,7 +232,7 @@ async def stream_page(request: web.Request, session: Session) -> web.StreamRespo
 @stream
 async def stream_live(request: web.Request, session: Session) -> web.StreamResponse:
     """``GET /runs/{id}/streams/{name}/live``: new chunks from ``Last-Event-ID`` + 1."""
-    run_id, name = request.match_info["run_id"], request.match_info["name"]
+    run_id, name = request.match_info["run_id"], request.match_info["stream"]
     w = world(request)
     header = request.headers.get("Last-Event-ID")
     start = int(header) + 1 if header and header.isdigit() else _resume_point(request, "next")

@@ -160,7 +160,7 @@ def security_headers(response: web.StreamResponse) -> None:
 
 
 def url_for(
-    request: web.Request, name: str, query: dict[str, Any] | None = None, **parts: str
+    request: web.Request, name: str, /, query: dict[str, Any] | None = None, **parts: str
 ) -> str:
     """The URL of route ``name`` (under the app's mount prefix), with a query string."""
     url = str(request.app.router[name].url_for(**parts))
@@ -195,7 +195,7 @@ def base_context(request: web.Request, session: Session | None) -> dict[str, Any
     """What every template may use: ``url()``, ``static()``, the session, the options."""
     state = ui_state(request)
 
-    def url(name: str, query: dict[str, Any] | None = None, **parts: str) -> str:
+    def url(name: str, /, query: dict[str, Any] | None = None, **parts: str) -> str:
         return url_for(request, name, query, **parts)
 
     # one router lookup per page, not one per row

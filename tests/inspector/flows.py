@@ -5,7 +5,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from worldflow import create_hook, get_step_metadata, sleep, step, wait_for_event, workflow
+from worldflow import (
+    StreamWriter,
+    create_hook,
+    get_step_metadata,
+    get_writable,
+    sleep,
+    step,
+    wait_for_event,
+    workflow,
+)
 
 HOSTILE = (
     '<script>window.__x=1</script><img src=x onerror=window.__x=2>"><svg onload=alert(1)></script>'
@@ -55,3 +64,21 @@ async def hostile(value: str) -> Any:
     """Waits on a hook whose token holds markup, then fails with markup in the message."""
     await create_hook(token=f"tok-{HOSTILE}")
     raise RuntimeError(value)
+
+
+@step
+async def talk(words: list[str]) -> int:
+    """Writes each word to the run's stream."""
+    out = get_writable()
+    assert isinstance(out, StreamWriter)
+    for word in words:
+        await out.write(word)
+    return len(words)
+
+
+@workflow
+async def chatty(words: list[str]) -> int:
+    """Streams words from a step, then waits for a hook before it ends."""
+    n = await talk(words)
+    await create_hook(token="chatty:done")
+    return n

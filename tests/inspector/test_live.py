@@ -124,3 +124,24 @@ async def test_runs_list_stream_updates_rows_and_counts_new_runs(
 async def test_stream_of_an_unknown_run_is_404(client: Client) -> None:
     assert (await client.get("/runs/nope/live")).status == 404
     assert (await client.get("/runs/nope/live?last=x")).status == 400
+
+
+async def test_a_stream_page_and_its_live_tail(engine: Engine, client: Client) -> None:
+    run = await engine.start(flows.chatty, ["<b>hello</b>", "world"], run_id="talk-1")
+    await wait_until_blocked(run, hook="chatty:done")
+    html = await (await client.get("/runs/talk-1")).text()
+    found = re.search(r'href="(/runs/talk-1/streams/[^"]+)"', html)
+    assert found is not None
+    page = await (await client.get(found.group(1))).text()
+    assert "&lt;b&gt;hello&lt;/b&gt;" in page
+    assert 'id="chunk-1"' in page
+    live = await client.get(found.group(1) + "/live", headers={"Last-Event-ID": "0"})
+    msg_id, event, data = await next_message(live)
+    assert (msg_id, event) == ("1", "chunk")
+    assert 'id="chunk-1"' in data["html"]
+    await engine.resume_hook("chatty:done", None)
+    assert await run.result(timeout=10) == 2
+    _, event, _ = await next_message(live)
+    assert event == "end"  # the engine closes a run's streams when it ends
+    live.close()
+    assert (await client.get("/runs/talk-1/streams/nope")).status == 404
