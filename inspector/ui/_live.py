@@ -26,6 +26,7 @@ from aiohttp import web
 from worldflow.errors import RunNotFoundError, StreamNotFoundError
 from worldflow.inspector.ui._filters import parse_filter
 from worldflow.inspector.ui._guard import page, stream
+from worldflow.inspector.ui._pages import counts_for
 from worldflow.inspector.ui._payloads import summary
 from worldflow.inspector.ui._runview import described_rows, load_run_view
 from worldflow.inspector.ui._session import Session
@@ -180,7 +181,10 @@ async def runs_live(request: web.Request, session: Session) -> web.StreamRespons
                         if run.run_id == newest:
                             break
                         new += 1
-                await response.write(_message("runs", {"rows": rows, "new": new}, seen))
+                counts, _, _, _ = await counts_for(request, f)
+                await response.write(
+                    _message("runs", {"rows": rows, "new": new, "counts": counts}, seen)
+                )
         except ConnectionResetError:
             pass
     return response

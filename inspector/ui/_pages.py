@@ -6,6 +6,7 @@ the script only swaps in fresh server-rendered regions when live updates arrive.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,7 @@ from worldflow.inspector.ui._guard import UiError, page, stream
 from worldflow.inspector.ui._runview import load_run_view
 from worldflow.inspector.ui._session import Session
 from worldflow.inspector.ui._state import (
+    LIVE_TASKS,
     control,
     render,
     security_headers,
@@ -46,15 +48,8 @@ COUNT_SCAN = 10_000
 """Runs (newest first) the counts by status look through; past that they read "≥"."""
 
 
-async def _counts(request: web.Request, f: RunFilter) -> tuple[dict[str, int], int, bool]:
-    """Runs by status for the filter (without its status part), cached per world change."""
-    w = world(request)
-    state = ui_state(request)
-    changes = await w.wait_for_world(after=2**62, timeout=0)
-    key = (f.workflow, f.resource_id, f.metadata, f.created_after, f.created_before)
-    cached = state.counts.get(key)
-    if cached is not None and cached[0] == changes:
-        return cached[1], cached[2], cached[3]
+async def _scan_counts(w: World, f: RunFilter) -> tuple[dict[str, int], int, bool]:
+    """Runs by status among the newest :data:`COUNT_SCAN` matching the filter's other parts."""
     counts: dict[str, int] = {s.value: 0 for s in RunStatus}
     seen = 0
     cursor: str | None = None
@@ -71,10 +66,44 @@ async def _counts(request: web.Request, f: RunFilter) -> tuple[dict[str, int], i
             capped = True
             break
         cursor = listed.cursor
-    if len(state.counts) > 256:
-        state.counts.clear()
-    state.counts[key] = (changes, counts, seen, capped)
     return counts, seen, capped
+
+
+async def counts_for(request: web.Request, f: RunFilter) -> tuple[dict[str, int], int, bool, bool]:
+    """Runs by status for the filter (without its status part): ``(counts, seen, capped,
+    stale)``.
+
+    Computed once, then kept per world change: when the world changed since, the last
+    counts are returned at once (``stale``) and fresh ones are computed in the background
+    (the page never waits on a count; the live list sends the fresh ones).
+    """
+    w = world(request)
+    state = ui_state(request)
+    changes = await w.wait_for_world(after=2**62, timeout=0)
+    key = (f.workflow, f.resource_id, f.metadata, f.created_after, f.created_before)
+    cached = state.counts.get(key)
+    if cached is None:
+        counts, seen, capped = await _scan_counts(w, f)
+        if len(state.counts) > 256:
+            state.counts.clear()
+        state.counts[key] = (changes, counts, seen, capped)
+        return counts, seen, capped, False
+    stale = cached[0] != changes
+    if stale and key not in state.refreshing:
+        state.refreshing.add(key)
+        tasks = request.app[LIVE_TASKS]
+
+        async def refresh() -> None:
+            try:
+                counts, seen, capped = await _scan_counts(w, f)
+                state.counts[key] = (changes, counts, seen, capped)
+            finally:
+                state.refreshing.discard(key)
+
+        task = asyncio.get_running_loop().create_task(refresh())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    return cached[1], cached[2], cached[3], stale
 
 
 async def _search(w: World, f: RunFilter) -> tuple[list[WorkflowRun], int, bool]:
@@ -112,7 +141,7 @@ async def runs_page(request: web.Request, session: Session) -> web.StreamRespons
     else:
         listed = await w.list_runs(**f.world_args(), limit=f.limit, cursor=f.cursor)  # type: ignore[arg-type]
         runs, cursor, has_more = listed.items, listed.cursor, listed.has_more
-    counts, counted, capped_counts = await _counts(request, f)
+    counts, counted, capped_counts, stale_counts = await counts_for(request, f)
     workflows = sorted({r.workflow_name for r in runs} | ({f.workflow} if f.workflow else set()))
     for info in await _catalog(request):
         if info not in workflows:
@@ -128,6 +157,7 @@ async def runs_page(request: web.Request, session: Session) -> web.StreamRespons
         counts=counts,
         counted=counted,
         capped_counts=capped_counts,
+        stale_counts=stale_counts,
         searched=searched,
         page_sizes=PAGE_SIZES,
         workflows=sorted(workflows),

@@ -80,6 +80,7 @@ class UiState:
     counts: dict[tuple[object, ...], tuple[int, dict[str, int], int, bool]] = field(
         default_factory=dict
     )
+    refreshing: set[tuple[object, ...]] = field(default_factory=set)
 
 
 UI_STATE: web.AppKey[UiState] = web.AppKey("worldflow.ui.state", UiState)

@@ -26,7 +26,14 @@ def ui_app(engine: Engine, *, token: str | None = None, read_only: bool = False)
 @pytest.fixture
 async def engine() -> AsyncIterator[Engine]:
     world = MemoryWorld()
-    workflows: list[Any] = [flows.order, flows.waits, flows.echo, flows.hostile, flows.chatty]
+    workflows: list[Any] = [
+        flows.order,
+        flows.waits,
+        flows.echo,
+        flows.hostile,
+        flows.chatty,
+        flows.parent,
+    ]
     async with Engine(world, workflows) as eng:
         yield eng
     await world.aclose()

@@ -82,3 +82,9 @@ async def chatty(words: list[str]) -> int:
     n = await talk(words)
     await create_hook(token="chatty:done")
     return n
+
+
+@workflow
+async def parent(n: int) -> Any:
+    """Runs echo as a child workflow."""
+    return await echo(n)

@@ -156,3 +156,35 @@ async def test_static_assets_and_no_path_tricks(client: Client) -> None:
     assert resp.headers["Content-Type"].startswith("text/css")
     assert (await client.get("/static/..%2F_state.py")).status == 404
     assert (await client.get("/static/nope.js")).status == 404
+
+
+async def test_parent_and_child_runs_link_each_other(engine: Engine, client: Client) -> None:
+    run = await engine.start(flows.parent, 7, run_id="par-1")
+    assert await run.result(timeout=10) == 7
+    html = await (await client.get("/runs/par-1")).text()
+    child = re.search(r'<a href="/runs/(par-1-[^"]+)" aria-label="Child echo, completed', html)
+    assert child is not None, "the timeline links the child run"
+    assert "Related runs" in html
+    child_html = await (await client.get(f"/runs/{child.group(1)}")).text()
+    assert '<a href="/runs/par-1">par-1</a>' in child_html
+    listing = await (await client.get("/")).text()
+    assert 'href="/runs/par-1" title="child of par-1"' in listing
+
+
+async def test_counts_never_hold_a_page_up(engine: Engine, client: Client) -> None:
+    import asyncio
+
+    from worldflow.inspector.ui._state import LIVE_TASKS
+
+    await (await engine.start(flows.echo, 1, run_id="cnt-1")).result(timeout=10)
+    assert 'data-count="completed">1<' in await (await client.get("/")).text()
+    await (await engine.start(flows.echo, 2, run_id="cnt-2")).result(timeout=10)
+    html = await (await client.get("/")).text()
+    # the world changed: the last counts at once, fresh ones computed meanwhile
+    assert "being updated" in html
+    assert 'data-count="completed">1<' in html
+    assert len(re.findall(r'<tr id="run-', html)) == 2  # the rows themselves are current
+    await asyncio.gather(*client.app[LIVE_TASKS])
+    html = await (await client.get("/")).text()
+    assert 'data-count="completed">2<' in html
+    assert "being updated" not in html

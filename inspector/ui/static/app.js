@@ -86,6 +86,14 @@
         const row = fragment(html, "tbody")[0];
         if (old && row && old.innerHTML !== row.innerHTML) old.replaceWith(row);
       }
+      let total = 0;
+      for (const [status, n] of Object.entries(data.counts || {})) {
+        total += n;
+        const el = document.querySelector(`[data-count="${status}"]`);
+        if (el) el.textContent = n.toLocaleString("en");
+      }
+      const all = document.querySelector('[data-count="all"]');
+      if (all && data.counts) all.textContent = total.toLocaleString("en");
       const bar = document.getElementById("new-runs");
       if (bar && data.new > 0) {
         bar.hidden = false;
