@@ -13,7 +13,7 @@ import pytest
 
 from tests.engine.runtime import WAIT, running
 from tests.worlds.test_file_world import append_bytes, log_of, new_run, payload, start_step
-from worldflow import CorruptLogError, step, workflow
+from worldflow import ConfigurationError, CorruptLogError, WorldError, step, workflow
 from worldflow.worlds import (
     EventRaised,
     FileWorld,
@@ -259,3 +259,24 @@ async def test_a_read_only_follower_marks_a_run_damaged_while_it_watches(
         assert bad.corrupt is not None
         assert "line 4" in bad.corrupt
         assert (await follower.get_run("good")).corrupt is None
+
+
+async def test_a_closed_file_world_says_it_is_a_file_world(tmp_path: Path) -> None:
+    world = await FileWorld(tmp_path / "w").open()
+    await new_run(world, "r")
+    await world.aclose()
+    with pytest.raises(WorldError, match=r"file world at .* was closed") as raised:
+        await world.get_run("r")
+    assert "MemoryWorld" not in str(raised.value)
+
+
+@pytest.mark.parametrize("where", ["the-path", "a-parent"])
+async def test_a_world_path_that_is_a_file_is_a_configuration_error(
+    tmp_path: Path, where: str
+) -> None:
+    blocker = tmp_path / "taken"
+    blocker.write_text("not a directory")
+    path = blocker if where == "the-path" else blocker / "world"
+    for read_only in (False, True):
+        with pytest.raises(ConfigurationError, match=r"is a file, not a directory"):
+            await FileWorld(path, read_only=read_only).open()

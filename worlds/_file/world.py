@@ -261,7 +261,11 @@ class FileWorld(MemoryWorld):
                 f"the file world at {self.path} is not open yet: `await world.open()` (or "
                 "`async with FileWorld(...)`, or `await open_world('file://...')`) first"
             )
-        super()._check_open()
+        if self._closed:
+            raise WorldError(
+                f"the file world at {self.path} was closed with aclose(); its data is on disk: "
+                "open it again (FileWorld(path).open(), or open_world('file://...'))"
+            )
         if self._poll_error is not None:
             raise self._poll_error
 
@@ -327,6 +331,14 @@ class FileWorld(MemoryWorld):
 
     def _load(self) -> None:
         root = self.path
+        if (root.exists() and not root.is_dir()) or any(
+            p.exists() and not p.is_dir() for p in root.parents
+        ):
+            blocker = next(p for p in (root, *root.parents) if p.exists() and not p.is_dir())
+            raise ConfigurationError(
+                f"cannot open a file world at {root}: {blocker} is a file, not a directory. "
+                "Point the world at a directory (it is created if missing)."
+            )
         if self.read_only:
             if not check_format(root):
                 raise ConfigurationError(
