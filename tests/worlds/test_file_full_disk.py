@@ -23,7 +23,17 @@ import pytest
 
 from tests.engine.runtime import WAIT, running, wait_for_type
 from worldflow import WorldError, create_hook, workflow
-from worldflow.worlds import EventRaised, FileWorld, RunCreated, RunStarted
+from worldflow.worlds import (
+    EventRaised,
+    FileWorld,
+    RunCompleted,
+    RunCreated,
+    RunStarted,
+    RunStatus,
+    StepCompleted,
+    StepCreated,
+    StepStarted,
+)
 from worldflow.worlds._file import writer as writer_module
 
 pytestmark = pytest.mark.anyio
@@ -230,3 +240,43 @@ async def test_close_after_the_writer_failed_releases_thread_and_lock(
     monkeypatch.undo()
     async with FileWorld(tmp_path / "w") as again:
         assert (await again.get_run("r")).last_seq == 2
+
+
+async def test_the_index_holds_no_second_copy_of_a_big_payload(tmp_path: Path) -> None:
+    """The issue's example: a 50 MB output took 100 MB in the index (the step's output and
+    the run's). Here 3 MB: the index stays small, the reopened views hold the payload."""
+    root = tmp_path / "w"
+    big = msgspec.Raw(b'"' + b"y" * 3_000_000 + b'"')
+    async with FileWorld(root) as world:
+        await world.append("r", _created("r"))  # type: ignore[arg-type]
+        await world.append(
+            "r",
+            [
+                StepCreated(run_id="r", correlation_id="s", step_name="make", input=big),
+                StepStarted(run_id="r", correlation_id="s"),
+                StepCompleted(run_id="r", correlation_id="s", result=big),
+                RunCompleted(run_id="r", output=big),
+            ],
+        )
+        await world.append("small", _created("small"))  # type: ignore[arg-type]
+    index = (root / "index.json").stat().st_size
+    assert index < 200_000, f"index.json is {index} bytes"
+    for _ in range(2):
+        async with FileWorld(root) as world:
+            run = await world.get_run("r")
+            assert (run.status, run.corrupt, bytes(run.output)) == (
+                RunStatus.COMPLETED,
+                None,
+                bytes(big),
+            )
+            (step,) = (await world.list_steps("r")).items
+            assert bytes(step.output) == bytes(big)
+            assert bytes(step.input) == bytes(big)
+            assert (await world.get_run("small")).input == _BIG
+    log = next(p for p in (root / "runs").iterdir() if p.name.startswith("r."))
+    data = log.read_bytes()
+    log.write_bytes(data[: data.rindex(b"\n", 0, len(data) - 1) + 1])  # the last line cut off
+    async with FileWorld(root) as world:
+        (r,) = [x for x in (await world.list_runs()).items if x.run_id == "r"]
+        assert r.corrupt is not None
+        assert "truncated" in r.corrupt

@@ -8,6 +8,10 @@ has exactly the recorded length (logs only grow, and a crash only cuts what came
 acknowledged writes), and a run without a usable entry is replayed from its log. A missing,
 unreadable or outdated index is rebuilt from the logs.
 
+A run whose views hold a payload over 64 KiB gets a *slim* entry, without the payloads (the
+log holds each once already; a 50 MB output must not take another 100 MB here): it is
+replayed from its log at open, and the entry still vouches for the log's length.
+
 Runs installed from the index have their events read from the log the first time they are
 needed (``list_events``, or an append to that run), so memory holds the events of the runs
 in use, not of the whole history.
@@ -27,7 +31,15 @@ import msgspec
 
 from worldflow.worlds._events import AnyEvent, HookCreated, RunCreated, WaitCreated
 from worldflow.worlds._memory.log import RunState
-from worldflow.worlds._records import Hook, HookStatus, Step, Wait, WaitStatus, WorkflowRun
+from worldflow.worlds._records import (
+    NULL,
+    Hook,
+    HookStatus,
+    Step,
+    Wait,
+    WaitStatus,
+    WorkflowRun,
+)
 
 __all__ = ["INDEX_FILE", "IndexEntry", "creation_keys", "decode_index", "encode_index"]
 
@@ -50,6 +62,9 @@ class IndexEntry(msgspec.Struct, array_like=True, frozen=True):
     hooks: list[Hook]
     waits: list[Wait]
     claimed: list[str]
+    slim: bool = False
+    """The views' payloads were left out (one was over :data:`INLINE_LIMIT`): the entry
+    still vouches for the log's length, but the run is replayed from its log at open."""
 
     def to_state(self) -> RunState:
         """The run's state, without its events (the caller loads them when needed)."""
@@ -69,18 +84,44 @@ class IndexEntry(msgspec.Struct, array_like=True, frozen=True):
     def of(
         cls, state: RunState, *, path: str, size: int, lines: int, keys: dict[str, str]
     ) -> IndexEntry:
-        """The entry for a run's current state."""
+        """The entry for a run's current state (slim if a payload is big: the log already
+        holds every payload once, and the index must not hold a second copy of it)."""
+        run = state.run
+        steps = [state.steps[i] for i in state.step_order]
+        hooks = [state.hooks[i] for i in state.hook_order]
+        slim = (
+            _big(run.input, run.output, run.state)
+            or any(_big(s.input, s.output, s.suspend_payload, s.resume_data) for s in steps)
+            or any(_big(h.metadata) for h in hooks)
+        )
+        if slim:
+            run = _replace(run, input=NULL, output=NULL, state=NULL)
+            steps = [
+                _replace(s, input=NULL, output=NULL, suspend_payload=NULL, resume_data=NULL)
+                for s in steps
+            ]
+            hooks = [_replace(h, metadata=NULL) for h in hooks]
         return cls(
             path=path,
             size=size,
             lines=lines,
             keys=keys,
-            run=state.run,
-            steps=[state.steps[i] for i in state.step_order],
-            hooks=[state.hooks[i] for i in state.hook_order],
+            run=run,
+            steps=steps,
+            hooks=hooks,
             waits=[state.waits[i] for i in state.wait_order],
             claimed=sorted(state.claimed_hook_ids),
+            slim=slim,
         )
+
+
+INLINE_LIMIT: Final = 64 * 1024
+"""The largest payload the index holds; a run with a bigger one gets a slim entry."""
+_replace = msgspec.structs.replace
+
+
+def _big(*payloads: msgspec.Raw) -> bool:
+    return any(len(p) > INLINE_LIMIT for p in payloads)
 
 
 class _Index(msgspec.Struct, frozen=True):

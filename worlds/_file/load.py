@@ -109,7 +109,7 @@ class Disk:
         for name, size in found:
             rel = f"{RUNS_DIR}/{name}"
             entry = index.get(rel)
-            if entry is not None and entry.size == size:
+            if entry is not None and entry.size == size and not entry.slim:
                 self._install_entry(entry)
                 continue
             if entry is not None and size < entry.size:
