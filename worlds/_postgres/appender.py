@@ -1,0 +1,529 @@
+"""``append`` on PostgreSQL: the shared rules in Python, then one compare-and-set statement.
+
+Each world instance caches an overlay of the runs it writes (a :class:`RunState`: the run,
+its steps, hooks and waits). An append applies its batch to that overlay with the same rule
+engine as the memory world (:class:`Batch`), then writes everything in **one** autocommit
+statement whose data-modifying CTEs all depend on a compare-and-set of the run row: the
+``UPDATE runs ... WHERE run_id = $1 AND pos = $2 AND last_seq = $expected`` (or, for a batch
+that creates the run, ``INSERT ... ON CONFLICT DO NOTHING``). If another process appended
+meanwhile, the CAS matches nothing, nothing is written, and the batch is re-applied to a
+fresh read of the run: the rules then give the right answer (``EntityConflictError`` for a
+step result that lost the race), or the retry succeeds. ``seq`` is dense because of the CAS;
+``PRIMARY KEY (run_id, seq)`` backs it up, and the database itself enforces that a live
+token belongs to one hook (a partial unique index) and that a ``*_created`` happens once.
+
+Appends to one run from this process are coalesced: while a statement for a run is in flight,
+later batches queue up and the next statement carries all of them (each batch still checked
+on its own, each caller gets its own result or error). A fan-in of hundreds of step results
+to one run becomes a handful of statements instead of a convoy on the run row.
+
+A statement whose outcome is unknown (the connection died before its reply) is resolved by
+reading the event id at the first ``seq`` it wrote: the world mints event ids before writing,
+so it recognises its own append and never writes it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import asyncpg
+
+from worldflow.errors import EntityConflictError, RunNotFoundError, WorldflowError
+from worldflow.worlds._clock import Clock
+from worldflow.worlds._events import (
+    RUN_TERMINAL_EVENT_TYPES,
+    AnyEvent,
+    HookCreated,
+    encode_event,
+)
+from worldflow.worlds._memory.log import Batch, LogState, RunState
+from worldflow.worlds._postgres import codec
+from worldflow.worlds._protocol import EventResult
+from worldflow.worlds._records import (
+    TERMINAL_RUN_STATUSES,
+    Hook,
+    HookStatus,
+    Step,
+    Wait,
+    WaitStatus,
+)
+
+__all__ = ["CONNECTION_ERRORS", "AppendStats", "Appender"]
+
+log = logging.getLogger("worldflow.worlds.postgres")
+
+CONNECTION_ERRORS: Final = (
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    ConnectionError,
+    OSError,
+)
+"""Errors after which a statement's outcome is unknown (it may or may not have committed)."""
+
+# Events that another process may be waiting for at once: a terminal event (Run.result in
+# another process) or an external input (the owner must drive the run). These notify in
+# the append statement itself; everything else is announced by the coalescing notifier.
+_URGENT_TYPES: Final = RUN_TERMINAL_EVENT_TYPES | {
+    "hook_received",
+    "event_raised",
+    "run_resumed",
+    "step_resumed",
+}
+_MAX_ATTEMPTS: Final = 64
+_CACHE_SIZE: Final = 4096
+
+
+@dataclass(slots=True)
+class AppendStats:
+    """Counters of the write path (read by tests and benchmarks)."""
+
+    batches: int = 0
+    statements: int = 0
+    cas_misses: int = 0
+    reloads: int = 0
+    unknown_outcomes: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class _Pending:
+    events: Sequence[AnyEvent]
+    future: asyncio.Future[EventResult]
+
+
+@dataclass(slots=True, eq=False)
+class _Cached:
+    state: RunState  # changed in place by the run's writer before its statement commits
+    pos: int
+    last_seq: int  # as committed
+
+
+@dataclass(slots=True, eq=False)
+class _Wave:
+    """The batches of one statement, applied to the overlay, and what they write."""
+
+    start_seq: int
+    created: bool  # the wave creates the run (INSERT instead of the CAS UPDATE)
+    results: list[tuple[_Pending, EventResult | WorldflowError]] = field(default_factory=list)
+    events: list[AnyEvent] = field(default_factory=list)
+    steps: dict[str, Step] = field(default_factory=dict)
+    hooks: dict[str, Hook] = field(default_factory=dict)
+    waits: dict[str, Wait] = field(default_factory=dict)
+    urgent: bool = False
+    became_terminal: bool = False
+
+
+class _Retry(Exception):
+    """The wave must be re-applied to a fresh read of the run."""
+
+
+FaultHook = Callable[[str, Any], Awaitable[None]]
+"""A test hook called as ``hook(point, connection)`` at ``"before"`` / ``"after"`` the write."""
+
+
+class Appender:
+    """The append path of one :class:`~worldflow.worlds._postgres.world.PostgresWorld`.
+
+    Args:
+        pool: The world's connection pool.
+        schema: The (checked) schema name.
+        clock: Where view timestamps come from.
+        on_commit: Called with ``(run_id, last_seq, urgent, became_terminal)`` after each
+            committed statement, to wake local waiters and feed the notifier.
+        log_channel: The NOTIFY channel that announces log growth.
+    """
+
+    def __init__(
+        self,
+        pool: Any,
+        schema: str,
+        clock: Clock,
+        on_commit: Callable[[str, int, bool, bool], None],
+        log_channel: str,
+    ) -> None:
+        self._pool = pool
+        self._s = schema
+        self._clock = clock
+        self._on_commit = on_commit
+        self._channel = log_channel
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self._pending: dict[str, list[_Pending]] = {}
+        self._writers: set[asyncio.Task[None]] = set()
+        self._sql_cache: dict[tuple[bool, bool, bool, bool, bool], str] = {}
+        self.stats = AppendStats()
+        self.fault: FaultHook | None = None
+        s = schema
+        self._load_sql = f"""
+            SELECT 0 AS kind, pos, view, input, NULL::text AS cid FROM {s}.runs WHERE run_id = $1
+            UNION ALL SELECT 1, pos, view, NULL, NULL FROM {s}.steps WHERE run_id = $1
+            UNION ALL SELECT 2, pos, view, NULL, NULL FROM {s}.hooks WHERE run_id = $1
+            UNION ALL SELECT 3, pos, view, NULL, NULL FROM {s}.waits WHERE run_id = $1
+            UNION ALL SELECT 4, seq, NULL, NULL, correlation_id FROM {s}.events
+                WHERE run_id = $1 AND type = 'hook_conflict'
+            ORDER BY kind, pos"""
+        self._holders_sql = (
+            f"SELECT token, run_id, hook_id FROM {s}.hooks "
+            "WHERE token = ANY($1::text[]) AND status = 'active'"
+        )
+        self._probe_sql = f"""
+            SELECT e.event_id, r.pos FROM {s}.events e JOIN {s}.runs r USING (run_id)
+            WHERE e.run_id = $1 AND e.seq = $2"""
+
+    # -- cache -----------------------------------------------------------------------------
+
+    def evict(self, run_id: str | None = None) -> None:
+        """Forget the cached overlay of ``run_id`` (of every run with ``None``)."""
+        if run_id is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(run_id, None)
+
+    def cached_last_seq(self, run_id: str) -> int:
+        """The ``last_seq`` this process last wrote or read for the run (0 if unknown).
+
+        Never ahead of the database: it only grows with committed statements.
+        """
+        cached = self._cache.get(run_id)
+        return cached.last_seq if cached is not None else 0
+
+    async def _load(self, conn: Any, run_id: str) -> _Cached | None:
+        self.stats.reloads += 1
+        rows = await conn.fetch(self._load_sql, run_id)
+        if not rows or rows[0]["kind"] != 0:
+            return None
+        head = rows[0]
+        run = codec.decode_run(head["view"], head["input"])
+        state = RunState(run=run, index=0)
+        for row in rows[1:]:
+            kind = row["kind"]
+            if kind == 1:
+                step = codec.decode_step(row["view"])
+                state.steps[step.step_id] = step
+                state.step_order.append(step.step_id)
+            elif kind == 2:
+                hook = codec.decode_hook(row["view"])
+                state.hooks[hook.hook_id] = hook
+                state.hook_order.append(hook.hook_id)
+                state.claimed_hook_ids.add(hook.hook_id)
+                if hook.status is HookStatus.ACTIVE:
+                    state.live_hooks.add(hook.hook_id)
+            elif kind == 3:
+                wait = codec.decode_wait(row["view"])
+                state.waits[wait.wait_id] = wait
+                state.wait_order.append(wait.wait_id)
+                if wait.status is WaitStatus.WAITING:
+                    state.waiting.add(wait.wait_id)
+            else:
+                state.claimed_hook_ids.add(row["cid"])
+        return _Cached(state=state, pos=head["pos"], last_seq=run.last_seq)
+
+    def _remember(self, run_id: str, cached: _Cached) -> None:
+        cache = self._cache
+        cache[run_id] = cached
+        cache.move_to_end(run_id)
+        if len(cache) > _CACHE_SIZE:
+            cache.popitem(last=False)
+
+    # -- append ----------------------------------------------------------------------------
+
+    async def append(self, run_id: str, events: Sequence[AnyEvent]) -> EventResult:
+        """Queue the batch behind the run's in-flight statement (if any) and await its result."""
+        future: asyncio.Future[EventResult] = asyncio.get_running_loop().create_future()
+        pending = self._pending.get(run_id)
+        self.stats.batches += 1
+        if pending is None:
+            self._pending[run_id] = [_Pending(events, future)]
+            task = asyncio.ensure_future(self._drain(run_id))
+            self._writers.add(task)
+            task.add_done_callback(self._writers.discard)
+        else:
+            pending.append(_Pending(events, future))
+        return await future
+
+    async def aclose(self) -> None:
+        """Wait for the statements in flight (their callers get their results)."""
+        if self._writers:
+            await asyncio.gather(*self._writers, return_exceptions=True)
+
+    async def _drain(self, run_id: str) -> None:
+        """Write the run's queued batches, a wave per statement, until none are left."""
+        queued = self._pending[run_id]
+        try:
+            while queued:
+                wave = queued[:]
+                queued.clear()
+                try:
+                    await self._write(run_id, wave)
+                except BaseException as exc:
+                    for item in wave:
+                        if not item.future.done():
+                            item.future.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+        finally:
+            del self._pending[run_id]
+            for item in queued:  # only when cancelled mid-way
+                if not item.future.done():
+                    item.future.set_exception(EntityConflictError("the world was closed"))
+
+    async def _write(self, run_id: str, items: list[_Pending]) -> None:
+        cached = self._cache.get(run_id)
+        for _attempt in range(_MAX_ATTEMPTS):
+            fresh = cached is None
+            async with self._pool.acquire() as conn:
+                if cached is None:
+                    cached = await self._load(conn, run_id)
+                try:
+                    wave, new = await self._apply(conn, run_id, cached, items, fresh)
+                except _Retry:
+                    self.evict(run_id)
+                    cached = None
+                    continue
+                if new is None or not wave.events:  # nothing to store: the answers stand
+                    self._settle(wave)
+                    return
+                try:
+                    pos = await self._statement(conn, run_id, cached, new, wave)
+                except asyncpg.exceptions.UniqueViolationError:
+                    pos = None  # a token or a *_created claimed elsewhere since our read
+                except CONNECTION_ERRORS:
+                    self.stats.unknown_outcomes += 1
+                    pos = -1
+            if pos == -1:  # the reply was lost: did the statement commit?
+                self.evict(run_id)
+                pos = await self._probe(run_id, wave)
+            if pos is None:
+                self.stats.cas_misses += 1
+                self.evict(run_id)
+                cached = None
+                continue
+            self._remember(run_id, _Cached(state=new, pos=pos, last_seq=new.run.last_seq))
+            self._settle(wave)
+            self._on_commit(run_id, new.run.last_seq, wave.urgent, wave.became_terminal)
+            return
+        raise EntityConflictError(
+            f"run {run_id!r} is appended to by other processes too fast: "
+            f"gave up after {_MAX_ATTEMPTS} attempts"
+        )
+
+    def _settle(self, wave: _Wave) -> None:
+        for item, outcome in wave.results:
+            if item.future.done():
+                continue
+            if isinstance(outcome, EventResult):
+                item.future.set_result(outcome)
+            else:
+                item.future.set_exception(outcome)
+
+    async def _apply(
+        self,
+        conn: Any,
+        run_id: str,
+        cached: _Cached | None,
+        items: list[_Pending],
+        fresh: bool,
+    ) -> tuple[_Wave, RunState | None]:
+        """Apply every batch of the wave to the overlay; return the wave and the new state."""
+        base = cached.state if cached is not None else None
+        start_seq = base.run.last_seq if base is not None else 0
+        wave = _Wave(start_seq=start_seq, created=base is None)
+        # The cached state is changed in place (one writer per run at a time); a failed
+        # statement evicts it.
+        work = base
+        logstate = LogState()
+        if work is not None:
+            logstate.runs[run_id] = work
+        tokens = [ev.token for item in items for ev in item.events if isinstance(ev, HookCreated)]
+        if tokens:
+            for row in await conn.fetch(self._holders_sql, tokens):
+                logstate.tokens[row["token"]] = (row["run_id"], row["hook_id"])
+        now = self._clock.now()
+        for item in items:
+            batch = Batch(logstate, run_id, now)
+            was_terminal = batch.run is not None and batch.run.status in TERMINAL_RUN_STATUSES
+            try:
+                for event in item.events:
+                    batch.add(event)
+                if batch.run is None:
+                    raise RunNotFoundError(f"no run {run_id!r} in this world")
+            except WorldflowError as exc:
+                if not fresh:
+                    raise _Retry from None  # the cache may be behind: decide on a fresh read
+                wave.results.append((item, exc))
+                continue
+            state = batch.commit()
+            state.events.clear()  # bodies are in the database, not cached
+            work = state
+            wave.events.extend(batch.events)
+            wave.steps.update(batch.steps)
+            wave.hooks.update(batch.hooks)
+            wave.waits.update(batch.waits)
+            if any(ev.type in _URGENT_TYPES for ev in batch.events):
+                wave.urgent = True
+            if not was_terminal and state.run.status in TERMINAL_RUN_STATUSES:
+                wave.became_terminal = True
+            wave.results.append(
+                (
+                    item,
+                    EventResult(
+                        run=state.run,
+                        events=batch.events,
+                        steps=list(batch.steps.values()) if batch.steps else [],
+                        hooks=list(batch.hooks.values()) if batch.hooks else [],
+                        waits=list(batch.waits.values()) if batch.waits else [],
+                    ),
+                )
+            )
+        return wave, work
+
+    # -- the statement ---------------------------------------------------------------------
+
+    def _sql(self, created: bool, steps: bool, hooks: bool, waits: bool, urgent: bool) -> str:
+        key = (created, steps, hooks, waits, urgent)
+        sql = self._sql_cache.get(key)
+        if sql is None:
+            sql = self._sql_cache[key] = _build_sql(self._s, *key)
+        return sql
+
+    async def _statement(
+        self, conn: Any, run_id: str, cached: _Cached | None, new: RunState, wave: _Wave
+    ) -> int | None:
+        run = new.run
+        events = wave.events
+        args: list[Any] = [run_id]
+        if wave.created:
+            args += [
+                run.workflow_name,
+                run.status.value,
+                run.last_seq,
+                run.resource_id,
+                codec.encode(run.metadata).decode(),
+                run.parent_run_id,
+                run.created_at,
+                bytes(run.input),
+                codec.encode_run(run),
+            ]
+        else:
+            assert cached is not None
+            args += [cached.pos, wave.start_seq, run.last_seq, run.status.value]
+            args.append(codec.encode_run(run))
+        args += [
+            [e.seq for e in events],
+            [e.event_id for e in events],
+            [e.type for e in events],
+            [e.correlation_id for e in events],
+            [encode_event(e) for e in events],
+        ]
+        if wave.steps:
+            steps = list(wave.steps.values())
+            args += [[x.step_id for x in steps], [x.status.value for x in steps]]
+            args.append([codec.encode(x) for x in steps])
+        if wave.hooks:
+            hooks = list(wave.hooks.values())
+            args += [[x.hook_id for x in hooks], [x.token for x in hooks]]
+            args += [[x.status.value for x in hooks], [codec.encode(x) for x in hooks]]
+        if wave.waits:
+            waits = list(wave.waits.values())
+            args += [[x.wait_id for x in waits], [x.status.value for x in waits]]
+            args += [[x.resume_at for x in waits], [codec.encode(x) for x in waits]]
+        if wave.urgent or wave.became_terminal:
+            args += [self._channel, f"{run_id}:{run.last_seq}"]
+        sql = self._sql(
+            wave.created,
+            bool(wave.steps),
+            bool(wave.hooks),
+            bool(wave.waits),
+            wave.urgent or wave.became_terminal,
+        )
+        fault = self.fault
+        if fault is not None:
+            await fault("before", conn)
+        self.stats.statements += 1
+        pos: int | None = await conn.fetchval(sql, *args)
+        if fault is not None:
+            await fault("after", conn)
+        return pos
+
+    async def _probe(self, run_id: str, wave: _Wave) -> int | None:
+        """After a lost reply: the run's ``pos`` if the wave's first event is stored, else None."""
+        first = wave.events[0]
+        for delay in (0.0, 0.05, 0.2, 0.5, 1.0, 2.0):
+            await asyncio.sleep(delay)
+            try:
+                async with self._pool.acquire() as conn:
+                    row = await conn.fetchrow(self._probe_sql, run_id, first.seq)
+            except CONNECTION_ERRORS:
+                continue
+            if row is not None and row["event_id"] == first.event_id:
+                return int(row["pos"])
+            return None
+        raise EntityConflictError(
+            f"the outcome of an append to run {run_id!r} is unknown: the database did not "
+            "answer; read the run to see whether it was stored"
+        )
+
+
+def _build_sql(s: str, created: bool, steps: bool, hooks: bool, waits: bool, notify: bool) -> str:
+    """The one statement of an append: a CAS on the run row, then every write depends on it."""
+    if created:
+        head = f"""cas AS (
+            INSERT INTO {s}.runs (run_id, workflow_name, status, last_seq, resource_id,
+                metadata, parent_run_id, created_at, input, view)
+            VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10)
+            ON CONFLICT (run_id) DO NOTHING RETURNING pos)"""
+        n = 11
+    else:
+        head = f"""cas AS (
+            UPDATE {s}.runs SET last_seq = $4, status = $5, view = $6
+            WHERE run_id = $1 AND pos = $2 AND last_seq = $3 RETURNING pos)"""
+        n = 7
+    parts = [head]
+    parts.append(f"""ev AS (
+        INSERT INTO {s}.events (run_id, seq, event_id, type, correlation_id, body)
+        SELECT $1, u.seq, u.eid, u.typ, u.cid, u.body
+        FROM unnest(${n}::bigint[], ${n + 1}::text[], ${n + 2}::text[], ${n + 3}::text[],
+                    ${n + 4}::bytea[]) AS u(seq, eid, typ, cid, body)
+        WHERE EXISTS (SELECT 1 FROM cas))""")
+    n += 5
+    if steps:
+        parts.append(f"""st AS (
+            INSERT INTO {s}.steps (run_id, step_id, status, view)
+            SELECT $1, u.id, u.status, u.view
+            FROM unnest(${n}::text[], ${n + 1}::text[], ${n + 2}::bytea[]) AS u(id, status, view)
+            WHERE EXISTS (SELECT 1 FROM cas)
+            ON CONFLICT (run_id, step_id)
+            DO UPDATE SET status = excluded.status, view = excluded.view)""")
+        n += 3
+    if hooks:
+        parts.append(f"""hk AS (
+            INSERT INTO {s}.hooks (run_id, hook_id, token, status, view)
+            SELECT $1, u.id, u.token, u.status, u.view
+            FROM unnest(${n}::text[], ${n + 1}::text[], ${n + 2}::text[], ${n + 3}::bytea[])
+                AS u(id, token, status, view)
+            WHERE EXISTS (SELECT 1 FROM cas)
+            ON CONFLICT (run_id, hook_id)
+            DO UPDATE SET status = excluded.status, view = excluded.view)""")
+        n += 4
+    if waits:
+        parts.append(f"""wt AS (
+            INSERT INTO {s}.waits (run_id, wait_id, status, resume_at, view)
+            SELECT $1, u.id, u.status, u.resume_at, u.view
+            FROM unnest(${n}::text[], ${n + 1}::text[], ${n + 2}::timestamptz[],
+                        ${n + 3}::bytea[]) AS u(id, status, resume_at, view)
+            WHERE EXISTS (SELECT 1 FROM cas)
+            ON CONFLICT (run_id, wait_id)
+            DO UPDATE SET status = excluded.status, view = excluded.view)""")
+        n += 4
+    select = f"""SELECT (SELECT pos FROM cas) AS pos,
+        CASE WHEN EXISTS (SELECT 1 FROM cas) THEN nextval('{s}.changes') END AS change"""
+    if notify:
+        select += f""",
+        (SELECT pg_notify(${n}, ${n + 1}) FROM cas) AS notified"""
+    return "WITH " + ",\n".join(parts) + "\n" + select

@@ -1,0 +1,260 @@
+"""Wake-ups across processes: a dedicated LISTEN connection, a coalescing notifier, signals.
+
+NOTIFY is a latency hint here, never the source of truth: every waiter also re-reads its
+state on a bounded poll, so a lost notification (a listener that was disconnected, a
+dropped connection without a FIN) costs at most one poll interval, never a hang.
+
+* In-process waiters wait on :class:`Signal` s, fired at once by this process's own writes
+  and by notifications from other processes.
+* Appends announce log growth on ``<schema>_log`` (payload ``run_id:last_seq`` items joined
+  by ``,``). Urgent ones (terminal, external events) notify in the append statement itself;
+  the others are coalesced by :class:`Notifier` into one ``pg_notify`` every few ms, since a
+  NOTIFY in every append serializes commits on a database-wide lock.
+* ``<schema>_queue`` (a queue name) is sent by ``enqueue`` for a message due now.
+* :class:`Listener` owns one connection outside the pool, in autocommit, never in a
+  transaction. On loss it reconnects with capped backoff, re-LISTENs and resyncs: every
+  local waiter is woken to re-read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Coroutine
+from typing import Any, Final
+
+import asyncpg
+
+from worldflow.worlds._wakeups import Signal
+
+__all__ = ["Listener", "Notifier", "Signals"]
+
+log = logging.getLogger("worldflow.worlds.postgres")
+
+_MAX_PAYLOAD: Final = 7900  # NOTIFY payloads must stay under 8000 bytes
+_HEALTH_EVERY: Final = 5.0
+
+
+class Signals:
+    """Named in-process signals, made on demand and forgotten once fired."""
+
+    __slots__ = ("_signals",)
+
+    def __init__(self) -> None:
+        self._signals: dict[str, Signal] = {}
+
+    def waiter(self, key: str) -> asyncio.Event:
+        """The event the next :meth:`fire` of ``key`` sets (take it before checking)."""
+        signal = self._signals.get(key)
+        if signal is None:
+            signal = self._signals[key] = Signal()
+        return signal.waiter()
+
+    def fire(self, key: str) -> None:
+        """Wake the waiters of ``key``."""
+        signal = self._signals.pop(key, None)
+        if signal is not None:
+            signal.fire()
+
+    def fire_all(self) -> None:
+        """Wake every waiter (after a reconnect, or on close)."""
+        signals, self._signals = self._signals, {}
+        for signal in signals.values():
+            signal.fire()
+
+
+class Notifier:
+    """Sends the non-urgent "log grew" notifications in coalesced batches.
+
+    Args:
+        pool: The world's pool (one short statement per flush).
+        channel: The ``<schema>_log`` channel.
+        interval: Seconds between flushes while there is something to send.
+    """
+
+    def __init__(self, pool: Any, channel: str, interval: float = 0.005) -> None:
+        self._pool = pool
+        self._channel = channel
+        self._interval = interval
+        self._pending: dict[str, None] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.flushes = 0
+
+    def add(self, item: str) -> None:
+        """Announce ``item`` (``run_id:last_seq`` or ``s:run_id``) with the next flush."""
+        self._pending[item] = None
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        try:
+            await asyncio.sleep(self._interval)
+            await self.flush()
+        finally:
+            self._task = None
+            if self._pending:
+                self._task = asyncio.ensure_future(self._flush_soon())
+
+    async def flush(self) -> None:
+        """Send what is pending now."""
+        items, self._pending = list(self._pending), {}
+        if not items:
+            return
+        payloads: list[str] = []
+        current: list[str] = []
+        size = 0
+        for item in items:
+            if current and size + len(item) + 1 > _MAX_PAYLOAD:
+                payloads.append(",".join(current))
+                current, size = [], 0
+            current.append(item)
+            size += len(item) + 1
+        payloads.append(",".join(current))
+        self.flushes += 1
+        try:
+            async with self._pool.acquire() as conn:
+                await conn.execute(
+                    "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p",
+                    self._channel,
+                    payloads,
+                )
+        except Exception as exc:  # a hint only: waiters poll anyway
+            log.debug("coalesced NOTIFY failed: %r", exc)
+
+    async def aclose(self) -> None:
+        """Send what is pending and stop."""
+        task = self._task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.flush()
+
+
+Handler = Callable[[str, str], None]
+
+
+class Listener:
+    """One LISTEN connection with health checks, reconnects and a resync after each.
+
+    Args:
+        connect: Opens a new connection (outside the pool).
+        channels: The channels to LISTEN on.
+        on_notify: Called with ``(channel, payload)`` for each notification.
+        on_resync: Called after every (re)connect: wake everyone, something may be missed.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], Coroutine[Any, Any, Any]],
+        channels: list[str],
+        on_notify: Handler,
+        on_resync: Callable[[], None],
+    ) -> None:
+        self._connect = connect
+        self._channels = channels
+        self._on_notify = on_notify
+        self._on_resync = on_resync
+        self._conn: Any = None
+        self._lost = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.reconnects = 0
+
+    @property
+    def connection(self) -> Any:
+        """The current listening connection (tests terminate its backend)."""
+        return self._conn
+
+    async def start(self) -> None:
+        """Connect and LISTEN, then supervise the connection in the background."""
+        await self._open()
+        self._task = asyncio.ensure_future(self._supervise())
+
+    def _callback(self, conn: Any, pid: int, channel: str, payload: str) -> None:
+        try:
+            self._on_notify(channel, payload)
+        except Exception:  # pragma: no cover - a handler bug must not kill the listener
+            log.exception("notification handler failed")
+
+    def _terminated(self, conn: Any) -> None:
+        if conn is self._conn:
+            self._lost.set()
+
+    async def _open(self) -> None:
+        conn = await self._connect()
+        try:
+            for channel in self._channels:
+                await conn.add_listener(channel, self._callback)
+            conn.add_termination_listener(self._terminated)
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+        self._lost.clear()
+
+    def _stopped(self) -> bool:
+        return self._closing
+
+    async def _supervise(self) -> None:
+        while not self._closing:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_HEALTH_EVERY):
+                    await self._lost.wait()
+            if self._stopped():
+                return
+            conn = self._conn
+            if not self._lost.is_set() and conn is not None and not conn.is_closed():
+                try:
+                    async with asyncio.timeout(_HEALTH_EVERY):
+                        await conn.execute("SELECT 1")
+                    continue
+                except (TimeoutError, *_CONNECTION_ERRORS):
+                    pass
+            await self._reconnect()
+
+    async def _reconnect(self) -> None:
+        old, self._conn = self._conn, None
+        if old is not None:
+            old.terminate()
+        delay = 0.05
+        while not self._closing:
+            try:
+                await self._open()
+            except (TimeoutError, *_CONNECTION_ERRORS) as exc:
+                log.warning("listener reconnect failed (%r); retrying in %.2f s", exc, delay)
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 10.0)
+                continue
+            self.reconnects += 1
+            self._on_resync()
+            return
+
+    async def aclose(self) -> None:
+        """Stop supervising and close the connection."""
+        self._closing = True
+        task = self._task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            try:
+                async with asyncio.timeout(2):
+                    await conn.close()
+            except (TimeoutError, *_CONNECTION_ERRORS):
+                conn.terminate()
+
+
+_CONNECTION_ERRORS: Final = (
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    ConnectionError,
+    OSError,
+)

@@ -1,0 +1,173 @@
+"""The queue on PostgreSQL: ``FOR UPDATE SKIP LOCKED`` leases, fenced acks, one table.
+
+``available_at`` is a message's due time while it waits, and its lease's expiry while it is
+leased (the memory queue's trick): an expired lease is simply due again, so no sweeper is
+needed, and a lease takes due rows with ``SKIP LOCKED`` so concurrent consumers in any
+number of processes never block each other or get the same message. ``ack`` / ``nack`` /
+``extend`` are guarded on the lease id *and* on the lease not having expired, so a consumer
+that lost its lease gets :class:`~worldflow.LeaseLostError`. All times are the database's
+clock (``clock_timestamp()``), the one clock every engine shares.
+
+Leasing clears the message's idempotency key (once delivered, the key is free again), and
+acked messages are deleted, so the table holds only what waits or is in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Final
+
+from worldflow.errors import InvalidEventError, LeaseLostError
+from worldflow.worlds._clock import Clock
+from worldflow.worlds._ids import new_id
+from worldflow.worlds._postgres import codec
+from worldflow.worlds._postgres.notify import Signals
+from worldflow.worlds._records import Lease, QueueMessage
+from worldflow.worlds._wakeups import wait_for_event
+
+__all__ = ["PostgresQueue"]
+
+_POLL: Final = 1.0  # a lost NOTIFY costs at most this long
+
+
+class PostgresQueue:
+    """Queue operations of one world instance.
+
+    Args:
+        pool: The world's pool.
+        schema: The checked schema name.
+        channel: The ``<schema>_queue`` channel.
+        signals: The world's signals (keyed ``q:<queue>``), fired by the listener.
+        clock: For the bounded waits.
+    """
+
+    def __init__(
+        self, pool: Any, schema: str, channel: str, signals: Signals, clock: Clock
+    ) -> None:
+        self._pool = pool
+        self._signals = signals
+        self._clock = clock
+        s = schema
+        self._enqueue_sql = f"""
+            WITH m AS (
+                INSERT INTO {s}.queue (message_id, queue, run_id, message, available_at,
+                                       idempotency_key)
+                VALUES ($1, $2, $3, $4, clock_timestamp() + $5 * interval '1 second', $6)
+                ON CONFLICT (queue, idempotency_key) WHERE idempotency_key IS NOT NULL
+                DO UPDATE SET available_at = LEAST({s}.queue.available_at, excluded.available_at)
+                RETURNING message_id, available_at <= clock_timestamp() AS due)
+            SELECT message_id, CASE WHEN due THEN pg_notify('{channel}', $2) END FROM m"""
+        self._lease_sql = f"""
+            WITH due AS (
+                SELECT message_id FROM {s}.queue
+                WHERE queue = $1 AND available_at <= clock_timestamp()
+                ORDER BY available_at, pos LIMIT $2 FOR UPDATE SKIP LOCKED)
+            UPDATE {s}.queue q SET lease_id = gen_random_uuid()::text, attempt = q.attempt + 1,
+                available_at = clock_timestamp() + $3 * interval '1 second',
+                idempotency_key = NULL
+            FROM due WHERE q.message_id = due.message_id
+            RETURNING q.message_id, q.pos, q.message, q.attempt, q.available_at, q.lease_id"""
+        self._next_due_sql = f"""
+            SELECT EXTRACT(EPOCH FROM min(available_at) - clock_timestamp())::float8
+            FROM {s}.queue WHERE queue = $1"""
+        self._ack_sql = f"""
+            DELETE FROM {s}.queue
+            WHERE message_id = $1 AND lease_id = $2 AND available_at > clock_timestamp()
+            RETURNING 1"""
+        self._nack_sql = f"""
+            UPDATE {s}.queue SET lease_id = NULL,
+                available_at = clock_timestamp() + $3 * interval '1 second'
+            WHERE message_id = $1 AND lease_id = $2 AND available_at > clock_timestamp()
+            RETURNING 1"""
+        self._extend_sql = f"""
+            UPDATE {s}.queue SET available_at = clock_timestamp() + $3 * interval '1 second'
+            WHERE message_id = $1 AND lease_id = $2 AND available_at > clock_timestamp()
+            RETURNING available_at"""
+
+    async def enqueue(
+        self, queue: str, message: QueueMessage, idempotency_key: str | None, delay: float
+    ) -> str:
+        """Add (or merge by key) a message; notify consumers when it is due now."""
+        if not isinstance(message, QueueMessage):
+            raise InvalidEventError(f"enqueue() takes a QueueMessage, not {type(message).__name__}")
+        async with self._pool.acquire() as conn:
+            message_id: str = await conn.fetchval(
+                self._enqueue_sql,
+                new_id("msg"),
+                queue,
+                message.run_id,
+                codec.encode(message),
+                max(0.0, float(delay)),
+                idempotency_key,
+            )
+        if delay <= 0:
+            self._signals.fire(f"q:{queue}")
+        return message_id
+
+    async def lease(
+        self, queue: str, lease_for: float, max_messages: int, wait: float
+    ) -> list[Lease]:
+        """Take due messages, waiting up to ``wait`` seconds for one (on NOTIFY or a poll)."""
+        if max_messages < 1:
+            raise InvalidEventError(f"`max_messages` must be at least 1, got {max_messages}")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, wait)
+        key = f"q:{queue}"
+        while True:
+            woken = self._signals.waiter(key)
+            async with self._pool.acquire() as conn:
+                rows = await conn.fetch(self._lease_sql, queue, max_messages, float(lease_for))
+                remaining = deadline - loop.time()
+                if rows or remaining <= 0:
+                    rows = sorted(rows, key=lambda r: r["pos"])
+                    return [
+                        Lease(
+                            lease_id=r["lease_id"],
+                            message_id=r["message_id"],
+                            queue=queue,
+                            message=codec.decode_message(r["message"]),
+                            attempt=r["attempt"],
+                            expires_at=r["available_at"],
+                        )
+                        for r in rows
+                    ]
+                next_due = await conn.fetchval(self._next_due_sql, queue)
+            pause = min(remaining, _POLL)
+            if next_due is not None:
+                pause = min(pause, max(next_due, 0.001))
+            await wait_for_event(woken, pause, self._clock)
+
+    async def _guarded(self, sql: str, lease: Lease, seconds: float) -> Any:
+        async with self._pool.acquire() as conn:
+            if sql is self._ack_sql:
+                row = await conn.fetchval(sql, lease.message_id, lease.lease_id)
+            else:
+                row = await conn.fetchval(sql, lease.message_id, lease.lease_id, seconds)
+        if row is None:
+            raise LeaseLostError(
+                f"lease {lease.lease_id!r} of message {lease.message_id!r} expired or was "
+                "taken over: the message will be (or was) delivered again"
+            )
+        return row
+
+    async def ack(self, lease: Lease) -> None:
+        """Remove the message, if the lease still holds it."""
+        await self._guarded(self._ack_sql, lease, 0.0)
+
+    async def nack(self, lease: Lease, delay: float) -> None:
+        """Give the message back, due after ``delay`` seconds."""
+        await self._guarded(self._nack_sql, lease, max(0.0, float(delay)))
+        if delay <= 0:
+            self._signals.fire(f"q:{lease.queue}")
+
+    async def extend(self, lease: Lease, lease_for: float) -> Lease:
+        """Push the lease's expiry to ``lease_for`` seconds from now."""
+        expires = await self._guarded(self._extend_sql, lease, float(lease_for))
+        return Lease(
+            lease_id=lease.lease_id,
+            message_id=lease.message_id,
+            queue=lease.queue,
+            message=lease.message,
+            attempt=lease.attempt,
+            expires_at=expires,
+        )
