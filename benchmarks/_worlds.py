@@ -85,12 +85,15 @@ async def probe(spec: WorldSpec, directory: Path) -> None:
 def fresh_url(spec: WorldSpec, scratch: Path) -> str:
     """The URL of a world with nothing in it (a new directory under ``scratch`` for ``file``).
 
-    Shared servers (remote, postgres) cannot be emptied; workloads keep apart there by
-    using run ids and hook tokens of their own.
+    A postgres URL gets a fresh schema of its own. A remote server cannot be emptied;
+    workloads keep apart there by using run ids and hook tokens of their own.
     """
     directory = scratch / f"{spec.name}-{uuid.uuid4().hex[:8]}"
     directory.mkdir(parents=True)
-    return spec.url(directory)
+    url = spec.url(directory)
+    if spec.name == "postgres":  # a schema of its own: created on open, empty
+        url += ("&" if "?" in url else "?") + f"schema=bench_{uuid.uuid4().hex[:12]}"
+    return url
 
 
 @contextlib.asynccontextmanager
