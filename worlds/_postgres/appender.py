@@ -25,6 +25,7 @@ so it recognises its own append and never writes it twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import asyncpg
+import msgspec
 
 from worldflow.errors import EntityConflictError, RunNotFoundError, WorldflowError
 from worldflow.worlds._clock import Clock
@@ -41,11 +43,13 @@ from worldflow.worlds._events import (
     HookCreated,
     encode_event,
 )
+from worldflow.worlds._fencing import check_fence
 from worldflow.worlds._memory.log import Batch, LogState, RunState
 from worldflow.worlds._postgres import codec
-from worldflow.worlds._protocol import EventResult
+from worldflow.worlds._protocol import OWNER_ONLY_EVENTS, EventResult
 from worldflow.worlds._records import (
     TERMINAL_RUN_STATUSES,
+    Fence,
     Hook,
     HookStatus,
     Step,
@@ -63,6 +67,7 @@ CONNECTION_ERRORS: Final = (
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.InternalClientError,
     ConnectionError,
     OSError,
 )
@@ -95,6 +100,7 @@ class AppendStats:
 @dataclass(slots=True, eq=False)
 class _Pending:
     events: Sequence[AnyEvent]
+    fence: Fence | None
     future: asyncio.Future[EventResult]
 
 
@@ -118,6 +124,11 @@ class _Wave:
     waits: dict[str, Wait] = field(default_factory=dict)
     urgent: bool = False
     became_terminal: bool = False
+    # Ownership: the owner the overlay had before the wave, whether the database must still
+    # have it (the wave holds owner-only events), and the owner a claim gives the run.
+    owner: tuple[str | None, int] = (None, 0)
+    fenced: bool = False
+    claim: tuple[str, int] | None = None
 
 
 class _Retry(Exception):
@@ -156,24 +167,30 @@ class Appender:
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._pending: dict[str, list[_Pending]] = {}
         self._writers: set[asyncio.Task[None]] = set()
-        self._sql_cache: dict[tuple[bool, bool, bool, bool, bool], str] = {}
+        self._sql_cache: dict[tuple[bool, ...], str] = {}
         self.stats = AppendStats()
         self.fault: FaultHook | None = None
         s = schema
         self._load_sql = f"""
-            SELECT 0 AS kind, pos, view, input, NULL::text AS cid FROM {s}.runs WHERE run_id = $1
-            UNION ALL SELECT 1, pos, view, NULL, NULL FROM {s}.steps WHERE run_id = $1
-            UNION ALL SELECT 2, pos, view, NULL, NULL FROM {s}.hooks WHERE run_id = $1
-            UNION ALL SELECT 3, pos, view, NULL, NULL FROM {s}.waits WHERE run_id = $1
-            UNION ALL SELECT 4, seq, NULL, NULL, correlation_id FROM {s}.events
+            SELECT 0 AS kind, pos, view, input, NULL::text AS cid, owner_id, owner_epoch
+                FROM {s}.runs WHERE run_id = $1
+            UNION ALL SELECT 1, pos, view, NULL, NULL, NULL, 0 FROM {s}.steps WHERE run_id = $1
+            UNION ALL SELECT 2, pos, view, NULL, NULL, NULL, 0 FROM {s}.hooks WHERE run_id = $1
+            UNION ALL SELECT 3, pos, view, NULL, NULL, NULL, 0 FROM {s}.waits WHERE run_id = $1
+            UNION ALL SELECT 4, seq, NULL, NULL, correlation_id, NULL, 0 FROM {s}.events
                 WHERE run_id = $1 AND type = 'hook_conflict'
             ORDER BY kind, pos"""
+        self._live_sql = (
+            f"SELECT engine_id FROM {s}.engines "
+            "WHERE engine_id = ANY($1::text[]) AND expires_at > clock_timestamp()"
+        )
         self._holders_sql = (
             f"SELECT token, run_id, hook_id FROM {s}.hooks "
             "WHERE token = ANY($1::text[]) AND status = 'active'"
         )
         self._probe_sql = f"""
-            SELECT e.event_id, r.pos FROM {s}.events e JOIN {s}.runs r USING (run_id)
+            SELECT e.event_id, r.pos, r.owner_id, r.owner_epoch
+            FROM {s}.events e JOIN {s}.runs r USING (run_id)
             WHERE e.run_id = $1 AND e.seq = $2"""
 
     # -- cache -----------------------------------------------------------------------------
@@ -199,7 +216,7 @@ class Appender:
         if not rows or rows[0]["kind"] != 0:
             return None
         head = rows[0]
-        run = codec.decode_run(head["view"], head["input"])
+        run = codec.decode_run(head)
         state = RunState(run=run, index=0)
         for row in rows[1:]:
             kind = row["kind"]
@@ -233,18 +250,20 @@ class Appender:
 
     # -- append ----------------------------------------------------------------------------
 
-    async def append(self, run_id: str, events: Sequence[AnyEvent]) -> EventResult:
+    async def append(
+        self, run_id: str, events: Sequence[AnyEvent], fence: Fence | None = None
+    ) -> EventResult:
         """Queue the batch behind the run's in-flight statement (if any) and await its result."""
         future: asyncio.Future[EventResult] = asyncio.get_running_loop().create_future()
         pending = self._pending.get(run_id)
         self.stats.batches += 1
         if pending is None:
-            self._pending[run_id] = [_Pending(events, future)]
+            self._pending[run_id] = [_Pending(events, fence, future)]
             task = asyncio.ensure_future(self._drain(run_id))
             self._writers.add(task)
             task.add_done_callback(self._writers.discard)
         else:
-            pending.append(_Pending(events, future))
+            pending.append(_Pending(events, fence, future))
         return await future
 
     async def aclose(self) -> None:
@@ -275,35 +294,46 @@ class Appender:
 
     async def _write(self, run_id: str, items: list[_Pending]) -> None:
         cached = self._cache.get(run_id)
-        for _attempt in range(_MAX_ATTEMPTS):
+        for attempt in range(_MAX_ATTEMPTS):
             fresh = cached is None
             async with self._pool.acquire() as conn:
                 if cached is None:
                     cached = await self._load(conn, run_id)
                 try:
-                    wave, new = await self._apply(conn, run_id, cached, items, fresh)
+                    # After a miss, ask the database which fencing engines are live; the
+                    # first attempt assumes so (the statement checks it anyway).
+                    wave, new = await self._apply(conn, run_id, cached, items, fresh, attempt > 0)
                 except _Retry:
                     self.evict(run_id)
                     cached = None
                     continue
-                if new is None or not wave.events:  # nothing to store: the answers stand
-                    self._settle(wave)
+                if new is None or (not wave.events and wave.claim is None):
+                    self._settle(wave)  # nothing to store: the answers stand
                     return
                 try:
-                    pos = await self._statement(conn, run_id, cached, new, wave)
+                    row = await self._statement(conn, run_id, cached, new, wave)
                 except asyncpg.exceptions.UniqueViolationError:
-                    pos = None  # a token or a *_created claimed elsewhere since our read
+                    row = None  # a token or a *_created claimed elsewhere since our read
                 except CONNECTION_ERRORS:
                     self.stats.unknown_outcomes += 1
-                    pos = -1
-            if pos == -1:  # the reply was lost: did the statement commit?
+                    with contextlib.suppress(Exception):  # may be detached already
+                        conn.terminate()  # the pool replaces it
+                    row = _LOST
+            if row is _LOST:  # the reply was lost: did the statement commit?
                 self.evict(run_id)
-                pos = await self._probe(run_id, wave)
-            if pos is None:
+                row = await self._probe(run_id, wave)
+            if row is None:
                 self.stats.cas_misses += 1
                 self.evict(run_id)
                 cached = None
                 continue
+            pos, owner_id, owner_epoch = row
+            if (owner_id, owner_epoch) != (new.run.owner_id, new.run.owner_epoch):
+                # Not fenced, and another engine took the run meanwhile: show the real owner.
+                new.run = _replace(new.run, owner_id=owner_id, owner_epoch=owner_epoch)
+                wave.results = [
+                    (item, _with_owner(out, owner_id, owner_epoch)) for item, out in wave.results
+                ]
             self._remember(run_id, _Cached(state=new, pos=pos, last_seq=new.run.last_seq))
             self._settle(wave)
             self._on_commit(run_id, new.run.last_seq, wave.urgent, wave.became_terminal)
@@ -329,11 +359,14 @@ class Appender:
         cached: _Cached | None,
         items: list[_Pending],
         fresh: bool,
+        check_live: bool,
     ) -> tuple[_Wave, RunState | None]:
         """Apply every batch of the wave to the overlay; return the wave and the new state."""
         base = cached.state if cached is not None else None
         start_seq = base.run.last_seq if base is not None else 0
         wave = _Wave(start_seq=start_seq, created=base is None)
+        if base is not None:
+            wave.owner = (base.run.owner_id, base.run.owner_epoch)
         # The cached state is changed in place (one writer per run at a time); a failed
         # statement evicts it.
         work = base
@@ -344,15 +377,27 @@ class Appender:
         if tokens:
             for row in await conn.fetch(self._holders_sql, tokens):
                 logstate.tokens[row["token"]] = (row["run_id"], row["hook_id"])
+        live: Callable[[str], bool] = _always
+        if check_live:
+            fences = list({item.fence.engine_id for item in items if item.fence is not None})
+            if fences:
+                found = {row["engine_id"] for row in await conn.fetch(self._live_sql, fences)}
+                live = found.__contains__
         now = self._clock.now()
+        owner_only = OWNER_ONLY_EVENTS
         for item in items:
             batch = Batch(logstate, run_id, now)
-            was_terminal = batch.run is not None and batch.run.status in TERMINAL_RUN_STATUSES
+            before = batch.run
+            was_terminal = before is not None and before.status in TERMINAL_RUN_STATUSES
+            fence = item.fence
             try:
                 for event in item.events:
                     batch.add(event)
                 if batch.run is None:
                     raise RunNotFoundError(f"no run {run_id!r} in this world")
+                claim = None
+                if fence is not None or (before is not None and before.owner_id is not None):
+                    claim = check_fence(before, item.events, fence, live)
             except WorldflowError as exc:
                 if not fresh:
                     raise _Retry from None  # the cache may be behind: decide on a fresh read
@@ -360,6 +405,11 @@ class Appender:
                 continue
             state = batch.commit()
             state.events.clear()  # bodies are in the database, not cached
+            if claim is not None:
+                state.run = _replace(state.run, owner_id=claim[0], owner_epoch=claim[1])
+                wave.claim = claim
+            if not wave.fenced and any(type(ev) in owner_only for ev in item.events):
+                wave.fenced = True
             work = state
             wave.events.extend(batch.events)
             wave.steps.update(batch.steps)
@@ -385,8 +435,7 @@ class Appender:
 
     # -- the statement ---------------------------------------------------------------------
 
-    def _sql(self, created: bool, steps: bool, hooks: bool, waits: bool, urgent: bool) -> str:
-        key = (created, steps, hooks, waits, urgent)
+    def _sql(self, key: tuple[bool, ...]) -> str:
         sql = self._sql_cache.get(key)
         if sql is None:
             sql = self._sql_cache[key] = _build_sql(self._s, *key)
@@ -394,9 +443,10 @@ class Appender:
 
     async def _statement(
         self, conn: Any, run_id: str, cached: _Cached | None, new: RunState, wave: _Wave
-    ) -> int | None:
+    ) -> tuple[int, str | None, int] | None:
         run = new.run
         events = wave.events
+        claim = wave.claim
         args: list[Any] = [run_id]
         if wave.created:
             args += [
@@ -409,11 +459,17 @@ class Appender:
                 run.created_at,
                 bytes(run.input),
                 codec.encode_run(run),
+                run.owner_id,
+                run.owner_epoch,
             ]
         else:
             assert cached is not None
             args += [cached.pos, wave.start_seq, run.last_seq, run.status.value]
             args.append(codec.encode_run(run))
+            if wave.fenced or claim is not None:
+                args += list(wave.owner)
+            if claim is not None:
+                args += list(claim)
         args += [
             [e.seq for e in events],
             [e.event_id for e in events],
@@ -433,26 +489,34 @@ class Appender:
             waits = list(wave.waits.values())
             args += [[x.wait_id for x in waits], [x.status.value for x in waits]]
             args += [[x.resume_at for x in waits], [codec.encode(x) for x in waits]]
-        if wave.urgent or wave.became_terminal:
+        notify = wave.urgent or wave.became_terminal
+        if notify:
             args += [self._channel, f"{run_id}:{run.last_seq}"]
-        sql = self._sql(
+        key = (
             wave.created,
+            wave.fenced or claim is not None,
+            claim is not None,
             bool(wave.steps),
             bool(wave.hooks),
             bool(wave.waits),
-            wave.urgent or wave.became_terminal,
+            notify,
         )
+        sql = self._sql(key)
         fault = self.fault
         if fault is not None:
             await fault("before", conn)
         self.stats.statements += 1
-        pos: int | None = await conn.fetchval(sql, *args)
+        row = await conn.fetchrow(sql, *args)
         if fault is not None:
             await fault("after", conn)
-        return pos
+        if row["pos"] is None:
+            return None
+        return row["pos"], row["owner_id"], row["owner_epoch"]
 
-    async def _probe(self, run_id: str, wave: _Wave) -> int | None:
-        """After a lost reply: the run's ``pos`` if the wave's first event is stored, else None."""
+    async def _probe(self, run_id: str, wave: _Wave) -> tuple[int, str | None, int] | None:
+        """After a lost reply: the run's ``(pos, owner)`` if the wave's first event is stored."""
+        if not wave.events:
+            return None  # a claim alone: re-applied on a fresh read
         first = wave.events[0]
         for delay in (0.0, 0.05, 0.2, 0.5, 1.0, 2.0):
             await asyncio.sleep(delay)
@@ -462,7 +526,7 @@ class Appender:
             except CONNECTION_ERRORS:
                 continue
             if row is not None and row["event_id"] == first.event_id:
-                return int(row["pos"])
+                return row["pos"], row["owner_id"], row["owner_epoch"]
             return None
         raise EntityConflictError(
             f"the outcome of an append to run {run_id!r} is unknown: the database did not "
@@ -470,20 +534,46 @@ class Appender:
         )
 
 
-def _build_sql(s: str, created: bool, steps: bool, hooks: bool, waits: bool, notify: bool) -> str:
-    """The one statement of an append: a CAS on the run row, then every write depends on it."""
+def _build_sql(
+    s: str,
+    created: bool,
+    fenced: bool,
+    claims: bool,
+    steps: bool,
+    hooks: bool,
+    waits: bool,
+    notify: bool,
+) -> str:
+    """The one statement of an append: a CAS on the run row, then every write depends on it.
+
+    ``fenced``: the run must still have the owner the rules saw; ``claims``: the batch takes
+    the run for an engine, which must be live (by the database's clock).
+    """
+    live = (
+        f"EXISTS (SELECT 1 FROM {s}.engines"
+        " WHERE engine_id = ${} AND expires_at > clock_timestamp())"
+    )
     if created:
         head = f"""cas AS (
             INSERT INTO {s}.runs (run_id, workflow_name, status, last_seq, resource_id,
-                metadata, parent_run_id, created_at, input, view)
-            VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10)
-            ON CONFLICT (run_id) DO NOTHING RETURNING pos)"""
-        n = 11
+                metadata, parent_run_id, created_at, input, view, owner_id, owner_epoch)
+            SELECT $1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11::text, $12
+            WHERE $11::text IS NULL OR {live.format(11)}
+            ON CONFLICT (run_id) DO NOTHING RETURNING pos, owner_id, owner_epoch)"""
+        n = 13
     else:
-        head = f"""cas AS (
-            UPDATE {s}.runs SET last_seq = $4, status = $5, view = $6
-            WHERE run_id = $1 AND pos = $2 AND last_seq = $3 RETURNING pos)"""
+        sets = "last_seq = $4, status = $5, view = $6"
+        where = "run_id = $1 AND pos = $2 AND last_seq = $3"
         n = 7
+        if fenced:
+            where += f" AND owner_id IS NOT DISTINCT FROM ${n}::text AND owner_epoch = ${n + 1}"
+            n += 2
+        if claims:
+            sets += f", owner_id = ${n}, owner_epoch = ${n + 1}"
+            where += f" AND {live.format(n)}"
+            n += 2
+        head = f"""cas AS (
+            UPDATE {s}.runs SET {sets} WHERE {where} RETURNING pos, owner_id, owner_epoch)"""
     parts = [head]
     parts.append(f"""ev AS (
         INSERT INTO {s}.events (run_id, seq, event_id, type, correlation_id, body)
@@ -521,9 +611,28 @@ def _build_sql(s: str, created: bool, steps: bool, hooks: bool, waits: bool, not
             ON CONFLICT (run_id, wait_id)
             DO UPDATE SET status = excluded.status, view = excluded.view)""")
         n += 4
-    select = f"""SELECT (SELECT pos FROM cas) AS pos,
+    select = f"""SELECT (SELECT pos FROM cas) AS pos, (SELECT owner_id FROM cas) AS owner_id,
+        (SELECT owner_epoch FROM cas) AS owner_epoch,
         CASE WHEN EXISTS (SELECT 1 FROM cas) THEN nextval('{s}.changes') END AS change"""
     if notify:
         select += f""",
         (SELECT pg_notify(${n}, ${n + 1}) FROM cas) AS notified"""
     return "WITH " + ",\n".join(parts) + "\n" + select
+
+
+_LOST: Final = (-1, None, -1)
+"""A statement whose reply never came."""
+_replace: Final = msgspec.structs.replace
+
+
+def _always(engine_id: str) -> bool:
+    return True
+
+
+def _with_owner(
+    outcome: EventResult | WorldflowError, owner_id: str | None, owner_epoch: int
+) -> EventResult | WorldflowError:
+    if not isinstance(outcome, EventResult):
+        return outcome
+    run = _replace(outcome.run, owner_id=owner_id, owner_epoch=owner_epoch)
+    return _replace(outcome, run=run)

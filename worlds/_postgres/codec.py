@@ -8,13 +8,23 @@ the run row does not rewrite a large input.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
-from worldflow.worlds._records import NULL, Hook, QueueMessage, Step, Wait, WorkflowRun
+from worldflow.worlds._records import (
+    NULL,
+    Hook,
+    QueueMessage,
+    Step,
+    Wait,
+    WorkflowInfo,
+    WorkflowRun,
+)
 
 __all__ = [
+    "RUN_COLUMNS",
+    "decode_entry",
     "decode_hook",
     "decode_message",
     "decode_run",
@@ -30,6 +40,7 @@ _step: Final = msgspec.json.Decoder(Step)
 _hook: Final = msgspec.json.Decoder(Hook)
 _wait: Final = msgspec.json.Decoder(Wait)
 _message: Final = msgspec.json.Decoder(QueueMessage)
+_entry: Final = msgspec.json.Decoder(WorkflowInfo)
 _replace: Final = msgspec.structs.replace
 
 encode: Final = _encoder.encode
@@ -37,13 +48,22 @@ encode: Final = _encoder.encode
 
 
 def encode_run(run: WorkflowRun) -> bytes:
-    """The run's view without its input (stored in its own column)."""
-    return _encoder.encode(_replace(run, input=NULL))
+    """The run's view without its input and owner (stored in their own columns)."""
+    return _encoder.encode(_replace(run, input=NULL, owner_id=None, owner_epoch=0))
 
 
-def decode_run(view: bytes, input: bytes) -> WorkflowRun:
-    """The run's view from its stored view and input columns."""
-    return _replace(_run.decode(view), input=msgspec.Raw(input))
+def decode_run(row: Any) -> WorkflowRun:
+    """The run's view from a row with its ``view``, ``input``, ``owner_id``, ``owner_epoch``."""
+    return _replace(
+        _run.decode(row["view"]),
+        input=msgspec.Raw(row["input"]),
+        owner_id=row["owner_id"],
+        owner_epoch=row["owner_epoch"],
+    )
+
+
+RUN_COLUMNS: Final = "view, input, owner_id, owner_epoch"
+"""The columns :func:`decode_run` reads."""
 
 
 def decode_step(view: bytes) -> Step:
@@ -64,3 +84,8 @@ def decode_wait(view: bytes) -> Wait:
 def decode_message(data: bytes) -> QueueMessage:
     """A queue message."""
     return _message.decode(data)
+
+
+def decode_entry(data: bytes) -> WorkflowInfo:
+    """A catalog entry."""
+    return _entry.decode(data)

@@ -15,6 +15,7 @@ acked messages are deleted, so the table holds only what waits or is in flight.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from typing import Any, Final
 
 from worldflow.errors import InvalidEventError, LeaseLostError
@@ -51,16 +52,25 @@ class PostgresQueue:
         self._enqueue_sql = f"""
             WITH m AS (
                 INSERT INTO {s}.queue (message_id, queue, run_id, message, available_at,
-                                       idempotency_key)
-                VALUES ($1, $2, $3, $4, clock_timestamp() + $5 * interval '1 second', $6)
+                                       idempotency_key, workflow_name, engine_id)
+                VALUES ($1, $2, $3, $4, clock_timestamp() + $5 * interval '1 second', $6, $7,
+                        $8)
                 ON CONFLICT (queue, idempotency_key) WHERE idempotency_key IS NOT NULL
                 DO UPDATE SET available_at = LEAST({s}.queue.available_at, excluded.available_at)
                 RETURNING message_id, available_at <= clock_timestamp() AS due)
             SELECT message_id, CASE WHEN due THEN pg_notify('{channel}', $2) END FROM m"""
+        # A consumer that names its workflows (or its engine) gets only the messages of
+        # workflows it serves, and no message addressed to another live engine.
         self._lease_sql = f"""
             WITH due AS (
-                SELECT message_id FROM {s}.queue
+                SELECT message_id FROM {s}.queue q
                 WHERE queue = $1 AND available_at <= clock_timestamp()
+                  AND (NOT $4 OR (
+                    ($5::text[] IS NULL OR q.workflow_name IS NULL
+                        OR q.workflow_name = ANY($5::text[]))
+                    AND (q.engine_id IS NULL OR q.engine_id = $6::text OR NOT EXISTS (
+                        SELECT 1 FROM {s}.engines e WHERE e.engine_id = q.engine_id
+                          AND e.expires_at > clock_timestamp()))))
                 ORDER BY available_at, pos LIMIT $2 FOR UPDATE SKIP LOCKED)
             UPDATE {s}.queue q SET lease_id = gen_random_uuid()::text, attempt = q.attempt + 1,
                 available_at = clock_timestamp() + $3 * interval '1 second',
@@ -99,13 +109,22 @@ class PostgresQueue:
                 codec.encode(message),
                 max(0.0, float(delay)),
                 idempotency_key,
+                message.workflow_name,
+                message.engine_id,
             )
         if delay <= 0:
             self._signals.fire(f"q:{queue}")
         return message_id
 
     async def lease(
-        self, queue: str, lease_for: float, max_messages: int, wait: float
+        self,
+        queue: str,
+        lease_for: float,
+        max_messages: int,
+        wait: float,
+        *,
+        workflows: Collection[str] | None = None,
+        engine_id: str | None = None,
     ) -> list[Lease]:
         """Take due messages, waiting up to ``wait`` seconds for one (on NOTIFY or a poll)."""
         if max_messages < 1:
@@ -113,10 +132,20 @@ class PostgresQueue:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, wait)
         key = f"q:{queue}"
+        filtered = workflows is not None or engine_id is not None
+        served = None if workflows is None else list(workflows)
         while True:
             woken = self._signals.waiter(key)
             async with self._pool.acquire() as conn:
-                rows = await conn.fetch(self._lease_sql, queue, max_messages, float(lease_for))
+                rows = await conn.fetch(
+                    self._lease_sql,
+                    queue,
+                    max_messages,
+                    float(lease_for),
+                    filtered,
+                    served,
+                    engine_id,
+                )
                 remaining = deadline - loop.time()
                 if rows or remaining <= 0:
                     rows = sorted(rows, key=lambda r: r["pos"])

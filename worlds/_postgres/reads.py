@@ -108,7 +108,7 @@ class PostgresReads:
     def __init__(self, pool: Any, schema: str) -> None:
         self._pool = pool
         self._s = s = schema
-        self._get_run_sql = f"SELECT view, input FROM {s}.runs WHERE run_id = $1"
+        self._get_run_sql = f"SELECT {codec.RUN_COLUMNS} FROM {s}.runs WHERE run_id = $1"
         self._exists_sql = f"SELECT 1 FROM {s}.runs WHERE run_id = $1"
         self._events_sql = f"""
             SELECT body FROM {s}.events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"""
@@ -146,7 +146,7 @@ class PostgresReads:
         row = await self._fetchrow(self._get_run_sql, run_id)
         if row is None:
             raise RunNotFoundError(f"no run {run_id!r} in this world")
-        return codec.decode_run(row["view"], row["input"])
+        return codec.decode_run(row)
 
     async def list_events(self, run_id: str, after_seq: int, limit: int | None) -> Page[AnyEvent]:
         """Events with ``seq > after_seq``; the cursor is the last ``seq`` returned."""
@@ -272,7 +272,7 @@ class PostgresReads:
                 )
             else:
                 query.add("pos > {}", last)
-        columns = "pos, view, input" if table == "runs" else "pos, view"
+        columns = f"pos, {codec.RUN_COLUMNS}" if table == "runs" else "pos, view"
         direction = "DESC" if order == "desc" else "ASC"
         query.args.append(limit + 1)
         sql = (
@@ -283,7 +283,7 @@ class PostgresReads:
         more = len(rows) > limit
         rows = rows[:limit]
         if decode is None:
-            items: Sequence[Any] = [codec.decode_run(r["view"], r["input"]) for r in rows]
+            items: Sequence[Any] = [codec.decode_run(r) for r in rows]
         else:
             items = [decode(r["view"]) for r in rows]
         if not more:

@@ -131,6 +131,26 @@ _MIGRATIONS: Final[list[list[str]]] = [
         )""",
         "CREATE SEQUENCE {s}.changes",
     ],
+    # 2: engines (liveness by heartbeat), run owners, the catalog, addressed queue messages.
+    [
+        """CREATE TABLE {s}.engines (
+            engine_id text PRIMARY KEY,
+            pos bigint GENERATED ALWAYS AS IDENTITY,
+            workflows text[] NOT NULL,
+            ttl float8 NOT NULL,
+            registered_at timestamptz NOT NULL,
+            heartbeat_at timestamptz NOT NULL,
+            expires_at timestamptz NOT NULL,
+            host text,
+            pid integer
+        )""",
+        "ALTER TABLE {s}.runs ADD COLUMN owner_id text, ADD COLUMN owner_epoch bigint NOT NULL "
+        "DEFAULT 0",
+        """CREATE INDEX runs_owner ON {s}.runs (owner_id, pos)
+            WHERE status IN ('pending', 'running', 'suspended')""",
+        "ALTER TABLE {s}.queue ADD COLUMN workflow_name text, ADD COLUMN engine_id text",
+        "CREATE TABLE {s}.workflows (name text PRIMARY KEY, entry bytea NOT NULL)",
+    ],
 ]
 
 SCHEMA_VERSION: Final = len(_MIGRATIONS)

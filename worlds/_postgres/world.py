@@ -26,12 +26,15 @@ from worldflow.worlds._clock import Clock, SystemClock
 from worldflow.worlds._events import AnyEvent, Event
 from worldflow.worlds._postgres.appender import Appender, AppendStats, FaultHook
 from worldflow.worlds._postgres.notify import Listener, Notifier, Signals
+from worldflow.worlds._postgres.owners import PostgresOwners
 from worldflow.worlds._postgres.queue import PostgresQueue
 from worldflow.worlds._postgres.reads import PostgresReads
 from worldflow.worlds._postgres.schema import check_schema_name, migrate
 from worldflow.worlds._postgres.streams import PostgresStreams
 from worldflow.worlds._protocol import EventResult, SortOrder
 from worldflow.worlds._records import (
+    EngineInfo,
+    Fence,
     Hook,
     HookStatus,
     Lease,
@@ -43,6 +46,7 @@ from worldflow.worlds._records import (
     StreamInfo,
     Wait,
     WaitStatus,
+    WorkflowInfo,
     WorkflowRun,
 )
 from worldflow.worlds._wakeups import wait_for_event
@@ -108,6 +112,7 @@ class PostgresWorld:
         self._notifier = Notifier(pool, self._log_channel)
         self._appender = Appender(pool, schema, clock, self._committed, self._log_channel)
         self._reads = PostgresReads(pool, schema)
+        self._owners = PostgresOwners(pool, schema)
         self._queues = PostgresQueue(pool, schema, self._queue_channel, self._signals, clock)
         self._streams = PostgresStreams(
             pool, schema, self._signals, clock, self._stream_changed, self._check_open
@@ -236,8 +241,13 @@ class PostgresWorld:
 
     # -- EventLog --------------------------------------------------------------------------
 
-    async def append(self, run_id: str, events: Sequence[AnyEvent]) -> EventResult:
-        """Append a batch of events atomically; see the rules of ``worldflow.worlds``."""
+    async def append(
+        self, run_id: str, events: Sequence[AnyEvent], *, fence: Fence | None = None
+    ) -> EventResult:
+        """Append a batch of events atomically; see the rules of ``worldflow.worlds``.
+
+        ``fence`` names the appending engine and the epoch it last saw (``Ownership``).
+        """
         self._check_open()
         if type(events) is not list and (
             isinstance(events, Event) or not isinstance(events, Sequence)
@@ -245,7 +255,9 @@ class PostgresWorld:
             raise InvalidEventError(
                 f"append() takes a sequence of events, not {type(events).__name__}"
             )
-        return await self._appender.append(run_id, list(events))
+        if fence is not None and not isinstance(fence, Fence):
+            raise InvalidEventError(f"`fence` must be a Fence, not {type(fence).__name__}")
+        return await self._appender.append(run_id, list(events), fence)
 
     async def list_events(
         self, run_id: str, *, after_seq: int = 0, limit: int | None = None
@@ -355,11 +367,21 @@ class PostgresWorld:
         return await self._queues.enqueue(queue, message, idempotency_key, delay)
 
     async def lease(
-        self, queue: str, *, lease_for: float, max_messages: int = 1, wait: float = 0.0
+        self,
+        queue: str,
+        *,
+        lease_for: float,
+        max_messages: int = 1,
+        wait: float = 0.0,
+        workflows: Collection[str] | None = None,
+        engine_id: str | None = None,
     ) -> list[Lease]:
-        """Take up to ``max_messages`` due messages, waiting up to ``wait`` seconds."""
+        """Take up to ``max_messages`` due messages for this consumer, waiting up to
+        ``wait`` seconds; see ``Queue.lease``."""
         self._check_open()
-        return await self._queues.lease(queue, lease_for, max_messages, wait)
+        return await self._queues.lease(
+            queue, lease_for, max_messages, wait, workflows=workflows, engine_id=engine_id
+        )
 
     async def ack(self, lease: Lease) -> None:
         """Remove a leased message."""
@@ -447,6 +469,65 @@ class PostgresWorld:
                     return changes
                 pause = min(pause, remaining)
             await wait_for_event(woken, pause, clock)
+
+    # -- Catalog ---------------------------------------------------------------------------
+
+    async def publish_workflows(self, workflows: Sequence[WorkflowInfo]) -> None:
+        """Store catalog entries (last publish of a name wins); see ``Catalog``."""
+        self._check_open()
+        await self._owners.publish(workflows)
+
+    async def list_workflows(self) -> list[WorkflowInfo]:
+        """Every published entry, by name, with the live engines serving it."""
+        self._check_open()
+        return await self._owners.entries()
+
+    async def get_workflow(self, name: str) -> WorkflowInfo:
+        """One published entry; never published → ``WorkflowNotRegisteredError``."""
+        self._check_open()
+        return await self._owners.entry(name)
+
+    # -- Ownership -------------------------------------------------------------------------
+
+    async def register_engine(self, *, workflows: Collection[str], ttl: float) -> EngineInfo:
+        """Register a new engine, live for ``ttl`` seconds of the database's clock."""
+        self._check_open()
+        return await self._owners.register(workflows, ttl)
+
+    async def heartbeat(self, engine_id: str) -> EngineInfo:
+        """Keep a live engine live; a dead one → ``OwnershipLostError``."""
+        self._check_open()
+        return await self._owners.heartbeat(engine_id)
+
+    async def deregister_engine(self, engine_id: str) -> int:
+        """Release the engine's runs and forget it; returns how many runs it released."""
+        self._check_open()
+        released = await self._owners.deregister(engine_id)
+        self._appender.evict()  # cached owners may be stale now
+        return released
+
+    async def list_engines(self) -> list[EngineInfo]:
+        """The live engines, oldest first."""
+        self._check_open()
+        return await self._owners.live()
+
+    async def claim_orphans(
+        self, engine_id: str, *, workflows: Collection[str], limit: int
+    ) -> list[WorkflowRun]:
+        """Claim up to ``limit`` orphaned runs of ``workflows``; see ``Ownership``."""
+        self._check_open()
+        claimed = await self._owners.claim_orphans(engine_id, workflows, limit)
+        for run in claimed:
+            self._appender.evict(run.run_id)
+        return claimed
+
+    async def release_runs(self, engine_id: str, run_ids: Collection[str]) -> int:
+        """Release those of ``run_ids`` that ``engine_id`` owns."""
+        self._check_open()
+        released = await self._owners.release(engine_id, run_ids)
+        for run_id in run_ids:
+            self._appender.evict(run_id)
+        return released
 
     # -- lifecycle -------------------------------------------------------------------------
 
