@@ -30,10 +30,10 @@ unit: $(STAMP)
 test: lint typecheck unit
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks
+	tools/with-bench-db.sh $(BIN)/python -m benchmarks
 
 bench-quick: $(STAMP)
-	$(BIN)/python -m benchmarks --quick
+	tools/with-bench-db.sh $(BIN)/python -m benchmarks --quick
 
 clean:
 	rm -rf $(VENV) .worldflow build *.egg-info .mypy_cache .pytest_cache .ruff_cache

@@ -41,6 +41,7 @@ from worldflow.worlds._events import (
     RUN_TERMINAL_EVENT_TYPES,
     AnyEvent,
     HookCreated,
+    RunCreated,
     encode_event,
 )
 from worldflow.worlds._fencing import check_fence
@@ -296,8 +297,13 @@ class Appender:
         cached = self._cache.get(run_id)
         for attempt in range(_MAX_ATTEMPTS):
             fresh = cached is None
+            # A wave that starts by creating the run needs no read first: the INSERT finds out
+            # if the run exists (then the wave is re-applied to a read of it).
+            creates = attempt == 0 and cached is None and _creates_run(items)
+            if creates:
+                fresh = False
             async with self._pool.acquire() as conn:
-                if cached is None:
+                if cached is None and not creates:
                     cached = await self._load(conn, run_id)
                 try:
                     # After a miss, ask the database which fencing engines are live; the
@@ -623,6 +629,11 @@ def _build_sql(
 _LOST: Final = (-1, None, -1)
 """A statement whose reply never came."""
 _replace: Final = msgspec.structs.replace
+
+
+def _creates_run(items: list[_Pending]) -> bool:
+    events = items[0].events
+    return bool(events) and isinstance(events[0], RunCreated)
 
 
 def _always(engine_id: str) -> bool:

@@ -68,7 +68,7 @@ class PostgresOwners:
             WITH gone AS (DELETE FROM {s}.engines WHERE engine_id = $1),
             released AS (
                 UPDATE {s}.runs SET owner_id = NULL
-                WHERE owner_id = $1 AND status IN ('pending', 'running', 'suspended')
+                WHERE owner_id = $1 AND status NOT IN ('completed', 'failed', 'cancelled')
                 RETURNING 1)
             SELECT count(*) FROM released"""
         self._list_sql = f"""

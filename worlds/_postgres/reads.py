@@ -114,19 +114,17 @@ class PostgresReads:
             SELECT body FROM {s}.events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"""
         self._step_sql = f"SELECT view FROM {s}.steps WHERE run_id = $1 AND step_id = $2"
         self._token_sql = f"SELECT view FROM {s}.hooks WHERE token = $1 AND status = 'active'"
+        self._lock_sql = f"SELECT status FROM {s}.runs WHERE run_id = $1 FOR UPDATE"
         self._purge_sql = f"""
-            WITH r AS (DELETE FROM {s}.runs WHERE run_id = $1 AND status = ANY($2::text[])
-                       RETURNING run_id),
-            e AS (DELETE FROM {s}.events WHERE run_id IN (SELECT run_id FROM r)),
-            st AS (DELETE FROM {s}.steps WHERE run_id IN (SELECT run_id FROM r)),
-            h AS (DELETE FROM {s}.hooks WHERE run_id IN (SELECT run_id FROM r)),
-            w AS (DELETE FROM {s}.waits WHERE run_id IN (SELECT run_id FROM r)),
-            q AS (DELETE FROM {s}.queue WHERE run_id IN (SELECT run_id FROM r)),
-            sm AS (DELETE FROM {s}.streams WHERE run_id IN (SELECT run_id FROM r)),
-            c AS (DELETE FROM {s}.stream_chunks WHERE run_id IN (SELECT run_id FROM r))
-            SELECT count(*) AS n,
-                   CASE WHEN count(*) > 0 THEN nextval('{s}.changes') END AS change FROM r"""
-        self._status_sql = f"SELECT status FROM {s}.runs WHERE run_id = $1"
+            WITH r AS (DELETE FROM {s}.runs WHERE run_id = $1 RETURNING run_id),
+            e AS (DELETE FROM {s}.events WHERE run_id = $1),
+            st AS (DELETE FROM {s}.steps WHERE run_id = $1),
+            h AS (DELETE FROM {s}.hooks WHERE run_id = $1),
+            w AS (DELETE FROM {s}.waits WHERE run_id = $1),
+            q AS (DELETE FROM {s}.queue WHERE run_id = $1),
+            sm AS (DELETE FROM {s}.streams WHERE run_id = $1),
+            c AS (DELETE FROM {s}.stream_chunks WHERE run_id = $1)
+            SELECT nextval('{s}.changes')"""
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
         async with self._pool.acquire() as conn:
@@ -295,14 +293,19 @@ class PostgresReads:
         return Page(items=list(items), cursor=next_cursor, has_more=True)
 
     async def purge(self, run_id: str) -> None:
-        """Delete a terminal run and everything of it, in one statement."""
-        row = await self._fetchrow(self._purge_sql, run_id, list(_TERMINAL))
-        if row["n"]:
-            return
-        status = await self._fetchrow(self._status_sql, run_id)
-        if status is None:
-            raise RunNotFoundError(f"no run {run_id!r} in this world")
-        raise RunNotTerminalError(
-            f"run {run_id!r} is {status['status']}: only a completed, failed or cancelled run "
-            "can be purged (cancel it first)"
-        )
+        """Delete a terminal run and everything of it.
+
+        The run row is locked first (``FOR UPDATE``, which waits for appends and stream
+        writes in flight, and holds off later ones: they need that row), and only then is
+        everything deleted, by a statement whose snapshot sees all that those wrote.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            status = await conn.fetchval(self._lock_sql, run_id)
+            if status is None:
+                raise RunNotFoundError(f"no run {run_id!r} in this world")
+            if status not in _TERMINAL:
+                raise RunNotTerminalError(
+                    f"run {run_id!r} is {status}: only a completed, failed or cancelled run "
+                    "can be purged (cancel it first)"
+                )
+            await conn.execute(self._purge_sql, run_id)

@@ -149,7 +149,12 @@ class PostgresWorld:
             clock: Where view timestamps come from (queue and lease times are the database's).
         """
         check_schema_name(schema)
-        settings = {"application_name": f"worldflow:{schema}"}
+        # No world transaction is ever left open; a stuck one would hold the vacuum horizon
+        # (and bloat the queue table), so the server ends it.
+        settings = {
+            "application_name": f"worldflow:{schema}",
+            "idle_in_transaction_session_timeout": "60000",
+        }
         pool = await asyncpg.create_pool(
             dsn,
             min_size=pool_min,
