@@ -1,8 +1,9 @@
 """``append`` on PostgreSQL: the shared rules in Python, then one compare-and-set statement.
 
 Each world instance caches an overlay of the runs it writes (a :class:`RunState`: the run,
-its steps, hooks and waits). An append applies its batch to that overlay with the same rule
-engine as the memory world (:class:`Batch`), then writes everything in **one** autocommit
+its steps, hooks and waits). An append applies its batch to that overlay with the rule
+engine every world shares (:class:`~worldflow.worlds._rules.Batch`, reading the overlay
+through the memory world's :class:`StoredRun` view), then writes everything in **one** autocommit
 statement whose data-modifying CTEs all depend on a compare-and-set of the run row: the
 ``UPDATE runs ... WHERE run_id = $1 AND pos = $2 AND last_seq = $expected`` (or, for a batch
 that creates the run, ``INSERT ... ON CONFLICT DO NOTHING``). If another process appended
@@ -45,7 +46,7 @@ from worldflow.worlds._events import (
     encode_event,
 )
 from worldflow.worlds._fencing import check_fence
-from worldflow.worlds._memory.log import Batch, LogState, RunState
+from worldflow.worlds._memory.log import LogState, RunState, StoredRun, commit
 from worldflow.worlds._postgres import codec
 from worldflow.worlds._protocol import OWNER_ONLY_EVENTS, EventResult
 from worldflow.worlds._records import (
@@ -57,6 +58,7 @@ from worldflow.worlds._records import (
     Wait,
     WaitStatus,
 )
+from worldflow.worlds._rules import Batch
 
 __all__ = ["CONNECTION_ERRORS", "AppendStats", "Appender"]
 
@@ -392,7 +394,7 @@ class Appender:
         now = self._clock.now()
         owner_only = OWNER_ONLY_EVENTS
         for item in items:
-            batch = Batch(logstate, run_id, now)
+            batch = Batch(StoredRun(logstate, run_id), run_id, now)
             before = batch.run
             was_terminal = before is not None and before.status in TERMINAL_RUN_STATUSES
             fence = item.fence
@@ -409,7 +411,7 @@ class Appender:
                     raise _Retry from None  # the cache may be behind: decide on a fresh read
                 wave.results.append((item, exc))
                 continue
-            state = batch.commit()
+            state = commit(logstate, batch)
             state.events.clear()  # bodies are in the database, not cached
             if claim is not None:
                 state.run = _replace(state.run, owner_id=claim[0], owner_epoch=claim[1])
