@@ -433,3 +433,25 @@ async def test_aclose_closes_every_session(url: str) -> None:
         assert await conn.fetchval(count, name) == 0
     finally:
         await conn.close()
+
+
+async def test_maintenance_vacuums_the_queue_one_instance_at_a_time(pair: Pair, url: str) -> None:
+    a, b = pair
+    for n in range(50):
+        await a.enqueue("q", message(n))
+    while leases := await a.lease("q", lease_for=30, max_messages=16):
+        for lease in leases:
+            await a.ack(lease)
+    conn = await admin(url)
+    try:
+        key = f"worldflow-maintenance:{a.schema}"
+        locked = "SELECT pg_advisory_lock(hashtextextended($1, 7008))"
+        await conn.execute(locked, key)  # another instance is at it: the others skip
+        assert await a.maintain() is False
+        await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 7008))", key)
+        size = f"SELECT pg_relation_size('{a.schema}.queue')"
+        assert await conn.fetchval(size) > 0  # every message acked: only dead rows left
+        assert await b.maintain() is True
+        assert await conn.fetchval(size) == 0  # vacuumed: the empty pages are gone
+    finally:
+        await conn.close()

@@ -9,7 +9,8 @@ streams in ``streams`` and the wake-ups in ``notify``.
 URL options (everything else in the query string goes to asyncpg / libpq as usual):
 
 * ``schema``: the schema holding the tables (default ``worldflow``);
-* ``pool_min`` / ``pool_max``: pool bounds (default 2 / 10; on two cores more was slower).
+* ``pool_min`` / ``pool_max``: pool bounds (default 2 / 10; on two cores more was slower);
+* ``maintain_every``: seconds between housekeeping runs (default 60; 0 for never).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from worldflow.errors import ConfigurationError, InvalidEventError, RunNotFoundE
 from worldflow.worlds._clock import Clock, SystemClock
 from worldflow.worlds._events import AnyEvent, Event
 from worldflow.worlds._postgres.appender import Appender, AppendStats, FaultHook
+from worldflow.worlds._postgres.maintenance import Maintenance
 from worldflow.worlds._postgres.notify import Listener, Notifier, Signals
 from worldflow.worlds._postgres.owners import PostgresOwners
 from worldflow.worlds._postgres.queue import PostgresQueue
@@ -54,7 +56,7 @@ from worldflow.worlds._wakeups import wait_for_event
 __all__ = ["PostgresWorld"]
 
 _POLL: Final = 1.0  # every wait re-reads at least this often: a lost NOTIFY never hangs it
-_OWN_OPTIONS: Final = frozenset({"schema", "pool_min", "pool_max"})
+_OWN_OPTIONS: Final = frozenset({"schema", "pool_min", "pool_max", "maintain_every"})
 _WORLD_KEY: Final = "w"
 
 
@@ -66,8 +68,8 @@ async def _no_reset(conn: Any) -> None:
     """
 
 
-def _parse_url(url: str) -> tuple[str, str, int, int]:
-    """``(dsn for asyncpg, schema, pool_min, pool_max)`` from a ``postgresql://`` URL."""
+def _parse_url(url: str) -> tuple[str, str, int, int, float]:
+    """``(dsn, schema, pool_min, pool_max, maintain_every)`` from a ``postgresql://`` URL."""
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("postgresql", "postgres"):
         raise ConfigurationError(f"not a postgresql:// URL: {url!r}")
@@ -76,17 +78,21 @@ def _parse_url(url: str) -> tuple[str, str, int, int]:
     try:
         pool_min = int(options.get("pool_min", "2"))
         pool_max = int(options.get("pool_max", "10"))
+        maintain_every = float(options.get("maintain_every", "60"))
     except ValueError:
         raise ConfigurationError(
-            f"invalid pool size in {url!r}: pool_min and pool_max are integers"
+            f"invalid option in {url!r}: pool_min and pool_max are integers, maintain_every "
+            "a number of seconds"
         ) from None
+    if not maintain_every >= 0:
+        raise ConfigurationError(f"invalid maintain_every in {url!r}: seconds, 0 for never")
     if not 0 <= pool_min <= pool_max or pool_max < 1:
         raise ConfigurationError(
             f"invalid pool sizes in {url!r}: need 0 <= pool_min <= pool_max and pool_max >= 1"
         )
     rest = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k not in _OWN_OPTIONS])
     dsn = urlunsplit(("postgresql", parts.netloc, parts.path, rest, ""))
-    return dsn, schema, pool_min, pool_max
+    return dsn, schema, pool_min, pool_max, maintain_every
 
 
 class PostgresWorld:
@@ -113,6 +119,7 @@ class PostgresWorld:
         self._appender = Appender(pool, schema, clock, self._committed, self._log_channel)
         self._reads = PostgresReads(pool, schema)
         self._owners = PostgresOwners(pool, schema)
+        self._maintenance = Maintenance(pool, schema, 0)
         self._queues = PostgresQueue(pool, schema, self._queue_channel, self._signals, clock)
         self._streams = PostgresStreams(
             pool, schema, self._signals, clock, self._stream_changed, self._check_open
@@ -136,6 +143,7 @@ class PostgresWorld:
         schema: str = "worldflow",
         pool_min: int = 2,
         pool_max: int = 10,
+        maintain_every: float = 60.0,
         clock: Clock | None = None,
     ) -> Self:
         """Connect, create or upgrade the schema, and start listening.
@@ -146,6 +154,8 @@ class PostgresWorld:
             schema: Where the tables live.
             pool_min: Connections kept open.
             pool_max: At most this many pooled connections (plus one listener).
+            maintain_every: Seconds between housekeeping runs (vacuum of the queue table;
+                one instance at a time does it); 0 for never.
             clock: Where view timestamps come from (queue and lease times are the database's).
         """
         check_schema_name(schema)
@@ -166,7 +176,9 @@ class PostgresWorld:
             async with pool.acquire() as conn:
                 await migrate(conn, schema)
             world = cls(dsn, schema, pool, clock or SystemClock())
+            world._maintenance = Maintenance(pool, schema, maintain_every)
             await world._listener.start()
+            world._maintenance.start()
         except BaseException:
             await pool.close()
             raise
@@ -175,8 +187,10 @@ class PostgresWorld:
     @classmethod
     async def from_url(cls, url: str) -> Self:
         """Open the world at ``postgresql://user@host:port/db?schema=...&pool_max=...``."""
-        dsn, schema, pool_min, pool_max = _parse_url(url)
-        return await cls.open(dsn, schema=schema, pool_min=pool_min, pool_max=pool_max)
+        dsn, schema, pool_min, pool_max, every = _parse_url(url)
+        return await cls.open(
+            dsn, schema=schema, pool_min=pool_min, pool_max=pool_max, maintain_every=every
+        )
 
     async def _connect(self) -> Any:
         return await asyncpg.connect(
@@ -208,6 +222,11 @@ class PostgresWorld:
     def set_fault(self, hook: FaultHook | None) -> None:
         """Install a test hook run before and after each append statement."""
         self._appender.fault = hook
+
+    async def maintain(self) -> bool:
+        """Vacuum the queue table now (unless another instance is at it); whether it ran."""
+        self._check_open()
+        return await self._maintenance.run_once()
 
     def evict(self, run_id: str | None = None) -> None:
         """Drop the cached overlay of a run (or of all); the next append re-reads it."""
@@ -545,6 +564,7 @@ class PostgresWorld:
         try:
             await self._appender.aclose()
             await self._notifier.aclose()
+            await self._maintenance.aclose()
             await self._listener.aclose()
         finally:
             await self._pool.close()
