@@ -36,7 +36,12 @@ from typing import Any, Final
 import asyncpg
 import msgspec
 
-from worldflow.errors import EntityConflictError, RunNotFoundError, WorldflowError
+from worldflow.errors import (
+    EntityConflictError,
+    InvalidEventError,
+    RunNotFoundError,
+    WorldflowError,
+)
 from worldflow.worlds._clock import Clock
 from worldflow.worlds._events import (
     RUN_TERMINAL_EVENT_TYPES,
@@ -59,6 +64,7 @@ from worldflow.worlds._records import (
     WaitStatus,
 )
 from worldflow.worlds._rules import Batch
+from worldflow.worlds._validation import validate_event
 
 __all__ = ["CONNECTION_ERRORS", "AppendStats", "Appender"]
 
@@ -381,7 +387,17 @@ class Appender:
         logstate = LogState()
         if work is not None:
             logstate.runs[run_id] = work
-        tokens = [ev.token for item in items for ev in item.events if isinstance(ev, HookCreated)]
+        tokens: list[str] = []
+        for item in list(items):
+            try:  # checked before the tokens go to the database (the rules check the rest)
+                hooks = [ev for ev in item.events if isinstance(ev, HookCreated)]
+                for ev in hooks:
+                    validate_event(ev, run_id)
+            except InvalidEventError as exc:
+                wave.results.append((item, exc))
+                items = [other for other in items if other is not item]
+                continue
+            tokens += [ev.token for ev in hooks]
         if tokens:
             for row in await conn.fetch(self._holders_sql, tokens):
                 logstate.tokens[row["token"]] = (row["run_id"], row["hook_id"])
@@ -407,7 +423,7 @@ class Appender:
                 if fence is not None or (before is not None and before.owner_id is not None):
                     claim = check_fence(before, item.events, fence, live)
             except WorldflowError as exc:
-                if not fresh:
+                if not fresh and not isinstance(exc, InvalidEventError):
                     raise _Retry from None  # the cache may be behind: decide on a fresh read
                 wave.results.append((item, exc))
                 continue
