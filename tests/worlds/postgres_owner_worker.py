@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from worldflow.errors import EntityConflictError, OwnershipLostError, RunOwnedElsewhereError
+from worldflow.errors import EntityConflictError, OwnershipLostError
 from worldflow.worlds import RunCompleted, StepCompleted, StepCreated, StepStarted, open_world
 from worldflow.worlds._records import Fence, StepStatus, WorkflowRun
 
@@ -85,7 +85,9 @@ async def drive(world: Any, run: WorkflowRun, engine_id: str, steps: int) -> Non
             [RunCompleted(run_id=run_id, output=msgspec.Raw(str(steps).encode()))],
             fence=fence,
         )
-    except (RunOwnedElsewhereError, OwnershipLostError):
+    except (EntityConflictError, OwnershipLostError):
+        # RunOwnedElsewhereError: another engine owns it now; RunTerminalError: and it has
+        # already finished it. Either way this decision was refused.
         say(refused=run_id)
 
 
