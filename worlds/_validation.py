@@ -57,6 +57,11 @@ _STAMPS: Final = frozenset({"seq", "event_id", "created_at"})
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AnyEvent)
+# Strings (exactly str) that passed the id rule, and the name rule: appends repeat them (the
+# run id, step ids, names), and a set lookup is cheaper than checking them again.
+_GOOD_IDS: set[str] = set()
+_GOOD_NAMES: set[str] = set()
+_KNOWN_GOOD_MAX: Final = 65536
 _PATH: Final = re.compile(r" - at `\$\.([A-Za-z_]+)(.*)`$")
 
 
@@ -141,10 +146,15 @@ def validate_event(event: object, run_id: str) -> None:
             continue
         if kind == "payload":
             problem = _payload_problem(value)
-        elif kind == "id":
-            problem = id_problem(value)
-        elif kind == "name":
-            problem = name_problem(value)
+        elif kind == "id" or kind == "name":
+            known = _GOOD_IDS if kind == "id" else _GOOD_NAMES
+            if type(value) is str and value in known:  # a run's ids come again and again
+                continue
+            problem = id_problem(value) if kind == "id" else name_problem(value)
+            if problem is None and type(value) is str:
+                if len(known) >= _KNOWN_GOOD_MAX:
+                    known.clear()
+                known.add(value)
         elif kind == "text":
             problem = _text_problem(value)
         elif kind == "time":
