@@ -33,6 +33,7 @@ from worldflow.inspector.ui._state import UI_OPTIONS, UiOptions
 __all__ = ["FAMILIES", "create_app"]
 
 FAMILIES: tuple[str, ...] = (
+    "worldflow.inspector.api.dapr",
     "worldflow.inspector.api.webhooks",
     "worldflow.inspector.api.mastra",
     "worldflow.inspector.ui",

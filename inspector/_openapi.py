@@ -131,6 +131,16 @@ def _operation(
     return op
 
 
+def _unique(wanted: str, taken: set[str]) -> str:
+    """``wanted``, or ``wanted_2``, ``wanted_3``... (one handler serves several paths)."""
+    name, n = wanted, 1
+    while name in taken:
+        n += 1
+        name = f"{wanted}_{n}"
+    taken.add(name)
+    return name
+
+
 def openapi_document(app: web.Application) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the app's declared routes."""
     routes = _routes(app)
