@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck unit bench bench-quick clean
+.PHONY: install npm demo test lint typecheck unit bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,16 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The real JS clients the HTTP tests drive: each tests/<dir>/package-lock.json is installed
+# with `npm ci` into tests/<dir>/node_modules (again whenever the lockfile changes).
+NPM_INSTALLED := $(patsubst %/package-lock.json,%/node_modules/.package-lock.json,$(wildcard tests/*/package-lock.json))
+
+tests/%/node_modules/.package-lock.json: tests/%/package-lock.json
+	cd $(dir $<) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+npm: $(NPM_INSTALLED)
 
 demo: $(STAMP)
 	$(BIN)/python -m examples.order_demo
@@ -24,7 +34,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	MYPY=$(BIN)/mypy tools/typecheck.sh
 
-unit: $(STAMP)
+unit: $(STAMP) $(NPM_INSTALLED)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck unit
@@ -36,4 +46,4 @@ bench-quick: $(STAMP)
 	tools/with-bench-db.sh $(BIN)/python -m benchmarks --quick
 
 clean:
-	rm -rf $(VENV) .worldflow build *.egg-info .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .worldflow build *.egg-info .mypy_cache .pytest_cache .ruff_cache tests/*/node_modules
