@@ -23,7 +23,7 @@ import uuid as _uuid
 from collections.abc import Coroutine, Generator
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 
@@ -32,7 +32,13 @@ from worldflow._replay.current import current_instance, in_workflow, require_ins
 from worldflow._replay.durable_ops import HookOp
 from worldflow._replay.instance import HookClosed, WorkflowInstance, WorkflowMetadata
 from worldflow._runtime.step_info import get_writable, step_workflow_metadata
-from worldflow._webhooks import WebhookRequest, WebhookResponse, user_metadata, webhook_metadata
+from worldflow._webhooks import (
+    WebhookRequest,
+    WebhookResponse,
+    user_metadata,
+    webhook_metadata,
+    webhook_url,
+)
 from worldflow.errors import DeterminismViolationError
 
 __all__ = [
@@ -119,6 +125,15 @@ class Hook(Generic[T]):
             raise StopAsyncIteration from None
         return value
 
+    @property
+    def url(self) -> str:
+        """A webhook's public URL: the server's base URL + ``/.well-known/workflow/v1/webhook/``
+        + the token. The base URL is the HTTP app's (``worldflow serve``, ``create_app(
+        base_url=)``) or ``$WORLDFLOW_BASE_URL``; without one → ``ConfigurationError``."""
+        if not self.is_webhook:
+            raise AttributeError("a hook made by create_hook() has no URL; use create_webhook()")
+        return webhook_url(self.token)
+
     def dispose(self) -> None:
         """Stop receiving: the token is released (``hook_disposed``); iteration ends."""
         self._instance.hook_dispose(self._op)
@@ -153,12 +168,15 @@ def create_hook(token: str | None = None, metadata: Any = None) -> Hook[Any]:
 
 
 def create_webhook(
-    *, respond_with: WebhookResponse | None = None, metadata: Any = None
+    *, respond_with: WebhookResponse | Literal["manual"] | None = None, metadata: Any = None
 ) -> Hook[WebhookRequest]:
-    """Create a hook whose payloads are HTTP requests sent to its webhook URL.
+    """Create a hook whose payloads are HTTP requests sent to its webhook URL (``hook.url``).
 
     Args:
-        respond_with: What the caller gets back (default ``202 Accepted``, empty body).
+        respond_with: What the caller gets back: default ``202 Accepted`` with an empty body;
+            a :class:`WebhookResponse` for every request; or ``"manual"``: the caller waits
+            until a step calls ``await request.respond_with(WebhookResponse(...))`` (504 after
+            the server's timeout, 502 at once if the run ends without answering).
         metadata: Any encodable value stored with the hook.
 
     The token is generated (webhook URLs should not be guessable from your data).

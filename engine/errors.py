@@ -32,6 +32,8 @@ and comes out as the same type it went in as::
     │   ├── StepNotRegisteredError      500  step_not_registered
     │   ├── WorkflowFailedError         500  workflow_failed
     │   ├── WorkflowCancelledError      409  workflow_cancelled
+    │   ├── WebhookNotAnsweredError     502  webhook_not_answered
+    │   │   └── WebhookTimeoutError     504  webhook_timeout
     │   ├── StepFailedError             500  step_failed
     │   └── NotInWorkflowError          500  not_in_workflow
     └── StepError                       500  step_error
@@ -73,6 +75,8 @@ __all__ = [
     "StepNotFoundError",
     "StepNotRegisteredError",
     "StreamNotFoundError",
+    "WebhookNotAnsweredError",
+    "WebhookTimeoutError",
     "WorkflowCancelledError",
     "WorkflowError",
     "WorkflowFailedError",
@@ -314,6 +318,20 @@ class WorkflowCancelledError(WorkflowError):
 
     code = "workflow_cancelled"
     http_status = 409
+
+
+class WebhookNotAnsweredError(WorkflowError):
+    """A ``respond_with="manual"`` webhook's run ended without answering the caller."""
+
+    code = "webhook_not_answered"
+    http_status = 502
+
+
+class WebhookTimeoutError(WebhookNotAnsweredError):
+    """A ``respond_with="manual"`` webhook's run did not answer within the timeout."""
+
+    code = "webhook_timeout"
+    http_status = 504
 
 
 class StepFailedError(WorkflowError):

@@ -15,6 +15,7 @@ import msgspec
 from aiohttp import web
 
 from worldflow import Engine
+from worldflow._webhooks import set_base_url
 from worldflow.errors import WorldflowError
 from worldflow.inspector._keys import (
     AUTH_CHECKS,
@@ -94,7 +95,7 @@ def create_app(
         token: The bearer token required on every route but webhooks and ``/healthz``;
             ``None`` turns auth off (only sensible on a loopback address).
         base_url: Where the app is reachable from outside (including a mount prefix), used
-            to build ``webhook.url``.
+            to build ``webhook.url`` (process-wide: the last app created with one wins).
         max_body_size: Request bodies over this many bytes are refused with 413.
         webhook_timeout: Seconds (at most 30 by default) a ``respond_with="manual"`` webhook
             call waits for the run to answer before replying 504.
@@ -130,6 +131,8 @@ def create_app(
     )
     app[AUTH_CHECKS] = []
     app[UI_OPTIONS] = UiOptions(read_only=read_only)
+    if base_url:
+        set_base_url(base_url)  # webhook.url, for workflows run by this process
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/openapi.json", openapi)
     for name in families:

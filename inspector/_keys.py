@@ -97,8 +97,11 @@ class ControlPlane(Protocol):
         """Send ``payload`` to the hook holding ``token``."""
         ...
 
-    async def resume_webhook(self, token: str, request: WebhookRequest) -> WebhookResponse:
-        """Deliver an HTTP request to the webhook holding ``token``."""
+    async def resume_webhook(
+        self, token: str, request: WebhookRequest, *, timeout: float = ...
+    ) -> WebhookResponse:
+        """Deliver an HTTP request to the webhook holding ``token``; a manual webhook's
+        answer is awaited up to ``timeout`` seconds."""
         ...
 
     async def raise_event(self, run_id: str, name: str, payload: Any = None) -> None:

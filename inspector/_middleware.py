@@ -61,7 +61,7 @@ def problem_response(request: web.Request, problem: Problem) -> web.Response:
 def _problem_of(request: web.Request, exc: BaseException) -> Problem:
     if isinstance(exc, RequestError):
         return Problem(status=exc.status, code=exc.code, message=exc.message, field=exc.field)
-    if isinstance(exc, WorldflowError) and exc.http_status < 500:
+    if isinstance(exc, WorldflowError) and exc.http_status != 500:
         return Problem(status=exc.http_status, code=exc.code, message=exc.message)
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
         limit = request.app[SETTINGS].max_body_size

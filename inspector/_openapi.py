@@ -32,6 +32,8 @@ _STATUS_TEXT = {
     404: "Not found",
     409: "Conflict",
     413: "Body over the size limit",
+    502: "The run ended without answering (manual webhook)",
+    504: "The run did not answer in time (manual webhook)",
     500: "Internal error (a bug; the body carries the id logged with it)",
 }
 

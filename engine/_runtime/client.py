@@ -24,6 +24,8 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
+import msgspec
+
 from worldflow import _serde
 from worldflow._registry import WorkflowDefinition, WorkflowFunction, encode_arguments
 from worldflow._runtime.arguments import (
@@ -35,7 +37,14 @@ from worldflow._runtime.arguments import (
 )
 from worldflow._runtime.handoff import enqueue_run
 from worldflow._runtime.run import Run, RunInfo, run_info
-from worldflow._webhooks import WebhookRequest, WebhookResponse, response_for
+from worldflow._webhooks import (
+    DEFAULT_WEBHOOK_TIMEOUT,
+    WebhookRequest,
+    WebhookResponse,
+    is_manual,
+    response_for,
+    wait_for_reply,
+)
 from worldflow.errors import (
     EntityConflictError,
     HookNotFoundError,
@@ -357,9 +366,16 @@ class Client:
                 return view
         return hook
 
-    async def resume_webhook(self, token: str, request: WebhookRequest) -> WebhookResponse:
+    async def resume_webhook(
+        self, token: str, request: WebhookRequest, *, timeout: float = DEFAULT_WEBHOOK_TIMEOUT
+    ) -> WebhookResponse:
         """Deliver an HTTP request to the webhook holding ``token``; return what the caller
         gets back (the webhook's ``respond_with``, default ``202 Accepted``).
+
+        For a ``respond_with="manual"`` webhook it waits (up to ``timeout`` seconds) for a
+        step to call ``request.respond_with(...)`` and returns that answer; a run that ends
+        without answering → :class:`~worldflow.WebhookNotAnsweredError` (HTTP 502) at once,
+        no answer in time → :class:`~worldflow.WebhookTimeoutError` (HTTP 504).
 
         Unknown token, or a token of a plain hook → ``HookNotFoundError`` (HTTP 404).
         """
@@ -372,8 +388,13 @@ class Client:
                 f"token {token!r} belongs to a hook, not a webhook: send it a payload with "
                 "resume_hook()"
             )
+        if not is_manual(hook.metadata):
+            await self._send_to_hook(hook, _serde.encode(request))
+            return response_for(hook.metadata)
+        reply_to = new_id("strm")  # a stream of the run, named for this one request
+        request = msgspec.structs.replace(request, reply_to=reply_to)
         await self._send_to_hook(hook, _serde.encode(request))
-        return response_for(hook.metadata)
+        return await wait_for_reply(self.world, hook.run_id, reply_to, timeout=timeout)
 
     async def raise_event(self, run_id: str, name: str, payload: Any = None) -> None:
         """Raise the named event for a run (Dapr ``raiseEvent``); kept until the workflow

@@ -3,8 +3,10 @@
 * ``/.well-known/workflow/v1/webhook/{token}``, any method (the Vercel Workflow path): the
   request is delivered to the webhook holding ``token`` (``create_webhook()`` in a workflow)
   and the caller gets the webhook's ``respond_with`` response, by default ``202 Accepted``
-  with an empty body. Unknown token, or the token of a plain hook → 404. ``HEAD`` and
-  ``OPTIONS`` do not resume the run (a CORS preflight or a link checker must not wake a
+  with an empty body; for ``respond_with="manual"`` the answer a step sends with
+  ``request.respond_with(...)``, or 504 after the app's ``webhook_timeout`` (30 s), or 502 as
+  soon as the run ends without answering. Unknown token, or the token of a plain hook → 404.
+  ``HEAD`` and ``OPTIONS`` do not resume the run (a CORS preflight or a link checker must not wake a
   workflow) unless the app was created with ``webhook_resume_on_head_options=True``: they
   answer 204 for a live webhook, 404 otherwise. No credentials: the unguessable token is the
   secret.
@@ -59,11 +61,13 @@ def _response(answer: WebhookResponse) -> web.Response:
     return web.Response(status=answer.status, headers=answer.headers, body=answer.body)
 
 
-@route(public=True, raw_body="*/*", errors_on=(404,), tags=("webhooks",))
+@route(public=True, raw_body="*/*", errors_on=(404, 502, 504), tags=("webhooks",))
 async def webhook(request: web.Request) -> web.Response:
     """Deliver this HTTP request to the webhook holding ``token``.
 
-    The answer is the webhook's ``respond_with`` response (default ``202``, empty body).
+    The answer is the webhook's ``respond_with`` response (default ``202``, empty body), or
+    for a manual webhook the step's answer (504 when none comes in time, 502 when the run
+    ends without one).
     """
     control = request.app[CONTROL]
     token = request.match_info["token"]
@@ -73,7 +77,8 @@ async def webhook(request: web.Request) -> web.Response:
             raise HookNotFoundError(f"no webhook has token {token!r}")
         return web.Response(status=204, headers={"Allow": _ALLOW})
     body = await read_body(request)
-    answer = await control.resume_webhook(token, _webhook_request(request, body))
+    timeout = request.app[SETTINGS].webhook_timeout
+    answer = await control.resume_webhook(token, _webhook_request(request, body), timeout=timeout)
     return _response(answer)
 
 
