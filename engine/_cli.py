@@ -7,9 +7,15 @@
     worldflow check FILE... --workflow MODULE:NAME
                                    # replay history files against the code as it is now:
                                    # the pre-deploy check that new code still fits old runs
+    worldflow serve [--workflows MODULE[:ATTR] ...] [--host H] [--port P] [--token T]
+                                   # the HTTP app (``_cli_serve``)
+    worldflow start|cancel|suspend|resume|raise-event|resume-hook|rerun|purge ...
+                                   # act on runs, through --server URL or on the world
+                                   # directly (``_cli_actions``)
 
-The world is ``--world URL``, else ``$WORLDFLOW_WORLD``, else ``file://./.worldflow``. A file
-world is opened read-only, so the CLI can look while an engine is running on it.
+The world is ``--world URL``, else ``$WORLDFLOW_WORLD``, else ``file://./.worldflow``. The
+reading commands open a file world read-only, so the CLI can look while an engine is running
+on it; ``serve`` and the direct actions open it for writing.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from worldflow import _serde
+from worldflow._cli_actions import ACTIONS, add_action_parsers, run_action
+from worldflow._cli_serve import add_serve_parser, serve
 from worldflow._registry import WorkflowFunction
 from worldflow._timeline import build_timeline, format_timeline
 from worldflow.errors import ConfigurationError, WorldflowError
@@ -40,8 +48,12 @@ from worldflow.worlds._records import RunStatus
 __all__ = ["main"]
 
 
+def _writable_url(given: str | None) -> str:
+    return given or os.environ.get("WORLDFLOW_WORLD") or DEFAULT_WORLD_URL
+
+
 def _world_url(given: str | None) -> str:
-    url = given or os.environ.get("WORLDFLOW_WORLD") or DEFAULT_WORLD_URL
+    url = _writable_url(given)
     if url.startswith("file:") and "read_only=" not in url:
         url += ("&" if "?" in url else "?") + "read_only=1"
     return url
@@ -127,7 +139,9 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="worldflow", description="Inspect worldflow runs.")
+    parser = argparse.ArgumentParser(
+        prog="worldflow", description="Inspect, steer and serve worldflow runs."
+    )
     parser.add_argument(
         "--world", help="world URL (default: $WORLDFLOW_WORLD or file://./.worldflow)"
     )
@@ -152,6 +166,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("files", nargs="+", help="history files written by export")
     check.add_argument("--workflow", required=True, help="the workflow, as MODULE:NAME")
     check.set_defaults(handler=None)
+    add_serve_parser(commands)
+    add_action_parsers(commands)
     return parser
 
 
@@ -169,6 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check":
             return _check(args)
+        if args.command == "serve":
+            return serve(args, _writable_url(args.world))
+        if args.command in ACTIONS:
+            return asyncio.run(run_action(args, _writable_url(args.world)))
         asyncio.run(_amain(args))
     except WorldflowError as exc:
         print(f"worldflow: {type(exc).__name__}: {exc}", file=sys.stderr)

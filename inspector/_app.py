@@ -36,6 +36,7 @@ __all__ = ["FAMILIES", "create_app"]
 FAMILIES: tuple[str, ...] = (
     "worldflow.inspector.api.dapr",
     "worldflow.inspector.api.webhooks",
+    "worldflow.inspector.api.runs",
     "worldflow.inspector.api.mastra",
     "worldflow.inspector.ui",
 )

@@ -1,0 +1,207 @@
+"""The CLI's action commands: steer runs through a server or directly on a world.
+
+::
+
+    worldflow start shop.orders:checkout '{"order": 1}' --run-id o-1
+    worldflow cancel RUN [--reason TEXT]     worldflow suspend RUN     worldflow resume RUN
+    worldflow raise-event RUN NAME JSON      worldflow resume-hook TOKEN JSON
+    worldflow rerun RUN                      worldflow purge RUN
+
+With ``--server URL`` (and ``--token T`` or ``$WORLDFLOW_TOKEN``) each command is one request
+to a ``worldflow serve`` (the Dapr routes, ``/api/hooks/resume``, ``/api/runs/{id}/rerun``);
+without, it opens the world (``--world``) for writing and acts on it directly: nothing else
+may hold a file world's writer lock then, and a started run is driven by the engine that
+serves its workflow when that engine next starts (or now, if it consumes the world's queue).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from typing import Any
+from urllib.parse import quote
+
+from worldflow.errors import ConfigurationError
+
+__all__ = ["ACTIONS", "add_action_parsers", "run_action"]
+
+ACTIONS = ("start", "cancel", "suspend", "resume", "raise-event", "resume-hook", "rerun", "purge")
+
+
+def _json_arg(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON ({exc}): {text!r}") from None
+
+
+def add_action_parsers(commands: Any) -> None:
+    """Add the action commands to the CLI's subcommands."""
+
+    def action(name: str, help_text: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = commands.add_parser(name, help=help_text)
+        parser.add_argument("--server", help="a worldflow serve URL (default: act on --world)")
+        parser.add_argument("--token", help="the server's token (default: $WORLDFLOW_TOKEN)")
+        parser.set_defaults(handler=None, action=name)
+        return parser
+
+    start = action("start", "start a run: WORKFLOW (its registered name) with one JSON argument")
+    start.add_argument("workflow", help="the registered name, e.g. shop.orders:checkout")
+    start.add_argument("input", nargs="?", type=_json_arg, help="JSON: the one argument")
+    start.add_argument("--run-id", help="the run's id (default: a fresh one)")
+    start.add_argument(
+        "--workflows",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import these modules first (direct mode: where the workflow is defined)",
+    )
+    cancel = action("cancel", "cancel a run")
+    cancel.add_argument("run_id")
+    cancel.add_argument("--reason", help="why (recorded with the cancellation; direct mode)")
+    for name, text in (
+        ("suspend", "pause a run"),
+        ("resume", "unpause a run"),
+        ("rerun", "start a new run with an old run's input"),
+        ("purge", "delete a finished run"),
+    ):
+        action(name, text).add_argument("run_id")
+    raise_event = action("raise-event", "raise a named event for a run")
+    raise_event.add_argument("run_id")
+    raise_event.add_argument("name")
+    raise_event.add_argument("payload", nargs="?", type=_json_arg, help="JSON payload")
+    resume_hook = action("resume-hook", "send a JSON payload to the hook holding TOKEN")
+    resume_hook.add_argument("hook_token")
+    resume_hook.add_argument("payload", nargs="?", type=_json_arg, help="JSON payload")
+
+
+class _Failed(Exception):
+    """An HTTP answer that is not a success."""
+
+
+def _dapr(run_id: str) -> str:
+    return f"/v1.0/workflows/dapr/{quote(run_id, safe='')}"
+
+
+async def _over_http(args: argparse.Namespace) -> str:
+    import aiohttp
+
+    token = args.token or os.environ.get("WORLDFLOW_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    base = args.server.rstrip("/")
+    method, path, body = "POST", "", None
+    match args.action:
+        case "start":
+            query = f"?instanceID={quote(args.run_id, safe='')}" if args.run_id else ""
+            path = f"/v1.0/workflows/dapr/{quote(args.workflow, safe='')}/start{query}"
+            body = args.input
+        case "cancel":
+            path = _dapr(args.run_id) + "/terminate"
+        case "suspend" | "resume" | "purge":
+            verb = "pause" if args.action == "suspend" else args.action
+            path = f"{_dapr(args.run_id)}/{verb}"
+        case "raise-event":
+            path = _dapr(args.run_id) + f"/raiseEvent/{quote(args.name, safe='')}"
+            body = args.payload
+        case "resume-hook":
+            path, body = "/api/hooks/resume", {"token": args.hook_token, "data": args.payload}
+        case "rerun":
+            path = f"/api/runs/{quote(args.run_id, safe='')}/rerun"
+    data = None if body is None else json.dumps(body).encode()
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, base + path, data=data, headers=headers) as response,
+    ):
+        text = await response.text()
+        if response.status >= 300:
+            try:
+                parsed = json.loads(text)
+                message = parsed.get("message") or parsed.get("error") or text
+            except (json.JSONDecodeError, AttributeError):
+                message = text
+            raise _Failed(f"HTTP {response.status}: {message}")
+        answer = json.loads(text) if text.strip() else {}
+    match args.action:
+        case "start":
+            return f"started run {answer['instanceID']}"
+        case "resume-hook":
+            return f"resumed the hook of run {answer['runId']}"
+        case "rerun":
+            return f"started run {answer['runId']} (a rerun of {args.run_id})"
+    return _done(args)
+
+
+def _done(args: argparse.Namespace) -> str:
+    verbs = {
+        "cancel": "cancelled",
+        "suspend": "suspended",
+        "resume": "resumed",
+        "purge": "purged",
+    }
+    if args.action == "raise-event":
+        return f"raised event {args.name!r} for run {args.run_id}"
+    return f"{verbs[args.action]} run {args.run_id}"
+
+
+async def _direct(args: argparse.Namespace, world_url: str) -> str:
+    from worldflow._runtime.engine import Engine
+    from worldflow.worlds import open_world
+
+    for module in getattr(args, "workflows", []):
+        importlib.import_module(module)
+    if args.action == "start" and not getattr(args, "workflows", []):
+        module, sep, _ = args.workflow.partition(":")
+        if sep:
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                pass  # a name that is not an import path; the registry says if it is unknown
+    world = await open_world(world_url)
+    try:
+        async with Engine(world, [], recover=False, consume_queues=False) as engine:
+            match args.action:
+                case "start":
+                    inputs = () if args.input is None else (args.input,)
+                    run = await engine.start(args.workflow, *inputs, run_id=args.run_id)
+                    return f"started run {run.run_id}"
+                case "cancel":
+                    await engine.cancel(args.run_id, args.reason)
+                case "suspend":
+                    await engine.suspend(args.run_id)
+                case "resume":
+                    await engine.resume(args.run_id)
+                case "purge":
+                    await engine.purge(args.run_id)
+                case "raise-event":
+                    await engine.raise_event(args.run_id, args.name, args.payload)
+                case "resume-hook":
+                    hook = await engine.resume_hook(args.hook_token, args.payload)
+                    return f"resumed the hook of run {hook.run_id}"
+                case "rerun":
+                    new = await engine.rerun(args.run_id)
+                    return f"started run {new.run_id} (a rerun of {args.run_id})"
+            return _done(args)
+    finally:
+        await world.aclose()
+
+
+async def run_action(args: argparse.Namespace, world_url: str) -> int:
+    """Run one action command; print what was done. Returns the exit status."""
+    sys.path.insert(0, os.getcwd())
+    try:
+        if args.server:
+            message = await _over_http(args)
+        else:
+            message = await _direct(args, world_url)
+    except _Failed as exc:
+        print(f"worldflow: {exc}", file=sys.stderr)
+        return 1
+    except TypeError as exc:  # the input does not fit the workflow's parameters
+        raise ConfigurationError(str(exc)) from None
+    print(message)
+    return 0
