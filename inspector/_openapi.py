@@ -119,6 +119,8 @@ def _operation(
         statuses |= {400, 413}
     if spec.query is not None:
         statuses.add(400)
+    if _PARAM.search(path):
+        statuses.add(404)  # a path naming a run, hook or workflow can always name none
     for status in sorted(statuses):
         if str(status) not in responses:
             responses[str(status)] = {

@@ -46,7 +46,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import quote
 
 import msgspec
@@ -142,10 +142,14 @@ class SidecarMetadata(msgspec.Struct, frozen=True, kw_only=True):
     extended: dict[str, str]
 
 
+InstanceId = Annotated[str, msgspec.Meta(min_length=1, max_length=_MAX_ID, pattern=r"^[\w-]+$")]
+"""An instance id as daprd accepts it on create: letters, digits, ``_`` and ``-``, ≤ 64."""
+
+
 class StartQuery(msgspec.Struct, frozen=True, kw_only=True):
     """Query of a start: daprd's instance id; ``appID`` is accepted and ignored."""
 
-    instanceID: str | None = None  # wire names
+    instanceID: InstanceId | None = None  # wire names
     appID: str | None = None
 
 
@@ -326,7 +330,12 @@ async def start(request: web.Request) -> web.Response:
     """
     control = request.app[CONTROL]
     first, second = request.match_info["x"], request.match_info["y"]
-    query = query_params(request, StartQuery)
+    try:
+        query = query_params(request, StartQuery)
+    except RequestError as exc:
+        if exc.field == "query.instanceID":  # daprd's own codes for a bad id
+            _check_id(request.query.get("instanceID", ""), exc.field)
+        raise
     daprd = _is_daprd_form(request, first, query)
     if daprd:
         name = second
