@@ -38,11 +38,18 @@ _STATUS_TEXT = {
 }
 
 
+def _describes_its_wire(spec: RouteSpec) -> bool:
+    """Whether a route declared what it takes or returns (HTML pages declare only auth)."""
+    return bool(spec.responses) or any(
+        t is not None for t in (spec.body, spec.raw_body, spec.query)
+    )
+
+
 def _routes(app: web.Application) -> list[tuple[str, str, RouteSpec]]:
     found: list[tuple[str, str, RouteSpec]] = []
     for r in app.router.routes():
         spec = spec_of(r.handler)
-        if spec is None or r.method == "HEAD":
+        if spec is None or r.method == "HEAD" or not _describes_its_wire(spec):
             continue
         info = r.resource.get_info() if r.resource is not None else {}
         path = info.get("formatter") or info.get("path")

@@ -8,7 +8,9 @@ same ones the handler decodes and encodes)::
     @route(body=StartBody, responses={202: StartAccepted}, errors=DAPR_ERRORS, tags=("dapr",))
     async def start(request: web.Request) -> web.Response: ...
 
-A handler without a spec is a private, default-shaped route that the OpenAPI document omits.
+A handler without a spec is a private, default-shaped route that the OpenAPI document omits;
+so is one whose spec declares none of ``body``, ``raw_body``, ``query`` and ``responses`` (an
+HTML page declaring only ``public=True``).
 """
 
 from __future__ import annotations

@@ -11,11 +11,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import positive_data_acceptance
+from schemathesis.core.result import Err
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "fuzz-token"
@@ -51,6 +53,9 @@ def test_no_input_breaks_the_api(api_schema: schemathesis.BaseSchema) -> None:
     failures: list[str] = []
     operations = 0
     for result in api_schema.get_all_operations():
+        if isinstance(result, Err):
+            failures.append(f"an operation the document cannot describe: {result.err()}")
+            continue
         operation = result.ok()
         operations += 1
 
@@ -62,7 +67,7 @@ def test_no_input_breaks_the_api(api_schema: schemathesis.BaseSchema) -> None:
             database=None,
             suppress_health_check=list(HealthCheck),
         )
-        def check(case: schemathesis.Case) -> None:
+        def check(case: Any) -> None:
             # Every check but "valid data is accepted": a request the schema allows may still be
             # refused with a documented 400 (a seed-form instance id in the path is checked
             # like daprd checks one, and the path cannot say which form a request is in).
