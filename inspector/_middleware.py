@@ -1,7 +1,8 @@
 """The two middlewares every route passes through: errors (outer) and auth (inner).
 
 * Errors: a :class:`~worldflow.WorldflowError` becomes its ``http_status`` (404 unknown run or
-  hook, 409 conflict, 400 bad input, ...), a :class:`RequestError` its own status, an aiohttp
+  hook, 409 conflict, 400 bad input, ...), a :class:`RequestError` its own status, the
+  ``TypeError`` / ``ValueError`` a control verb raises for a bad argument 400, an aiohttp
   ``HTTPException`` (unknown path, wrong method) its status, and anything else a 500 whose
   body carries an id that is also in the server log with the traceback. The body is drawn by
   the route's :class:`~worldflow.inspector._routes.ErrorShape`.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 import secrets
 
 import msgspec
@@ -58,7 +60,27 @@ def problem_response(request: web.Request, problem: Problem) -> web.Response:
     )
 
 
+# Where the control verbs check their arguments: a TypeError / ValueError raised there is the
+# caller's bad input (it names the argument), not a bug (see worldflow._runtime.arguments).
+_ARGUMENT_CHECKS = (
+    os.path.join("_runtime", "arguments.py"),
+    os.path.join("worlds", "_ids.py"),
+    os.path.join("worlds", "_validation.py"),
+)
+
+
+def _is_argument_error(exc: BaseException) -> bool:
+    if not isinstance(exc, TypeError | ValueError):
+        return False
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_filename.endswith(_ARGUMENT_CHECKS)
+
+
 def _problem_of(request: web.Request, exc: BaseException) -> Problem:
+    if _is_argument_error(exc):
+        return Problem(status=400, code="invalid_request", message=str(exc))
     if isinstance(exc, RequestError):
         return Problem(status=exc.status, code=exc.code, message=exc.message, field=exc.field)
     if isinstance(exc, WorldflowError) and exc.http_status != 500:

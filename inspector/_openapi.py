@@ -127,7 +127,8 @@ def _operation(
     if spec.query is not None:
         statuses.add(400)
     if _PARAM.search(path):
-        statuses.add(404)  # a path naming a run, hook or workflow can always name none
+        # a path naming a run, hook or workflow can name none (404) or a malformed id (400)
+        statuses |= {400, 404}
     for status in sorted(statuses):
         if str(status) not in responses:
             responses[str(status)] = {

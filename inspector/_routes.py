@@ -97,7 +97,7 @@ class RouteSpec:
         query: A msgspec Struct whose fields are the query parameters.
         responses: Status → msgspec type of the JSON body (``None``: no JSON body).
         errors_on: The error statuses it answers besides the automatic ones (401/403 unless
-            public, 400/413 with a body, 400 with a query, 404 with path parameters):
+            public, 400/413 with a body, 400 with a query, 400/404 with path parameters):
             ``(409,)``.
         tags: OpenAPI tags (one per API family).
         summary: One line for the OpenAPI document; default: the handler's first docstring
