@@ -9,15 +9,14 @@
 
 With ``--server URL`` (and ``--token T`` or ``$WORLDFLOW_TOKEN``) each command is one request
 to a ``worldflow serve`` (the Dapr routes, ``/api/hooks/resume``, ``/api/runs/{id}/rerun``);
-without, it opens the world (``--world``) for writing and acts on it directly: nothing else
-may hold a file world's writer lock then, and a started run is driven by the engine that
-serves its workflow when that engine next starts (or now, if it consumes the world's queue).
+without, it opens the world (``--world``) for writing and acts on it directly as a
+``worldflow.Client`` (nothing else may hold a file world's writer lock then): a started run
+is queued for the engine that serves its workflow.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
@@ -57,7 +56,8 @@ def add_action_parsers(commands: Any) -> None:
         action="append",
         default=[],
         metavar="MODULE",
-        help="import these modules first (direct mode: where the workflow is defined)",
+        help="direct mode: the module defining WORKFLOW (else its name is looked up in the "
+        "world's catalog of published workflows)",
     )
     cancel = action("cancel", "cancel a run")
     cancel.add_argument("run_id")
@@ -149,25 +149,23 @@ def _done(args: argparse.Namespace) -> str:
 
 
 async def _direct(args: argparse.Namespace, world_url: str) -> str:
-    from worldflow._runtime.engine import Engine
+    from worldflow._cli_serve import load_workflows
+    from worldflow._runtime.client import Client
     from worldflow.worlds import open_world
 
-    for module in getattr(args, "workflows", []):
-        importlib.import_module(module)
-    if args.action == "start" and not getattr(args, "workflows", []):
-        module, sep, _ = args.workflow.partition(":")
-        if sep:
-            try:
-                importlib.import_module(module)
-            except ImportError:
-                pass  # a name that is not an import path; the registry says if it is unknown
+    target: Any = getattr(args, "workflow", None)
+    for function in load_workflows(getattr(args, "workflows", [])):
+        if target in (function.definition.name, function.__name__):
+            target = function  # the code is here: bind the input to its signature
     world = await open_world(world_url)
     try:
-        async with Engine(world, [], recover=False, consume_queues=False) as engine:
+        async with Client(world) as engine:
             match args.action:
                 case "start":
+                    # A name without the code is looked up in the world's catalog (the
+                    # workflows an engine published); an engine consuming the queue runs it.
                     inputs = () if args.input is None else (args.input,)
-                    run = await engine.start(args.workflow, *inputs, run_id=args.run_id)
+                    run = await engine.start(target, *inputs, run_id=args.run_id)
                     return f"started run {run.run_id}"
                 case "cancel":
                     await engine.cancel(args.run_id, args.reason)

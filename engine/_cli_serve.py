@@ -107,6 +107,7 @@ def load_workflows(specs: list[str]) -> list[WorkflowFunction[..., Any]]:
 async def _serve(args: argparse.Namespace, world_url: str, token: str | None) -> None:
     from aiohttp import web
 
+    from worldflow._runtime.client import Client
     from worldflow._runtime.engine import Engine
     from worldflow.inspector import create_app
     from worldflow.worlds import open_world
@@ -118,13 +119,8 @@ async def _serve(args: argparse.Namespace, world_url: str, token: str | None) ->
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        # Without workflows: a control plane only; runs it starts are driven elsewhere.
-        engine = Engine(
-            world,
-            workflows,
-            recover=bool(workflows),
-            consume_queues=bool(workflows),
-        )
+        # Without workflows: a control plane only; engines elsewhere drive the runs.
+        engine: Client = Engine(world, workflows) if workflows else Client(world)
         async with engine:
             base_url = args.base_url
             runner = web.AppRunner(
