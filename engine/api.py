@@ -19,6 +19,7 @@ from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from worldflow._webhooks import DEFAULT_WEBHOOK_TIMEOUT
 from worldflow.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -140,9 +141,11 @@ async def get_hook_by_token(token: str) -> Hook:
     return await get_default_engine().get_hook_by_token(token)
 
 
-async def resume_webhook(token: str, request: WebhookRequest) -> WebhookResponse:
+async def resume_webhook(
+    token: str, request: WebhookRequest, *, timeout: float = DEFAULT_WEBHOOK_TIMEOUT
+) -> WebhookResponse:
     """Deliver an HTTP request to a webhook (see :meth:`Engine.resume_webhook`)."""
-    return await get_default_engine().resume_webhook(token, request)
+    return await get_default_engine().resume_webhook(token, request, timeout=timeout)
 
 
 async def raise_event(run_id: str, name: str, payload: Any = None) -> None:
