@@ -21,6 +21,8 @@ from worldflow._serde import decode, encode, encode_bytes
 from worldflow.errors import error_from_code
 from worldflow.worlds import (
     AnyEvent,
+    ChildEnded,
+    ChildFailed,
     ErrorInfo,
     EventRaised,
     HookConflict,
@@ -91,6 +93,12 @@ EVERY_EVENT: list[AnyEvent] = [
     HookCreated(**_COMMON, correlation_id="hook_1", token="t", metadata=_RAW, is_webhook=True),
     HookConflict(**_COMMON, correlation_id="hook_1", token="t", conflicting_run_id="wrun_2"),
     HookReceived(**_COMMON, correlation_id="hook_1", payload=_RAW),
+    ChildEnded(
+        **_COMMON,
+        correlation_id="hook_1",
+        child_run_id="wrun_1-step_1",
+        outcome=ChildFailed(error=_ERR),
+    ),
     HookDisposed(**_COMMON, correlation_id="hook_1"),
     EventRaised(**_COMMON, name="shipped", payload=_RAW),
     StateUpdated(**_COMMON, state=_RAW),

@@ -6,6 +6,7 @@ Concrete worlds are imported lazily by :func:`open_world` (``memory://``, ``file
 
 from worldflow.worlds._events import (
     AnyEvent,
+    ChildEnded,
     Event,
     EventRaised,
     HookConflict,
@@ -53,6 +54,11 @@ from worldflow.worlds._protocol import (
 )
 from worldflow.worlds._records import (
     NULL,
+    RESERVED_TOKEN_PREFIX,
+    ChildCancelled,
+    ChildCompleted,
+    ChildFailed,
+    ChildOutcome,
     EngineInfo,
     ErrorInfo,
     Fence,
@@ -78,8 +84,14 @@ __all__ = [
     "DEFAULT_WORLD_URL",
     "NULL",
     "OWNER_ONLY_EVENTS",
+    "RESERVED_TOKEN_PREFIX",
     "AnyEvent",
     "Catalog",
+    "ChildCancelled",
+    "ChildCompleted",
+    "ChildEnded",
+    "ChildFailed",
+    "ChildOutcome",
     "EngineInfo",
     "ErrorInfo",
     "Event",

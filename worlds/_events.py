@@ -17,7 +17,7 @@ from typing import Final, TypeAlias
 import msgspec
 
 from worldflow.errors import InvalidEventError
-from worldflow.worlds._records import NULL, ErrorInfo, Payload
+from worldflow.worlds._records import NULL, ChildOutcome, ErrorInfo, Payload
 
 __all__ = [
     "CORRELATED_EVENT_TYPES",
@@ -26,6 +26,7 @@ __all__ = [
     "RUN_TERMINAL_EVENT_TYPES",
     "STEP_RESULT_EVENT_TYPES",
     "AnyEvent",
+    "ChildEnded",
     "Event",
     "EventRaised",
     "HookConflict",
@@ -242,6 +243,19 @@ class HookReceived(Event, tag="hook_received", frozen=True):
     payload: Payload
 
 
+class ChildEnded(Event, tag="child_ended", frozen=True):
+    """The child run ``child_run_id`` ended: its ``outcome`` goes to the parent's hook
+    ``correlation_id`` (token ``worldflow:child:{child_run_id}``).
+
+    Only the engine appends it, after reading the child's terminal event; the hook's token is
+    reserved, so no ``hook_received`` can forge an outcome.
+    """
+
+    correlation_id: str
+    child_run_id: str
+    outcome: ChildOutcome
+
+
 class HookDisposed(Event, tag="hook_disposed", frozen=True):
     """The hook was disposed; its token is free again."""
 
@@ -286,6 +300,7 @@ AnyEvent: TypeAlias = (
     | HookCreated
     | HookConflict
     | HookReceived
+    | ChildEnded
     | HookDisposed
     | EventRaised
     | StateUpdated

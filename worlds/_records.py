@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeAlias, TypeVar
 
 import msgspec
 
 __all__ = [
     "NULL",
+    "RESERVED_TOKEN_PREFIX",
     "TERMINAL_RUN_STATUSES",
     "TERMINAL_STEP_STATUSES",
+    "ChildCancelled",
+    "ChildCompleted",
+    "ChildFailed",
+    "ChildOutcome",
     "EngineInfo",
     "ErrorInfo",
     "Fence",
@@ -107,6 +112,38 @@ class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
     message: str
     code: str | None = None
     stack: str | None = None
+
+
+RESERVED_TOKEN_PREFIX: Final = "worldflow:"
+"""Hook tokens that start with this are the engine's own (a child's outcome goes to one);
+user code cannot create them and ``resume_hook`` cannot send to them."""
+
+
+class ChildCompleted(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="status", tag="completed"
+):
+    """A child run returned ``output`` (an encoded payload)."""
+
+    output: Payload = NULL
+
+
+class ChildFailed(msgspec.Struct, frozen=True, kw_only=True, tag_field="status", tag="failed"):
+    """A child run failed with ``error`` (its stack is not copied to the parent)."""
+
+    error: ErrorInfo
+
+
+class ChildCancelled(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="status", tag="cancelled"
+):
+    """A child run was cancelled, for ``reason``."""
+
+    reason: str | None = None
+
+
+ChildOutcome: TypeAlias = ChildCompleted | ChildFailed | ChildCancelled
+"""How a child run ended, as its parent receives it (``child_ended``). The JSON is the shape
+older logs carry in a ``hook_received`` payload: ``{"status": "completed", "output": ...}``."""
 
 
 class WorkflowRun(msgspec.Struct, frozen=True, kw_only=True):

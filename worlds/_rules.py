@@ -39,6 +39,7 @@ from worldflow.errors import (
 )
 from worldflow.worlds._events import (
     AnyEvent,
+    ChildEnded,
     EventRaised,
     HookConflict,
     HookCreated,
@@ -66,6 +67,7 @@ from worldflow.worlds._events import (
 )
 from worldflow.worlds._ids import new_id
 from worldflow.worlds._records import (
+    RESERVED_TOKEN_PREFIX,
     TERMINAL_RUN_STATUSES,
     TERMINAL_STEP_STATUSES,
     Hook,
@@ -80,6 +82,9 @@ from worldflow.worlds._records import (
 from worldflow.worlds._validation import validate_event
 
 __all__ = ["IN_FLIGHT_RESULT_TYPES", "Batch", "RunView"]
+
+CHILD_TOKEN_PREFIX: Final = f"{RESERVED_TOKEN_PREFIX}child:"
+"""The tokens of hooks that wait for a child's outcome (``child_ended`` only)."""
 
 _replace = msgspec.structs.replace
 
@@ -463,6 +468,22 @@ class Batch:
 
     def _hook_received(self, ev: HookReceived, run: WorkflowRun) -> bool:
         hook = self._live_hook(ev.correlation_id, run)
+        if hook.token.startswith(CHILD_TOKEN_PREFIX):
+            raise InvalidEventError(
+                f"hook {hook.hook_id!r} of run {run.run_id!r} waits for a child workflow's "
+                "outcome, which only the engine sends (child_ended); hook_received cannot "
+                "go to it"
+            )
+        self.hooks[hook.hook_id] = _replace(hook, received_count=hook.received_count + 1)
+        return True
+
+    def _child_ended(self, ev: ChildEnded, run: WorkflowRun) -> bool:
+        hook = self._live_hook(ev.correlation_id, run)
+        if hook.token != CHILD_TOKEN_PREFIX + ev.child_run_id:
+            raise InvalidEventError(
+                f"child_ended for child run {ev.child_run_id!r} went to hook {hook.hook_id!r} "
+                f"of run {run.run_id!r}, whose token is {hook.token!r}"
+            )
         self.hooks[hook.hook_id] = _replace(hook, received_count=hook.received_count + 1)
         return True
 
@@ -545,6 +566,7 @@ _APPLY: Final[dict[type, _Apply]] = {
     HookCreated: Batch._hook_created,
     HookConflict: Batch._refused,
     HookReceived: Batch._hook_received,
+    ChildEnded: Batch._child_ended,
     HookDisposed: Batch._hook_disposed,
 }
 """How each event type changes the views (every type of the event union is here)."""

@@ -25,6 +25,7 @@ from worldflow.worlds._events import (
     WaitCompleted,
     WaitCreated,
 )
+from worldflow.worlds._records import ChildOutcome
 
 __all__ = [
     "EventWaitOp",
@@ -33,6 +34,8 @@ __all__ = [
     "Op",
     "StepOp",
     "TimerOp",
+    "decode_payload",
+    "deliver_payload",
     "iso",
     "snippet",
 ]
@@ -230,6 +233,7 @@ class HookOp(Op):
         "is_webhook",
         "label",
         "metadata",
+        "raw",
         "token",
     )
 
@@ -240,7 +244,8 @@ class HookOp(Op):
         self.token = token
         self.metadata = metadata
         self.is_webhook = is_webhook
-        self.buffer: deque[msgspec.Raw] = deque()
+        self.buffer: deque[msgspec.Raw | ChildOutcome] = deque()
+        self.raw = False  # payloads go to the body as recorded (a child's outcome)
         self.awaiters: deque[asyncio.Future[Any]] = deque()
         self.conflicted = False
         self.conflict_run_id: str | None = None
@@ -315,6 +320,18 @@ class Intent:
             assert op is not None
             return op.created or not op.wanted
         return False
+
+
+def deliver_payload(
+    future: asyncio.Future[Any], payload: msgspec.Raw | ChildOutcome, *, raw: bool
+) -> None:
+    """Resolve a hook awaiter: the payload as recorded (``raw``) or decoded."""
+    if future.done():
+        return
+    if raw or not isinstance(payload, msgspec.Raw):
+        future.set_result(payload)
+    else:
+        decode_payload(future, payload)
 
 
 def decode_payload(future: asyncio.Future[Any], payload: msgspec.Raw) -> None:

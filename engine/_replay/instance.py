@@ -25,6 +25,7 @@ import msgspec
 
 from worldflow import _serde
 from worldflow._registry import Registry, WorkflowDefinition
+from worldflow._replay.child_contract import child_hook_token
 from worldflow._replay.divergence import divergence
 from worldflow._replay.durable_ops import (
     EventWaitOp,
@@ -34,6 +35,7 @@ from worldflow._replay.durable_ops import (
     StepOp,
     TimerOp,
     decode_payload,
+    deliver_payload,
     iso,
 )
 from worldflow._replay.op_table import HookClosed, Operations, aware
@@ -45,6 +47,7 @@ from worldflow.errors import (
 )
 from worldflow.worlds._events import (
     AnyEvent,
+    ChildEnded,
     EventRaised,
     HookConflict,
     HookCreated,
@@ -70,7 +73,7 @@ from worldflow.worlds._events import (
     WaitCompleted,
     WaitCreated,
 )
-from worldflow.worlds._records import ErrorInfo, WorkflowRun
+from worldflow.worlds._records import ChildOutcome, ErrorInfo, WorkflowRun
 
 __all__ = ["HookClosed", "Progress", "WorkflowInstance", "WorkflowMetadata"]
 
@@ -608,13 +611,21 @@ class WorkflowInstance(Operations):
         return op
 
     def _on_hook_received(self, event: HookReceived) -> None:
+        self._to_hook(self._hook_op(event), event.payload)
+
+    def _on_child_ended(self, event: ChildEnded) -> None:
         op = self._hook_op(event)
+        if op.token != child_hook_token(event.child_run_id):
+            raise self._diverged(event, op, "corrupt")
+        self._to_hook(op, event.outcome)
+
+    def _to_hook(self, op: HookOp, payload: msgspec.Raw | ChildOutcome) -> None:
         while op.awaiters:
             future = op.awaiters.popleft()
             if not future.done():
-                decode_payload(future, event.payload)
+                deliver_payload(future, payload, raw=op.raw)
                 return
-        op.buffer.append(event.payload)
+        op.buffer.append(payload)
 
     def _on_hook_disposed(self, event: HookDisposed) -> None:
         op = self._hook_op(event)
@@ -711,6 +722,7 @@ _DELIVER: dict[type, _Deliver] = {
     StepFailed: WorkflowInstance._on_step_failed,
     WaitCompleted: WorkflowInstance._on_wait_completed,
     HookReceived: WorkflowInstance._on_hook_received,
+    ChildEnded: WorkflowInstance._on_child_ended,
     HookDisposed: WorkflowInstance._on_hook_disposed,
     EventRaised: WorkflowInstance._on_event_raised,
     StateUpdated: WorkflowInstance._on_state_updated,

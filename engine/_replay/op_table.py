@@ -26,6 +26,7 @@ from worldflow._replay.child_contract import (
     child_hook_token,
     child_result,
     child_run_id,
+    start_child_input,
 )
 from worldflow._replay.durable_ops import (
     EventWaitOp,
@@ -34,13 +35,13 @@ from worldflow._replay.durable_ops import (
     Op,
     StepOp,
     TimerOp,
-    decode_payload,
+    deliver_payload,
 )
 from worldflow._replay.loop import WorkflowLoop
 from worldflow.errors import HookConflictError, HookNotFoundError
 from worldflow.worlds._events import StateUpdated
 from worldflow.worlds._ids import UlidSequence, check_id
-from worldflow.worlds._records import NULL
+from worldflow.worlds._records import NULL, RESERVED_TOKEN_PREFIX
 
 __all__ = ["HookClosed", "Operations", "aware"]
 
@@ -181,22 +182,20 @@ class Operations:
         self, definition: WorkflowDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         """Start a child run of ``definition`` and wait for its outcome (see ``_child``)."""
-        child_input = _serde.decode(definition.encode_input(*args, **kwargs))
+        child_input = definition.encode_input(*args, **kwargs)
         number, corr = self._next_id("step")
         child_id = child_run_id(self.run_id, corr)
-        step_input = _serde.encode(
-            {"workflow_name": definition.name, "run_id": child_id, "input": child_input}
-        )
+        step_input = start_child_input(definition.name, child_id, child_input)
         step = StepOp(number, corr, START_CHILD_STEP, step_input, self._loop.create_future())
         label = f"child workflow {definition.name} (run {child_id})"
         step.label = f"{label}: starting"
-        hook = self.create_hook(child_hook_token(child_id), None, is_webhook=False)
+        hook = self.create_hook(child_hook_token(child_id), None, is_webhook=False, reserved=True)
         hook.label = label
         self._register(step)  # after the hook: the hook exists before the child can finish
         self._watch(step, step.future)
         try:
             await step.future
-            outcome = await self.hook_next(hook)
+            outcome = await self.hook_next(hook, raw=True)
         finally:
             self.hook_dispose(hook)
         return child_result(definition.name, child_id, outcome)
@@ -231,10 +230,21 @@ class Operations:
         self._token_seed = f"{self.run_id}:{seed}:tokens"
         self._tokens = None
 
-    def create_hook(self, token: str | None, metadata: Any, *, is_webhook: bool) -> HookOp:
-        """Start a hook operation (``hook_created``); the token is seeded if not given."""
+    def create_hook(
+        self, token: str | None, metadata: Any, *, is_webhook: bool, reserved: bool = False
+    ) -> HookOp:
+        """Start a hook operation (``hook_created``); the token is seeded if not given.
+
+        Tokens starting with ``worldflow:`` are the engine's own (``reserved``): user code
+        gets a ``ValueError`` for them.
+        """
         if token is not None:
             check_id(token, "a hook token")  # the one id rule every world applies
+        if token is not None and not reserved and token.startswith(RESERVED_TOKEN_PREFIX):
+            raise ValueError(
+                f"hook token {token!r} starts with {RESERVED_TOKEN_PREFIX!r}, which is reserved "
+                "for the engine's own hooks (a child workflow's outcome); choose another token"
+            )
         payload = _serde.encode(metadata)
         number, corr = self._next_id("hook")
         if token is None:
@@ -245,11 +255,14 @@ class Operations:
         self._register(op)
         return op
 
-    def hook_next(self, op: HookOp) -> asyncio.Future[Any]:
-        """A future for the hook's next payload (buffered ones first, in order)."""
+    def hook_next(self, op: HookOp, *, raw: bool = False) -> asyncio.Future[Any]:
+        """A future for the hook's next payload (buffered ones first, in order); ``raw``
+        leaves it as recorded (a child's outcome is read by the child contract)."""
         future: asyncio.Future[Any] = self._loop.create_future()
+        if raw:
+            op.raw = True
         if op.buffer:
-            decode_payload(future, op.buffer.popleft())
+            deliver_payload(future, op.buffer.popleft(), raw=op.raw)
         elif op.conflicted:
             future.set_exception(self._conflict_error(op))
         elif op.disposed:

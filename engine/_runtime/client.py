@@ -52,6 +52,7 @@ from worldflow.errors import (
     WorkflowNotRegisteredError,
 )
 from worldflow.worlds import (
+    RESERVED_TOKEN_PREFIX,
     EventRaised,
     EventResult,
     Hook,
@@ -78,6 +79,15 @@ __all__ = ["Client"]
 
 _MISSING = object()
 _KINDS = {kind.name.lower(): kind for kind in inspect._ParameterKind}
+
+
+def _check_user_token(token: str) -> None:
+    if token.startswith(RESERVED_TOKEN_PREFIX):
+        raise HookNotFoundError(
+            f"no hook can be resumed with token {token!r}: tokens starting with "
+            f"{RESERVED_TOKEN_PREFIX!r} are the engine's own (a child workflow's outcome "
+            "reaches its parent only from the child's end)"
+        )
 
 
 def _catalog_signature(entry: WorkflowInfo) -> inspect.Signature:
@@ -353,6 +363,7 @@ class Client:
         Returns the hook. Unknown (or disposed) token → ``HookNotFoundError`` (HTTP 404).
         """
         token = id_argument(token, "token")
+        _check_user_token(token)
         encoded = _serde.encode(payload)
         hook = await self.world.get_hook_by_token(token)
         return await self._send_to_hook(hook, encoded)
@@ -382,6 +393,7 @@ class Client:
         if not isinstance(request, WebhookRequest):
             raise TypeError(f"resume_webhook() takes a WebhookRequest, not {request!r}")
         token = id_argument(token, "token")
+        _check_user_token(token)
         hook = await self.world.get_hook_by_token(token)
         if not hook.is_webhook:
             raise HookNotFoundError(

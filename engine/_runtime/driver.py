@@ -32,9 +32,8 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any
 
-from worldflow import _serde
 from worldflow._registry import Registry
-from worldflow._replay.child_contract import CHILD_TOKEN_PREFIX, child_outcome
+from worldflow._replay.child_contract import CHILD_TOKEN_PREFIX, child_hook_token, child_outcome
 from worldflow._replay.instance import Progress, WorkflowInstance
 from worldflow._runtime.handoff import RUN_QUEUE, STEP_QUEUE, enqueue_run
 from worldflow._runtime.ownership import RunOwner
@@ -53,7 +52,7 @@ from worldflow.errors import (
 from worldflow.worlds._clock import Clock
 from worldflow.worlds._events import (
     AnyEvent,
-    HookReceived,
+    ChildEnded,
     RunCancelled,
     RunCompleted,
     RunFailed,
@@ -730,20 +729,21 @@ class Driver:
             return  # purged already
 
     async def notify_parent(self, child: WorkflowRun) -> None:
-        """Resume the parent's ``worldflow:child:`` hook with the child's outcome."""
+        """Tell the parent its child ended: ``child_ended`` on its ``worldflow:child:`` hook."""
         parent_id = child.parent_run_id
         if parent_id is None:
             return
-        token = f"{CHILD_TOKEN_PREFIX}{child.run_id}"
         try:
-            hook = await self.world.get_hook_by_token(token)
-            if hook.received_count:
+            hook = await self.world.get_hook_by_token(child_hook_token(child.run_id))
+            if hook.received_count or hook.run_id != parent_id:
                 return
-            payload = _serde.encode(child_outcome(child))
-            result = await self.world.append(
-                parent_id,
-                [HookReceived(run_id=parent_id, correlation_id=hook.hook_id, payload=payload)],
+            ended = ChildEnded(
+                run_id=parent_id,
+                correlation_id=hook.hook_id,
+                child_run_id=child.run_id,
+                outcome=child_outcome(child),
             )
+            result = await self.world.append(parent_id, [ended])
         except (HookNotFoundError, RunNotFoundError, EntityConflictError):
             return  # the parent is gone or has stopped waiting
         self.deliver(parent_id, result.events)

@@ -15,6 +15,7 @@ from worldflow._replay.instance import WorkflowInstance, WorkflowMetadata
 from worldflow._runtime.step_runner import Limiter, StepJob
 from worldflow.worlds._events import (
     AnyEvent,
+    ChildEnded,
     HookCreated,
     HookDisposed,
     HookReceived,
@@ -157,7 +158,7 @@ class Slot:
                 assert isinstance(event, HookCreated)
                 if event.token.startswith(CHILD_TOKEN_PREFIX):
                     self.child_hooks[event.correlation_id] = event.token[len(CHILD_TOKEN_PREFIX) :]
-            elif kind is HookReceived or kind is HookDisposed:
+            elif kind is HookReceived or kind is HookDisposed or kind is ChildEnded:
                 self.child_hooks.pop(event.correlation_id or "", None)
             elif kind is RunCreated:
                 assert isinstance(event, RunCreated)

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import pytest
 
 from tests.engine.history import History
@@ -180,7 +181,14 @@ def test_child_outcome_from_a_run_view() -> None:
         updated_at=t,
         output=_serde.encode([1, 2]),
     )
-    assert child_outcome(base) == {"status": "completed", "output": [1, 2]}
+    completed = child_outcome(base)
+    # The JSON is the shape older logs carry in a hook_received payload.
+    assert msgspec.json.decode(msgspec.json.encode(completed)) == {
+        "status": "completed",
+        "output": [1, 2],
+    }
+    assert child_result("child", "c1", completed) == [1, 2]
+    assert child_result("child", "c1", msgspec.json.encode(completed)) == [1, 2]
     failed = child_outcome(
         WorkflowRun(
             **{

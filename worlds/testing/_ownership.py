@@ -24,6 +24,7 @@ from worldflow.errors import (
 )
 from worldflow.worlds._events import (
     AnyEvent,
+    ChildEnded,
     EventRaised,
     HookConflict,
     HookCreated,
@@ -52,6 +53,8 @@ from worldflow.worlds._events import (
 from worldflow.worlds._ids import new_id
 from worldflow.worlds._protocol import OWNER_ONLY_EVENTS, World
 from worldflow.worlds._records import (
+    RESERVED_TOKEN_PREFIX,
+    ChildCompleted,
     Fence,
     ParameterInfo,
     QueueMessage,
@@ -77,7 +80,8 @@ def _fence(run: WorkflowRun) -> Fence:
 
 async def _owned_run(world: World, engine_id: str, workflow_name: str = "wf") -> WorkflowRun:
     """A running run created by ``engine_id`` (so it owns it) with running steps ``s1`` and
-    ``s3``, a waiting timer ``w1`` and a live hook ``h1``."""
+    ``s3``, a waiting timer ``w1``, a live hook ``h1`` and the hook ``hc`` of a child
+    ``{run_id}-kid``."""
     run_id = new_id("wrun")
     fence = Fence(engine_id=engine_id, epoch=0)
     created = RunCreated(run_id=run_id, workflow_name=workflow_name, input=payload(1))
@@ -92,6 +96,11 @@ async def _owned_run(world: World, engine_id: str, workflow_name: str = "wf") ->
             StepStarted(run_id=run_id, correlation_id="s3"),
             WaitCreated(run_id=run_id, correlation_id="w1", event_name="go"),
             HookCreated(run_id=run_id, correlation_id="h1", token=new_id("tok")),
+            HookCreated(
+                run_id=run_id,
+                correlation_id="hc",
+                token=f"{RESERVED_TOKEN_PREFIX}child:{run_id}-kid",
+            ),
         ],
         fence=_fence(run),
     )
@@ -118,6 +127,12 @@ def _owner_only(run_id: str) -> list[AnyEvent]:
 
 _ANYONE: list[Callable[[str], AnyEvent]] = [
     lambda r: HookReceived(run_id=r, correlation_id="h1", payload=payload("hi")),
+    lambda r: ChildEnded(
+        run_id=r,
+        correlation_id="hc",
+        child_run_id=f"{r}-kid",
+        outcome=ChildCompleted(output=payload(5)),
+    ),
     lambda r: EventRaised(run_id=r, name="go", payload=payload(1)),
     lambda r: StepRetrying(run_id=r, correlation_id="s1", error=error_info()),
     lambda r: StepSuspended(run_id=r, correlation_id="s1", payload=payload("wait")),
