@@ -188,7 +188,7 @@ def test_child_outcome_from_a_run_view() -> None:
         "output": [1, 2],
     }
     assert child_result("child", "c1", completed) == [1, 2]
-    assert child_result("child", "c1", msgspec.json.encode(completed)) == [1, 2]
+    assert child_result("child", "c1", msgspec.Raw(msgspec.json.encode(completed))) == [1, 2]
     failed = child_outcome(
         WorkflowRun(
             **{
