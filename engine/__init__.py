@@ -29,6 +29,7 @@ from worldflow._runtime.client import Client
 from worldflow._runtime.engine import Engine
 from worldflow._runtime.run import Run, RunInfo
 from worldflow._runtime.schedules import ScheduleInfo, Schedules
+from worldflow._runtime.telemetry import Metrics, Telemetry
 from worldflow._runtime.step_info import (
     StepMetadata,
     StepSuspension,
@@ -105,6 +106,7 @@ __all__ = [
     "HookStatus",
     "InvalidEventError",
     "LeaseLostError",
+    "Metrics",
     "NondeterminismError",
     "NotFoundError",
     "NotInWorkflowError",
@@ -132,6 +134,7 @@ __all__ = [
     "StepSuspension",
     "StreamNotFoundError",
     "StreamWriter",
+    "Telemetry",
     "TimelineEntry",
     "WaitStatus",
     "WebhookNotAnsweredError",

@@ -17,6 +17,7 @@ from aiohttp import web
 from worldflow import Engine
 from worldflow._webhooks import set_base_url
 from worldflow.errors import WorldflowError
+from worldflow.inspector._body import RequestError
 from worldflow.inspector._keys import (
     AUTH_CHECKS,
     CONTROL,
@@ -71,6 +72,25 @@ async def openapi(request: web.Request) -> web.Response:
     """The OpenAPI 3.1 document of every JSON route, generated from the handlers' types."""
     document = openapi_document(request.app)
     return web.Response(body=msgspec.json.encode(document), content_type="application/json")
+
+
+@route(tags=("server",), responses={200: None})
+async def metrics(request: web.Request) -> web.Response:
+    """The engine's counters in the Prometheus text format (runs and step attempts).
+
+    404 when the engine or client runs without telemetry (``telemetry=False``).
+    """
+    telemetry = getattr(request.app[CONTROL], "telemetry", None)
+    if telemetry is None:
+        raise RequestError(
+            404, "this server runs without telemetry: start it with telemetry on", field=None
+        )
+    return web.Response(
+        text=telemetry.metrics.render(),
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"X-Content-Type-Options": "nosniff"},
+    )
 
 
 def create_app(
@@ -136,6 +156,7 @@ def create_app(
         set_base_url(base_url)  # webhook.url, for workflows run by this process
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/metrics", metrics)
     for name in families:
         importlib.import_module(name).add_routes(app)
     return app

@@ -92,6 +92,9 @@ class RunCreated(Event, tag="run_created", frozen=True):
     seed: str = ""
     """A secret drawn at start: it seeds the run's default hook tokens, so they replay the
     same yet cannot be guessed from the run id."""
+    trace_context: dict[str, str] = msgspec.field(default_factory=dict)
+    """The W3C trace context (``traceparent``) of the span that started the run, so the
+    run's spans join the starter's trace (empty without tracing)."""
 
 
 class RunStarted(Event, tag="run_started", frozen=True):

@@ -55,9 +55,10 @@ class ChildStarter:
             input=_serde.encode(input),
             resource_id=parent.resource_id,
             parent_run_id=parent.run_id,
+            trace_context=await engine._trace_context(parent.run_id),  # one trace, parent's
         )
         try:
-            result = await engine.world.append(
+            result = await engine._writes.append(
                 run_id, [created, RunStarted(run_id=run_id)], fence=engine.owner.fence(run_id)
             )
         except EntityConflictError:

@@ -22,7 +22,7 @@ import inspect
 from collections.abc import Callable, Collection
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import msgspec
 
@@ -37,6 +37,12 @@ from worldflow._runtime.arguments import (
 )
 from worldflow._runtime.handoff import enqueue_run
 from worldflow._runtime.run import Run, RunInfo, run_info
+from worldflow._runtime.telemetry import (
+    ObservedWorld,
+    Telemetry,
+    otel_available,
+    start_span_context,
+)
 from worldflow._webhooks import (
     DEFAULT_WEBHOOK_TIMEOUT,
     WebhookRequest,
@@ -111,15 +117,31 @@ class Client:
         world: The world; ``None`` opens the default one (``open_world()``) on enter and
             closes it on exit.
         clock: Time for ``Run.result(timeout=)``; the world's clock if it has one.
+        telemetry: Spans and counters of what this client and its engine write
+            (:class:`~worldflow.Telemetry`): ``None`` (default) turns them on when
+            ``opentelemetry-api`` is installed, ``True`` always (counters without it),
+            ``False`` never.
 
     A Client on a given world is usable at once (``async with`` is optional); one that opens
     its own world must be entered.
     """
 
-    def __init__(self, world: World | None = None, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        world: World | None = None,
+        *,
+        clock: Clock | None = None,
+        telemetry: Telemetry | bool | None = None,
+    ) -> None:
         self._world = world
         self._owns_world = world is None
         self._clock = clock
+        if telemetry is None:
+            telemetry = otel_available()
+        self.telemetry: Telemetry | None = (
+            Telemetry.default() if telemetry is True else telemetry or None
+        )
+        self._observed: ObservedWorld | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -156,6 +178,22 @@ class Client:
         if self._world is None:
             raise RuntimeError("this client opens its default world on enter: use `async with`")
         return self._world
+
+    @property
+    def _writes(self) -> World:
+        """The world appends go through: the world itself, or the world observed by the
+        client's telemetry (spans and counters are made from what is stored)."""
+        if self.telemetry is None:
+            return self.world
+        if self._observed is None or self._observed.wrapped is not self.world:
+            self._observed = ObservedWorld(self.world, self.telemetry)
+        return cast(World, self._observed)  # every role forwarded to the world underneath
+
+    async def _trace_context(self, run_id: str) -> dict[str, str]:
+        """The trace context a run was started with (``{}`` without telemetry)."""
+        if self.telemetry is None or self.telemetry.tracer is None:
+            return {}
+        return await self.telemetry.context_of(self.world, run_id)
 
     @property
     def clock(self) -> Clock:
@@ -263,10 +301,11 @@ class Client:
             resource_id=resource_id,
             metadata=meta,
             initial_state=state,
+            trace_context=start_span_context(name, rid) if self.telemetry else {},
         )
         events, fence = self._start_events(created, served)
         try:
-            result = await self.world.append(rid, events, fence=fence)
+            result = await self._writes.append(rid, events, fence=fence)
         except EntityConflictError:
             raise EntityConflictError(
                 f"a run with id {rid!r} already exists; run ids are unique (start it under "
@@ -297,7 +336,7 @@ class Client:
             initial_state=initial_state if initial_state is not None else _serde.encode(None),
         )
         events, fence = self._start_events(created, self._serves(old.workflow_name))
-        result = await self.world.append(rid, events, fence=fence)
+        result = await self._writes.append(rid, events, fence=fence)
         await self._created(result)
         return Run(self, rid)
 
@@ -370,7 +409,7 @@ class Client:
 
     async def _send_to_hook(self, hook: Hook, encoded: Any) -> Hook:
         event = HookReceived(run_id=hook.run_id, correlation_id=hook.hook_id, payload=encoded)
-        result = await self.world.append(hook.run_id, [event])
+        result = await self._writes.append(hook.run_id, [event])
         await self._woken(result)
         for view in result.hooks:
             if view.hook_id == hook.hook_id:
@@ -414,7 +453,7 @@ class Client:
         run_id = id_argument(run_id, "run_id")
         name = event_name_argument(name)
         event = EventRaised(run_id=run_id, name=name, payload=_serde.encode(payload))
-        await self._woken(await self.world.append(run_id, [event]))
+        await self._woken(await self._writes.append(run_id, [event]))
 
     async def _suspended_step(self, run_id: str, step: str) -> Step:
         if step.startswith("step_"):
@@ -465,7 +504,7 @@ class Client:
                 "resumed"
             )
         event = StepResumed(run_id=run_id, correlation_id=found.step_id, data=encoded)
-        await self._woken(await self.world.append(run_id, [event]))
+        await self._woken(await self._writes.append(run_id, [event]))
 
     # -- steering runs -----------------------------------------------------------------------
 
@@ -479,7 +518,7 @@ class Client:
         run_id = id_argument(run_id, "run_id")
         reason = reason_argument(reason)
         event = RunCancelled(run_id=run_id, reason=reason, output=_serde.encode(output))
-        await self._cancelled(await self.world.append(run_id, [event]))
+        await self._cancelled(await self._writes.append(run_id, [event]))
 
     async def suspend(self, run_id: str, reason: str | None = None) -> None:
         """Pause a run: no new work is scheduled (steps already running finish) and hooks and
@@ -490,7 +529,7 @@ class Client:
         if run.status is RunStatus.SUSPENDED:
             return
         event = RunSuspended(run_id=run_id, reason=reason)
-        await self._woken(await self.world.append(run_id, [event]))
+        await self._woken(await self._writes.append(run_id, [event]))
 
     async def resume(self, run_id: str) -> None:
         """Unpause a suspended run; a no-op for a run that is not suspended (as in Dapr)."""
@@ -498,7 +537,7 @@ class Client:
         run = await self.world.get_run(run_id)
         if run.status is not RunStatus.SUSPENDED:
             return
-        await self._woken(await self.world.append(run_id, [RunResumed(run_id=run_id)]))
+        await self._woken(await self._writes.append(run_id, [RunResumed(run_id=run_id)]))
 
     async def purge(self, run_id: str) -> None:
         """Delete a finished run's log, views and streams.

@@ -162,7 +162,7 @@ class Engine(Client):
         world = await self._open()
         self._ttl = self._pick_ttl()
         self._driver = Driver(
-            world=world,
+            world=self._writes,
             registry=self.registry,
             clock=self.clock,
             spawn=self._spawn,
@@ -474,7 +474,7 @@ class Engine(Client):
             message = f"{message}\nFailed for good: {reason}"
         error = ErrorInfo(name="NondeterminismError", message=message, code="nondeterminism")
         event = RunFailed(run_id=run_id, error=error)
-        result = await self.world.append(run_id, [event], fence=self.owner.fence(run_id))
+        result = await self._writes.append(run_id, [event], fence=self.owner.fence(run_id))
         await self._woken(result)
 
     def _check_owner(self, run: WorkflowRun) -> None:

@@ -21,11 +21,13 @@ Without ``opentelemetry-api`` the tracing part costs nothing (no import, no wrap
 from __future__ import annotations
 
 import functools
+import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from worldflow.errors import WorldflowError
 from worldflow.worlds import (
     AnyEvent,
     EventResult,
@@ -45,6 +47,8 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
 __all__ = ["Metrics", "ObservedWorld", "Telemetry", "otel_available", "start_span_context"]
+
+log = logging.getLogger("worldflow.telemetry")
 
 _RECENT = 10_000  # runs whose trace context / step start times are remembered
 
@@ -151,6 +155,21 @@ class Telemetry:
 
         return cls(trace.get_tracer("worldflow"))
 
+    async def context_of(self, world: World, run_id: str) -> dict[str, str]:
+        """A run's trace context: remembered, else read from its ``run_created``."""
+        known = self._contexts.get(run_id)
+        if known is not None:
+            return known
+        context: dict[str, str] = {}
+        try:
+            first = (await world.list_events(run_id, limit=1)).items
+        except WorldflowError:
+            first = []
+        if first and isinstance(first[0], RunCreated):
+            context = dict(first[0].trace_context)
+        self.remember(run_id, context)
+        return context
+
     def remember(self, run_id: str, context: dict[str, str]) -> None:
         """Keep a run's trace context (from its ``run_created``)."""
         self._contexts[run_id] = context
@@ -158,24 +177,25 @@ class Telemetry:
         while len(self._contexts) > _RECENT:
             self._contexts.popitem(last=False)
 
-    def observe(self, result: EventResult, lookup: Callable[[str], dict[str, str]]) -> None:
-        """Take what one append stored (``lookup`` finds a run's trace context if unknown)."""
+    def observe(self, result: EventResult) -> None:
+        """Take what one append stored."""
         run = result.run
         workflow = run.workflow_name
         metrics = self.metrics
         for event in result.events:
             if isinstance(event, RunCreated):
                 metrics.add("worldflow_runs_started_total", (("workflow", workflow),))
-                context = getattr(event, "trace_context", None) or {}
-                self.remember(run.run_id, dict(context))
+                self.remember(run.run_id, dict(event.trace_context))
             elif isinstance(event, StepStarted):
                 self._attempts[(run.run_id, event.correlation_id)] = event.created_at
+                while len(self._attempts) > 10 * _RECENT:  # results recorded elsewhere
+                    del self._attempts[next(iter(self._attempts))]
                 name = self._step_name(result, event.correlation_id)
                 metrics.add("worldflow_step_attempts_total", (("step", name),))
             elif isinstance(event, StepCompleted | StepFailed | StepRetrying):
-                self._step_ended(result, event, lookup)
+                self._step_ended(result, event)
             elif isinstance(event, RunCompleted | RunFailed | RunCancelled):
-                self._run_ended(run, event, lookup)
+                self._run_ended(run, event)
 
     @staticmethod
     def _step_name(result: EventResult, step_id: str) -> str:
@@ -184,11 +204,8 @@ class Telemetry:
                 return _short(view.step_name)
         return step_id
 
-    def _context(self, run_id: str, lookup: Callable[[str], dict[str, str]]) -> Any:
-        carrier = self._contexts.get(run_id)
-        if carrier is None:
-            carrier = lookup(run_id)
-            self.remember(run_id, carrier)
+    def _context(self, run_id: str) -> Any:
+        carrier = self._contexts.get(run_id) or {}
         from opentelemetry import propagate
 
         return propagate.extract(carrier)
@@ -197,7 +214,6 @@ class Telemetry:
         self,
         result: EventResult,
         event: StepCompleted | StepFailed | StepRetrying,
-        lookup: Callable[[str], dict[str, str]],
     ) -> None:
         run = result.run
         name = self._step_name(result, event.correlation_id)
@@ -215,7 +231,7 @@ class Telemetry:
 
         span = self.tracer.start_span(
             f"step {name}",
-            context=self._context(run.run_id, lookup),
+            context=self._context(run.run_id),
             kind=trace.SpanKind.INTERNAL,
             start_time=_ns(started or event.created_at),
             attributes={
@@ -224,7 +240,7 @@ class Telemetry:
                 "worldflow.step": view.step_name if view is not None else name,
                 "worldflow.step_id": event.correlation_id,
                 "worldflow.attempt": view.attempt if view is not None else 0,
-                "worldflow.outcome": event.type if hasattr(event, "type") else "",
+                "worldflow.outcome": event.type,
             },
         )
         if isinstance(event, StepFailed | StepRetrying):
@@ -238,7 +254,6 @@ class Telemetry:
         self,
         run: WorkflowRun,
         event: RunCompleted | RunFailed | RunCancelled,
-        lookup: Callable[[str], dict[str, str]],
     ) -> None:
         kind = {
             RunCompleted: "worldflow_runs_completed_total",
@@ -252,7 +267,7 @@ class Telemetry:
 
         span = self.tracer.start_span(
             f"run {_short(run.workflow_name)}",
-            context=self._context(run.run_id, lookup),
+            context=self._context(run.run_id),
             start_time=_ns(run.created_at),
             attributes={
                 "worldflow.run_id": run.run_id,
@@ -273,7 +288,6 @@ class ObservedWorld:
     def __init__(self, world: World, telemetry: Telemetry) -> None:
         self._world = world
         self._telemetry = telemetry
-        self._first: dict[str, dict[str, str]] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._world, name)
@@ -286,14 +300,18 @@ class ObservedWorld:
     async def append(self, run_id: str, events: Sequence[AnyEvent], **options: Any) -> EventResult:
         """Append through the wrapped world, then show the stored events to telemetry."""
         result: EventResult = await self._world.append(run_id, events, **options)
+        telemetry = self._telemetry
         try:
-            self._telemetry.observe(result, self._no_context)
+            if telemetry.tracer is not None and _ends_something(result.events):
+                await telemetry.context_of(self._world, result.run.run_id)
+            telemetry.observe(result)
         except Exception:  # telemetry must never fail a write that was stored
-            import logging
-
-            logging.getLogger("worldflow.telemetry").exception("telemetry failed")
+            log.exception("telemetry failed for run %s", run_id)
         return result
 
-    @staticmethod
-    def _no_context(run_id: str) -> dict[str, str]:
-        return {}
+
+def _ends_something(events: Sequence[AnyEvent]) -> bool:
+    return any(isinstance(e, _ENDS) for e in events)
+
+
+_ENDS = (StepCompleted, StepFailed, StepRetrying, RunCompleted, RunFailed, RunCancelled)
