@@ -29,7 +29,6 @@ from worldflow._runtime.client import Client
 from worldflow._runtime.engine import Engine
 from worldflow._runtime.run import Run, RunInfo
 from worldflow._runtime.schedules import ScheduleInfo, Schedules
-from worldflow._runtime.telemetry import Metrics, Telemetry
 from worldflow._runtime.step_info import (
     StepMetadata,
     StepSuspension,
@@ -39,6 +38,7 @@ from worldflow._runtime.step_info import (
     get_writable,
     suspend,
 )
+from worldflow._runtime.telemetry import Metrics, Telemetry
 from worldflow._timeline import TimelineEntry, build_timeline, format_timeline
 from worldflow._webhooks import WebhookRequest, WebhookResponse
 from worldflow.errors import (
