@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tests.engine.history import History
@@ -140,3 +141,22 @@ def test_workflow_metadata() -> None:
 
     h = History(meta, resource_id="user-9", metadata={"region": "eu"})
     assert h.result == ["meta", h.run_id, "user-9", {"region": "eu"}, h.events[1].created_at]
+
+
+def test_events_held_during_a_suspension_come_in_the_order_they_were_raised() -> None:
+    # Planted once (held events resumed in reverse) and caught by no test: two waiters for
+    # one name, and a third event for a wait that starts after them, all held.
+    @workflow
+    async def two_waits() -> list[Any]:
+        first, second = await asyncio.gather(wait_for_event("e"), wait_for_event("e"))
+        return [first, second, await wait_for_event("e"), await wait_for_event("f")]
+
+    h = History(two_waits)
+    h.suspend()
+    for payload in (1, 2, 3):
+        h.raise_event("e", payload)
+    h.raise_event("f", 4)
+    assert h.progress.commands == []
+    h.resume()
+    assert h.result == [1, 2, 3, 4]
+    h.check_replay()
