@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install npm demo test lint typecheck unit bench bench-quick clean
+.PHONY: install npm demo test test-slow lint typecheck unit bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,16 @@ unit: $(STAMP) $(NPM_INSTALLED)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck unit
+
+# The long budgets: random examples (not CI's fixed ones), 25x the properties, the full state
+# machine on every world, a dozen kills. Run it before closing a change to the engine or a
+# world. The seed is printed first; `make test-slow SEED=n` runs the same examples again.
+test-slow: $(STAMP)
+	@seed=$${SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; \
+	echo "test-slow: SEED=$$seed (again: make test-slow SEED=$$seed)"; \
+	WORLDFLOW_SEED=$$seed WORLDFLOW_SLOW=1 $(BIN)/pytest --slow -o timeout=3600 \
+		--hypothesis-seed=$$seed $(PYTEST_ARGS) || \
+		{ echo "test-slow failed: SEED=$$seed (again: make test-slow SEED=$$seed)"; exit 1; }
 
 bench: $(STAMP)
 	tools/with-bench-db.sh $(BIN)/python -m benchmarks

@@ -67,11 +67,18 @@ async def run_until(worker: Process, *, steps: int | None) -> tuple[int, bool]:
 
 
 async def test_kill_9_at_random_moments(tmp_path: Path, slow: bool) -> None:
-    seed = random.randrange(1 << 32)
+    seed = int(os.environ.get("WORLDFLOW_SEED") or random.randrange(1 << 32))
+    note = f"(seed {seed}; rerun with WORLDFLOW_SEED={seed})"
+    try:
+        await _kill_at_random_moments(tmp_path / "world", seed, slow, note)
+    except BaseException as exc:  # every failure path names the seed (a timeout, a crash)
+        exc.add_note(f"test_kill_9_at_random_moments {note}")
+        raise
+
+
+async def _kill_at_random_moments(directory: Path, seed: int, slow: bool, note: str) -> None:
     rng = random.Random(seed)
     runs, kills = (600, 12) if slow else (200, 3)
-    directory = tmp_path / "world"
-    note = f"(seed {seed}; rerun with random.Random({seed}))"
     interrupted = 0
     attempts = 0
     for _ in range(kills):
