@@ -5,8 +5,12 @@ as the engine so that the ratios hold on a slower or faster machine:
 
 * ``plain``: workflows are coroutines and steps are awaited coroutines; nothing is durable.
 * ``jsonl``: the same, plus one JSON line appended (one ``write``) per step.
-* ``fsync``: the same, plus an ``fsync`` after every line: the naive durable engine, which
-  the file world must beat by sharing syncs between concurrent appends (group commit).
+* ``fsync``: the same, plus an ``fsync`` after every line: the naive durable engine.
+* ``fdatasync``: the best primitive a one-line-at-a-time durable engine has, the one the file
+  world's own journal uses: the line is written in place into a preallocated, zeroed file and
+  made durable with ``fdatasync`` (no size change, so no metadata to sync). The durable worlds
+  are held against this floor, which the file world must beat by sharing syncs between
+  concurrent appends (group commit).
 
 Each floor returns its figures and its results, which the harness checks like the engine's.
 """
@@ -23,10 +27,21 @@ import msgspec
 
 from benchmarks._measure import Figures, peak_rss_during, percentile, stopwatch
 
-__all__ = ["FLOORS", "Ledger", "floor_fanout", "floor_hook", "floor_latency", "floor_throughput"]
+__all__ = [
+    "DURABLE_FLOOR",
+    "FLOORS",
+    "Ledger",
+    "floor_fanout",
+    "floor_hook",
+    "floor_latency",
+    "floor_throughput",
+]
 
-FLOORS: Final = ("plain", "jsonl", "fsync")
-"""Floor names, cheapest first."""
+FLOORS: Final = ("plain", "jsonl", "fsync", "fdatasync")
+"""Floor names."""
+DURABLE_FLOOR: Final = "fdatasync"
+"""The floor durable worlds are held against: the cheapest durable primitive."""
+_PREALLOCATE: Final = 1 << 20  # bytes zeroed ahead of the fdatasync floor's writes
 
 
 class Ledger:
@@ -40,16 +55,36 @@ class Ledger:
         if floor not in FLOORS:
             raise ValueError(f"unknown floor {floor!r}: expected one of {', '.join(FLOORS)}")
         self._fsync = floor == "fsync"
+        self._in_place = floor == "fdatasync"
+        self._offset = 0
+        self._capacity = 0
         self._fd = -1
         if floor != "plain":
             path = directory / f"floor-{floor}-{time.monotonic_ns()}.jsonl"
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            flags = os.O_WRONLY | os.O_CREAT | (0 if self._in_place else os.O_APPEND)
+            self._fd = os.open(path, flags, 0o644)
+            if self._in_place:
+                self._grow()
+
+    def _grow(self) -> None:
+        """Zero the next stretch of the file and make its size durable (outside any step's
+        sync: the journal of the file world grows the same way, rarely)."""
+        os.pwrite(self._fd, bytes(_PREALLOCATE), self._capacity)
+        self._capacity += _PREALLOCATE
+        os.fsync(self._fd)
 
     def append(self, run: int, step: int, result: int) -> None:
         """Record one step's result (a no-op for the ``plain`` floor)."""
         if self._fd < 0:
             return
         line = msgspec.json.encode({"run": run, "step": step, "result": result}) + b"\n"
+        if self._in_place:
+            if self._offset + len(line) > self._capacity:
+                self._grow()
+            os.pwrite(self._fd, line, self._offset)
+            self._offset += len(line)
+            os.fdatasync(self._fd)
+            return
         os.write(self._fd, line)
         if self._fsync:
             os.fsync(self._fd)

@@ -12,7 +12,16 @@ from pathlib import Path
 
 from benchmarks import _floors
 from benchmarks._measure import Figures, Outcome, median_figures
-from benchmarks._report import PEERS, Check, Figure, Report, judge, load_average
+from benchmarks._report import (
+    PEERS,
+    VOLATILE_FILESYSTEMS,
+    Check,
+    Figure,
+    Report,
+    filesystem_of,
+    judge,
+    load_average,
+)
 from benchmarks._sizes import FULL, QUICK, Sizes
 from benchmarks._workloads import WORKLOADS, Workload
 from benchmarks._worlds import WORLDS, Cell, WorldSpec, WorldUnavailable, probe
@@ -43,6 +52,17 @@ async def run_suite(options: Options) -> Report:
     say = options.progress or (lambda _message: None)
     with tempfile.TemporaryDirectory(prefix="worldflow-bench-") as tmp:
         scratch = Path(tmp)
+        report.machine["scratch_fs"] = filesystem_of(scratch)
+        if report.machine["scratch_fs"] in VOLATILE_FILESYSTEMS:
+            report.notes.append(
+                f"the scratch directory {scratch} is on {report.machine['scratch_fs']}, where "
+                "a sync costs nothing: no durable figure is judged (set TMPDIR to a disk)"
+            )
+        if options.quick:
+            report.notes.append(
+                "quick run: correctness only; its sizes are not those of the targets, so no "
+                "target is judged"
+            )
         for workload in options.workloads:
             if workload in _FLOOR_RUNNERS:
                 for floor in _floors.FLOORS:
@@ -63,7 +83,9 @@ async def run_suite(options: Options) -> Report:
                 outcome = await _guarded(run, cell)
                 _record(report, workload, spec.name, "world", outcome)
     report.figures.extend(peer for peer in PEERS if peer.workload in options.workloads)
-    report.verdicts = judge(report.figures)
+    report.verdicts = judge(
+        report.figures, quick=options.quick, scratch_fs=report.machine["scratch_fs"]
+    )
     report.machine["load_average_1m_end"] = load_average()
     return report
 

@@ -6,9 +6,11 @@ Only correctness is asserted (results right, 0 lost, 0 recorded twice); never a 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from benchmarks._report import Report, render_table
+from benchmarks._report import Figure, Report, filesystem_of, judge, render_table
 from benchmarks._suite import ALL_WORKLOADS, Options, run_suite
 from benchmarks._workloads import WORKLOADS
 
@@ -25,6 +27,24 @@ async def test_quick_suite_on_memory_is_correct() -> None:
     expected = {w for w in ALL_WORKLOADS if not WORKLOADS[w].durable_only}
     assert measured == expected
     floors = {(f.workload, f.source) for f in report.figures if f.kind == "floor"}
-    assert {("W1", "plain"), ("W1", "fsync"), ("W4", "jsonl")} <= floors
+    assert {("W1", "plain"), ("W1", "fsync"), ("W1", "fdatasync"), ("W4", "jsonl")} <= floors
+    # a quick run checks correctness only: its sizes are not the targets' sizes
+    assert report.verdicts == []
+    assert " met" not in render_table(report)
+    assert report.machine["scratch_fs"] not in ("", "?")
     assert any(c.name == "0 recorded twice" and c.ok for c in report.checks)
     assert "memory" in render_table(report)
+
+
+def test_no_durable_figure_is_judged_from_tmpfs() -> None:
+    figures = [
+        Figure(workload="W1", source="fdatasync", metric="steps_per_s", value=100, kind="floor"),
+        Figure(workload="W1", source="file", metric="steps_per_s", value=1000, kind="world"),
+        Figure(workload="W1", source="plain", metric="steps_per_s", value=1000, kind="floor"),
+        Figure(workload="W1", source="memory", metric="steps_per_s", value=500, kind="world"),
+    ]
+    on_disk = {(v.source, v.met) for v in judge(figures, scratch_fs="ext4")}
+    assert on_disk == {("file", True), ("memory", True)}
+    assert {v.source for v in judge(figures, scratch_fs="tmpfs")} == {"memory"}
+    assert judge(figures, quick=True, scratch_fs="ext4") == []
+    assert filesystem_of(Path("/proc")) == "proc"
