@@ -40,10 +40,7 @@ from worldflow.testing._history import (
     replay,
     write_history,
 )
-from worldflow.worlds._events import encode_event
-from worldflow.worlds._open import DEFAULT_WORLD_URL, open_world
-from worldflow.worlds._protocol import World
-from worldflow.worlds._records import RunStatus
+from worldflow.worlds import DEFAULT_WORLD_URL, RunStatus, World, encode_event, open_world
 
 __all__ = ["main"]
 

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import msgspec
 
-from worldflow.worlds._events import (
+from worldflow.worlds import (
     AnyEvent,
     EventRaised,
     HookConflict,

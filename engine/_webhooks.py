@@ -39,7 +39,7 @@ from worldflow.errors import (
 )
 
 if TYPE_CHECKING:
-    from worldflow.worlds._protocol import World
+    from worldflow.worlds import World
 
 __all__ = [
     "DEFAULT_WEBHOOK_RESPONSE",

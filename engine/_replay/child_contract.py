@@ -29,7 +29,7 @@ from worldflow.errors import (
     WorkflowError,
     WorkflowFailedError,
 )
-from worldflow.worlds._records import (
+from worldflow.worlds import (
     RESERVED_TOKEN_PREFIX,
     ChildCancelled,
     ChildCompleted,

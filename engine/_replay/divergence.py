@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from worldflow._replay.durable_ops import iso, snippet
 from worldflow.errors import NondeterminismError
-from worldflow.worlds._events import (
+from worldflow.worlds import (
     AnyEvent,
     HookConflict,
     HookCreated,

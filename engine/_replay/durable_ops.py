@@ -17,15 +17,15 @@ from typing import Any, ClassVar
 import msgspec
 
 from worldflow import _serde
-from worldflow.worlds._events import (
+from worldflow.worlds import (
     AnyEvent,
+    ChildOutcome,
     HookCreated,
     HookDisposed,
     StepCreated,
     WaitCompleted,
     WaitCreated,
 )
-from worldflow.worlds._records import ChildOutcome
 
 __all__ = [
     "EventWaitOp",

@@ -45,9 +45,11 @@ from worldflow.errors import (
     StepFailedError,
     WorldflowError,
 )
-from worldflow.worlds._events import (
+from worldflow.worlds import (
     AnyEvent,
     ChildEnded,
+    ChildOutcome,
+    ErrorInfo,
     EventRaised,
     HookConflict,
     HookCreated,
@@ -72,8 +74,8 @@ from worldflow.worlds._events import (
     StepSuspended,
     WaitCompleted,
     WaitCreated,
+    WorkflowRun,
 )
-from worldflow.worlds._records import ChildOutcome, ErrorInfo, WorkflowRun
 
 __all__ = ["HookClosed", "Progress", "WorkflowInstance", "WorkflowMetadata"]
 

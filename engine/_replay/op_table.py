@@ -39,9 +39,8 @@ from worldflow._replay.durable_ops import (
 )
 from worldflow._replay.loop import WorkflowLoop
 from worldflow.errors import HookConflictError, HookNotFoundError
-from worldflow.worlds._events import StateUpdated
+from worldflow.worlds import NULL, RESERVED_TOKEN_PREFIX, StateUpdated
 from worldflow.worlds._ids import UlidSequence, check_id
-from worldflow.worlds._records import NULL, RESERVED_TOKEN_PREFIX
 
 __all__ = ["HookClosed", "Operations", "aware"]
 

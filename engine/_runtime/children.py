@@ -19,7 +19,7 @@ from worldflow._registry import Backoff, StepOptions, make_step
 from worldflow._replay.child_contract import START_CHILD_STEP
 from worldflow._runtime.step_info import current_step
 from worldflow.errors import EntityConflictError, FatalError, WorkflowNotRegisteredError
-from worldflow.worlds._events import RunCreated, RunStarted
+from worldflow.worlds import RunCreated, RunStarted
 
 if TYPE_CHECKING:
     from worldflow._replay.instance import WorkflowMetadata

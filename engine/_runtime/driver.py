@@ -49,22 +49,24 @@ from worldflow.errors import (
     RunTerminalError,
     WorkflowNotRegisteredError,
 )
-from worldflow.worlds._clock import Clock
-from worldflow.worlds._events import (
+from worldflow.worlds import (
     AnyEvent,
     ChildEnded,
+    ErrorInfo,
     RunCancelled,
     RunCompleted,
     RunFailed,
     RunStalled,
     RunStarted,
+    RunStatus,
     RunUnstalled,
     StepCreated,
     StepStarted,
     WaitCompleted,
+    WorkflowRun,
+    World,
 )
-from worldflow.worlds._protocol import World
-from worldflow.worlds._records import ErrorInfo, RunStatus, WorkflowRun
+from worldflow.worlds._clock import Clock
 
 __all__ = ["RUN_QUEUE", "STEP_QUEUE", "Driver", "Slot"]
 

@@ -17,32 +17,36 @@ __all__ = ["RunOwner"]
 class RunOwner:
     """This engine's id and the epochs of the runs it drives."""
 
-    __slots__ = ("_epochs", "engine_id")
+    __slots__ = ("_fences", "_new", "engine_id")
 
     def __init__(self) -> None:
         self.engine_id: str | None = None
-        self._epochs: dict[str, int] = {}
+        # Made once per epoch and reused by every append (the hot path), not per append.
+        self._fences: dict[str, Fence] = {}
+        self._new: Fence | None = None
 
     def reset(self, engine_id: str | None) -> None:
         """A new registration (or none): everything learned before is void."""
         self.engine_id = engine_id
-        self._epochs.clear()
+        self._fences.clear()
+        self._new = None if engine_id is None else Fence(engine_id=engine_id, epoch=0)
 
     def fence(self, run_id: str) -> Fence | None:
         """The fence for an append to ``run_id`` (``None`` before the engine registered)."""
-        engine_id = self.engine_id
-        if engine_id is None:
-            return None
-        return Fence(engine_id=engine_id, epoch=self._epochs.get(run_id, 0))
+        return self._fences.get(run_id, self._new)
 
     def saw(self, run: WorkflowRun) -> bool:
         """Note a view of ``run``; return whether this engine may drive it (it is unowned,
         to be claimed by the next owner-only append, or this engine's)."""
         owner = run.owner_id
-        if owner is None or owner == self.engine_id:
-            self._epochs[run.run_id] = run.owner_epoch
+        engine_id = self.engine_id
+        if owner is None or owner == engine_id:
+            fences = self._fences
+            known = fences.get(run.run_id)
+            if engine_id is not None and (known is None or known.epoch != run.owner_epoch):
+                fences[run.run_id] = Fence(engine_id=engine_id, epoch=run.owner_epoch)
             return True
-        self._epochs.pop(run.run_id, None)
+        self._fences.pop(run.run_id, None)
         return False
 
     def drives(self, run: WorkflowRun) -> bool:
@@ -51,4 +55,4 @@ class RunOwner:
 
     def forget(self, run_id: str) -> None:
         """The run ended here, or was lost to another engine."""
-        self._epochs.pop(run_id, None)
+        self._fences.pop(run_id, None)

@@ -23,9 +23,9 @@ from worldflow.errors import (
     WorkflowCancelledError,
     WorkflowFailedError,
 )
+from worldflow.worlds import AnyEvent, ErrorInfo, RunStatus, WorkflowRun
 from worldflow.worlds._clock import Clock, SystemClock
-from worldflow.worlds._events import RUN_TERMINAL_EVENT_TYPES, AnyEvent
-from worldflow.worlds._records import ErrorInfo, RunStatus, WorkflowRun
+from worldflow.worlds._events import RUN_TERMINAL_EVENT_TYPES
 
 if TYPE_CHECKING:
     from worldflow._runtime.client import Client

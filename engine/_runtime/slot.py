@@ -13,12 +13,14 @@ from typing import Any
 from worldflow._replay.child_contract import CHILD_TOKEN_PREFIX
 from worldflow._replay.instance import WorkflowInstance, WorkflowMetadata
 from worldflow._runtime.step_runner import Limiter, StepJob
-from worldflow.worlds._events import (
+from worldflow.worlds import (
+    NULL,
     AnyEvent,
     ChildEnded,
     HookCreated,
     HookDisposed,
     HookReceived,
+    Payload,
     RunCancelled,
     RunCompleted,
     RunCreated,
@@ -31,8 +33,8 @@ from worldflow.worlds._events import (
     StepRetrying,
     StepStarted,
     StepSuspended,
+    WorkflowRun,
 )
-from worldflow.worlds._records import NULL, Payload, WorkflowRun
 
 __all__ = ["Slot", "aware"]
 

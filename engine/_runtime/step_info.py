@@ -18,12 +18,12 @@ import msgspec
 
 from worldflow import _serde
 from worldflow._replay.current import in_workflow
-from worldflow.worlds._records import NULL, Payload
+from worldflow.worlds import NULL, Payload
 
 if TYPE_CHECKING:
     from worldflow._primitives import WorkflowStreamHandle
     from worldflow._replay.instance import WorkflowMetadata
-    from worldflow.worlds._protocol import World
+    from worldflow.worlds import World
 
 __all__ = [
     "DEFAULT_STREAM",

@@ -43,21 +43,24 @@ from worldflow.errors import (
     StepNotRegisteredError,
     WorldflowError,
 )
-from worldflow.worlds._events import (
+from worldflow.worlds import (
+    NULL,
     AnyEvent,
+    ErrorInfo,
+    Fence,
+    Payload,
     StepCompleted,
     StepFailed,
     StepRetrying,
     StepStarted,
     StepSuspended,
 )
-from worldflow.worlds._records import NULL, ErrorInfo, Fence, Payload
 
 if TYPE_CHECKING:
     from worldflow._registry import Registry, StepDefinition
     from worldflow._replay.instance import WorkflowMetadata
+    from worldflow.worlds import EventResult, World
     from worldflow.worlds._clock import Clock
-    from worldflow.worlds._protocol import EventResult, World
 
 __all__ = ["Limiter", "StepJob", "StepRunner", "error_info", "release"]
 

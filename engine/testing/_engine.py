@@ -9,7 +9,7 @@ from typing import Any
 from worldflow._registry import Registrable
 from worldflow._runtime.engine import Engine
 from worldflow.testing._clock import VirtualClock
-from worldflow.worlds._memory.world import MemoryWorld
+from worldflow.worlds import MemoryWorld
 
 __all__ = ["memory_engine"]
 

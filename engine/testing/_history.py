@@ -21,19 +21,21 @@ from worldflow._registry import Registry, WorkflowDefinition, WorkflowFunction
 from worldflow._replay.divergence import describe_recorded
 from worldflow._replay.instance import Progress, WorkflowInstance
 from worldflow.errors import InvalidEventError, NondeterminismError
-from worldflow.worlds._events import (
-    CREATION_EVENT_TYPES,
+from worldflow.worlds import (
+    NULL,
     AnyEvent,
     HookConflict,
     RunCancelled,
     RunCompleted,
     RunCreated,
     RunFailed,
+    RunStatus,
+    WorkflowRun,
+    World,
     decode_event,
     encode_event,
 )
-from worldflow.worlds._protocol import World
-from worldflow.worlds._records import NULL, RunStatus, WorkflowRun
+from worldflow.worlds._events import CREATION_EVENT_TYPES
 
 __all__ = [
     "Divergence",

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from worldflow._registry import Registry
 from worldflow._replay.instance import Progress, WorkflowInstance
 from worldflow.testing._clock import VirtualClock
-from worldflow.worlds._records import Hook
+from worldflow.worlds import Hook
 
 if TYPE_CHECKING:
     from worldflow._runtime.run import Run

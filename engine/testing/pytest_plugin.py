@@ -29,7 +29,7 @@ import pytest
 
 from worldflow._runtime.engine import Engine
 from worldflow.testing._clock import VirtualClock
-from worldflow.worlds._memory.world import MemoryWorld
+from worldflow.worlds import MemoryWorld
 
 
 @pytest.fixture

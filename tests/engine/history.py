@@ -17,11 +17,13 @@ from typing import Any
 
 import msgspec
 
-from worldflow import _serde
-from worldflow._registry import Registry, WorkflowFunction
+from worldflow import WorkflowFunction, _serde
+from worldflow._registry import Registry
 from worldflow._replay.instance import Progress, WorkflowInstance
-from worldflow.worlds._events import (
+from worldflow.worlds import (
+    NULL,
     AnyEvent,
+    ErrorInfo,
     EventRaised,
     HookConflict,
     HookCreated,
@@ -32,6 +34,7 @@ from worldflow.worlds._events import (
     RunFailed,
     RunResumed,
     RunStarted,
+    RunStatus,
     RunSuspended,
     StepCompleted,
     StepCreated,
@@ -39,9 +42,9 @@ from worldflow.worlds._events import (
     StepStarted,
     WaitCompleted,
     WaitCreated,
-    stamp,
+    WorkflowRun,
 )
-from worldflow.worlds._records import NULL, ErrorInfo, RunStatus, WorkflowRun
+from worldflow.worlds._events import stamp
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 RUN_ID = "wrun_test"

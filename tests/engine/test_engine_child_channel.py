@@ -9,8 +9,7 @@ import pytest
 from tests.engine.both_worlds import Worlds, worlds
 from tests.engine.runtime import WAIT, types_of
 from worldflow import Engine, HookNotFoundError, InvalidEventError, create_hook, workflow
-from worldflow.worlds import HookReceived, RunStatus
-from worldflow.worlds._records import NULL
+from worldflow.worlds import NULL, HookReceived, RunStatus
 
 pytestmark = pytest.mark.anyio
 __all__ = ["worlds"]

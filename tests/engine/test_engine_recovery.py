@@ -21,6 +21,7 @@ from tests.engine.runtime import (
     wait_for_type,
 )
 from worldflow import (
+    Backoff,
     Engine,
     WorkflowFunction,
     WorldError,
@@ -29,7 +30,6 @@ from worldflow import (
     step,
     workflow,
 )
-from worldflow._registry import Backoff
 from worldflow._replay.child_contract import CHILD_TOKEN_PREFIX
 from worldflow._runtime.driver import RUN_QUEUE
 from worldflow.worlds import (

@@ -17,18 +17,19 @@ from worldflow import (
     FatalError,
     RetryableError,
     StepFailedError,
+    StepMetadata,
     WorkflowCancelledError,
     WorkflowFailedError,
     WorkflowFunction,
+    WorkflowMetadata,
     get_step_metadata,
     get_workflow_metadata,
     step,
     workflow,
 )
-from worldflow._replay.instance import WorkflowMetadata
-from worldflow._runtime.step_info import StepMetadata
 from worldflow._runtime.step_runner import StepJob
 from worldflow.worlds import (
+    NULL,
     MemoryWorld,
     RunCreated,
     RunStarted,
@@ -39,7 +40,6 @@ from worldflow.worlds import (
     StepStatus,
 )
 from worldflow.worlds._clock import SystemClock
-from worldflow.worlds._records import NULL
 
 pytestmark = pytest.mark.anyio
 

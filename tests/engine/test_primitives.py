@@ -35,8 +35,14 @@ from worldflow import (
 from worldflow._primitives import WorkflowStreamHandle, workflow_writable
 from worldflow._replay.child_contract import START_CHILD_STEP, child_outcome, child_result
 from worldflow._replay.current import in_workflow
-from worldflow.worlds._events import HookCreated, HookReceived, StepCreated
-from worldflow.worlds._records import ErrorInfo, RunStatus, WorkflowRun
+from worldflow.worlds import (
+    ErrorInfo,
+    HookCreated,
+    HookReceived,
+    RunStatus,
+    StepCreated,
+    WorkflowRun,
+)
 
 
 @pytest.mark.parametrize(

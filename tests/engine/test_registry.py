@@ -12,13 +12,14 @@ from worldflow import (
     ConfigurationError,
     StepNotRegisteredError,
     WebhookRequest,
+    WorkflowFunction,
     WorkflowNotRegisteredError,
     create_hook,
     create_webhook,
     step,
     workflow,
 )
-from worldflow._registry import Registry, WorkflowFunction
+from worldflow._registry import Registry
 
 
 @step

@@ -15,7 +15,7 @@ from worldflow import (
     wait_for_event,
     workflow,
 )
-from worldflow.worlds._events import StateUpdated, WaitCompleted, WaitCreated
+from worldflow.worlds import StateUpdated, WaitCompleted, WaitCreated
 
 
 @step

@@ -17,7 +17,7 @@ from worldflow import (
     workflow,
 )
 from worldflow._webhooks import response_for, user_metadata
-from worldflow.worlds._events import HookCreated, HookReceived
+from worldflow.worlds import HookCreated, HookReceived
 
 
 @step

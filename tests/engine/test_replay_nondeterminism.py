@@ -7,10 +7,9 @@ from typing import Any
 import pytest
 
 from tests.engine.history import History
-from worldflow import create_hook, get_state, set_state, sleep, step, workflow
-from worldflow._registry import WorkflowFunction
+from worldflow import WorkflowFunction, create_hook, get_state, set_state, sleep, step, workflow
 from worldflow._replay.instance import Progress
-from worldflow.worlds._events import HookReceived, StepCompleted
+from worldflow.worlds import HookReceived, StepCompleted
 
 NAME = "orders"
 

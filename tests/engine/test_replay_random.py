@@ -27,7 +27,7 @@ from worldflow import (
     wait_for_event,
     workflow,
 )
-from worldflow.worlds._events import HookCreated, HookDisposed
+from worldflow.worlds import HookCreated, HookDisposed
 
 TOKENS = ["t0", "t1", "t2"]
 EVENTS = ["e0", "e1"]

@@ -9,7 +9,7 @@ import pytest
 
 from tests.engine.history import History
 from worldflow import SerializationError, StepFailedError, step, workflow
-from worldflow.worlds._events import StepCreated
+from worldflow.worlds import StepCreated
 
 
 @dataclasses.dataclass(frozen=True)

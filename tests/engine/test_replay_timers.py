@@ -7,13 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from tests.engine.history import T0, History
 from worldflow import _serde, create_hook, now, random, sleep, step, uuid4, workflow
-from worldflow.worlds._events import (
-    AnyEvent,
-    HookReceived,
-    StepCompleted,
-    WaitCompleted,
-    WaitCreated,
-)
+from worldflow.worlds import AnyEvent, HookReceived, StepCompleted, WaitCompleted, WaitCreated
 
 
 @step

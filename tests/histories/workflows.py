@@ -18,6 +18,7 @@ from worldflow import (
     StepFailedError,
     WebhookResponse,
     WorkflowFailedError,
+    WorkflowFunction,
     create_hook,
     create_webhook,
     get_resume_data,
@@ -32,7 +33,6 @@ from worldflow import (
     wait_for_event,
     workflow,
 )
-from worldflow._registry import WorkflowFunction
 
 __all__ = ["WORKFLOWS"]
 

@@ -9,8 +9,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from worldflow.inspector import create_app
-from worldflow.inspector._keys import ControlPlane
+from worldflow.inspector import ControlPlane, create_app
 
 
 class Served:

@@ -27,19 +27,22 @@ from worldflow import NondeterminismError, _serde
 from worldflow._registry import Registry, WorkflowDefinition
 from worldflow._replay.child_contract import START_CHILD_STEP
 from worldflow._replay.instance import Progress, WorkflowInstance
-from worldflow.worlds._events import (
+from worldflow.worlds import (
+    NULL,
     AnyEvent,
+    ErrorInfo,
     HookConflict,
     HookCreated,
     RunCompleted,
     RunFailed,
+    RunStatus,
     StepCompleted,
     StepCreated,
     StepFailed,
+    WorkflowRun,
     encode_event,
-    stamp,
 )
-from worldflow.worlds._records import NULL, ErrorInfo, RunStatus, WorkflowRun
+from worldflow.worlds._events import stamp
 
 __all__ = [
     "check_mutation",

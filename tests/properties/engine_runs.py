@@ -43,11 +43,11 @@ from worldflow.worlds import (
     MemoryWorld,
     RunCancelled,
     RunResumed,
+    RunStatus,
     RunSuspended,
     WaitCreated,
     World,
 )
-from worldflow.worlds._records import RunStatus
 
 __all__ = ["EngineRun", "EngineSchedule", "run_on_engine"]
 

@@ -27,6 +27,7 @@ import worldflow
 from worldflow import (
     FatalError,
     StepFailedError,
+    StepFunction,
     WorkflowFailedError,
     create_hook,
     get_state,
@@ -35,7 +36,7 @@ from worldflow import (
     wait_for_event,
     workflow,
 )
-from worldflow._registry import StepFunction, WorkflowDefinition
+from worldflow._registry import WorkflowDefinition
 
 __all__ = [
     "EVENT_NAMES",

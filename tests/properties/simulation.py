@@ -28,8 +28,10 @@ from worldflow import _serde
 from worldflow._registry import Registry, WorkflowDefinition
 from worldflow._replay.child_contract import CHILD_TOKEN_PREFIX, START_CHILD_STEP
 from worldflow._replay.instance import Progress, WorkflowInstance
-from worldflow.worlds._events import (
+from worldflow.worlds import (
+    NULL,
     AnyEvent,
+    ErrorInfo,
     EventRaised,
     HookConflict,
     HookCreated,
@@ -41,6 +43,7 @@ from worldflow.worlds._events import (
     RunFailed,
     RunResumed,
     RunStarted,
+    RunStatus,
     RunSuspended,
     StepCompleted,
     StepCreated,
@@ -49,9 +52,9 @@ from worldflow.worlds._events import (
     StepStarted,
     WaitCompleted,
     WaitCreated,
-    stamp,
+    WorkflowRun,
 )
-from worldflow.worlds._records import NULL, ErrorInfo, RunStatus, WorkflowRun
+from worldflow.worlds._events import stamp
 
 __all__ = ["RUN_ID", "T0", "Action", "Schedule", "Sim", "WorldRuleError", "run_schedule"]
 

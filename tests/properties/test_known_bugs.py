@@ -16,7 +16,7 @@ import asyncio
 
 from tests.engine.history import History
 from worldflow import sleep, step, workflow
-from worldflow.worlds._events import StepStarted
+from worldflow.worlds import StepStarted
 
 
 @step(name="known.cleanup")

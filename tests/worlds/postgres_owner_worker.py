@@ -24,8 +24,16 @@ from typing import Any
 import msgspec
 
 from worldflow.errors import EntityConflictError, OwnershipLostError
-from worldflow.worlds import RunCompleted, StepCompleted, StepCreated, StepStarted, open_world
-from worldflow.worlds._records import Fence, StepStatus, WorkflowRun
+from worldflow.worlds import (
+    Fence,
+    RunCompleted,
+    StepCompleted,
+    StepCreated,
+    StepStarted,
+    StepStatus,
+    WorkflowRun,
+    open_world,
+)
 
 WORKFLOW = "chain"
 

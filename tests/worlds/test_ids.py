@@ -8,8 +8,8 @@ import types
 
 import pytest
 
-from worldflow.worlds import _ids
-from worldflow.worlds._ids import UlidSequence, encode_ulid, new_id, new_ulid, random_bytes
+from worldflow.worlds import _ids, new_id
+from worldflow.worlds._ids import UlidSequence, encode_ulid, new_ulid, random_bytes
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 

@@ -21,9 +21,8 @@ import msgspec
 import pytest
 
 from tests.worlds import postgres_db
-from worldflow.worlds import RunCreated, StepCompleted, open_world
+from worldflow.worlds import RunCreated, RunStatus, StepCompleted, open_world
 from worldflow.worlds._postgres import PostgresWorld
-from worldflow.worlds._records import RunStatus
 
 pytestmark = [
     pytest.mark.anyio,

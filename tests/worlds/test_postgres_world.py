@@ -22,6 +22,7 @@ from worldflow.errors import (
     RunNotFoundError,
 )
 from worldflow.worlds import (
+    NULL,
     EventRaised,
     HookConflict,
     HookCreated,
@@ -29,16 +30,17 @@ from worldflow.worlds import (
     RunCompleted,
     RunCreated,
     RunStarted,
+    RunStatus,
     StepCompleted,
     StepCreated,
     StepStarted,
+    WorkflowRun,
     open_world,
 )
 from worldflow.worlds._postgres import PostgresWorld, codec
 from worldflow.worlds._postgres import queue as pg_queue
 from worldflow.worlds._postgres import world as pg_world
 from worldflow.worlds._postgres.schema import SCHEMA_VERSION, migrate
-from worldflow.worlds._records import NULL, RunStatus, WorkflowRun
 
 pytestmark = [
     pytest.mark.anyio,

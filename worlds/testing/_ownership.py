@@ -415,6 +415,8 @@ class OwnershipConformance(SuiteBase):
         await world.append(
             done.run_id, [RunCompleted(run_id=done.run_id, output=payload(1))], fence=_fence(done)
         )
+        # while its owner is live a run is not an orphan
+        assert await world.claim_orphans(staying.engine_id, workflows=["wf"], limit=10) == []
         assert await world.deregister_engine(leaving.engine_id) == 1
         released = await world.get_run(run.run_id)
         assert (released.owner_id, released.owner_epoch) == (None, 1)
@@ -438,8 +440,6 @@ class OwnershipConformance(SuiteBase):
         zombie = await world.register_engine(workflows=["wf"], ttl=_SHORT_TTL)
         survivor = await world.register_engine(workflows=["wf"], ttl=_LONG_TTL)
         run = await _owned_run(world, zombie.engine_id)
-        # while the zombie is live its runs are not orphans
-        assert await world.claim_orphans(survivor.engine_id, workflows=["wf"], limit=10) == []
         await asyncio.sleep(_EXPIRED)
         [claimed] = await world.claim_orphans(survivor.engine_id, workflows=["wf"], limit=10)
         assert (claimed.owner_id, claimed.owner_epoch) == (survivor.engine_id, 2)
