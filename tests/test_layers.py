@@ -205,6 +205,8 @@ def test_worlds_import_nothing_of_the_engine_but_its_errors() -> None:
 def test_nothing_depends_on_the_inspector() -> None:
     problems: list[str] = []
     for path in _sources("engine", "worlds"):
+        if path.name.startswith("_cli"):
+            continue  # `worldflow serve` launches the app: the one place that may import it
         found = imports(path.read_text(), _module_name(path), is_package=path.name == "__init__.py")
         problems.extend(
             f"{path.relative_to(ROOT)} line {i.line}: imports {i.target}"
