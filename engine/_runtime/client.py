@@ -40,7 +40,6 @@ from worldflow._runtime.run import Run, RunInfo, run_info
 from worldflow._runtime.telemetry import (
     ObservedWorld,
     Telemetry,
-    otel_available,
     start_span_context,
 )
 from worldflow._webhooks import (
@@ -118,9 +117,9 @@ class Client:
             closes it on exit.
         clock: Time for ``Run.result(timeout=)``; the world's clock if it has one.
         telemetry: Spans and counters of what this client and its engine write
-            (:class:`~worldflow.Telemetry`): ``None`` (default) turns them on when
-            ``opentelemetry-api`` is installed, ``True`` always (counters without it),
-            ``False`` never.
+            (:class:`~worldflow.Telemetry`): ``True`` turns them on (spans when
+            ``opentelemetry-api`` is installed, counters always), ``None`` or ``False``
+            (default) leaves appends unobserved.
 
     A Client on a given world is usable at once (``async with`` is optional); one that opens
     its own world must be entered.
@@ -136,8 +135,6 @@ class Client:
         self._world = world
         self._owns_world = world is None
         self._clock = clock
-        if telemetry is None:
-            telemetry = otel_available()
         self.telemetry: Telemetry | None = (
             Telemetry.default() if telemetry is True else telemetry or None
         )

@@ -43,6 +43,7 @@ from worldflow._runtime.client import Client
 from worldflow._runtime.driver import RUN_QUEUE, STEP_QUEUE, Driver
 from worldflow._runtime.ownership import RunOwner
 from worldflow._runtime.schedules import Schedules, declared, scheduler_definition
+from worldflow._runtime.telemetry import Telemetry
 from worldflow.errors import (
     EntityConflictError,
     LeaseLostError,
@@ -127,6 +128,7 @@ class Engine(Client):
         *,
         steps: Iterable[RegistrableStep] = (),
         clock: Clock | None = None,
+        telemetry: Telemetry | bool | None = None,
         max_concurrent_steps: int = 1000,
         max_cached_runs: int = 1000,
         recover: bool = True,
@@ -136,7 +138,7 @@ class Engine(Client):
     ) -> None:
         if max_concurrent_steps < 1 or max_cached_runs < 1:
             raise ValueError("max_concurrent_steps and max_cached_runs must be at least 1")
-        super().__init__(world, clock=clock)
+        super().__init__(world, clock=clock, telemetry=telemetry)
         self.registry = Registry(workflows, steps)
         self.registry.add_workflow(scheduler_definition())  # every engine can run schedules
         self._schedules = Schedules(self)

@@ -15,7 +15,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from tests.http.served import serve_app
 from worldflow import Client, Engine, FatalError, RetryableError, sleep, step, workflow
-from worldflow._runtime import client as client_module
 from worldflow.inspector import create_app
 from worldflow.worlds import FileWorld, MemoryWorld, World
 
@@ -99,7 +98,7 @@ async def test_a_run_is_one_trace_under_the_callers_span(
     world: World, spans: InMemorySpanExporter
 ) -> None:
     tracer = trace.get_tracer("the-caller")
-    async with Engine(world, workflows=[parent, child]) as engine:
+    async with Engine(world, workflows=[parent, child], telemetry=True) as engine:
         with tracer.start_as_current_span("http request") as request_span:
             run = await engine.start(parent, "k", run_id="r1")
         assert await run.result(timeout=30) == ["k", "child-k"]
@@ -131,10 +130,10 @@ async def test_a_run_is_one_trace_under_the_callers_span(
 async def test_a_restart_or_a_replay_makes_no_second_span(
     world: World, spans: InMemorySpanExporter
 ) -> None:
-    async with Engine(world, workflows=[parent, child]) as engine:
+    async with Engine(world, workflows=[parent, child], telemetry=True) as engine:
         await engine.start(parent, "r", run_id="r2")
         # leave while the run sleeps (or earlier): the next engine replays what is recorded
-    async with Engine(world, workflows=[parent, child]) as engine:
+    async with Engine(world, workflows=[parent, child], telemetry=True) as engine:
         run = await engine.get_run("r2")
         assert await run.result(timeout=30) == ["r", "child-r"]
         engine.evict()
@@ -145,7 +144,7 @@ async def test_a_restart_or_a_replay_makes_no_second_span(
 
 
 async def test_counters_in_the_prometheus_format(world: World) -> None:
-    async with Engine(world, workflows=[parent, child, broken_wf]) as engine:
+    async with Engine(world, workflows=[parent, child, broken_wf], telemetry=True) as engine:
         await (await engine.start(parent, "m")).result(timeout=30)
         failing = await engine.start(broken_wf)
         with pytest.raises(Exception, match="no"):
@@ -175,9 +174,8 @@ async def test_counters_in_the_prometheus_format(world: World) -> None:
 
 
 async def test_without_opentelemetry_nothing_is_wrapped(
-    world: World, monkeypatch: pytest.MonkeyPatch, spans: InMemorySpanExporter
+    world: World, spans: InMemorySpanExporter
 ) -> None:
-    monkeypatch.setattr(client_module, "otel_available", lambda: False)
     async with Engine(world, workflows=[parent, child]) as engine:
         assert engine.telemetry is None
         assert engine._writes is world  # appends go straight to the world
