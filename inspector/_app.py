@@ -74,11 +74,11 @@ async def openapi(request: web.Request) -> web.Response:
     return web.Response(body=msgspec.json.encode(document), content_type="application/json")
 
 
-@route(tags=("server",), responses={200: None})
 async def metrics(request: web.Request) -> web.Response:
     """The engine's counters in the Prometheus text format (runs and step attempts).
 
-    404 when the engine or client runs without telemetry (``telemetry=False``).
+    404 when the engine or client runs without telemetry (``telemetry=True`` turns it on).
+    Not a JSON route, so not in ``/openapi.json``; it needs the token like every route.
     """
     telemetry = getattr(request.app[CONTROL], "telemetry", None)
     if telemetry is None:

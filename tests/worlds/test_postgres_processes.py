@@ -169,7 +169,10 @@ async def test_a_paused_process_is_fenced_off_after_the_takeover(
     await finished(world)
     await check_outcomes(world)
     await until(lambda: zombie.count("lost") >= 1)  # it noticed and registered again
-    assert zombie.count("refused") >= 1  # its decisions for the runs it lost were refused
+    # Whether the zombie tries a decision for a lost run before its heartbeat tells it that it
+    # lost them is a race; when it does, the fence refuses it, and either way no step result
+    # is recorded twice (check_outcomes). The refusal itself is tested deterministically by
+    # the ownership conformance suite (a paused owner's appends after a takeover).
 
 
 async def test_sigterm_hands_runs_over_at_once(
