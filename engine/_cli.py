@@ -9,7 +9,7 @@
                                    # the pre-deploy check that new code still fits old runs
     worldflow serve [--workflows MODULE[:ATTR] ...] [--host H] [--port P] [--token T]
                                    # the HTTP app (``_cli_serve``)
-    worldflow start|cancel|suspend|resume|raise-event|resume-hook|rerun|purge ...
+    worldflow start|cancel|suspend|resume|raise-event|resume-hook|rerun|fork|purge ...
                                    # act on runs, through --server URL or on the world
                                    # directly (``_cli_actions``)
 

@@ -6,9 +6,11 @@
     worldflow cancel RUN [--reason TEXT]     worldflow suspend RUN     worldflow resume RUN
     worldflow raise-event RUN NAME JSON      worldflow resume-hook TOKEN JSON
     worldflow rerun RUN                      worldflow purge RUN
+    worldflow fork RUN --from-step STEP --input '{"amount": 5}' [--run-id ID]
 
 With ``--server URL`` (and ``--token T`` or ``$WORLDFLOW_TOKEN``) each command is one request
-to a ``worldflow serve`` (the Dapr routes, ``/api/hooks/resume``, ``/api/runs/{id}/rerun``);
+to a ``worldflow serve`` (the Dapr routes, ``/api/hooks/resume``, ``/api/runs/{id}/rerun``,
+``/api/runs/{id}/fork``);
 without, it opens the world (``--world``) for writing and acts on it directly as a
 ``worldflow.Client`` (nothing else may hold a file world's writer lock then): a started run
 is queued for the engine that serves its workflow.
@@ -27,7 +29,17 @@ from worldflow.errors import ConfigurationError
 
 __all__ = ["ACTIONS", "add_action_parsers", "run_action"]
 
-ACTIONS = ("start", "cancel", "suspend", "resume", "raise-event", "resume-hook", "rerun", "purge")
+ACTIONS = (
+    "start",
+    "cancel",
+    "suspend",
+    "resume",
+    "raise-event",
+    "resume-hook",
+    "rerun",
+    "fork",
+    "purge",
+)
 
 
 def _json_arg(text: str) -> Any:
@@ -69,6 +81,20 @@ def add_action_parsers(commands: Any) -> None:
         ("purge", "delete a finished run"),
     ):
         action(name, text).add_argument("run_id")
+    fork = action(
+        "fork",
+        "start a run that reuses RUN's results before a step and runs that step again",
+    )
+    fork.add_argument("run_id")
+    fork.add_argument(
+        "--from-step",
+        help="the step to run again: its step id, or a name one call has "
+        "(default: from the start, a rerun)",
+    )
+    fork.add_argument(
+        "--input", type=_json_arg, help='JSON object: the step\'s new arguments, {"x": 1}'
+    )
+    fork.add_argument("--run-id", dest="new_run_id", help="the fork's run id")
     raise_event = action("raise-event", "raise a named event for a run")
     raise_event.add_argument("run_id")
     raise_event.add_argument("name")
@@ -110,6 +136,9 @@ async def _over_http(args: argparse.Namespace) -> str:
             path, body = "/api/hooks/resume", {"token": args.hook_token, "data": args.payload}
         case "rerun":
             path = f"/api/runs/{quote(args.run_id, safe='')}/rerun"
+        case "fork":
+            path = f"/api/runs/{quote(args.run_id, safe='')}/fork"
+            body = {"fromStep": args.from_step, "input": args.input, "runId": args.new_run_id}
     data = None if body is None else json.dumps(body).encode()
     if data is not None:
         headers["Content-Type"] = "application/json"
@@ -133,6 +162,8 @@ async def _over_http(args: argparse.Namespace) -> str:
             return f"resumed the hook of run {answer['runId']}"
         case "rerun":
             return f"started run {answer['runId']} (a rerun of {args.run_id})"
+        case "fork":
+            return f"started run {answer['runId']} (a fork of {args.run_id})"
     return _done(args)
 
 
@@ -183,6 +214,14 @@ async def _direct(args: argparse.Namespace, world_url: str) -> str:
                 case "rerun":
                     new = await engine.rerun(args.run_id)
                     return f"started run {new.run_id} (a rerun of {args.run_id})"
+                case "fork":
+                    new = await engine.fork(
+                        args.run_id,
+                        from_step=args.from_step,
+                        input=args.input,
+                        run_id=args.new_run_id,
+                    )
+                    return f"started run {new.run_id} (a fork of {args.run_id})"
             return _done(args)
     finally:
         await world.aclose()

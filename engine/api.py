@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "cancel",
     "fail",
+    "fork",
     "get_default_engine",
     "get_hook_by_token",
     "get_run",
@@ -106,6 +107,7 @@ async def list_runs(
     created_before: datetime | None = None,
     limit: int = 100,
     cursor: str | None = None,
+    forked_from: str | None = None,
 ) -> Page[RunInfo]:
     """Runs matching the filters, newest first (see :meth:`Engine.list_runs`)."""
     return await get_default_engine().list_runs(
@@ -117,6 +119,7 @@ async def list_runs(
         created_before=created_before,
         limit=limit,
         cursor=cursor,
+        forked_from=forked_from,
     )
 
 
@@ -191,3 +194,17 @@ async def purge(run_id: str) -> None:
 async def rerun(run_id: str) -> Run:
     """Start a new run from an old one's input (see :meth:`Engine.rerun`)."""
     return await get_default_engine().rerun(run_id)
+
+
+async def fork(
+    source_run_id: str,
+    /,
+    *,
+    from_step: str | None = None,
+    input: dict[str, Any] | None = None,
+    run_id: str | None = None,
+) -> Run:
+    """Fork a run from one of its steps, with a new input for it (see :meth:`Client.fork`)."""
+    return await get_default_engine().fork(
+        source_run_id, from_step=from_step, input=input, run_id=run_id
+    )

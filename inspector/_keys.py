@@ -132,6 +132,18 @@ class ControlPlane(Protocol):
         """Start a new run with an old run's input."""
         ...
 
+    async def fork(
+        self,
+        source_run_id: str,
+        /,
+        *,
+        from_step: str | None = None,
+        input: dict[str, Any] | None = None,
+        run_id: str | None = None,
+    ) -> RunHandle:
+        """Start a run that reuses a run's results before a step, that step with ``input``."""
+        ...
+
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:

@@ -113,6 +113,7 @@ WORLDS_ALL = [
     "EventRaised",
     "EventResult",
     "Fence",
+    "ForkPoint",
     "FileWorld",
     "Hook",
     "HookConflict",

@@ -17,7 +17,7 @@ from typing import Final, TypeAlias
 import msgspec
 
 from worldflow.errors import InvalidEventError
-from worldflow.worlds._records import NULL, ChildOutcome, ErrorInfo, Payload
+from worldflow.worlds._records import NULL, ChildOutcome, ErrorInfo, ForkPoint, Payload
 
 __all__ = [
     "CORRELATED_EVENT_TYPES",
@@ -95,6 +95,10 @@ class RunCreated(Event, tag="run_created", frozen=True):
     trace_context: dict[str, str] = msgspec.field(default_factory=dict)
     """The W3C trace context (``traceparent``) of the span that started the run, so the
     run's spans join the starter's trace (empty without tracing)."""
+    forked_from: str | None = None
+    """The run this one was forked (or rerun) from: lineage only the client writes."""
+    fork: ForkPoint | None = None
+    """For a fork from a step: where it left the source and what its replay needs."""
 
 
 class RunStarted(Event, tag="run_started", frozen=True):

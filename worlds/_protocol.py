@@ -192,10 +192,12 @@ class RunStore(Protocol):
         order: SortOrder = "desc",
         limit: int = 100,
         cursor: str | None = None,
+        forked_from: str | None = None,
     ) -> Page[WorkflowRun]:
         """Runs matching every given filter, in creation order (newest first by default).
 
         ``metadata`` matches runs whose metadata holds every given key with that value.
+        ``forked_from`` matches the forks (and reruns) of that run.
         ``created_after`` is inclusive, ``created_before`` exclusive. Pages never skip or
         repeat a run, even while runs are being created.
         """

@@ -25,6 +25,7 @@ __all__ = [
     "EngineInfo",
     "ErrorInfo",
     "Fence",
+    "ForkPoint",
     "Hook",
     "HookStatus",
     "Lease",
@@ -146,6 +147,35 @@ ChildOutcome: TypeAlias = ChildCompleted | ChildFailed | ChildCancelled
 older logs carry in a ``hook_received`` payload: ``{"status": "completed", "output": ...}``."""
 
 
+class ForkPoint(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a fork left its source run, and what its replay needs (``run_created.fork``).
+
+    A fork's log begins with copies of the source's events up to the step it forks from
+    (``run_created``, then ``run_started`` and the copies): the fork replays from its own log
+    alone. These fields make that replay take the source's path up to the step.
+
+    Attributes:
+        step_id: The source's step the fork runs again (its correlation id in the source).
+        step_name: That step's name.
+        step_number: Its place in the body's call order: the fork's operation with this
+            number is that step call.
+        step_input: The input that call runs with in the fork (a JSON object of its
+            arguments; ``null``: the one the code computes).
+        ids_at: The time part of the fork's correlation ids (the copies were written with
+            ids of this time before the world stamped the fork's ``created_at``).
+        clock: The source's times of the fork's events from seq 2 on (its ``run_started`` and
+            the copies): ``now()`` in the body reads them, so the copied part sees the
+            clock the source saw.
+    """
+
+    step_id: str
+    step_name: str
+    step_number: int
+    step_input: Payload = NULL
+    ids_at: datetime
+    clock: list[datetime] = msgspec.field(default_factory=list)
+
+
 class WorkflowRun(msgspec.Struct, frozen=True, kw_only=True):
     """The view of one run, kept in step with its event log.
 
@@ -172,6 +202,11 @@ class WorkflowRun(msgspec.Struct, frozen=True, kw_only=True):
     started_at: datetime | None = None
     completed_at: datetime | None = None
     cancel_reason: str | None = None
+    forked_from: str | None = None
+    """The run this one was forked (or rerun) from; its forks list with
+    ``list_runs(forked_from=...)``."""
+    forked_from_step: str | None = None
+    """The source's step id the fork ran again (``None``: forked from the start)."""
     owner_id: str | None = None
     owner_epoch: int = 0
     corrupt: str | None = None

@@ -258,6 +258,8 @@ class Batch:
                 metadata=dict(ev.metadata),
                 state=ev.initial_state,
                 parent_run_id=ev.parent_run_id,
+                forked_from=ev.forked_from,
+                forked_from_step=None if ev.fork is None else ev.fork.step_id,
             )
             self._store(ev)
             return

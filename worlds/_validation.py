@@ -49,7 +49,15 @@ MAX_METADATA_VALUE: Final = 4096
 """Run metadata: at most this many entries; keys are names, values at most this long."""
 
 _ID_FIELDS: Final = frozenset(
-    {"run_id", "correlation_id", "parent_run_id", "conflicting_run_id", "token", "child_run_id"}
+    {
+        "run_id",
+        "correlation_id",
+        "parent_run_id",
+        "conflicting_run_id",
+        "token",
+        "child_run_id",
+        "forked_from",
+    }
 )
 _NAME_FIELDS: Final = frozenset({"workflow_name", "step_name", "name", "event_name"})
 _CONTROL: Final = re.compile("[\\x00-\\x1f\\x7f-\\x9f]")

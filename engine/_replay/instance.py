@@ -38,7 +38,7 @@ from worldflow._replay.durable_ops import (
     deliver_payload,
     iso,
 )
-from worldflow._replay.op_table import HookClosed, Operations, aware
+from worldflow._replay.op_table import HookClosed, Operations, aware, operation_number
 from worldflow.errors import (
     NondeterminismError,
     SerializationError,
@@ -79,8 +79,6 @@ from worldflow.worlds import (
 
 __all__ = ["HookClosed", "Progress", "WorkflowInstance", "WorkflowMetadata"]
 
-_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_TOKEN_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 # Events that act even while the run is suspended; every other event waits for run_resumed.
 _THROUGH_SUSPENSION = (RunResumed, RunSuspended, RunStarted, RunCancelled, RunCompleted, RunFailed)
 
@@ -140,16 +138,6 @@ class WorkflowMetadata(msgspec.Struct, frozen=True, kw_only=True):
     parent_run_id: str | None = None
 
 
-def _decode_ulid(text: str) -> int | None:
-    value = 0
-    for char in text.upper():
-        digit = _ALPHABET.find(char)
-        if digit < 0:
-            return None
-        value = value * 32 + digit
-    return value
-
-
 def _error_info(exc: BaseException) -> ErrorInfo:
     code = exc.code if isinstance(exc, WorldflowError) else None
     message = exc.message if isinstance(exc, WorldflowError) else str(exc)
@@ -186,6 +174,7 @@ class WorkflowInstance(Operations):
         self._started_at: datetime | None = None
         self._root: asyncio.Task[Any] | None = None
         self._closed = False
+        self._fork_clock: list[datetime] = []
         self.stalled = False
         """The log did not replay against this code (``error`` says where and how)."""
 
@@ -267,6 +256,9 @@ class WorkflowInstance(Operations):
         while True:
             if ready and not loop._closed:
                 loop.run_until_idle()
+                if self._fork_error is not None and not self.stalled:
+                    self._stall(self._fork_error)
+                    return
                 self._after_run()
             if not inbox:
                 return
@@ -275,6 +267,8 @@ class WorkflowInstance(Operations):
                 self._held.append(event)
                 continue
             when = event.created_at
+            if self._fork_clock and 1 < event.seq <= len(self._fork_clock) + 1:
+                when = self._fork_clock[event.seq - 2]  # a copy: the source's time
             if when.tzinfo is None:
                 when = when.replace(tzinfo=UTC)
             if when > self._now:
@@ -446,6 +440,9 @@ class WorkflowInstance(Operations):
         self._created = event
         self._state = event.initial_state
         self.seed_tokens(event.seed)
+        if event.fork is not None:
+            self.fork_from(event.fork)
+            self._fork_clock = event.fork.clock
 
     def _start_body(self, created: RunCreated) -> None:
         try:
@@ -484,13 +481,7 @@ class WorkflowInstance(Operations):
         )
 
     def _number_of(self, corr: str | None) -> int | None:
-        if not corr or "_" not in corr:
-            return None
-        value = _decode_ulid(corr.partition("_")[2])
-        if value is None:
-            return None
-        number = (value & ((1 << 80) - 1)) - self._id_base
-        return number if 0 < number < (1 << 32) else None
+        return operation_number(corr, self._id_base) if corr else None
 
     def _on_step_created(self, event: StepCreated) -> None:
         # The common creation, checked without the general path's dispatch on the kind.

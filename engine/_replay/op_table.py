@@ -38,13 +38,63 @@ from worldflow._replay.durable_ops import (
     deliver_payload,
 )
 from worldflow._replay.loop import WorkflowLoop
-from worldflow.errors import HookConflictError, HookNotFoundError
-from worldflow.worlds import NULL, RESERVED_TOKEN_PREFIX, StateUpdated
+from worldflow.errors import HookConflictError, HookNotFoundError, NondeterminismError
+from worldflow.worlds import NULL, RESERVED_TOKEN_PREFIX, ForkPoint, StateUpdated
 from worldflow.worlds._ids import UlidSequence, check_id
 
-__all__ = ["HookClosed", "Operations", "aware"]
+__all__ = [
+    "HookClosed",
+    "Operations",
+    "aware",
+    "draw_token",
+    "id_base",
+    "operation_id",
+    "operation_number",
+    "token_random",
+]
 
 _TOKEN_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+_ULID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_RANDOM_BITS = (1 << 80) - 1
+
+# The id scheme of a run's operations, in one place (the instance draws them, a fork maps
+# them): the Nth operation's id is ``{kind}_`` + the ULID of the run's id time and the random
+# part ``id_base(run_id) + N``; default hook tokens are drawn from ``token_random``.
+
+
+def id_base(run_id: str) -> int:
+    """The random part of a run's ids before its first operation."""
+    return random.Random(run_id).getrandbits(79)
+
+
+def operation_id(prefix: str, ms: int, base: int, number: int) -> str:
+    """The id of operation ``number`` of a run (``ms``: the ids' time, ``base``: its
+    :func:`id_base`)."""
+    return f"{prefix}_{UlidSequence(ms).at(base + number)}"
+
+
+def operation_number(corr: str, base: int) -> int | None:
+    """The call-order number of the operation with id ``corr`` in the run of ``base``."""
+    if "_" not in corr:
+        return None
+    value = 0
+    for char in corr.partition("_")[2].upper():
+        digit = _ULID_ALPHABET.find(char)
+        if digit < 0:
+            return None
+        value = value * 32 + digit
+    number = (value & _RANDOM_BITS) - base
+    return number if 0 < number < (1 << 32) else None
+
+
+def token_random(run_id: str, seed: str) -> random.Random:
+    """Where a run's default hook tokens come from (``run_created.seed``: its secret)."""
+    return random.Random(f"{run_id}:{seed}:tokens")
+
+
+def draw_token(source: random.Random) -> str:
+    """The next default hook token."""
+    return "".join(source.choices(_TOKEN_ALPHABET, k=26))
 
 
 class HookClosed(Exception):
@@ -70,11 +120,11 @@ class Operations:
         self._ulid_ms = int(self._now.timestamp() * 1000)
         # The Nth operation gets the Nth id: a seeded base plus the call count, so ids are
         # the same on every replay and sort in call order.
-        self._id_base = random.Random(run_id).getrandbits(79)
+        self._id_base = id_base(run_id)
         self._ids = UlidSequence(self._ulid_ms)
         self._future_cancelled = self._on_future_cancelled  # bound once: set on every future
         # Seeding a Random costs more than the rest of a new instance: make them on first use.
-        self._token_seed = f"{run_id}:tokens"  # replaced by seed_tokens()
+        self._token_seed: str | None = None  # set by seed_tokens()
         self._tokens: random.Random | None = None
         self._user_random_: random.Random | None = None
         self._loop = WorkflowLoop(
@@ -96,6 +146,33 @@ class Operations:
         self._state_intents: deque[Intent] = deque()
         self._state: msgspec.Raw = NULL
         self._finished = False
+        self._fork: ForkPoint | None = None
+        self._fork_error: NondeterminismError | None = None
+
+    def fork_from(self, point: ForkPoint) -> None:
+        """This run is a fork (``run_created.fork``): its ids have the time the copies were
+        written with, and its operation ``point.step_number`` runs with ``point.step_input``."""
+        self._fork = point
+        self._ulid_ms = int(aware(point.ids_at).timestamp() * 1000)
+        self._ids = UlidSequence(self._ulid_ms)
+
+    def _forked_input(self, number: int, step_name: str, payload: msgspec.Raw) -> msgspec.Raw:
+        """The input of step call ``number``: the fork's new one at the fork's step."""
+        point = self._fork
+        if point is None or number != point.step_number:
+            return payload
+        if step_name != point.step_name:
+            self._fork_error = NondeterminismError(
+                f"run {self.run_id} was forked from step {point.step_name!r} (operation "
+                f"#{number}), but the code now calls step {step_name!r} there: the workflow "
+                "changed before the fork's step since the fork was made. Deploy code that "
+                "calls that step there (patched() keeps both paths), or fork the source again.",
+                run_id=self.run_id,
+                recorded=f"step {point.step_name!r}",
+                current=f"step {step_name!r}",
+            )
+            return payload
+        return payload if bytes(point.step_input) == b"null" else point.step_input
 
     def _clock(self) -> float:
         return self._now.timestamp()
@@ -172,6 +249,8 @@ class Operations:
         """Record a call of ``definition`` and wait for its recorded result."""
         payload = definition.encode_input(*args, **kwargs)
         number, corr = self._next_id("step")
+        if self._fork is not None:
+            payload = self._forked_input(number, definition.name, payload)
         op = StepOp(number, corr, definition.name, payload, self._loop.create_future())
         self._register(op)
         self._watch(op, op.future)
@@ -226,7 +305,7 @@ class Operations:
         Without it a default token would follow from the run id alone, and a caller who
         chose a guessable run id (``order-1``) would have guessable webhook URLs.
         """
-        self._token_seed = f"{self.run_id}:{seed}:tokens"
+        self._token_seed = seed
         self._tokens = None
 
     def create_hook(
@@ -248,8 +327,12 @@ class Operations:
         number, corr = self._next_id("hook")
         if token is None:
             if self._tokens is None:
-                self._tokens = random.Random(self._token_seed)
-            token = "".join(self._tokens.choices(_TOKEN_ALPHABET, k=26))
+                self._tokens = (
+                    random.Random(f"{self.run_id}:tokens")
+                    if self._token_seed is None
+                    else token_random(self.run_id, self._token_seed)
+                )
+            token = draw_token(self._tokens)
         op = HookOp(number, corr, token, payload, is_webhook)
         self._register(op)
         return op

@@ -27,7 +27,13 @@ from typing import Any, Self, cast
 import msgspec
 
 from worldflow import _serde
-from worldflow._registry import WorkflowDefinition, WorkflowFunction, encode_arguments
+from worldflow._registry import (
+    StepDefinition,
+    WorkflowDefinition,
+    WorkflowFunction,
+    encode_arguments,
+)
+from worldflow._replay.fork import plan_fork
 from worldflow._runtime.arguments import (
     event_name_argument,
     id_argument,
@@ -53,6 +59,7 @@ from worldflow._webhooks import (
 from worldflow.errors import (
     EntityConflictError,
     HookNotFoundError,
+    RunNotFoundError,
     StepNotFoundError,
     WorkflowNotRegisteredError,
 )
@@ -67,6 +74,7 @@ from worldflow.worlds import (
     RunCancelled,
     RunCreated,
     RunResumed,
+    RunStarted,
     RunStatus,
     RunSuspended,
     Step,
@@ -314,28 +322,176 @@ class Client:
     async def rerun(self, run_id: str) -> Run:
         """Start a new run with an old run's input, resource id, metadata and initial state.
 
-        The new run's metadata gets ``rerun_of`` = the old run id; the old run's log is left
-        as it is.
+        The case "from the start" of :meth:`fork`: the new run's ``forked_from`` is the old
+        run; the old run's log is left as it is.
         """
-        old = await self.world.get_run(id_argument(run_id, "run_id"))
-        first = (await self.world.list_events(run_id, limit=1)).items
-        initial_state = (
-            first[0].initial_state if first and isinstance(first[0], RunCreated) else None
-        )
-        rid = new_id("wrun")
+        return await self.fork(run_id)
+
+    async def fork(
+        self,
+        source_run_id: str,
+        /,
+        *,
+        from_step: str | None = None,
+        input: dict[str, Any] | None = None,
+        run_id: str | None = None,
+    ) -> Run:
+        """Start a new run that reuses what ``source_run_id`` recorded before one of its steps
+        and runs from there, that step with a new input.
+
+        The fork's log begins with copies of the source's events up to the step (with the
+        fork's own ids), so it replays without the source; the source's log is never
+        touched. Its ``forked_from`` (and ``forked_from_step``) name the source; the source's
+        forks list with ``list_runs(forked_from=...)``.
+
+        Args:
+            source_run_id: The run to fork.
+            from_step: The step to run again: its step id, or its name if one call has it.
+                The results of the operations the workflow started before calling it are
+                reused (in call order: a step started earlier in the same ``gather`` is
+                reused, one started after it runs again); hook payloads, events and timers
+                recorded after it was called are not. ``None``: from the start (a
+                :meth:`rerun`).
+            input: The new arguments, ``{parameter: value}``, of that step (or of the
+                workflow, from the start); ``None`` keeps the recorded ones.
+            run_id: The fork's run id (default a fresh ``wrun_`` id); taken →
+                :class:`~worldflow.EntityConflictError`.
+
+        Raises:
+            RunNotFoundError: no such source run.
+            StepNotFoundError: the source has no such step.
+            EntityConflictError: the name fits several steps (pass a step id); the run id
+                is taken; a hook token the copied part creates is held by a live hook.
+            TypeError: ``input`` does not fit the step's (or workflow's) parameters.
+        """
+        source_run_id = id_argument(source_run_id, "run_id")
+        rid = new_id("wrun") if run_id is None else id_argument(run_id, "run_id")
+        source = await self.world.get_run(source_run_id)
+        events = await self._all_events(source_run_id)
+        first = events[0] if events else None
+        if not isinstance(first, RunCreated):
+            raise RunNotFoundError(f"run {source_run_id!r} has no run_created to fork from")
+        new_input = None if input is None else self._fork_input(input)
+        seed = random_bytes(16).hex()  # os.urandom, read ahead in blocks
         created = RunCreated(
-            seed=random_bytes(16).hex(),  # os.urandom, read ahead in blocks
+            seed=seed,
             run_id=rid,
-            workflow_name=old.workflow_name,
-            input=old.input,
-            resource_id=old.resource_id,
-            metadata={**old.metadata, "rerun_of": old.run_id},
-            initial_state=initial_state if initial_state is not None else _serde.encode(None),
+            workflow_name=source.workflow_name,
+            input=first.input,
+            resource_id=first.resource_id,
+            metadata=dict(first.metadata),
+            initial_state=first.initial_state,
+            forked_from=source_run_id,  # not the parent: a fork's end is nobody's child outcome
         )
-        events, fence = self._start_events(created, self._serves(old.workflow_name))
-        result = await self._writes.append(rid, events, fence=fence)
+        copies: list[Any] = []
+        if from_step is None:
+            if new_input is not None:
+                definition = self._definition(source.workflow_name)
+                if definition is not None:
+                    definition.decode_input(new_input)  # TypeError: not its parameters
+                created = msgspec.structs.replace(created, input=new_input)
+        else:
+            step = await self._fork_step(source_run_id, id_argument(from_step, "from_step"))
+            plan = plan_fork(
+                events,
+                step_id=step.step_id,
+                fork_run_id=rid,
+                fork_seed=seed,
+                ids_at=self.clock.now(),
+                step_input=new_input,
+            )
+            if new_input is not None:
+                step_code = self._step_definition(plan.step_name)
+                if step_code is not None:
+                    step_code.decode_input(new_input)  # TypeError: not its parameters
+            for token in plan.user_tokens:
+                await self._check_token_free(token, source_run_id)
+            created = msgspec.structs.replace(created, fork=plan.fork)
+            copies = plan.events
+        batch, fence = self._start_events(created, self._serves(source.workflow_name))
+        if copies:
+            if any(isinstance(e, RunStarted) for e in batch):
+                copies = copies[1:]  # the fork's run_started is the one starting it here
+            batch = [*batch, *copies]
+        try:
+            result = await self._writes.append(rid, batch, fence=fence)
+        except EntityConflictError:
+            if await self._exists(rid):
+                raise EntityConflictError(
+                    f"a run with id {rid!r} already exists; run ids are unique"
+                ) from None
+            raise
         await self._created(result)
         return Run(self, rid)
+
+    def _fork_input(self, value: Any) -> Payload:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise TypeError(
+                "`input` must be a mapping of parameter names to values, "
+                f"{{'amount': 10}}, not {value!r:.80}"
+            )
+        return _serde.encode(value)
+
+    def _step_definition(self, name: str) -> StepDefinition | None:
+        """The step's code if this process has it (an engine's registry)."""
+        return None
+
+    async def _all_events(self, run_id: str) -> list[Any]:
+        out: list[Any] = []
+        while True:
+            page = await self.world.list_events(run_id, after_seq=len(out))
+            out.extend(page.items)
+            if not page.has_more or not page.items:
+                return out
+
+    async def _exists(self, run_id: str) -> bool:
+        try:
+            await self.world.get_run(run_id)
+        except RunNotFoundError:
+            return False
+        return True
+
+    async def _check_token_free(self, token: str, source_run_id: str) -> None:
+        try:
+            hook = await self.world.get_hook_by_token(token)
+        except HookNotFoundError:
+            return
+        raise EntityConflictError(
+            f"the fork would create hook {token!r} as the source did, but run {hook.run_id} "
+            "holds that token now: finish or cancel it (or dispose its hook) first, or fork "
+            "from an earlier step"
+        )
+
+    async def _fork_step(self, run_id: str, step: str) -> Step:
+        if step.startswith("step_"):
+            try:
+                return await self.world.get_step(run_id, step)
+            except StepNotFoundError:
+                pass
+        matches = [
+            s
+            for s in await self._all_steps(run_id)
+            if step in (s.step_name, s.step_name.rpartition(":")[2])
+        ]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            ids = ", ".join(s.step_id for s in matches[:10])
+            raise EntityConflictError(
+                f"{len(matches)} calls of step {step!r} in run {run_id} ({ids}): fork from one "
+                "by its step id"
+            )
+        raise StepNotFoundError(f"run {run_id} has no step {step!r} (by id or by name)")
+
+    async def _all_steps(self, run_id: str) -> list[Step]:
+        out: list[Step] = []
+        cursor: str | None = None
+        while True:
+            page = await self.world.list_steps(run_id, cursor=cursor)
+            out.extend(page.items)
+            if not page.has_more:
+                return out
+            cursor = page.cursor
 
     # -- finding runs and workflows ----------------------------------------------------------
 
@@ -355,8 +511,11 @@ class Client:
         created_before: datetime | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        forked_from: str | None = None,
     ) -> Page[RunInfo]:
-        """Runs matching every given filter, newest first; pass ``cursor`` for the next page."""
+        """Runs matching every given filter, newest first; pass ``cursor`` for the next page.
+
+        ``forked_from`` lists the forks (and reruns) of that run."""
         name: str | None = None
         if isinstance(workflow, str):
             name = workflow
@@ -373,6 +532,7 @@ class Client:
             created_before=created_before,
             limit=limit,
             cursor=cursor,
+            forked_from=None if forked_from is None else id_argument(forked_from, "forked_from"),
         )
         return Page(
             items=[run_info(r) for r in page.items], cursor=page.cursor, has_more=page.has_more

@@ -34,6 +34,7 @@ from worldflow._registry import (
     Registrable,
     RegistrableStep,
     Registry,
+    StepDefinition,
     WorkflowDefinition,
 )
 from worldflow._replay.instance import Progress
@@ -396,6 +397,9 @@ class Engine(Client):
         if isinstance(workflow, str) and self.registry.has_workflow(workflow):
             return self.registry.workflow(workflow)
         return super()._definition(workflow)
+
+    def _step_definition(self, name: str) -> StepDefinition | None:
+        return self.registry.step(name) if self.registry.has_step(name) else None
 
     def _serves(self, workflow_name: str) -> bool:
         # A run this engine starts of a workflow whose code it has is its own to drive, even

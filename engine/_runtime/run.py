@@ -57,6 +57,9 @@ class RunInfo(msgspec.Struct, frozen=True, kw_only=True):
         last_seq: The ``seq`` of the newest event in its log.
         corrupt: Set when the run's stored log is damaged: what is wrong and where (the run
             is listed, but reading or driving it raises ``CorruptLogError``).
+        forked_from: The run this one was forked (or rerun) from; the other way round,
+            ``list_runs(forked_from=...)`` lists a run's forks.
+        forked_from_step: The source's step the fork ran again (``None``: from the start).
     """
 
     run_id: str
@@ -76,6 +79,8 @@ class RunInfo(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: datetime
     last_seq: int
     corrupt: str | None = None
+    forked_from: str | None = None
+    forked_from_step: str | None = None
 
 
 def run_info(run: WorkflowRun) -> RunInfo:
@@ -98,6 +103,8 @@ def run_info(run: WorkflowRun) -> RunInfo:
         updated_at=run.updated_at,
         last_seq=run.last_seq,
         corrupt=run.corrupt,
+        forked_from=run.forked_from,
+        forked_from_step=run.forked_from_step,
     )
 
 

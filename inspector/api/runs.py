@@ -2,6 +2,10 @@
 
 * ``POST /api/runs/{runId}/rerun``: start a new run with an old run's input, resource id and
   metadata (``worldflow rerun --server``). 200 ``{"runId": <the new run>}``; unknown run → 404.
+* ``POST /api/runs/{runId}/fork`` with ``{"fromStep": ..., "input": {...}, "runId": ...}``
+  (all optional): ``Client.fork`` (``worldflow fork --server``). 200 ``{"runId"}``; unknown run
+  or step → 404, a taken run id or an ambiguous step name → 409, an input that does not fit
+  the step → 400.
 * ``POST /api/runs/{runId}/steps/{step}/resume`` with ``{"data": ...}``: resume a step that
   called ``suspend()`` (by step id or name). 200 ``{"runId"}``; unknown run or step → 404, a
   step that is not suspended → 409.
@@ -27,6 +31,14 @@ class RunRef(msgspec.Struct, frozen=True, kw_only=True):
     runId: str  # wire name
 
 
+class ForkBody(msgspec.Struct, frozen=True, kw_only=True):
+    """Where to fork from and with what (every field optional)."""
+
+    fromStep: str | None = None  # wire name: a step id, or a name one call has
+    input: dict[str, Any] | None = None  # the step's (or workflow's) new arguments
+    runId: str | None = None  # wire name: the fork's run id
+
+
 class ResumeStepBody(msgspec.Struct, frozen=True, kw_only=True):
     """What ``get_resume_data()`` returns in the resumed step."""
 
@@ -41,8 +53,19 @@ def _ref(run_id: str) -> web.Response:
 
 @route(responses={200: RunRef}, errors_on=(404,), tags=("runs",))
 async def rerun(request: web.Request) -> web.Response:
-    """Start a new run with an old run's input (its metadata gets ``rerun_of``)."""
+    """Start a new run with an old run's input (its ``forked_from`` is the old run)."""
     new = await request.app[CONTROL].rerun(request.match_info["runId"])
+    return _ref(new.run_id)
+
+
+@route(body=ForkBody, responses={200: RunRef}, errors_on=(400, 404, 409), tags=("runs",))
+async def fork(request: web.Request) -> web.Response:
+    """Fork a run from a step (or from the start) with a new input for it."""
+    raw = await read_body(request)
+    body = decode_json(raw, ForkBody) if raw.strip() else ForkBody()
+    new = await request.app[CONTROL].fork(
+        request.match_info["runId"], from_step=body.fromStep, input=body.input, run_id=body.runId
+    )
     return _ref(new.run_id)
 
 
@@ -59,6 +82,7 @@ async def resume_step(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    """Add the rerun and resume-step routes."""
+    """Add the rerun, fork and resume-step routes."""
     app.router.add_post("/api/runs/{runId}/rerun", rerun)
+    app.router.add_post("/api/runs/{runId}/fork", fork)
     app.router.add_post("/api/runs/{runId}/steps/{step}/resume", resume_step)

@@ -264,7 +264,7 @@ async def load_run_view(request: web.Request, run_id: str | None = None) -> dict
     )
 
     parent = await _maybe_run(w, run.parent_run_id) if run.parent_run_id else None
-    rerun_of = run.metadata.get("rerun_of")
+    rerun_of = run.forked_from
     span_id = request.query.get("span")
     span: Step | None = None
     if span_id:

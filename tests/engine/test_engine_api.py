@@ -308,7 +308,8 @@ async def test_rerun_starts_a_new_run_from_the_old_input(world: MemoryWorld) -> 
         assert new.run_id != old.run_id
         assert await new.result(timeout=WAIT) == 12  # the initial state came along too
         info = await new.info()
-        assert info.metadata == {"k": "v", "rerun_of": old.run_id}
+        assert info.metadata == {"k": "v"}
+        assert (info.forked_from, info.forked_from_step) == (old.run_id, None)
         assert info.resource_id == "u-1"
         assert info.input == {"steps": 2}
         assert info.state == {"count": 12}

@@ -119,6 +119,14 @@ async def test_serve_act_through_it_stop_and_go_on(
         assert "(a rerun of c1)" in out
         new_id = out.split()[2]
         await until(srv.url, new_id, "RUNNING")
+        fork = ("fork", "c1", "--input", '{"order": "ink"}', "--run-id", "k1")
+        assert await cli(*fork, *remote) == 0
+        assert "started run k1 (a fork of c1)" in capsys.readouterr().out
+        await until(srv.url, "k1", "RUNNING")
+        assert await cli("fork", "c1", "--from-step", "nope", *remote) == 1
+        assert "HTTP 404" in capsys.readouterr().err
+        assert await cli("fork", "c1", "--run-id", "k1", *remote) == 1
+        assert "HTTP 409" in capsys.readouterr().err
 
 
 async def test_a_control_plane_only_server_and_resume_hook(
@@ -166,11 +174,15 @@ async def test_direct_actions_on_a_file_world(
     assert await cli(*world, "cancel", "d1", "--reason", "not needed") == 0
     assert await cli(*world, "start", "order_wf", "5", "--run-id", "d1", *imports) == 1
     assert "already exists" in capsys.readouterr().err
+    assert await cli(*world, "fork", "d1", "--input", '{"order": 6}', "--run-id", "d2") == 0
+    assert "started run d2 (a fork of d1)" in capsys.readouterr().out
     fw = await FileWorld(tmp_path / "wf").open()
     try:
         run = await fw.get_run("d1")
         assert run.status is RunStatus.CANCELLED
         assert run.cancel_reason == "not needed"
+        fork = await fw.get_run("d2")
+        assert (fork.forked_from, bytes(fork.input)) == ("d1", b'{"order":6}')
         types = [e.type for e in (await fw.list_events("d1")).items]
         assert {"run_suspended", "run_resumed", "event_raised", "run_cancelled"} <= set(types)
     finally:

@@ -150,7 +150,7 @@ async def test_suspend_resume_raise_rerun_resolve(engine: Engine, client: Client
     assert again.status == 303
     new_id = again.headers["Location"].split("/runs/")[1].split("?")[0]
     assert new_id != "s-1"
-    assert (await engine.world.get_run(new_id)).metadata["rerun_of"] == "s-1"
+    assert (await engine.world.get_run(new_id)).forked_from == "s-1"
 
     order = await engine.start(flows.order, "r-1", run_id="r-1")
     await wait_until_blocked(order, hook="approve:r-1")

@@ -254,6 +254,7 @@ class MemoryWorld:
         order: SortOrder = "desc",
         limit: int = 100,
         cursor: str | None = None,
+        forked_from: str | None = None,
     ) -> Page[WorkflowRun]:
         """Runs matching every filter; the cursor is a creation position, so pages are stable."""
         self._check_open()
@@ -280,6 +281,7 @@ class MemoryWorld:
                     (workflow_name is None or run.workflow_name == workflow_name)
                     and (statuses is None or run.status in statuses)
                     and (resource_id is None or run.resource_id == resource_id)
+                    and (forked_from is None or run.forked_from == forked_from)
                     and (created_after is None or run.created_at >= created_after)
                     and (created_before is None or run.created_at < created_before)
                     and all(run.metadata.get(k) == v for k, v in wanted.items())

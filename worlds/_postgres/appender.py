@@ -485,6 +485,7 @@ class Appender:
                 codec.encode_run(run),
                 run.owner_id,
                 run.owner_epoch,
+                run.forked_from,
             ]
         else:
             assert cached is not None
@@ -580,11 +581,12 @@ def _build_sql(
     if created:
         head = f"""cas AS (
             INSERT INTO {s}.runs (run_id, workflow_name, status, last_seq, resource_id,
-                metadata, parent_run_id, created_at, input, view, owner_id, owner_epoch)
-            SELECT $1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11::text, $12
+                metadata, parent_run_id, created_at, input, view, owner_id, owner_epoch,
+                forked_from)
+            SELECT $1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11::text, $12, $13
             WHERE $11::text IS NULL OR {live.format(11)}
             ON CONFLICT (run_id) DO NOTHING RETURNING pos, owner_id, owner_epoch)"""
-        n = 13
+        n = 14
     else:
         sets = "last_seq = $4, status = $5, view = $6"
         where = "run_id = $1 AND pos = $2 AND last_seq = $3"

@@ -225,6 +225,7 @@ class PostgresReads:
         order: str,
         limit: int,
         cursor: str | None,
+        forked_from: str | None = None,
     ) -> Page[WorkflowRun]:
         """Runs matching every filter, with cursors that are stable under concurrent creation."""
         if order not in ("asc", "desc"):
@@ -237,6 +238,8 @@ class PostgresReads:
             query.add("status = ANY({}::text[])", statuses)
         if resource_id is not None:
             query.add("resource_id = {}", resource_id)
+        if forked_from is not None:
+            query.add("forked_from = {}", forked_from)
         if metadata:
             query.add("metadata @> {}::jsonb", codec.encode(dict(metadata)).decode())
         if created_after is not None:

@@ -151,6 +151,11 @@ _MIGRATIONS: Final[list[list[str]]] = [
         "ALTER TABLE {s}.queue ADD COLUMN workflow_name text, ADD COLUMN engine_id text",
         "CREATE TABLE {s}.workflows (name text PRIMARY KEY, entry bytea NOT NULL)",
     ],
+    # 3: fork lineage (list_runs(forked_from=...)).
+    [
+        "ALTER TABLE {s}.runs ADD COLUMN forked_from text",
+        "CREATE INDEX ON {s}.runs (forked_from, pos) WHERE forked_from IS NOT NULL",
+    ],
 ]
 
 SCHEMA_VERSION: Final = len(_MIGRATIONS)

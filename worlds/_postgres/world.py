@@ -309,6 +309,7 @@ class PostgresWorld:
         order: SortOrder = "desc",
         limit: int = 100,
         cursor: str | None = None,
+        forked_from: str | None = None,
     ) -> Page[WorkflowRun]:
         """Runs matching every filter; pages never skip or repeat a run."""
         self._check_open()
@@ -322,6 +323,7 @@ class PostgresWorld:
             order=order,
             limit=limit,
             cursor=cursor,
+            forked_from=forked_from,
         )
 
     async def get_step(self, run_id: str, step_id: str) -> Step:

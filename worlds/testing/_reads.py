@@ -22,6 +22,7 @@ from worldflow.worlds._events import (
     HookDisposed,
     RunCancelled,
     RunCompleted,
+    RunCreated,
     RunFailed,
     RunStarted,
     RunSuspended,
@@ -31,6 +32,7 @@ from worldflow.worlds._ids import new_id
 from worldflow.worlds._protocol import World
 from worldflow.worlds._records import (
     NULL,
+    ForkPoint,
     HookStatus,
     Page,
     QueueMessage,
@@ -223,6 +225,42 @@ class ReadConformance(SuiteBase):
             lambda cur: world.list_runs(workflow_name="a", order="asc", limit=1, cursor=cur)
         )
         assert [r.run_id for p in filtered for r in p] == where(lambda r: r.workflow_name == "a")
+
+    async def test_fork_lineage_is_a_field_listed_both_ways(self, world: World) -> None:
+        source = await new_run(world, metadata={"k": "1"})
+        other = await new_run(world)
+        forks = []
+        for n in range(3):
+            fid = new_id("wrun")
+            point = None
+            if n == 1:
+                point = ForkPoint(
+                    step_id="step_x", step_name="s", step_number=2, ids_at=source.created_at
+                )
+            created = RunCreated(
+                run_id=fid,
+                workflow_name="wf",
+                input=NULL,
+                forked_from=source.run_id,
+                fork=point,
+            )
+            await world.append(fid, [created])
+            forks.append(fid)
+        fork = await world.get_run(forks[1])
+        assert (fork.forked_from, fork.forked_from_step) == (source.run_id, "step_x")
+        assert (await world.get_run(forks[0])).forked_from_step is None
+        assert fork.metadata == {}  # lineage is not user metadata
+        listed = await world.list_runs(forked_from=source.run_id, order="asc")
+        assert [r.run_id for r in listed.items] == forks
+        assert (await world.list_runs(forked_from=other.run_id)).items == []
+        paged = await collect(
+            lambda cur: world.list_runs(forked_from=source.run_id, limit=2, cursor=cur)
+        )
+        assert [r.run_id for p in paged for r in p] == forks[::-1]
+        events = (await world.list_events(forks[1])).items
+        assert isinstance(events[0], RunCreated)
+        assert events[0].fork is not None
+        assert events[0].fork.step_number == 2
 
     # -- purge ---------------------------------------------------------------------------
 

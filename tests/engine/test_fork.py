@@ -1,0 +1,246 @@
+"""``Client.fork``: a new run that reuses a source run's results before a step and runs that
+step again with a new input, on the memory, file and PostgreSQL worlds.
+
+Step calls are counted per process (``CALLS``), so a test can tell a reused result (no call)
+from a step that ran again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.engine.runtime import WAIT, log_of, running
+from tests.worlds.factories import WORLD_FACTORIES
+from worldflow import (
+    Client,
+    EntityConflictError,
+    RunNotFoundError,
+    StepNotFoundError,
+    create_hook,
+    now,
+    step,
+    workflow,
+)
+from worldflow.testing import fetch_history, replay
+from worldflow.worlds import (
+    HookCreated,
+    RunCreated,
+    RunStatus,
+    StepCompleted,
+    StepCreated,
+    World,
+)
+from worldflow.worlds.testing import WorldFactory
+
+pytestmark = pytest.mark.anyio
+
+CALLS: Counter[str] = Counter()
+
+
+@step
+async def fetch(order: str) -> int:
+    """The order's amount."""
+    CALLS["fetch"] += 1
+    return 10 * len(order)
+
+
+@step
+async def charge(amount: int) -> str:
+    """Charge ``amount``."""
+    CALLS["charge"] += 1
+    return f"charged {amount}"
+
+
+@step
+async def notify(text: str) -> str:
+    """Tell someone."""
+    CALLS["notify"] += 1
+    return f"told {text}"
+
+
+@workflow
+async def checkout(order: str) -> list[str]:
+    """fetch, then charge what was fetched, then notify."""
+    amount = await fetch(order)
+    receipt = await charge(amount)
+    return [receipt, await notify(receipt)]
+
+
+@step
+async def slow(tag: str, gate: str) -> str:
+    """Return ``tag`` once the test opens ``gate`` (immediately if it is not a gate)."""
+    CALLS[tag] += 1
+    event = GATES.get(gate)
+    if event is not None:
+        await event.wait()
+    return tag
+
+
+GATES: dict[str, asyncio.Event] = {}
+
+
+@workflow
+async def fan(n: int) -> list[str]:
+    """Three steps in one gather, then one more."""
+    got = await asyncio.gather(slow("a", "gate-a"), slow("b", "-"), slow("c", "-"))
+    return [*got, await slow(f"after-{n}", "-")]
+
+
+@workflow
+async def approval(order: str) -> str:
+    """Wait for an approval on a default-token hook, then charge, stamped with now()."""
+    decision = await create_hook()
+    stamp = now().isoformat()
+    return await charge(len(stamp) + int(decision["amount"]))
+
+
+@pytest.fixture(params=WORLD_FACTORIES)
+async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[World]:
+    factory: WorldFactory = request.param
+    async with factory(tmp_path) as made:
+        yield made
+
+
+async def test_fork_reuses_steps_before_the_point_and_runs_it_with_a_new_input(
+    world: World,
+) -> None:
+    async with running(world, [checkout]) as engine:
+        source = await engine.start(checkout, "abc")
+        assert await source.result(timeout=WAIT) == ["charged 30", "told charged 30"]
+        before = await log_of(world, source.run_id)
+        CALLS.clear()
+        fork = await engine.fork(source.run_id, from_step="charge", input={"amount": 7})
+        assert await fork.result(timeout=WAIT) == ["charged 7", "told charged 7"]
+        assert CALLS == {"charge": 1, "notify": 1}  # fetch's result was reused
+        info = await fork.info()
+        charge_id = next(
+            e.correlation_id
+            for e in before
+            if isinstance(e, StepCreated) and e.step_name.endswith("charge")
+        )
+        assert (info.forked_from, info.forked_from_step) == (source.run_id, charge_id)
+        assert info.metadata == {}
+        # The source is untouched; the lineage is followable from it.
+        assert await log_of(world, source.run_id) == before
+        forks = await engine.list_runs(forked_from=source.run_id)
+        assert [r.run_id for r in forks.items] == [fork.run_id]
+        # The fork's log holds the reused result under the fork's own ids.
+        log = await log_of(world, fork.run_id)
+        reused = next(e for e in log if isinstance(e, StepCompleted))
+        assert bytes(reused.result) == b"30"
+        assert reused.correlation_id not in {e.correlation_id for e in before}
+
+
+async def test_a_fork_replays_from_its_own_log_after_the_source_is_purged(
+    world: World,
+) -> None:
+    async with running(world, [checkout]) as engine:
+        source = await engine.start(checkout, "abcd")
+        await source.result(timeout=WAIT)
+        fork = await engine.fork(source.run_id, from_step="charge", input={"amount": 1})
+        assert await fork.result(timeout=WAIT) == ["charged 1", "told charged 1"]
+        await engine.purge(source.run_id)
+    # The fork's own log replays from scratch, without the source.
+    replayed = replay(await fetch_history(world, fork.run_id), checkout)
+    assert replayed.status is RunStatus.COMPLETED
+    assert replayed.output == ["charged 1", "told charged 1"]
+
+
+async def test_parallel_steps_called_before_the_point_are_reused_even_if_they_ended_after(
+    world: World,
+) -> None:
+    GATES["gate-a"] = asyncio.Event()
+    async with running(world, [fan]) as engine:
+        source = await engine.start(fan, 1)
+
+        async def finish_a_last() -> None:
+            # b and c end first; a (called before b) ends after b's result is in.
+            while (await world.get_run(source.run_id)).status is not RunStatus.COMPLETED:
+                steps = (await world.list_steps(source.run_id)).items
+                if sum(s.status == "completed" for s in steps) >= 2:
+                    GATES["gate-a"].set()
+                await asyncio.sleep(0.01)
+
+        opener = asyncio.create_task(finish_a_last())
+        assert await source.result(timeout=WAIT) == ["a", "b", "c", "after-1"]
+        await opener
+        steps = (await world.list_steps(source.run_id)).items
+        b_id = next(s.step_id for s in steps if b'"b"' in bytes(s.input))
+        CALLS.clear()
+        fork = await engine.fork(source.run_id, from_step=b_id, input={"tag": "B", "gate": "-"})
+        assert await fork.result(timeout=WAIT) == ["a", "B", "c", "after-1"]
+        assert CALLS == {"B": 1, "c": 1, "after-1": 1}  # a reused; c was called after b
+
+
+async def test_a_fork_sees_the_sources_clock_and_gets_its_own_hook_tokens(
+    world: World,
+) -> None:
+    async with running(world, [approval]) as engine:
+        source = await engine.start(approval, "o-1")
+        hooks: list[Any] = []
+        while not hooks:
+            hooks = (await world.list_hooks(run_id=source.run_id)).items
+            await asyncio.sleep(0.01)
+        await engine.resume_hook(hooks[0].token, {"amount": 5})
+        recorded = await source.result(timeout=WAIT)
+        fork = await engine.fork(source.run_id, from_step="charge")
+        # The body computed charge's input from now() after the hook: the fork's replay of
+        # that part reads the source's times, so the same input, reused without divergence.
+        assert await fork.result(timeout=WAIT) == recorded
+        created = [e for e in await log_of(world, fork.run_id) if isinstance(e, HookCreated)]
+        assert len(created) == 1
+        assert created[0].token != hooks[0].token  # its own secret token, not the source's
+
+
+async def test_fork_from_the_start_is_a_rerun_with_lineage(world: World) -> None:
+    async with running(world, [checkout]) as engine:
+        source = await engine.start(checkout, "ab", metadata={"k": "v"})
+        await source.result(timeout=WAIT)
+        again = await engine.rerun(source.run_id)
+        assert await again.result(timeout=WAIT) == ["charged 20", "told charged 20"]
+        other = await engine.fork(source.run_id, input={"order": "abcdef"}, run_id="fork-1")
+        assert other.run_id == "fork-1"
+        assert await other.result(timeout=WAIT) == ["charged 60", "told charged 60"]
+        for run in (again, other):
+            info = await run.info()
+            assert (info.forked_from, info.forked_from_step) == (source.run_id, None)
+            assert info.metadata == {"k": "v"}
+        listed = await engine.list_runs(forked_from=source.run_id)
+        assert {r.run_id for r in listed.items} == {again.run_id, "fork-1"}
+
+
+async def test_fork_errors_are_typed(world: World) -> None:
+    async with running(world, [checkout]) as engine:
+        source = await engine.start(checkout, "ab")
+        await source.result(timeout=WAIT)
+        with pytest.raises(RunNotFoundError):
+            await engine.fork("no-such-run", from_step="charge")
+        with pytest.raises(StepNotFoundError):
+            await engine.fork(source.run_id, from_step="nope")
+        with pytest.raises(TypeError, match="input"):
+            await engine.fork(source.run_id, from_step="charge", input=[1])  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            await engine.fork(source.run_id, from_step="charge", input={"wrong": 1})
+        await engine.fork(source.run_id, from_step="charge", run_id="taken")
+        with pytest.raises(EntityConflictError):
+            await engine.fork(source.run_id, from_step="charge", run_id="taken")
+
+
+async def test_a_client_without_the_code_forks_and_an_engine_drives_the_fork(
+    world: World,
+) -> None:
+    async with running(world, [checkout]) as engine:
+        source = await engine.start(checkout, "abc")
+        await source.result(timeout=WAIT)
+        client = Client(world)
+        fork = await client.fork(source.run_id, from_step="charge", input={"amount": 2})
+        assert await fork.result(timeout=WAIT) == ["charged 2", "told charged 2"]
+        created = (await log_of(world, fork.run_id))[0]
+        assert isinstance(created, RunCreated)
+        assert created.forked_from == source.run_id
