@@ -47,12 +47,14 @@ __all__ = [
     "WorkflowStreamHandle",
     "create_hook",
     "create_webhook",
+    "deprecate_patch",
     "get_state",
     "get_workflow_metadata",
     "in_workflow",
     "is_replaying",
     "logger",
     "now",
+    "patched",
     "random",
     "set_state",
     "sleep",
@@ -230,6 +232,48 @@ def uuid4() -> _uuid.UUID:
 def is_replaying() -> bool:
     """Whether the body is re-running code already run before a restart (from the log)."""
     return require_instance("worldflow.is_replaying()").is_replaying()
+
+
+def _patch_name(name: object, what: str) -> str:
+    if not isinstance(name, str) or not name or len(name) > 512 or not name.isprintable():
+        raise ValueError(
+            f"{what} takes a patch name: a non-empty printable str of at most 512 characters "
+            f"that stays the same for as long as runs recorded with it exist, not {name!r:.60}"
+        )
+    return name
+
+
+def patched(name: str) -> bool:
+    """Whether this run takes the new branch of a change to the workflow (Temporal's
+    ``patched``): change a workflow that has runs in flight without breaking their replay.
+
+    ::
+
+        if patched("charge-with-tax"):
+            amount = await add_tax(amount)     # new runs
+        await charge(amount)                  # runs recorded before the change skip add_tax
+
+    A run that gets here live records a ``patch_marked`` event and takes the new branch; a
+    replay of a log that has that marker takes it again, and a replay of a log without it
+    (recorded by the old code, or stalled on the change) takes the old one. The answer is
+    decided once per run and name, at the first call, and every later call of the same name
+    in the run (another task of a ``gather``, the next loop iteration) gets it too: it does
+    not depend on which task gets there first. Once no run recorded without the marker is
+    left, replace the call by :func:`deprecate_patch`, and later remove that too.
+    """
+    instance = require_instance("worldflow.patched()")
+    return instance.patched(_patch_name(name, "patched()"))
+
+
+def deprecate_patch(name: str) -> None:
+    """Mark patch ``name``'s old branch as gone: keep only the new code after it.
+
+    Runs recorded with ``patched(name)`` (with the marker) replay; a new run still records the
+    marker, so code that is rolled back to ``patched(name)`` replays it too. A run recorded
+    without the marker would take the new code on replay: use it once none is in flight.
+    """
+    instance = require_instance("worldflow.deprecate_patch()")
+    instance.deprecate_patch(_patch_name(name, "deprecate_patch()"))
 
 
 def get_workflow_metadata() -> WorkflowMetadata:

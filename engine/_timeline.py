@@ -18,6 +18,7 @@ from worldflow.worlds import (
     HookCreated,
     HookDisposed,
     HookReceived,
+    PatchMarked,
     RunCancelled,
     RunCompleted,
     RunCreated,
@@ -48,7 +49,7 @@ class TimelineEntry(msgspec.Struct, frozen=True, kw_only=True):
     seq: int
     at: datetime
     offset_ms: int
-    kind: str  # "run", "step", "wait", "hook", "event" or "state"
+    kind: str  # "run", "step", "wait", "hook", "event", "state" or "patch"
     text: str
 
 
@@ -131,6 +132,8 @@ def build_timeline(events: Iterable[AnyEvent]) -> list[TimelineEntry]:
                 kind, text = "event", f"event {name!r} raised"
             case StateUpdated():
                 kind, text = "state", "state updated"
+            case PatchMarked(name=name):
+                kind, text = "patch", f"patched({name!r}): the new code"
         entries.append(
             TimelineEntry(
                 seq=event.seq,

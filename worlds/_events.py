@@ -33,6 +33,7 @@ __all__ = [
     "HookCreated",
     "HookDisposed",
     "HookReceived",
+    "PatchMarked",
     "RunCancelled",
     "RunCompleted",
     "RunCreated",
@@ -269,6 +270,16 @@ class HookDisposed(Event, tag="hook_disposed", frozen=True):
     correlation_id: str
 
 
+# -- versioning ------------------------------------------------------------------------------
+
+
+class PatchMarked(Event, tag="patch_marked", frozen=True):
+    """The body took the new branch of ``patched(name)`` (or passed ``deprecate_patch(name)``)
+    live: a replay of this log takes it too; a log without the marker takes the old one."""
+
+    name: str
+
+
 # -- named events and state ------------------------------------------------------------------
 
 
@@ -311,6 +322,7 @@ AnyEvent: TypeAlias = (
     | HookDisposed
     | EventRaised
     | StateUpdated
+    | PatchMarked
 )
 """The union of every event type; decode with :func:`decode_event`."""
 

@@ -29,9 +29,9 @@ append (``worldflow.worlds.testing`` checks each):
 
 * **Owner-only events** (:data:`OWNER_ONLY_EVENTS`: ``run_started``, ``step_created``,
   ``step_started``, ``wait_created``, ``wait_completed``, ``hook_created``,
-  ``hook_disposed``, ``state_updated``, ``run_completed``, ``run_failed``, ``run_stalled``,
-  ``run_unstalled``: the body's decisions, attempt starts, timer firings, and the verdict
-  of replaying the log against the code) are accepted only
+  ``hook_disposed``, ``state_updated``, ``patch_marked``, ``run_completed``, ``run_failed``,
+  ``run_stalled``, ``run_unstalled``: the body's decisions, attempt starts, timer firings,
+  and the verdict of replaying the log against the code) are accepted only
 
   - with a ``fence`` naming the run's owner and its current ``owner_epoch``; or
   - on an unowned run (``owner_id is None``): with a fence whose ``epoch`` equals the run's
@@ -67,6 +67,7 @@ from worldflow.worlds._events import (
     AnyEvent,
     HookCreated,
     HookDisposed,
+    PatchMarked,
     RunCompleted,
     RunFailed,
     RunStalled,
@@ -119,6 +120,7 @@ OWNER_ONLY_EVENTS: frozenset[type[AnyEvent]] = frozenset(
         HookCreated,
         HookDisposed,
         StateUpdated,
+        PatchMarked,
         RunCompleted,
         RunFailed,
         RunStalled,

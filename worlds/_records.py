@@ -207,6 +207,9 @@ class WorkflowRun(msgspec.Struct, frozen=True, kw_only=True):
     ``list_runs(forked_from=...)``."""
     forked_from_step: str | None = None
     """The source's step id the fork ran again (``None``: forked from the start)."""
+    patches: list[str] = msgspec.field(default_factory=list)
+    """The names of the ``patch_marked`` events in the log, in order: a replay of the log up
+    to ``last_seq`` takes the new branch of exactly these ``patched()`` calls."""
     owner_id: str | None = None
     owner_epoch: int = 0
     corrupt: str | None = None

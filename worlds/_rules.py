@@ -45,6 +45,7 @@ from worldflow.worlds._events import (
     HookCreated,
     HookDisposed,
     HookReceived,
+    PatchMarked,
     RunCancelled,
     RunCompleted,
     RunCreated,
@@ -346,6 +347,11 @@ class Batch:
     def _event_raised(self, ev: EventRaised, run: WorkflowRun) -> bool:
         return True
 
+    def _patch_marked(self, ev: PatchMarked, run: WorkflowRun) -> bool:
+        if ev.name not in run.patches:
+            self.run = _replace(run, patches=[*run.patches, ev.name])
+        return True
+
     def _step_created(self, ev: StepCreated, run: WorkflowRun) -> bool:
         step_id = ev.correlation_id
         if self._step(step_id) is not None:
@@ -556,6 +562,7 @@ _APPLY: Final[dict[type, _Apply]] = {
     RunUnstalled: Batch._run_unstalled,
     StateUpdated: Batch._state_updated,
     EventRaised: Batch._event_raised,
+    PatchMarked: Batch._patch_marked,
     StepCreated: Batch._step_created,
     StepStarted: Batch._step_started,
     StepCompleted: Batch._step_completed,

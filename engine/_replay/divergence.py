@@ -13,6 +13,7 @@ from worldflow.worlds import (
     AnyEvent,
     HookConflict,
     HookCreated,
+    PatchMarked,
     RunCompleted,
     StateUpdated,
     StepCreated,
@@ -84,6 +85,8 @@ def describe_recorded(event: AnyEvent) -> str:
             return f"hook with token {event.token!r} (refused as a conflict)"
         case StateUpdated():
             return f"set_state({snippet(event.state)})"
+        case PatchMarked():
+            return f"patched({event.name!r}): the new branch"
         case RunCompleted():
             return f"the workflow returned {snippet(event.output)}"
         case _:

@@ -278,7 +278,8 @@ class Intent:
     """A command the body owes the log, in the order the body produced it.
 
     ``kind`` is ``create`` (an operation's ``*_created``), ``close`` (its closing command),
-    ``state`` (``state_updated``) or ``end`` (``run_completed`` / ``run_failed``).
+    ``state`` (``state_updated``), ``patch`` (``patch_marked``) or ``end``
+    (``run_completed`` / ``run_failed``).
     """
 
     __slots__ = ("_event", "kind", "op", "recorded", "run_id")

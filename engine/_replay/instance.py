@@ -55,6 +55,7 @@ from worldflow.worlds import (
     HookCreated,
     HookDisposed,
     HookReceived,
+    PatchMarked,
     RunCancelled,
     RunCompleted,
     RunCreated,
@@ -175,6 +176,11 @@ class WorkflowInstance(Operations):
         self._root: asyncio.Task[Any] | None = None
         self._closed = False
         self._fork_clock: list[datetime] = []
+        # Versioning: the patches whose marker is in the log (the view's, and every marker
+        # fed since, delivered or not), and each patch's decision, fixed by its first call.
+        self._marked: set[str] = set(run.patches)
+        self._patch_decisions: dict[str, bool] = {}
+        self._patch_intents: dict[str, Intent] = {}
         self.stalled = False
         """The log did not replay against this code (``error`` says where and how)."""
 
@@ -219,6 +225,8 @@ class WorkflowInstance(Operations):
                     )
                 fed = seq
                 inbox.append(event)
+                if type(event) is PatchMarked:
+                    self._marked.add(event.name)
         finally:
             self._fed_seq = fed
         self._drive()
@@ -669,6 +677,47 @@ class WorkflowInstance(Operations):
             )
         intent.recorded = True
 
+    # -- versioning --------------------------------------------------------------------------
+
+    def patched(self, name: str) -> bool:
+        """Whether this run takes the new branch of patch ``name`` (see ``worldflow.patched``).
+
+        Decided once per run and name, at the first call: a marker of ``name`` in the log →
+        new; replaying a log without one → old; running live → new, and the marker is owed.
+        Later calls (other tasks of a ``gather``, later iterations) get the same answer, so
+        the answer does not depend on which task gets there first.
+        """
+        decided = self._patch_decisions.get(name)
+        if decided is None:
+            decided = name in self._marked or not self.is_replaying()
+            if decided and name not in self._marked:
+                self._mark(name)
+            self._patch_decisions[name] = decided
+        return decided
+
+    def deprecate_patch(self, name: str) -> None:
+        """Patch ``name``'s old branch is gone: record the marker if running live (so code
+        that still says ``patched(name)`` replays the run), check nothing on replay."""
+        if name in self._patch_decisions:
+            return
+        if name not in self._marked and not self.is_replaying():
+            self._mark(name)
+        self._patch_decisions[name] = True
+
+    def _mark(self, name: str) -> None:
+        if self._finished:
+            return
+        intent = Intent("patch", PatchMarked(run_id=self.run_id, name=name))
+        self._intents.append(intent)
+        self._patch_intents[name] = intent
+
+    def _on_patch_marked(self, event: PatchMarked) -> None:
+        intent = self._patch_intents.pop(event.name, None)
+        if intent is not None:
+            intent.recorded = True
+        # No call of patched(name) before it: code with that patch removed (after
+        # deprecate_patch) replays the log; the marker says nothing to it.
+
     def is_replaying(self) -> bool:
         """Whether the body is re-running code it ran before (the log goes further)."""
         return self._position < self._replay_until
@@ -719,6 +768,7 @@ _DELIVER: dict[type, _Deliver] = {
     HookDisposed: WorkflowInstance._on_hook_disposed,
     EventRaised: WorkflowInstance._on_event_raised,
     StateUpdated: WorkflowInstance._on_state_updated,
+    PatchMarked: WorkflowInstance._on_patch_marked,
     RunStalled: _ignore,  # the runtime's notes about the log, nothing the body sees
     RunUnstalled: _ignore,
 }

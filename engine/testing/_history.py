@@ -25,6 +25,7 @@ from worldflow.worlds import (
     NULL,
     AnyEvent,
     HookConflict,
+    PatchMarked,
     RunCancelled,
     RunCompleted,
     RunCreated,
@@ -52,7 +53,12 @@ History = Sequence[AnyEvent] | str | os.PathLike[str]
 _PAGE = 1000
 _CONTEXT = 3  # rows of the side-by-side shown before the divergence
 # Events that record something the workflow code did (the rest come from outside).
-_CODE_EVENTS = CREATION_EVENT_TYPES | {"hook_conflict", "state_updated", "run_completed"}
+_CODE_EVENTS = CREATION_EVENT_TYPES | {
+    "hook_conflict",
+    "state_updated",
+    "patch_marked",
+    "run_completed",
+}
 
 
 # -- moving histories around ---------------------------------------------------------------------
@@ -280,6 +286,8 @@ class _Replay:
             created_at=first.created_at,
             updated_at=self.events[-1].created_at,
             last_seq=self.events[-1].seq,
+            # As a world's view: the markers in the log (events are fed one at a time).
+            patches=list(dict.fromkeys(e.name for e in self.events if isinstance(e, PatchMarked))),
         )
         instance = WorkflowInstance(self.definition, view, registry=Registry([self.definition]))
         self.instance = instance

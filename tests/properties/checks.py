@@ -33,6 +33,7 @@ from worldflow.worlds import (
     ErrorInfo,
     HookConflict,
     HookCreated,
+    PatchMarked,
     RunCompleted,
     RunFailed,
     RunStatus,
@@ -78,6 +79,7 @@ def _view(definition: WorkflowDefinition, log: Sequence[AnyEvent]) -> WorkflowRu
         created_at=log[0].created_at,
         updated_at=log[-1].created_at,
         last_seq=len(log),
+        patches=list(dict.fromkeys(e.name for e in log if isinstance(e, PatchMarked))),
     )
 
 

@@ -20,6 +20,7 @@ from worldflow.errors import (
 from worldflow.worlds._events import (
     EventRaised,
     HookDisposed,
+    PatchMarked,
     RunCancelled,
     RunCompleted,
     RunCreated,
@@ -225,6 +226,16 @@ class ReadConformance(SuiteBase):
             lambda cur: world.list_runs(workflow_name="a", order="asc", limit=1, cursor=cur)
         )
         assert [r.run_id for p in filtered for r in p] == where(lambda r: r.workflow_name == "a")
+
+    async def test_patch_markers_are_kept_in_the_run_view(self, world: World) -> None:
+        run = await new_run(world, started=True)
+        assert run.patches == []
+        for name in ("discount", "fast-path", "discount"):
+            await world.append(run.run_id, [PatchMarked(run_id=run.run_id, name=name)])
+        view = await world.get_run(run.run_id)
+        assert view.patches == ["discount", "fast-path"]  # each name once, in log order
+        types = [e.type for e in (await world.list_events(run.run_id)).items]
+        assert types.count("patch_marked") == 3
 
     async def test_fork_lineage_is_a_field_listed_both_ways(self, world: World) -> None:
         source = await new_run(world, metadata={"k": "1"})
