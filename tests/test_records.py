@@ -29,6 +29,7 @@ from worldflow.worlds import (
     HookCreated,
     HookDisposed,
     HookReceived,
+    PatchMarked,
     RunCancelled,
     RunCompleted,
     RunCreated,
@@ -102,6 +103,7 @@ EVERY_EVENT: list[AnyEvent] = [
     HookDisposed(**_COMMON, correlation_id="hook_1"),
     EventRaised(**_COMMON, name="shipped", payload=_RAW),
     StateUpdated(**_COMMON, state=_RAW),
+    PatchMarked(**_COMMON, name="discount"),
 ]
 
 

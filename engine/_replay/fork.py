@@ -14,7 +14,7 @@ called (a step of the same ``gather`` that finished later still finished without
 payloads, raised events and fired timers recorded after the step was called are not copied:
 from there on the fork lives its own life. A child workflow started before the step is
 reused if its outcome was recorded; otherwise its start runs again and the fork gets a child
-of its own.
+of its own. Patch markers, state updates and raised events before the step are copied too.
 
 Pure: no I/O, no clock (``ids_at`` is given).
 """
@@ -53,6 +53,7 @@ from worldflow.worlds import (
     HookCreated,
     HookDisposed,
     HookReceived,
+    PatchMarked,
     Payload,
     RunCreated,
     RunStarted,
@@ -184,7 +185,13 @@ def plan_fork(
     def before(corr: str | None) -> bool:
         return corr is not None and mapper.number(corr) < cut
 
-    for event in events[1:]:
+    # The times the source's body saw (a fork's own copies were replayed at its source's).
+    seen = source.fork.clock if source.fork is not None else []
+    timed: list[AnyEvent] = [
+        msgspec.structs.replace(e, created_at=seen[e.seq - 2]) if 1 < e.seq <= len(seen) + 1 else e
+        for e in events[1:]
+    ]
+    for event in timed:
         early = event.seq < point.seq
         match event:
             case RunStarted() if early and not started:
@@ -261,7 +268,7 @@ def plan_fork(
                         event, run_id=fork_id, correlation_id=mapper.corr(event.correlation_id)
                     )
                 )
-            case EventRaised() | StateUpdated() if early:
+            case EventRaised() | StateUpdated() | PatchMarked() if early:
                 copies.append(msgspec.structs.replace(event, run_id=fork_id))
             case (
                 StepStarted()

@@ -155,6 +155,9 @@ class Operations:
         self._fork = point
         self._ulid_ms = int(aware(point.ids_at).timestamp() * 1000)
         self._ids = UlidSequence(self._ulid_ms)
+        if point.clock:
+            # The copies replay at the source's times, which are before the fork's creation.
+            self._now = aware(point.clock[0])
 
     def _forked_input(self, number: int, step_name: str, payload: msgspec.Raw) -> msgspec.Raw:
         """The input of step call ``number``: the fork's new one at the fork's step."""

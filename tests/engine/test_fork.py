@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.engine.runtime import WAIT, log_of, running
+from tests.histories.versioning.workflows import pricing_v2
 from tests.worlds.factories import WORLD_FACTORIES
 from worldflow import (
     Client,
@@ -27,7 +28,7 @@ from worldflow import (
     step,
     workflow,
 )
-from worldflow.testing import fetch_history, replay
+from worldflow.testing import fetch_history, replay, resume_hook_when_waiting
 from worldflow.worlds import (
     HookCreated,
     RunCreated,
@@ -93,11 +94,13 @@ async def fan(n: int) -> list[str]:
 
 
 @workflow
-async def approval(order: str) -> str:
-    """Wait for an approval on a default-token hook, then charge, stamped with now()."""
+async def approval(order: str) -> list[str]:
+    """Wait for an approval on a default-token hook, charge an amount made from now() (the
+    milliseconds of the approval's time), then notify."""
     decision = await create_hook()
-    stamp = now().isoformat()
-    return await charge(len(stamp) + int(decision["amount"]))
+    millis = int(now().timestamp() * 1000) % 100_000
+    receipt = await charge(millis + int(decision["amount"]))
+    return [receipt, await notify(receipt)]
 
 
 @pytest.fixture(params=WORLD_FACTORIES)
@@ -188,14 +191,38 @@ async def test_a_fork_sees_the_sources_clock_and_gets_its_own_hook_tokens(
             hooks = (await world.list_hooks(run_id=source.run_id)).items
             await asyncio.sleep(0.01)
         await engine.resume_hook(hooks[0].token, {"amount": 5})
-        recorded = await source.result(timeout=WAIT)
-        fork = await engine.fork(source.run_id, from_step="charge")
+        receipt, _ = await source.result(timeout=WAIT)
+        await asyncio.sleep(0.01)  # the fork is made at another millisecond than the source
+        fork = await engine.fork(source.run_id, from_step="notify", input={"text": "x"})
         # The body computed charge's input from now() after the hook: the fork's replay of
-        # that part reads the source's times, so the same input, reused without divergence.
-        assert await fork.result(timeout=WAIT) == recorded
+        # that part reads the source's times, so the same input: reused, no divergence.
+        assert await fork.result(timeout=WAIT) == [receipt, "told x"]
         created = [e for e in await log_of(world, fork.run_id) if isinstance(e, HookCreated)]
         assert len(created) == 1
         assert created[0].token != hooks[0].token  # its own secret token, not the source's
+        # A fork of the fork: its copies carry the first source's times on.
+        await asyncio.sleep(0.01)
+        again = await engine.fork(fork.run_id, from_step="notify", input={"text": "y"})
+        assert await again.result(timeout=WAIT) == [receipt, "told y"]
+        assert (await again.info()).forked_from == fork.run_id
+        assert replay(await fetch_history(world, again.run_id), approval).output == [
+            receipt,
+            "told y",
+        ]
+
+
+async def test_a_fork_of_a_patched_run_keeps_the_new_branch(world: World) -> None:
+    async with running(world, [pricing_v2]) as engine:
+        source = await engine.start(pricing_v2, "kettle")
+        await resume_hook_when_waiting(source, "approve:kettle", {"ok": True})
+        await resume_hook_when_waiting(source, "delivered:kettle", {"ok": True})
+        assert await source.result(timeout=WAIT) == "kettle shipped at 540"
+        fork = await engine.fork(
+            source.run_id, from_step="golden.ship", input={"item": "kettle", "price": 1}
+        )
+        await resume_hook_when_waiting(fork, "delivered:kettle", {"ok": True})
+        assert await fork.result(timeout=WAIT) == "kettle shipped at 1"
+        assert (await world.get_run(fork.run_id)).patches == ["discount"]
 
 
 async def test_fork_from_the_start_is_a_rerun_with_lineage(world: World) -> None:
