@@ -10,7 +10,8 @@ What the sender gets back is chosen when the webhook is created: the ``respond_w
 response, ``202 Accepted`` with an empty body by default, or, with ``respond_with="manual"``,
 whatever a step of the run sends with ``await request.respond_with(WebhookResponse(...))``
 (the caller waits for it, up to a timeout). The hook's stored metadata carries the choice, in
-the shape made by :func:`webhook_metadata` and read by :func:`response_for` / :func:`is_manual`.
+a :class:`WebhookSpec` made by :func:`webhook_metadata` and read by :func:`response_for` /
+:func:`is_manual`.
 
 A manual answer travels through the world, so it works when the HTTP server and the engine
 running the step are different processes: the request names a stream of the run
@@ -184,9 +185,26 @@ _METADATA = "metadata"
 _MANUAL = "manual"
 
 
+class WebhookSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A webhook's stored hook metadata: how its caller is answered, and the user's metadata.
+
+    The engine stores it as the ``hook_created`` event's ``metadata`` payload (a tagged
+    Struct, so it comes back as itself). Logs written before it existed hold the same two
+    keys in a plain dict; :func:`webhook_spec` reads both.
+
+    Attributes:
+        respond_with: The fixed answer, ``"manual"`` (a step answers), or ``None`` for the
+            default ``202 Accepted``.
+        metadata: The metadata the workflow passed to ``create_webhook``.
+    """
+
+    respond_with: WebhookResponse | Literal["manual"] | None = None
+    metadata: Any = None
+
+
 def webhook_metadata(
     respond_with: WebhookResponse | Literal["manual"] | None, metadata: Any = None
-) -> Any:
+) -> WebhookSpec:
     """The value to store as a webhook's hook metadata (encode it with ``_serde.encode``).
 
     It keeps the fixed response (or ``"manual"``) next to the user's own metadata, so the
@@ -199,7 +217,7 @@ def webhook_metadata(
             f'respond_with must be a WebhookResponse or "manual", not {respond_with!r}; '
             "e.g. respond_with=WebhookResponse(status=200, body=b'ok')"
         )
-    return {_RESPOND_WITH: respond_with, _METADATA: metadata}
+    return WebhookSpec(respond_with=respond_with, metadata=metadata)
 
 
 def _decoded(metadata: msgspec.Raw) -> Any:
@@ -209,20 +227,32 @@ def _decoded(metadata: msgspec.Raw) -> Any:
         return None
 
 
+def webhook_spec(metadata: msgspec.Raw) -> WebhookSpec | None:
+    """The :class:`WebhookSpec` in a webhook's stored metadata, in either stored shape;
+    ``None`` when the metadata holds neither (not a webhook's)."""
+    value = _decoded(metadata)
+    if isinstance(value, WebhookSpec):
+        return value
+    if isinstance(value, dict) and _RESPOND_WITH in value:  # written before WebhookSpec
+        answer = value[_RESPOND_WITH]
+        if not (isinstance(answer, WebhookResponse) or answer == _MANUAL):
+            answer = None
+        return WebhookSpec(respond_with=answer, metadata=value.get(_METADATA))
+    return None
+
+
 def response_for(metadata: msgspec.Raw) -> WebhookResponse:
     """The response a webhook with this stored metadata sends back to its caller."""
-    value = _decoded(metadata)
-    if isinstance(value, dict):
-        response = value.get(_RESPOND_WITH)
-        if isinstance(response, WebhookResponse):
-            return response
+    spec = webhook_spec(metadata)
+    if spec is not None and isinstance(spec.respond_with, WebhookResponse):
+        return spec.respond_with
     return DEFAULT_WEBHOOK_RESPONSE
 
 
 def is_manual(metadata: msgspec.Raw) -> bool:
     """Whether a webhook with this stored metadata is answered by a step of its run."""
-    value = _decoded(metadata)
-    return isinstance(value, dict) and value.get(_RESPOND_WITH) == _MANUAL
+    spec = webhook_spec(metadata)
+    return spec is not None and spec.respond_with == _MANUAL
 
 
 async def wait_for_reply(
@@ -256,7 +286,8 @@ async def wait_for_reply(
 
 def user_metadata(metadata: msgspec.Raw, *, is_webhook: bool) -> Any:
     """The metadata the workflow passed when it created the hook or webhook, decoded."""
-    value = _decoded(metadata)
-    if is_webhook and isinstance(value, dict) and _RESPOND_WITH in value:
-        return value.get(_METADATA)
-    return value
+    if is_webhook:
+        spec = webhook_spec(metadata)
+        if spec is not None:
+            return spec.metadata
+    return _decoded(metadata)

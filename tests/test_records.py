@@ -30,6 +30,7 @@ from worldflow.worlds import (
     HookDisposed,
     HookReceived,
     PatchMarked,
+    QueueMessage,
     RunCancelled,
     RunCompleted,
     RunCreated,
@@ -398,3 +399,30 @@ def test_http_statuses_of_world_errors(name: str, status: int) -> None:
     cls: type[WorldflowError] = getattr(worldflow, name)
     assert cls.http_status == status
     assert type(error_from_code(cls.code, "")) is cls
+
+
+def test_queue_message_kinds_are_checked_when_built_and_decoded() -> None:
+    run = QueueMessage(kind="run", run_id="wrun_a", workflow_name="wf")
+    step = QueueMessage(kind="step", run_id="wrun_a", step_id="step_1")
+    for message in (run, step):
+        assert msgspec.json.decode(msgspec.json.encode(message), type=QueueMessage) == message
+    # What a file world's queue journal holds today decodes unchanged.
+    assert (
+        msgspec.json.decode(
+            b'{"kind":"run","run_id":"wrun_a","step_id":null,"workflow_name":"wf","engine_id":null}',
+            type=QueueMessage,
+        )
+        == run
+    )
+    with pytest.raises(ValueError, match="names its step_id"):
+        QueueMessage(kind="step", run_id="wrun_a")
+    with pytest.raises(ValueError, match="has no step_id"):
+        QueueMessage(kind="run", run_id="wrun_a", step_id="step_1")
+    with pytest.raises(ValueError, match="not 'job'"):
+        QueueMessage(kind="job", run_id="wrun_a")  # type: ignore[arg-type]
+    for bad, field in (
+        (b'{"kind":"job","run_id":"wrun_a"}', "kind"),
+        (b'{"kind":"step","run_id":"wrun_a"}', "step_id"),
+    ):
+        with pytest.raises(msgspec.ValidationError, match=field):
+            msgspec.json.decode(bad, type=QueueMessage)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any, Final, Generic, TypeAlias, TypeVar
+from typing import Any, Final, Generic, Literal, TypeAlias, TypeVar
 
 import msgspec
 
@@ -284,13 +284,27 @@ class QueueMessage(msgspec.Struct, frozen=True, kw_only=True):
     that serves it (``lease(workflows=...)``). ``engine_id`` addresses the engine that owns
     the run: only that engine gets the message while it is live, any engine serving the
     workflow once it is not. ``None`` for either means "anyone".
+
+    ``kind`` says what to do: ``"run"`` (drive the run; no ``step_id``) or ``"step"`` (run the
+    step ``step_id``). Any other combination is refused when the message is built or decoded.
     """
 
-    kind: str  # "run" or "step"
+    kind: Literal["run", "step"]
     run_id: str
     step_id: str | None = None
     workflow_name: str | None = None
     engine_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("run", "step"):
+            raise ValueError(f"a queue message's kind is 'run' or 'step', not {self.kind!r}")
+        if self.kind == "step" and self.step_id is None:
+            raise ValueError("a queue message of kind 'step' names its step_id")
+        if self.kind == "run" and self.step_id is not None:
+            raise ValueError(
+                f"a queue message of kind 'run' has no step_id (got {self.step_id!r}); "
+                "use kind='step' to run a step"
+            )
 
 
 class Lease(msgspec.Struct, frozen=True, kw_only=True):

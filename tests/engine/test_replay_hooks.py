@@ -16,7 +16,7 @@ from worldflow import (
     step,
     workflow,
 )
-from worldflow._webhooks import response_for, user_metadata
+from worldflow._webhooks import WebhookSpec, is_manual, response_for, user_metadata
 from worldflow.worlds import HookCreated, HookReceived
 
 
@@ -143,6 +143,38 @@ def test_webhook_payload_is_a_request_and_respond_with_is_in_the_metadata() -> N
         )
     )
     assert h.result == [True, {"k": 1}, "POST", {"n": 5}]
+
+
+def test_webhook_metadata_is_stored_as_a_tagged_struct() -> None:
+    @workflow
+    async def manual() -> Any:
+        hook = create_webhook(respond_with="manual", metadata=[1, 2])
+        return await hook
+
+    created = History(manual).events[-1]
+    assert isinstance(created, HookCreated)
+    assert _serde.decode(created.metadata) == WebhookSpec(respond_with="manual", metadata=[1, 2])
+    assert is_manual(created.metadata)
+    assert response_for(created.metadata) == WebhookResponse()  # the default until answered
+
+
+def test_webhook_metadata_written_before_the_struct_is_still_read() -> None:
+    # The shape of tests/histories/hooks.jsonl: a plain dict with the two keys.
+    legacy = _serde.encode(
+        {"respond_with": WebhookResponse(status=200, body=b"thanks"), "metadata": {"k": 1}}
+    )
+    assert response_for(legacy) == WebhookResponse(status=200, body=b"thanks")
+    assert not is_manual(legacy)
+    assert user_metadata(legacy, is_webhook=True) == {"k": 1}
+    assert is_manual(_serde.encode({"respond_with": "manual", "metadata": None}))
+    # A plain hook's metadata is the user's, whatever keys it has.
+    assert user_metadata(legacy, is_webhook=False) == {
+        "respond_with": WebhookResponse(status=200, body=b"thanks"),
+        "metadata": {"k": 1},
+    }
+    # A junk answer in a damaged record falls back to the default, never raises.
+    junk = _serde.encode({"respond_with": 5, "metadata": None})
+    assert response_for(junk) == WebhookResponse()
 
 
 def test_hook_used_as_a_context_manager_is_disposed_on_exit() -> None:

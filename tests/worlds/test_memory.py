@@ -165,7 +165,10 @@ async def _hot_path_costs(world: MemoryWorld) -> dict[str, int]:
         ("list_events", lambda: world.list_events(r, after_seq=3, limit=2)),
         ("hook_by_token", lambda: world.get_hook_by_token(f"tok-{r}")),
         ("wait_for_run", lambda: world.wait_for_run(r, after_seq=1, timeout=0)),
-        ("enqueue", lambda: world.enqueue("steps", QueueMessage(kind="step", run_id=r))),
+        (
+            "enqueue",
+            lambda: world.enqueue("steps", QueueMessage(kind="step", run_id=r, step_id="s")),
+        ),
         ("lease", lambda: world.lease("steps", lease_for=30)),
         ("write_stream", lambda: world.write_stream(r, "out", [b"a"])),
         (

@@ -27,8 +27,9 @@ __all__ = ["QueueConformance", "StreamConformance"]
 
 def msg(run_id: str = "wrun_x", step_id: str | None = None) -> QueueMessage:
     """A queue message about ``run_id`` (a step message when ``step_id`` is given)."""
-    kind = "run" if step_id is None else "step"
-    return QueueMessage(kind=kind, run_id=run_id, step_id=step_id)
+    if step_id is None:
+        return QueueMessage(kind="run", run_id=run_id)
+    return QueueMessage(kind="step", run_id=run_id, step_id=step_id)
 
 
 class QueueConformance(SuiteBase):
