@@ -316,7 +316,9 @@ class Appender:
                 try:
                     # After a miss, ask the database which fencing engines are live; the
                     # first attempt assumes so (the statement checks it anyway).
-                    wave, new = await self._apply(conn, run_id, cached, items, fresh, attempt > 0)
+                    wave, new = await self._apply(
+                        conn, run_id, cached, items, fresh, attempt > 0, assumed_new=creates
+                    )
                 except _Retry:
                     self.evict(run_id)
                     cached = None
@@ -374,8 +376,16 @@ class Appender:
         items: list[_Pending],
         fresh: bool,
         check_live: bool,
+        *,
+        assumed_new: bool = False,
     ) -> tuple[_Wave, RunState | None]:
-        """Apply every batch of the wave to the overlay; return the wave and the new state."""
+        """Apply every batch of the wave to the overlay; return the wave and the new state.
+
+        ``assumed_new``: the wave starts with ``run_created`` and was applied without reading
+        whether the run exists. Any refusal then is decided again on a read: which rule
+        refuses a batch first (an existing run's ``run_created`` is a conflict before a bad
+        event later in the batch is invalid) depends on the run's state.
+        """
         base = cached.state if cached is not None else None
         start_seq = base.run.last_seq if base is not None else 0
         wave = _Wave(start_seq=start_seq, created=base is None)
@@ -388,16 +398,15 @@ class Appender:
         if work is not None:
             logstate.runs[run_id] = work
         tokens: list[str] = []
-        for item in list(items):
-            try:  # checked before the tokens go to the database (the rules check the rest)
-                hooks = [ev for ev in item.events if isinstance(ev, HookCreated)]
-                for ev in hooks:
+        for item in items:
+            for ev in item.events:
+                if not isinstance(ev, HookCreated):
+                    continue
+                try:  # only valid tokens go to the database; the rules refuse the rest in order
                     validate_event(ev, run_id)
-            except InvalidEventError as exc:
-                wave.results.append((item, exc))
-                items = [other for other in items if other is not item]
-                continue
-            tokens += [ev.token for ev in hooks]
+                except InvalidEventError:
+                    continue
+                tokens.append(ev.token)
         if tokens:
             for row in await conn.fetch(self._holders_sql, tokens):
                 logstate.tokens[row["token"]] = (row["run_id"], row["hook_id"])
@@ -423,7 +432,7 @@ class Appender:
                 if fence is not None or (before is not None and before.owner_id is not None):
                     claim = check_fence(before, item.events, fence, live)
             except WorldflowError as exc:
-                if not fresh and not isinstance(exc, InvalidEventError):
+                if assumed_new or (not fresh and not isinstance(exc, InvalidEventError)):
                     raise _Retry from None  # the cache may be behind: decide on a fresh read
                 wave.results.append((item, exc))
                 continue

@@ -14,10 +14,11 @@ from typing import Any
 import msgspec
 import pytest
 
-from worldflow.errors import InvalidEventError, RunNotFoundError
+from worldflow.errors import EntityConflictError, InvalidEventError, RunNotFoundError
 from worldflow.worlds._events import (
     AnyEvent,
     EventRaised,
+    HookConflict,
     HookCreated,
     HookReceived,
     RunCancelled,
@@ -296,3 +297,25 @@ class ValidationConformance(SuiteBase):
             [RunCancelled(run_id=run_id, reason=reason)],
         )
         assert cancelled.run.cancel_reason == reason
+
+    @pytest.mark.parametrize("again", [False, True], ids=["created", "purged-and-created-again"])
+    async def test_a_batch_is_refused_by_its_first_failing_event(
+        self, world: World, again: bool
+    ) -> None:
+        # The rules run in the batch's order on every world: a run_created for a run that
+        # exists is a conflict before a bad event after it is invalid, and the other way
+        # round. (A world that checks some events up front, or assumes a run_created names
+        # a new run, answers differently.)
+        r = (await new_run(world)).run_id
+        if again:
+            await world.append(r, [RunCancelled(run_id=r)])
+            await world.purge(r)
+            await world.append(r, [_created(r)])
+        bad_hook = HookCreated(run_id=r, correlation_id=new_id("hook"), token=_LONE)
+        forged = HookConflict(run_id=r, correlation_id=new_id("hook"), token="t")
+        for bad in (bad_hook, forged):
+            with pytest.raises(EntityConflictError):
+                await world.append(r, [_created(r), bad])
+            with pytest.raises(InvalidEventError):
+                await world.append(r, [bad, _created(r)])
+        assert [e.type for e in (await world.list_events(r)).items] == ["run_created"]
