@@ -51,6 +51,7 @@ from worldflow.worlds._events import (
     encode_event,
 )
 from worldflow.worlds._fencing import check_fence
+from worldflow.worlds._ids import id_problem
 from worldflow.worlds._memory.log import LogState, RunState, StoredRun, commit
 from worldflow.worlds._postgres import codec
 from worldflow.worlds._protocol import OWNER_ONLY_EVENTS, EventResult
@@ -432,7 +433,9 @@ class Appender:
                 if fence is not None or (before is not None and before.owner_id is not None):
                     claim = check_fence(before, item.events, fence, live)
             except WorldflowError as exc:
-                if assumed_new or (not fresh and not isinstance(exc, InvalidEventError)):
+                # (A run id that breaks the id rule names no stored run: nothing to read.)
+                recheck = assumed_new and id_problem(run_id) is None
+                if recheck or (not fresh and not isinstance(exc, InvalidEventError)):
                     raise _Retry from None  # the cache may be behind: decide on a fresh read
                 wave.results.append((item, exc))
                 continue
