@@ -1,6 +1,7 @@
 """The ``worldflow`` command: look at the runs in a world from a shell.
 
-    worldflow runs [--status running] [--workflow NAME] [--resource ID] [--limit N]
+    worldflow runs [--status running] [--workflow NAME] [--resource ID] [--forked-from RUN]
+                   [--limit N]
     worldflow show RUN_ID          # status, input, output or error, and the timeline
     worldflow events RUN_ID        # the raw event log, one JSON object per line
     worldflow export RUN_ID FILE   # the log as a history file (for worldflow.testing.replay)
@@ -59,7 +60,11 @@ def _world_url(given: str | None) -> str:
 async def _runs(world: World, args: argparse.Namespace) -> None:
     status = RunStatus(args.status) if args.status else None
     page = await world.list_runs(
-        workflow_name=args.workflow, status=status, resource_id=args.resource, limit=args.limit
+        workflow_name=args.workflow,
+        status=status,
+        resource_id=args.resource,
+        forked_from=args.forked_from,
+        limit=args.limit,
     )
     if not page.items:
         print("no runs")
@@ -81,6 +86,14 @@ async def _show(world: World, args: argparse.Namespace) -> None:
         print(f"resource  {run.resource_id}")
     if run.metadata:
         print(f"metadata  {run.metadata}")
+    if run.forked_from is not None:
+        at = f" at step {run.forked_from_step}" if run.forked_from_step else " (from the start)"
+        print(f"fork of   {run.forked_from}{at}")
+    forks = await world.list_runs(forked_from=run.run_id, limit=11)
+    if forks.items:
+        names = ", ".join(f.run_id for f in forks.items[:10])
+        more = " ..." if len(forks.items) > 10 else ""
+        print(f"forks     {names}{more}  (worldflow runs --forked-from {run.run_id})")
     print(f"input     {_serde.decode(run.input)!r}")
     if run.status is RunStatus.COMPLETED:
         print(f"output    {_serde.decode(run.output)!r}")
@@ -147,6 +160,7 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--status", choices=[s.value for s in RunStatus])
     runs.add_argument("--workflow", help="registered workflow name (module:qualname)")
     runs.add_argument("--resource", help="resource id")
+    runs.add_argument("--forked-from", metavar="RUN", help="the forks (and reruns) of RUN")
     runs.add_argument("--limit", type=int, default=50)
     runs.set_defaults(handler=_runs)
     show = commands.add_parser("show", help="a run's status, input, result and timeline")

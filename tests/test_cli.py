@@ -35,6 +35,8 @@ async def _make_runs(path: Path) -> FileWorld:
         assert await ok.result(timeout=10) == 42
         with pytest.raises(Exception, match="negative"):
             await bad.result(timeout=10)
+        fork = await engine.fork("ok-run", from_step="double", input={"x": 5}, run_id="fork-run")
+        assert await fork.result(timeout=10) == 10
     return world  # still open: the CLI must read it while the writer holds the lock
 
 
@@ -62,6 +64,14 @@ async def test_runs_show_events_export(tmp_path: Path, capsys: pytest.CaptureFix
         shown = capsys.readouterr().out
         assert "output    42" in shown
         assert "step double: done" in shown
+
+        assert "forks     fork-run" in shown
+        assert await cli("--world", url, "runs", "--forked-from", "ok-run") == 0
+        forks = capsys.readouterr().out
+        assert "fork-run" in forks
+        assert "bad-run" not in forks
+        assert await cli("--world", url, "show", "fork-run") == 0
+        assert "fork of   ok-run at step step_" in capsys.readouterr().out
 
         assert await cli("--world", url, "show", "bad-run") == 0
         assert "FatalError: negative" in capsys.readouterr().out

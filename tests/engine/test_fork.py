@@ -28,7 +28,12 @@ from worldflow import (
     step,
     workflow,
 )
-from worldflow.testing import fetch_history, replay, resume_hook_when_waiting
+from worldflow.testing import (
+    fetch_history,
+    replay,
+    resume_hook_when_waiting,
+    wait_until_blocked,
+)
 from worldflow.worlds import (
     HookCreated,
     RunCreated,
@@ -271,3 +276,20 @@ async def test_a_client_without_the_code_forks_and_an_engine_drives_the_fork(
         created = (await log_of(world, fork.run_id))[0]
         assert isinstance(created, RunCreated)
         assert created.forked_from == source.run_id
+
+
+async def test_a_fork_needing_a_token_the_running_source_holds_is_refused(world: World) -> None:
+    async with running(world, [pricing_v2]) as engine:
+        source = await engine.start(pricing_v2, "desk")
+        await resume_hook_when_waiting(source, "approve:desk", {"ok": True})
+        await wait_until_blocked(source, hook="delivered:desk")
+        # The source waits for "delivered:desk" and still holds "approve:desk", which the
+        # fork's copied part would create again.
+        with pytest.raises(EntityConflictError, match="approve:desk"):
+            await engine.fork(source.run_id, from_step="golden.ship")
+        assert [r.run_id for r in (await engine.list_runs(forked_from=source.run_id)).items] == []
+        await resume_hook_when_waiting(source, "delivered:desk", {"ok": True})
+        await source.result(timeout=WAIT)
+        fork = await engine.fork(source.run_id, from_step="golden.ship")
+        await resume_hook_when_waiting(fork, "delivered:desk", {"ok": True})
+        assert await fork.result(timeout=WAIT) == "desk shipped at 360"
