@@ -63,8 +63,8 @@ _ADVICE = (
     "The run is stalled rather than continued on a history it does not match: deploy code "
     "that replays it (roll back the change) and it goes on when an engine starts or "
     "unstall() is called; fail() ends it for good. To change a workflow that has runs in "
-    "flight, deploy the new code under a new workflow name (or keep the old code until those "
-    "runs finish)."
+    'flight, put the change behind `if patched("<name>"):` (runs recorded before it take '
+    "the old branch, this one included) or deploy it under a new workflow name."
 )
 
 
