@@ -69,6 +69,7 @@ __all__ = [
     "RunOwnedElsewhereError",
     "RunTerminalError",
     "ScheduleNotFoundError",
+    "SeqConflictError",
     "SerializationError",
     "StepError",
     "StepFailedError",
@@ -219,6 +220,21 @@ class RunOwnedElsewhereError(EntityConflictError):
         super().__init__(message)
         self.owner_id = owner_id
         self.owner_epoch = owner_epoch
+
+
+class SeqConflictError(EntityConflictError):
+    """An append's precondition failed: the run's log is not at the ``expected_seq`` the
+    caller built the batch on (someone else appended meanwhile). Nothing was stored.
+
+    ``last_seq`` is where the log is (when the world knows): read the events after the
+    caller's position and decide again.
+    """
+
+    code = "seq_conflict"
+
+    def __init__(self, message: str = "", *, last_seq: int | None = None) -> None:
+        super().__init__(message)
+        self.last_seq = last_seq
 
 
 class OwnershipLostError(WorldError):

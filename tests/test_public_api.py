@@ -175,6 +175,7 @@ TESTING_ALL = [
     "CatalogConformance",
     "LogConformance",
     "OwnershipConformance",
+    "PreconditionConformance",
     "QueueConformance",
     "ReadConformance",
     "StreamConformance",

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from worldflow.errors import OwnershipLostError, RunOwnedElsewhereError
+from worldflow.errors import (
+    InvalidEventError,
+    OwnershipLostError,
+    RunOwnedElsewhereError,
+    SeqConflictError,
+)
 from worldflow.worlds._events import AnyEvent
 from worldflow.worlds._protocol import OWNER_ONLY_EVENTS
 from worldflow.worlds._records import Fence, WorkflowRun
 
-__all__ = ["Claim", "check_fence"]
+__all__ = ["Claim", "check_expected_seq", "check_fence"]
 
 Claim = tuple[str, int]
 """The ``(owner_id, owner_epoch)`` a run gets from a batch that claims it."""
@@ -77,4 +82,28 @@ def _check_live(fence: Fence, is_live: Callable[[str], bool]) -> None:
         raise OwnershipLostError(
             f"engine {fence.engine_id!r} is not live (unknown, expired or deregistered); "
             "register again before driving runs"
+        )
+
+
+def check_expected_seq(run_id: str, run: WorkflowRun | None, expected_seq: int | None) -> None:
+    """The optimistic precondition of an append: the run's log is at ``expected_seq``.
+
+    ``None`` checks nothing. ``0`` means "no events yet" (the batch creates the run). Raises
+    :class:`~worldflow.errors.SeqConflictError` when the log has moved (nothing of the batch
+    is stored) and :class:`~worldflow.errors.InvalidEventError` for a value that is not a
+    seq. A world calls this after :func:`check_fence` and before any other rule.
+    """
+    if expected_seq is None:
+        return
+    if type(expected_seq) is not int or expected_seq < 0:
+        raise InvalidEventError(
+            f"`expected_seq` must be an int >= 0 (the run's last seq), not {expected_seq!r}"
+        )
+    last = 0 if run is None else run.last_seq
+    if last != expected_seq:
+        where = "does not exist" if run is None else f"is at seq {last}"
+        raise SeqConflictError(
+            f"run {run_id!r} {where}, the batch expected seq "
+            f"{expected_seq}: read the events after it and decide again",
+            last_seq=last,
         )

@@ -22,6 +22,13 @@ Rules every world enforces (``worldflow.worlds.testing`` checks each):
 * A terminal run releases its hooks (disposed) and waits (completed).
 * ``seq`` is dense per run, from 1, with no gaps or duplicates under concurrent appends.
 * A batch is atomic: if one event is refused, none of the batch is stored.
+* **Precondition** (``expected_seq``, optional): the batch is stored only if the run's
+  ``last_seq`` is exactly ``expected_seq`` before it (``0``: the run does not exist yet);
+  otherwise :class:`~worldflow.errors.SeqConflictError` (an ``EntityConflictError``, with the
+  run's ``last_seq``) and nothing is stored. It is checked after the fence and before every
+  other rule. With it, an event whose ``created_at`` the caller set keeps that time (the
+  engine fed the event to the body before appending it); without it the world stamps every
+  event.
 
 Ownership (``Ownership`` role; see its docstring): several engines may share a world, and a
 run is driven by one of them at a time, its owner. The rules of fencing, checked by every
@@ -154,13 +161,19 @@ class EventLog(Protocol):
     """The per-run append-only event log: the only write path for runs."""
 
     async def append(
-        self, run_id: str, events: Sequence[AnyEvent], *, fence: Fence | None = None
+        self,
+        run_id: str,
+        events: Sequence[AnyEvent],
+        *,
+        fence: Fence | None = None,
+        expected_seq: int | None = None,
     ) -> EventResult:
         """Append a batch of events to ``run_id``'s log atomically; see the module rules.
 
         ``fence`` says which engine appends and the ``owner_epoch`` it last saw; it decides
         whether owner-only events are accepted (the module's ownership rules). The returned
-        run view carries the owner after the batch (a claim shows there).
+        run view carries the owner after the batch (a claim shows there). ``expected_seq``
+        is the optimistic precondition (the module's rules): the log must be at that seq.
         """
         ...
 

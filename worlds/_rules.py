@@ -38,6 +38,7 @@ from worldflow.errors import (
     StepNotFoundError,
 )
 from worldflow.worlds._events import (
+    EPOCH,
     AnyEvent,
     ChildEnded,
     EventRaised,
@@ -143,6 +144,9 @@ class Batch:
         run_id: The run appended to.
         now: The time the batch is stamped with.
         replay: Re-apply stored events (see the module docstring) instead of new ones.
+        stamped: Keep a ``created_at`` the caller set on an event (an append with
+            ``expected_seq``: the engine fed the events to the body before appending them,
+            so their time is already part of what the body saw); others get ``now``.
 
     Call :meth:`add` for each event (it raises on the first refused one; the overlay is then
     simply dropped), then store what the batch holds: ``run`` (the run's view after it, or
@@ -161,14 +165,24 @@ class Batch:
         "run",
         "run_id",
         "seq",
+        "stamped",
         "steps",
         "tokens",
         "view",
         "waits",
     )
 
-    def __init__(self, view: RunView, run_id: str, now: datetime, *, replay: bool = False) -> None:
+    def __init__(
+        self,
+        view: RunView,
+        run_id: str,
+        now: datetime,
+        *,
+        replay: bool = False,
+        stamped: bool = False,
+    ) -> None:
         self.view = view
+        self.stamped = stamped
         self.run_id = run_id
         self.now = now
         self.replay = replay
@@ -290,7 +304,14 @@ class Batch:
                 raise InvalidEventError(f"event seq {ev.seq} where {self.seq} was due")
             self.events.append(ev)
             return
-        self.events.append(_replace(ev, seq=self.seq, event_id=new_id("evnt"), created_at=self.now))
+        at = self.now
+        if self.stamped and ev.created_at != EPOCH:
+            at = ev.created_at
+            if not isinstance(at, datetime) or at.tzinfo is None:
+                raise InvalidEventError(
+                    f"{ev.type}.created_at must be a datetime with a time zone, not {at!r}"
+                )
+        self.events.append(_replace(ev, seq=self.seq, event_id=new_id("evnt"), created_at=at))
 
     # One method per event type; each returns whether to store the event (False: a no-op).
 

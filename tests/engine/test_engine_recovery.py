@@ -311,12 +311,17 @@ class FlakyWorld(MemoryWorld):
         self.failures = failures
 
     async def append(
-        self, run_id: str, events: Sequence[AnyEvent], *, fence: Fence | None = None
+        self,
+        run_id: str,
+        events: Sequence[AnyEvent],
+        *,
+        fence: Fence | None = None,
+        expected_seq: int | None = None,
     ) -> EventResult:
         if self.failures and any(e.type == self.event_type for e in events):
             self.failures -= 1
             raise WorldError("disk on fire (for a moment)")
-        return await super().append(run_id, events, fence=fence)
+        return await super().append(run_id, events, fence=fence, expected_seq=expected_seq)
 
 
 async def test_a_world_error_while_driving_is_retried(caplog: pytest.LogCaptureFixture) -> None:

@@ -61,6 +61,7 @@ from worldflow.errors import (
 )
 from worldflow.worlds._clock import Clock
 from worldflow.worlds._events import AnyEvent, Event
+from worldflow.worlds._fencing import check_expected_seq
 from worldflow.worlds._file.batches import GuardedRun
 from worldflow.worlds._file.catalog import CATALOG_FILE, encode_catalog, read_catalog
 from worldflow.worlds._file.index import (
@@ -380,7 +381,12 @@ class FileWorld(MemoryWorld):
     # -- EventLog ----------------------------------------------------------------------------
 
     async def append(
-        self, run_id: str, events: Sequence[AnyEvent], *, fence: Fence | None = None
+        self,
+        run_id: str,
+        events: Sequence[AnyEvent],
+        *,
+        fence: Fence | None = None,
+        expected_seq: int | None = None,
     ) -> EventResult:
         """Append a batch atomically; it is durable when this returns. See ``EventLog``."""
         writer = self._writable()
@@ -401,9 +407,12 @@ class FileWorld(MemoryWorld):
             if waited:
                 self._check_open()
             view = GuardedRun(self._log, run_id, self._claims)
-            batch = Batch(view, run_id, self._clock.now())
+            stamped = expected_seq is not None
+            batch = Batch(view, run_id, self._clock.now(), stamped=stamped)
             before = batch.base_run
             claim = self._fence(before, events, fence)
+            if stamped:
+                check_expected_seq(run_id, before, expected_seq)
             was_terminal = batch.was_terminal
             for event in events:
                 batch.add(event)

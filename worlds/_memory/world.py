@@ -34,7 +34,7 @@ from worldflow.errors import (
 )
 from worldflow.worlds._clock import Clock, SystemClock
 from worldflow.worlds._events import AnyEvent, Event
-from worldflow.worlds._fencing import Claim, check_fence
+from worldflow.worlds._fencing import Claim, check_expected_seq, check_fence
 from worldflow.worlds._memory.catalog import Entries
 from worldflow.worlds._memory.log import LogState, RunState, StoredRun, StreamState, commit
 from worldflow.worlds._memory.ownership import Owners
@@ -166,7 +166,12 @@ class MemoryWorld:
     # -- EventLog --------------------------------------------------------------------------
 
     async def append(
-        self, run_id: str, events: Sequence[AnyEvent], *, fence: Fence | None = None
+        self,
+        run_id: str,
+        events: Sequence[AnyEvent],
+        *,
+        fence: Fence | None = None,
+        expected_seq: int | None = None,
     ) -> EventResult:
         """Append a batch of events atomically; see the rules of ``worldflow.worlds``."""
         if self._closed:
@@ -177,9 +182,12 @@ class MemoryWorld:
             raise InvalidEventError(
                 f"append() takes a sequence of events, not {type(events).__name__}"
             )
-        batch = Batch(StoredRun(self._log, run_id), run_id, self._clock.now())
+        stamped = expected_seq is not None
+        batch = Batch(StoredRun(self._log, run_id), run_id, self._clock.now(), stamped=stamped)
         before = batch.base_run
         claim = self._fence(before, events, fence)
+        if stamped:
+            check_expected_seq(run_id, before, expected_seq)
         was_terminal = batch.was_terminal
         for event in events:
             batch.add(event)

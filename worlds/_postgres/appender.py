@@ -50,7 +50,7 @@ from worldflow.worlds._events import (
     RunCreated,
     encode_event,
 )
-from worldflow.worlds._fencing import check_fence
+from worldflow.worlds._fencing import check_expected_seq, check_fence
 from worldflow.worlds._ids import id_problem
 from worldflow.worlds._memory.log import LogState, RunState, StoredRun, commit
 from worldflow.worlds._postgres import codec
@@ -112,6 +112,7 @@ class _Pending:
     events: Sequence[AnyEvent]
     fence: Fence | None
     future: asyncio.Future[EventResult]
+    expected_seq: int | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -261,19 +262,23 @@ class Appender:
     # -- append ----------------------------------------------------------------------------
 
     async def append(
-        self, run_id: str, events: Sequence[AnyEvent], fence: Fence | None = None
+        self,
+        run_id: str,
+        events: Sequence[AnyEvent],
+        fence: Fence | None = None,
+        expected_seq: int | None = None,
     ) -> EventResult:
         """Queue the batch behind the run's in-flight statement (if any) and await its result."""
         future: asyncio.Future[EventResult] = asyncio.get_running_loop().create_future()
         pending = self._pending.get(run_id)
         self.stats.batches += 1
         if pending is None:
-            self._pending[run_id] = [_Pending(events, fence, future)]
+            self._pending[run_id] = [_Pending(events, fence, future, expected_seq)]
             task = asyncio.ensure_future(self._drain(run_id))
             self._writers.add(task)
             task.add_done_callback(self._writers.discard)
         else:
-            pending.append(_Pending(events, fence, future))
+            pending.append(_Pending(events, fence, future, expected_seq))
         return await future
 
     async def aclose(self) -> None:
@@ -420,17 +425,23 @@ class Appender:
         now = self._clock.now()
         owner_only = OWNER_ONLY_EVENTS
         for item in items:
-            batch = Batch(StoredRun(logstate, run_id), run_id, now)
+            stamped = item.expected_seq is not None
+            batch = Batch(StoredRun(logstate, run_id), run_id, now, stamped=stamped)
             before = batch.run
             was_terminal = before is not None and before.status in TERMINAL_RUN_STATUSES
             fence = item.fence
+            fenced = fence is not None or (before is not None and before.owner_id is not None)
             try:
+                claim = None
+                if stamped:  # the fence, then the precondition, before any other rule
+                    if fenced:
+                        claim = check_fence(before, item.events, fence, live)
+                    check_expected_seq(run_id, before, item.expected_seq)
                 for event in item.events:
                     batch.add(event)
                 if batch.run is None:
                     raise RunNotFoundError(f"no run {run_id!r} in this world")
-                claim = None
-                if fence is not None or (before is not None and before.owner_id is not None):
+                if fenced and not stamped:
                     claim = check_fence(before, item.events, fence, live)
             except WorldflowError as exc:
                 # (A run id that breaks the id rule names no stored run: nothing to read.)

@@ -266,7 +266,12 @@ class PostgresWorld:
     # -- EventLog --------------------------------------------------------------------------
 
     async def append(
-        self, run_id: str, events: Sequence[AnyEvent], *, fence: Fence | None = None
+        self,
+        run_id: str,
+        events: Sequence[AnyEvent],
+        *,
+        fence: Fence | None = None,
+        expected_seq: int | None = None,
     ) -> EventResult:
         """Append a batch of events atomically; see the rules of ``worldflow.worlds``.
 
@@ -281,7 +286,7 @@ class PostgresWorld:
             )
         if fence is not None and not isinstance(fence, Fence):
             raise InvalidEventError(f"`fence` must be a Fence, not {type(fence).__name__}")
-        return await self._appender.append(run_id, list(events), fence)
+        return await self._appender.append(run_id, list(events), fence, expected_seq)
 
     async def list_events(
         self, run_id: str, *, after_seq: int = 0, limit: int | None = None

@@ -61,6 +61,7 @@ _SUITE_MODULES = (
     "worldflow.worlds.testing._base",
     "worldflow.worlds.testing._log",
     "worldflow.worlds.testing._ownership",
+    "worldflow.worlds.testing._precondition",
     "worldflow.worlds.testing._queue",
     "worldflow.worlds.testing._reads",
     "worldflow.worlds.testing._stateful",
@@ -74,6 +75,7 @@ from worldflow.worlds.testing._ownership import (  # noqa: E402
     CatalogConformance,
     OwnershipConformance,
 )
+from worldflow.worlds.testing._precondition import PreconditionConformance  # noqa: E402
 from worldflow.worlds.testing._queue import QueueConformance, StreamConformance  # noqa: E402
 from worldflow.worlds.testing._reads import ReadConformance  # noqa: E402
 from worldflow.worlds.testing._stateful import (  # noqa: E402
@@ -87,6 +89,7 @@ __all__ = [
     "CatalogConformance",
     "LogConformance",
     "OwnershipConformance",
+    "PreconditionConformance",
     "QueueConformance",
     "ReadConformance",
     "StreamConformance",
@@ -107,5 +110,6 @@ class WorldConformance(
     CatalogConformance,
     OwnershipConformance,
     ValidationConformance,
+    PreconditionConformance,
 ):
     """Every conformance test; subclass it and provide a ``world`` fixture (see the module)."""
