@@ -42,6 +42,7 @@ WORLDFLOW_ALL = [
     "ScheduleInfo",
     "ScheduleNotFoundError",
     "Schedules",
+    "SeqConflictError",
     "SerializationError",
     "StepError",
     "StepFailedError",
