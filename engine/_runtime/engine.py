@@ -17,8 +17,9 @@ It drives the runs it owns in this process directly (no queue round trip for wor
 creates itself). Every append it makes for a run carries its fence (engine id and the run's
 epoch), so once another engine has taken a run over, this one can no longer decide anything
 for it. It also consumes the world's ``runs`` queue, on which clients and other engines hand
-it work for its workflows. On a clean exit it releases its runs, so another engine takes them
-at once.
+it work for its workflows. On a clean exit it releases its runs and says so on the ``runs``
+queue (one message per run, addressed to itself), so the other engines claim them at once
+rather than at their next sweep.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from worldflow._runtime.catalog import workflow_info
 from worldflow._runtime.children import start_child_services
 from worldflow._runtime.client import Client
 from worldflow._runtime.driver import RUN_QUEUE, STEP_QUEUE, Driver
+from worldflow._runtime.handoff import hand_over
 from worldflow._runtime.ownership import RunOwner
 from worldflow._runtime.schedules import Schedules, declared, scheduler_definition
 from worldflow._runtime.telemetry import Telemetry
@@ -230,13 +232,17 @@ class Engine(Client):
         stuck = [t.get_name() for t in self._tasks if not t.done()]
         if stuck:
             log.warning("engine stopped with tasks that ignore cancellation: %s", stuck)
+        driven: dict[str, str | None] = {}
         if self._driver is not None:
+            driven = self._driver.driven_workflows(self.owner.runs())
             self._driver.close()
         engine_id = self.owner.engine_id
         if engine_id is not None and self._world is not None:
             self.owner.reset(None)
             try:
-                await self._world.deregister_engine(engine_id)
+                released = await self._world.deregister_engine(engine_id)
+                if released:
+                    await hand_over(self._world, engine_id, driven)
             except Exception:  # a closed or unreachable world: the TTL frees the runs
                 log.warning("engine %s could not release its runs", engine_id, exc_info=True)
         if api._default is self:
@@ -316,12 +322,12 @@ class Engine(Client):
             cursor = page.cursor
         _warn_unserved(unserved)
 
-    async def _claim(self) -> int:
+    async def _claim(self, limit: int = _CLAIM_BATCH) -> int:
         engine_id = self.owner.engine_id
         if engine_id is None:
             return 0
         runs = await self.world.claim_orphans(
-            engine_id, workflows=self.registry.workflow_names(), limit=_CLAIM_BATCH
+            engine_id, workflows=self.registry.workflow_names(), limit=limit
         )
         driver = self.driver
         gate = asyncio.Semaphore(_RECOVERY_CONCURRENCY)
@@ -380,7 +386,12 @@ class Engine(Client):
                 engine_id=self.owner.engine_id,
             )
             for lease in leases:
+                addressee = lease.message.engine_id
                 try:
+                    if addressee is not None and addressee != self.owner.engine_id:
+                        # The world gives a message addressed to an engine only once that
+                        # engine is gone: take one of the orphans over now, not at the sweep.
+                        await self._claim(limit=1)
                     await driver.drive(lease.message.run_id, fetch=True)
                 except Exception:
                     log.exception("driving run %s from the %s queue", lease.message.run_id, queue)

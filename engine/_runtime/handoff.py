@@ -3,14 +3,18 @@ and, when the run has one, its owner.
 
 A write by a client (or by an engine that does not drive the run) is followed by one
 message on the ``runs`` queue; the world gives it to the owner while that engine is live,
-else to any engine serving the workflow (``Queue.lease``).
+else to any engine serving the workflow (``Queue.lease``). An engine that shuts down cleanly
+releases its runs and puts one message per run there, addressed to itself: the world hands
+a message whose engine is gone to any engine serving the workflow, and an engine that gets a
+message addressed to another takes an orphan over at once, so the runs move within a queue
+round trip instead of at the others' next sweep (``ttl / 3``).
 """
 
 from __future__ import annotations
 
 from worldflow.worlds import QueueMessage, WorkflowRun, World
 
-__all__ = ["RUN_QUEUE", "STEP_QUEUE", "enqueue_run"]
+__all__ = ["RUN_QUEUE", "STEP_QUEUE", "enqueue_run", "hand_over"]
 
 RUN_QUEUE = "runs"
 STEP_QUEUE = "steps"
@@ -22,3 +26,13 @@ async def enqueue_run(world: World, run: WorkflowRun) -> None:
         kind="run", run_id=run.run_id, workflow_name=run.workflow_name, engine_id=run.owner_id
     )
     await world.enqueue(RUN_QUEUE, message, idempotency_key=f"run:{run.run_id}")
+
+
+async def hand_over(world: World, engine_id: str, runs: dict[str, str | None]) -> None:
+    """After ``engine_id`` released ``runs`` (run id → workflow name, ``None`` if unknown),
+    tell the engines serving them (the messages name the engine that is gone)."""
+    for run_id, workflow_name in runs.items():
+        message = QueueMessage(
+            kind="run", run_id=run_id, workflow_name=workflow_name, engine_id=engine_id
+        )
+        await world.enqueue(RUN_QUEUE, message, idempotency_key=f"run:{run_id}")

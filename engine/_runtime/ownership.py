@@ -53,6 +53,10 @@ class RunOwner:
         """Whether ``run`` is this engine's to drive (unowned, or owned by it)."""
         return run.owner_id is None or run.owner_id == self.engine_id
 
+    def runs(self) -> list[str]:
+        """The runs this engine has a fence for (it drives them, or was about to)."""
+        return list(self._fences)
+
     def forget(self, run_id: str) -> None:
         """The run ended here, or was lost to another engine."""
         self._fences.pop(run_id, None)
