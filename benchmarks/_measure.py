@@ -15,6 +15,7 @@ __all__ = [
     "Figures",
     "Outcome",
     "PeakRss",
+    "append_statements",
     "disk_syncs",
     "median_figures",
     "peak_rss_during",
@@ -135,3 +136,12 @@ def disk_syncs(world: object) -> int | None:
     stats = getattr(world, "writer_stats", None)
     syncs = getattr(stats, "syncs", None)
     return syncs if isinstance(syncs, int) else None
+
+
+def append_statements(world: object) -> int | None:
+    """How many append statements the world has sent to its database so far, if it counts
+    them (the PostgreSQL world's ``append_stats``); ``None`` for worlds that do not say.
+    A count, so load on the machine does not change it."""
+    stats = getattr(world, "append_stats", None)
+    count = getattr(stats, "statements", None)
+    return count if isinstance(count, int) else None

@@ -15,7 +15,14 @@ from typing import Any
 
 from benchmarks import _flows
 from benchmarks._audit import audit_runs, wait_until_parked
-from benchmarks._measure import Outcome, disk_syncs, peak_rss_during, percentile, stopwatch
+from benchmarks._measure import (
+    Outcome,
+    append_statements,
+    disk_syncs,
+    peak_rss_during,
+    percentile,
+    stopwatch,
+)
 from benchmarks._recovery import w5_recovery
 from benchmarks._replay import w6_replay
 from benchmarks._scale import w7_scale
@@ -61,11 +68,12 @@ async def w1_throughput(cell: Cell) -> Outcome:
                     )
                     return await run.result(timeout=_RESULT_TIMEOUT)
 
-            syncs = disk_syncs(world)
+            syncs, statements = disk_syncs(world), append_statements(world)
             async with peak_rss_during() as rss:
                 with stopwatch() as sw:
                     results = await asyncio.gather(*(one(i) for i in range(sizes.w1_runs)))
             syncs = _delta(syncs, disk_syncs(world))
+            statements = _delta(statements, append_statements(world))
         outcome.figures = {
             "runs_per_s": sizes.w1_runs / sw.elapsed,
             "steps_per_s": sizes.w1_runs * sizes.w1_steps / sw.elapsed,
@@ -74,6 +82,9 @@ async def w1_throughput(cell: Cell) -> Outcome:
         }
         if syncs is not None:
             outcome.figures["syncs_per_step"] = syncs / (sizes.w1_runs * sizes.w1_steps)
+        if statements is not None:
+            steps = sizes.w1_runs * sizes.w1_steps
+            outcome.figures["statements_per_step"] = statements / steps
         outcome.check_equal(
             "results right", results, [i + sizes.w1_steps for i in range(sizes.w1_runs)]
         )
@@ -89,16 +100,19 @@ async def w2_latency(cell: Cell) -> Outcome:
     async with cell.fresh_world() as world:
         async with Engine(world=world, workflows=_WORKFLOWS) as engine:
             latencies, results = [], []
-            syncs = disk_syncs(world)
+            syncs, statements = disk_syncs(world), append_statements(world)
             for i in range(sizes.w2_runs):
                 with stopwatch() as sw:
                     run = await engine.start(_flows.one_step, i, run_id=f"w2-{key}-{i}")
                     results.append(await run.result(timeout=_RESULT_TIMEOUT))
                 latencies.append(sw.elapsed)
             syncs = _delta(syncs, disk_syncs(world))
+            statements = _delta(statements, append_statements(world))
         outcome.figures = _latencies(latencies)
         if syncs is not None:
             outcome.figures["syncs_per_run"] = syncs / sizes.w2_runs
+        if statements is not None:
+            outcome.figures["statements_per_run"] = statements / sizes.w2_runs
         outcome.check_equal("results right", results, [i + 1 for i in range(sizes.w2_runs)])
         await audit_runs(outcome, world, [f"w2-{key}-{i}" for i in range(sizes.w2_runs)], 1)
     return outcome
@@ -135,12 +149,15 @@ async def w4_fanout(cell: Cell) -> Outcome:
     sizes, outcome, key = cell.sizes, Outcome(), _key()
     async with cell.fresh_world() as world:
         async with Engine(world=world, workflows=_WORKFLOWS) as engine:
-            syncs = disk_syncs(world)
+            syncs, statements = disk_syncs(world), append_statements(world)
             with stopwatch() as sw:
                 run = await engine.start(_flows.fan_out, sizes.w4_width, run_id=f"w4-{key}")
                 total = await run.result(timeout=_RESULT_TIMEOUT)
             syncs = _delta(syncs, disk_syncs(world))
+            statements = _delta(statements, append_statements(world))
         outcome.figures = {"wall_ms": sw.elapsed * 1000}
+        if statements is not None:
+            outcome.figures["statements_per_run"] = statements
         if syncs is not None:
             outcome.figures["syncs_per_run"] = syncs
         outcome.check_equal("results right", total, sum(range(sizes.w4_width)))

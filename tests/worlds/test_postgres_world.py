@@ -281,6 +281,33 @@ async def test_a_killed_listener_reconnects_and_resyncs(pair: Pair, url: str) ->
         assert await waiter == 4
 
 
+async def test_a_lost_notification_never_hangs_a_waiter(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A's listener hears nothing (every notification lost): its waits still end, on the
+    bounded re-read, for a run's log, the world's counter and a queue lease."""
+    monkeypatch.setattr(pg_world, "_POLL", 0.3)
+    monkeypatch.setattr(pg_queue, "_POLL", 0.3)
+    a, b = pair
+    heard: list[str] = []
+    monkeypatch.setattr(a.listener, "_on_notify", lambda channel, payload: heard.append(channel))
+    await started_run(b, "wrun_l")
+    changes = await a.wait_for_world(after=0, timeout=0)
+    run_waiter = asyncio.ensure_future(a.wait_for_run("wrun_l", after_seq=2))
+    world_waiter = asyncio.ensure_future(a.wait_for_world(after=changes))
+    lease_waiter = asyncio.ensure_future(a.lease("q", lease_for=30, wait=60))
+    await asyncio.sleep(0.1)
+    await b.append("wrun_l", [EventRaised(run_id="wrun_l", name="unheard")])
+    await b.enqueue("q", message(1))
+    # With the re-read at a minute (or none) these would not end in time: checked by hand.
+    async with asyncio.timeout(20):
+        assert await run_waiter == 3
+        assert await world_waiter > changes
+        [lease] = await lease_waiter
+    assert lease.message.run_id == message(1).run_id
+    assert heard, "the notifications did arrive: the handler dropped them"
+
+
 # -- unknown outcomes, purge races, cursors, migrations ------------------------------------
 
 
