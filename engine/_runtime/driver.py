@@ -277,18 +277,6 @@ class Driver:
         """Run ids with a live instance, least recently driven first."""
         return list(self._cache)
 
-    def driven_workflows(self, run_ids: list[str]) -> dict[str, str | None]:
-        """Those of ``run_ids`` that have not ended here, with their workflow's name where
-        this driver still holds the run's log (``None`` where not)."""
-        found: dict[str, str | None] = {}
-        for run_id in run_ids:
-            if run_id in self._finalized:
-                continue
-            slot = self._slots.get(run_id)
-            created = None if slot is None else slot.created
-            found[run_id] = None if created is None else created.workflow_name
-        return found
-
     def close(self) -> None:
         """Drop every instance (engine shutdown; tasks are cancelled by the engine)."""
         for slot in list(self._cache.values()):

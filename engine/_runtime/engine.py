@@ -232,9 +232,8 @@ class Engine(Client):
         stuck = [t.get_name() for t in self._tasks if not t.done()]
         if stuck:
             log.warning("engine stopped with tasks that ignore cancellation: %s", stuck)
-        driven: dict[str, str | None] = {}
+        driven = self.owner.runs()
         if self._driver is not None:
-            driven = self._driver.driven_workflows(self.owner.runs())
             self._driver.close()
         engine_id = self.owner.engine_id
         if engine_id is not None and self._world is not None:
@@ -388,7 +387,7 @@ class Engine(Client):
             for lease in leases:
                 addressee = lease.message.engine_id
                 try:
-                    if addressee is not None and addressee != self.owner.engine_id:
+                    if self._recover and addressee not in (None, self.owner.engine_id):
                         # The world gives a message addressed to an engine only once that
                         # engine is gone: take one of the orphans over now, not at the sweep.
                         await self._claim(limit=1)

@@ -12,7 +12,8 @@ round trip instead of at the others' next sweep (``ttl / 3``).
 
 from __future__ import annotations
 
-from worldflow.worlds import QueueMessage, WorkflowRun, World
+from worldflow.errors import RunNotFoundError
+from worldflow.worlds import QueueMessage, RunStatus, WorkflowRun, World
 
 __all__ = ["RUN_QUEUE", "STEP_QUEUE", "enqueue_run", "hand_over"]
 
@@ -28,11 +29,17 @@ async def enqueue_run(world: World, run: WorkflowRun) -> None:
     await world.enqueue(RUN_QUEUE, message, idempotency_key=f"run:{run.run_id}")
 
 
-async def hand_over(world: World, engine_id: str, runs: dict[str, str | None]) -> None:
-    """After ``engine_id`` released ``runs`` (run id → workflow name, ``None`` if unknown),
-    tell the engines serving them (the messages name the engine that is gone)."""
-    for run_id, workflow_name in runs.items():
-        message = QueueMessage(
-            kind="run", run_id=run_id, workflow_name=workflow_name, engine_id=engine_id
-        )
-        await world.enqueue(RUN_QUEUE, message, idempotency_key=f"run:{run_id}")
+async def hand_over(world: World, engine_id: str, run_ids: list[str]) -> None:
+    """After ``engine_id`` released its runs, tell the engines serving those of ``run_ids``
+    that are pending or running (what a sweep would claim) with one message each, addressed
+    to the engine that is gone."""
+    for run_id in run_ids:
+        try:
+            run = await world.get_run(run_id)
+        except RunNotFoundError:
+            continue
+        if run.status in (RunStatus.PENDING, RunStatus.RUNNING) and run.owner_id is None:
+            message = QueueMessage(
+                kind="run", run_id=run_id, workflow_name=run.workflow_name, engine_id=engine_id
+            )
+            await world.enqueue(RUN_QUEUE, message, idempotency_key=f"run:{run_id}")
