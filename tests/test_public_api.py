@@ -101,6 +101,7 @@ WORLDS_ALL = [
     "DEFAULT_WORLD_URL",
     "NULL",
     "OWNER_ONLY_EVENTS",
+    "PERMIT_WAIT_TTL",
     "RESERVED_TOKEN_PREFIX",
     "AnyEvent",
     "Catalog",
@@ -119,6 +120,7 @@ WORLDS_ALL = [
     "Fence",
     "ForkPoint",
     "FileWorld",
+    "FlowControl",
     "Hook",
     "HookConflict",
     "HookCreated",
@@ -132,6 +134,8 @@ WORLDS_ALL = [
     "Page",
     "ParameterInfo",
     "Payload",
+    "Permit",
+    "PermitGrant",
     "Queue",
     "QueueMessage",
     "RunCancelled",
@@ -174,6 +178,7 @@ WORLDS_ALL = [
 
 TESTING_ALL = [
     "CatalogConformance",
+    "FlowControlConformance",
     "LogConformance",
     "OwnershipConformance",
     "PreconditionConformance",

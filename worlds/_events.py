@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Final, TypeAlias
+from typing import Annotated, Final, TypeAlias
 
 import msgspec
 
@@ -100,6 +100,10 @@ class RunCreated(Event, tag="run_created", frozen=True):
     """The run this one was forked (or rerun) from: lineage only the client writes."""
     fork: ForkPoint | None = None
     """For a fork from a step: where it left the source and what its replay needs."""
+    start_at: datetime | None = None
+    """Not before this time (``start(..., delay=)``): engines start the run once it is due."""
+    priority: Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)] = 0
+    """Higher first among runs waiting for a flow-control permit (a 32-bit int)."""
 
 
 class RunStarted(Event, tag="run_started", frozen=True):

@@ -59,6 +59,11 @@ append (``worldflow.worlds.testing`` checks each):
 * Ownership outlives the run's end (it says who finished it); nothing is claimed from a
   terminal run.
 
+Flow control (``FlowControl`` role; see its docstring): concurrency and rate limits held by
+the world, so every engine on it counts against the same limit. A concurrency permit lasts
+until it is released, its engine stops being live (``Ownership``) or its run ends, so a killed
+engine's permits lapse with its TTL and nothing waits on them forever.
+
 Every method is async; options are keyword-only; results are Structs.
 """
 
@@ -93,6 +98,8 @@ from worldflow.worlds._records import (
     HookStatus,
     Lease,
     Page,
+    Permit,
+    PermitGrant,
     QueueMessage,
     RunStatus,
     Step,
@@ -106,9 +113,11 @@ from worldflow.worlds._records import (
 
 __all__ = [
     "OWNER_ONLY_EVENTS",
+    "PERMIT_WAIT_TTL",
     "Catalog",
     "EventLog",
     "EventResult",
+    "FlowControl",
     "Notifications",
     "Ownership",
     "Queue",
@@ -137,6 +146,10 @@ OWNER_ONLY_EVENTS: frozenset[type[AnyEvent]] = frozenset(
 """The event types only a run's owner may append (see the module docstring); every other
 type may come from anyone. Misfiling one is either a liveness bug or a safety hole, so the
 conformance suite checks each type."""
+
+PERMIT_WAIT_TTL = 30.0
+"""Seconds a waiter keeps its place in a permit's line without asking again (``FlowControl``):
+engines ask again well within it; a waiter nobody asks for any more cannot block the line."""
 
 SortOrder = Literal["asc", "desc"]
 
@@ -457,7 +470,63 @@ class Ownership(Protocol):
 
 
 @runtime_checkable
-class World(EventLog, RunStore, Queue, Streams, Notifications, Catalog, Ownership, Protocol):
+class FlowControl(Protocol):
+    """Permits on named keys: concurrency and rate limits shared by every engine on the world.
+
+    A key (``"wf:shop:checkout|customer-42"``) names one limit; its callers pass the limit
+    with every ask (the asker's limit decides its own ask). Rules (the conformance suite
+    checks each):
+
+    * **Concurrency** (``period`` ``None``): at most ``limit`` granted permits count at once.
+      A granted permit counts until :meth:`release_permit`, until its ``engine_id`` is no
+      longer live (TTL passed, deregistered), or until its ``run_id`` is terminal or purged.
+    * **Rate** (``period`` seconds): at most ``limit`` grants within any ``period``; a grant
+      counts for ``period`` seconds from when it was given, released or not.
+    * The same ``holder`` asking again while its permit counts gets it again (idempotent)
+      and the permit moves to the asking engine (a run taken over keeps its permit).
+    * A refused ask puts the holder in line; a freed permit goes to the line in order of
+      ``priority`` (higher first), then of when each first asked: a holder is granted only
+      while fewer waiters are before it than permits are free. A waiter leaves the line when
+      granted, released, when its engine is not live, its run ends, or it has not asked
+      again within :data:`PERMIT_WAIT_TTL` seconds (then it starts at the back).
+    * An ask for a run that is terminal → :class:`~worldflow.RunTerminalError`; an unknown
+      run → :class:`~worldflow.RunNotFoundError`; a bad argument →
+      :class:`~worldflow.InvalidEventError` naming it (``key`` and ``holder`` are 1 to 512
+      characters, ``limit`` ≥ 1, ``period`` > 0, ``priority`` a 32-bit int).
+    """
+
+    async def acquire_permit(
+        self,
+        key: str,
+        holder: str,
+        *,
+        run_id: str,
+        engine_id: str,
+        limit: int,
+        period: float | None = None,
+        priority: int = 0,
+    ) -> PermitGrant:
+        """Ask for a permit on ``key`` for ``holder`` (of ``run_id``, on ``engine_id``)."""
+        ...
+
+    async def release_permit(self, key: str, holder: str) -> bool:
+        """Give back ``holder``'s concurrency permit on ``key``, or leave its line.
+
+        A rate grant keeps counting until it expires. Returns whether anything was removed;
+        idempotent.
+        """
+        ...
+
+    async def list_permits(self, key: str) -> list[Permit]:
+        """The permits that count on ``key`` (granted first, in grant order), then its
+        line (in the order permits go to it)."""
+        ...
+
+
+@runtime_checkable
+class World(
+    EventLog, RunStore, Queue, Streams, Notifications, Catalog, Ownership, FlowControl, Protocol
+):
     """Everything the engine, the inspector and the CLI need from storage."""
 
     async def aclose(self) -> None:

@@ -32,6 +32,8 @@ __all__ = [
     "Page",
     "ParameterInfo",
     "Payload",
+    "Permit",
+    "PermitGrant",
     "QueueMessage",
     "RunStatus",
     "Step",
@@ -212,6 +214,11 @@ class WorkflowRun(msgspec.Struct, frozen=True, kw_only=True):
     to ``last_seq`` takes the new branch of exactly these ``patched()`` calls."""
     owner_id: str | None = None
     owner_epoch: int = 0
+    start_at: datetime | None = None
+    """Not before this time (``start(..., delay=)``): a delayed run is ``pending`` until
+    then, and an engine starts it once it is due."""
+    priority: int = 0
+    """Who goes first when runs wait for a flow-control permit (higher first)."""
     corrupt: str | None = None
     """Set when the run's stored log is damaged (a file world's unreadable or truncated log):
     what is wrong and where (file and line). Such a run is listed, with this mark, but every
@@ -361,6 +368,44 @@ class EngineInfo(msgspec.Struct, frozen=True, kw_only=True):
     registered_at: datetime
     heartbeat_at: datetime
     expires_at: datetime
+
+
+class Permit(msgspec.Struct, frozen=True, kw_only=True):
+    """A flow-control permit on ``key``, held or waited for (``FlowControl``).
+
+    ``granted`` permits count against the key's limit: a concurrency permit
+    (``expires_at`` is ``None``) until it is released, its ``engine_id`` stops being live or
+    its run ends; a rate permit until ``expires_at`` (granted + the period). A waiter
+    (``granted`` false) keeps its place in line (``priority``, then ``since``) while it asks
+    again within :data:`~worldflow.worlds.PERMIT_WAIT_TTL` seconds.
+    """
+
+    key: str
+    holder: str
+    run_id: str
+    engine_id: str
+    granted: bool
+    priority: int = 0
+    since: datetime
+    """When it was granted, or (a waiter) when it first asked."""
+    asked_at: datetime
+    """When its holder last asked."""
+    expires_at: datetime | None = None
+
+
+class PermitGrant(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to ``acquire_permit``.
+
+    ``held`` is how many granted permits count on the key after the call, ``ahead`` how
+    many waiters are before this holder in line (0 when granted). ``retry_after`` is, for a
+    refused rate permit, the seconds until the next one on the key expires (``None``: no
+    hint; ask again later).
+    """
+
+    granted: bool
+    held: int
+    ahead: int = 0
+    retry_after: float | None = None
 
 
 class ParameterInfo(msgspec.Struct, frozen=True, kw_only=True):

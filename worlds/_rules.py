@@ -275,6 +275,8 @@ class Batch:
                 parent_run_id=ev.parent_run_id,
                 forked_from=ev.forked_from,
                 forked_from_step=None if ev.fork is None else ev.fork.step_id,
+                start_at=ev.start_at,
+                priority=ev.priority,
             )
             self._store(ev)
             return

@@ -30,7 +30,10 @@ One writer at a time: the writer holds an exclusive ``flock`` on ``LOCK``; a sec
 :class:`~worldflow.WorldLockedError` naming the holder. The engines of that one process are
 its only possible run owners, so run ownership (the ``Ownership`` role, with its fencing
 rules) lives in memory, as in the memory world: after a restart every engine is new and every
-non-terminal run is an orphan for the first engine that claims it. ``read_only=True``
+non-terminal run is an orphan for the first engine that claims it. Flow-control permits
+(``FlowControl``) live in memory too, for the same reason: a concurrency permit could not
+outlive its engines anyway; a rate limit's window starts afresh after a restart.
+``read_only=True``
 openers take no lock; they poll the directory every ``poll_interval`` seconds and apply
 what is new, so the inspector and the CLI can watch a running engine.
 
@@ -97,6 +100,7 @@ from worldflow.worlds._records import (
     Fence,
     Lease,
     Page,
+    PermitGrant,
     QueueMessage,
     WorkflowInfo,
 )
@@ -560,6 +564,31 @@ class FileWorld(MemoryWorld):
         """Keep a lease longer; see ``Queue.extend``."""
         self._writable()
         return await super().extend(lease, lease_for=lease_for)
+
+    # -- FlowControl (in memory, as ownership is) ------------------------------------------
+
+    async def acquire_permit(
+        self,
+        key: str,
+        holder: str,
+        *,
+        run_id: str,
+        engine_id: str,
+        limit: int,
+        period: float | None = None,
+        priority: int = 0,
+    ) -> PermitGrant:
+        """Ask for a permit (only the writer holds permits: its engines are the only ones)."""
+        self._writable()
+        return await super().acquire_permit(
+            key,
+            holder,
+            run_id=run_id,
+            engine_id=engine_id,
+            limit=limit,
+            period=period,
+            priority=priority,
+        )
 
     # -- Catalog -----------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from worldflow.errors import (
     InvalidEventError,
     RunNotFoundError,
     RunNotTerminalError,
+    RunTerminalError,
     StepNotFoundError,
     StreamNotFoundError,
     WorldError,
@@ -39,7 +40,8 @@ from worldflow.worlds._memory.catalog import Entries
 from worldflow.worlds._memory.log import LogState, RunState, StoredRun, StreamState, commit
 from worldflow.worlds._memory.ownership import Owners
 from worldflow.worlds._memory.queue import MemoryQueues
-from worldflow.worlds._protocol import EventResult, SortOrder
+from worldflow.worlds._permits import PermitTable, check_permit_arguments, check_permit_key
+from worldflow.worlds._protocol import PERMIT_WAIT_TTL, EventResult, SortOrder
 from worldflow.worlds._records import (
     TERMINAL_RUN_STATUSES,
     EngineInfo,
@@ -48,6 +50,8 @@ from worldflow.worlds._records import (
     HookStatus,
     Lease,
     Page,
+    Permit,
+    PermitGrant,
     QueueMessage,
     RunStatus,
     Step,
@@ -129,6 +133,12 @@ class MemoryWorld:
         self._closed = False
         self._owners = Owners(self._clock, self._log)
         self._catalog = Entries(self._owners)
+        self._permits = PermitTable(
+            now=self._clock.now,
+            engine_live=self._owners.is_live,
+            run_active=self._run_active,
+            wait_ttl=PERMIT_WAIT_TTL,
+        )
 
     @classmethod
     async def from_url(cls, url: str) -> MemoryWorld:
@@ -631,6 +641,50 @@ class MemoryWorld:
             self._changes += 1
             self._world_changed.fire()
         return claimed
+
+    # -- FlowControl -----------------------------------------------------------------------
+
+    def _run_active(self, run_id: str) -> bool:
+        state = self._log.runs.get(run_id)
+        return state is not None and not state.run.status.is_terminal
+
+    async def acquire_permit(
+        self,
+        key: str,
+        holder: str,
+        *,
+        run_id: str,
+        engine_id: str,
+        limit: int,
+        period: float | None = None,
+        priority: int = 0,
+    ) -> PermitGrant:
+        """Ask for a permit on ``key``; see ``FlowControl``."""
+        self._check_open()
+        check_permit_arguments(key, holder, limit, period, priority)
+        if self._state(run_id).run.status.is_terminal:
+            raise RunTerminalError(f"run {run_id!r} has ended: it needs no permit")
+        return self._permits.acquire(
+            key,
+            holder,
+            run_id=run_id,
+            engine_id=engine_id,
+            limit=limit,
+            period=period,
+            priority=priority,
+        )
+
+    async def release_permit(self, key: str, holder: str) -> bool:
+        """Give back a concurrency permit (or a place in line); see ``FlowControl``."""
+        self._check_open()
+        check_permit_key(key, holder)
+        return self._permits.release(key, holder)
+
+    async def list_permits(self, key: str) -> list[Permit]:
+        """The permits counting on ``key``, then its line."""
+        self._check_open()
+        check_permit_key(key)
+        return self._permits.list(key)
 
     async def release_runs(self, engine_id: str, run_ids: Collection[str]) -> int:
         """Release those of ``run_ids`` that ``engine_id`` owns."""

@@ -156,6 +156,21 @@ _MIGRATIONS: Final[list[list[str]]] = [
         "ALTER TABLE {s}.runs ADD COLUMN forked_from text",
         "CREATE INDEX ON {s}.runs (forked_from, pos) WHERE forked_from IS NOT NULL",
     ],
+    # 4: flow-control permits (granted, or a place in line), see ``permits``.
+    [
+        """CREATE TABLE {s}.permits (
+            key text NOT NULL,
+            holder text NOT NULL,
+            run_id text NOT NULL,
+            engine_id text NOT NULL,
+            granted boolean NOT NULL,
+            priority integer NOT NULL,
+            since timestamptz NOT NULL,
+            asked_at timestamptz NOT NULL,
+            expires_at timestamptz,
+            PRIMARY KEY (key, holder)
+        )""",
+    ],
 ]
 
 SCHEMA_VERSION: Final = len(_MIGRATIONS)

@@ -25,15 +25,17 @@ import asyncpg
 from worldflow.errors import ConfigurationError, InvalidEventError, RunNotFoundError, WorldError
 from worldflow.worlds._clock import Clock, SystemClock
 from worldflow.worlds._events import AnyEvent, Event
+from worldflow.worlds._permits import check_permit_arguments, check_permit_key
 from worldflow.worlds._postgres.appender import Appender, AppendStats, FaultHook
 from worldflow.worlds._postgres.maintenance import Maintenance
 from worldflow.worlds._postgres.notify import Listener, Notifier, Signals
 from worldflow.worlds._postgres.owners import PostgresOwners
+from worldflow.worlds._postgres.permits import PostgresPermits
 from worldflow.worlds._postgres.queue import PostgresQueue
 from worldflow.worlds._postgres.reads import PostgresReads
 from worldflow.worlds._postgres.schema import check_schema_name, migrate
 from worldflow.worlds._postgres.streams import PostgresStreams
-from worldflow.worlds._protocol import EventResult, SortOrder
+from worldflow.worlds._protocol import PERMIT_WAIT_TTL, EventResult, SortOrder
 from worldflow.worlds._records import (
     EngineInfo,
     Fence,
@@ -41,6 +43,8 @@ from worldflow.worlds._records import (
     HookStatus,
     Lease,
     Page,
+    Permit,
+    PermitGrant,
     QueueMessage,
     RunStatus,
     Step,
@@ -119,6 +123,7 @@ class PostgresWorld:
         self._appender = Appender(pool, schema, clock, self._committed, self._log_channel)
         self._reads = PostgresReads(pool, schema)
         self._owners = PostgresOwners(pool, schema)
+        self._permits = PostgresPermits(pool, schema, PERMIT_WAIT_TTL)
         self._maintenance = Maintenance(pool, schema, 0)
         self._queues = PostgresQueue(pool, schema, self._queue_channel, self._signals, clock)
         self._streams = PostgresStreams(
@@ -559,6 +564,44 @@ class PostgresWorld:
         for run_id in run_ids:
             self._appender.evict(run_id)
         return released
+
+    # -- FlowControl -----------------------------------------------------------------------
+
+    async def acquire_permit(
+        self,
+        key: str,
+        holder: str,
+        *,
+        run_id: str,
+        engine_id: str,
+        limit: int,
+        period: float | None = None,
+        priority: int = 0,
+    ) -> PermitGrant:
+        """Ask for a permit on ``key`` (on the database's clock); see ``FlowControl``."""
+        self._check_open()
+        check_permit_arguments(key, holder, limit, period, priority)
+        return await self._permits.acquire(
+            key,
+            holder,
+            run_id=run_id,
+            engine_id=engine_id,
+            limit=limit,
+            period=None if period is None else float(period),
+            priority=priority,
+        )
+
+    async def release_permit(self, key: str, holder: str) -> bool:
+        """Give back a concurrency permit (or a place in line); see ``FlowControl``."""
+        self._check_open()
+        check_permit_key(key, holder)
+        return await self._permits.release(key, holder)
+
+    async def list_permits(self, key: str) -> list[Permit]:
+        """The permits counting on ``key``, then its line."""
+        self._check_open()
+        check_permit_key(key)
+        return await self._permits.list(key)
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -29,7 +29,9 @@ pagination without gaps or repeats, the ``list_runs`` filters, purge,
 notifications, the queue (idempotency, delays, leases that expire, nack, extend) and streams
 with a live tail, the catalog, and run ownership (engines, heartbeats and expiry, fencing of
 owner-only events, takeover of orphans, queue messages handed only to engines that serve
-them). The parts are also available alone (:class:`LogConformance`, ...).
+them), and flow-control permits (limits shared by engines, leases that lapse with their
+engine or run, the line by priority, rate periods). The parts are also available alone
+(:class:`LogConformance`, ...).
 
 :func:`run_world_state_machine` drives a world with random valid and invalid appends and purges
 (a hypothesis state machine, :class:`WorldStateMachine`) and compares every answer and view
@@ -61,6 +63,7 @@ _SUITE_MODULES = (
     "worldflow.worlds.testing._base",
     "worldflow.worlds.testing._log",
     "worldflow.worlds.testing._ownership",
+    "worldflow.worlds.testing._permits",
     "worldflow.worlds.testing._precondition",
     "worldflow.worlds.testing._queue",
     "worldflow.worlds.testing._reads",
@@ -75,6 +78,7 @@ from worldflow.worlds.testing._ownership import (  # noqa: E402
     CatalogConformance,
     OwnershipConformance,
 )
+from worldflow.worlds.testing._permits import FlowControlConformance  # noqa: E402
 from worldflow.worlds.testing._precondition import PreconditionConformance  # noqa: E402
 from worldflow.worlds.testing._queue import QueueConformance, StreamConformance  # noqa: E402
 from worldflow.worlds.testing._reads import ReadConformance  # noqa: E402
@@ -87,6 +91,7 @@ from worldflow.worlds.testing._validation import ValidationConformance  # noqa: 
 
 __all__ = [
     "CatalogConformance",
+    "FlowControlConformance",
     "LogConformance",
     "OwnershipConformance",
     "PreconditionConformance",
@@ -109,6 +114,7 @@ class WorldConformance(
     StreamConformance,
     CatalogConformance,
     OwnershipConformance,
+    FlowControlConformance,
     ValidationConformance,
     PreconditionConformance,
 ):
