@@ -2,6 +2,7 @@
 
 from worldflow import api
 from worldflow._cron import CronSchedule
+from worldflow._limits import RESOURCE_ID, Concurrency, RateLimit
 from worldflow._primitives import (
     Hook,
     WorkflowMetadata,
@@ -94,8 +95,10 @@ from worldflow.worlds import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "RESOURCE_ID",
     "Backoff",
     "Client",
+    "Concurrency",
     "ConfigurationError",
     "CorruptLogError",
     "CronSchedule",
@@ -115,6 +118,7 @@ __all__ = [
     "NotInWorkflowError",
     "OwnershipLostError",
     "ParameterInfo",
+    "RateLimit",
     "RetryableError",
     "Run",
     "RunInfo",

@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Generic, ParamSpec, Protocol, TypeVar, overloa
 from worldflow import _serde
 from worldflow._cron import CronSchedule
 from worldflow._durations import Duration, parse_duration
+from worldflow._limits import Concurrency, FlowLimits, RateLimit, flow_limits
 from worldflow._replay.current import current_instance
 from worldflow.errors import (
     ConfigurationError,
@@ -98,7 +99,7 @@ class Backoff:
 
 @dataclass(frozen=True, kw_only=True)
 class StepOptions:
-    """How the runtime runs a step: retries, backoff between them, timeout, concurrency.
+    """How the runtime runs a step: retries, backoff between them, timeout, flow control.
 
     Attributes:
         max_retries: Retries after the first attempt (0 = run once). ``FatalError`` is never
@@ -106,14 +107,16 @@ class StepOptions:
         backoff: The delay between attempts, unless ``RetryableError(retry_after=)`` says.
         timeout: Each attempt's time limit, or ``None`` for none; an attempt over it fails
             (and is retried like any failure).
-        concurrency: At most this many attempts of this step run at once across the engine,
-            or ``None`` for no limit.
+        concurrency: At most this many attempts of this step run at once across every
+            engine on the world (held by the world), or ``None`` for no limit.
+        rate_limit: At most this many attempts start per period across every engine.
     """
 
     max_retries: int = 3
     backoff: Backoff = field(default_factory=Backoff)
     timeout: timedelta | None = None
-    concurrency: int | None = None
+    concurrency: Concurrency | None = None
+    rate_limit: RateLimit | None = None
 
 
 # -- definitions -------------------------------------------------------------------------------
@@ -306,9 +309,10 @@ class StepDefinition(_Definition):
     Attributes:
         name: The stable registered name (``module:qualname`` unless ``name=`` was given).
         fn: The undecorated function (``async def`` or plain ``def``).
-        options: Retries, backoff, timeout and concurrency.
+        options: Retries, backoff, timeout and flow control.
         signature: The function's signature (inputs are bound to it).
         is_async: Whether ``fn`` is a coroutine function (plain functions run in a thread).
+        limits: The world-held limits of its attempts (from ``options``), or ``None``.
     """
 
     kind: ClassVar[str] = "step"
@@ -317,6 +321,7 @@ class StepDefinition(_Definition):
     options: StepOptions
     signature: inspect.Signature
     is_async: bool
+    limits: FlowLimits | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -328,6 +333,7 @@ class WorkflowDefinition(_Definition):
         fn: The undecorated ``async def`` body.
         signature: The body's signature (the run's input is bound to it).
         schedule: When it runs by itself (``@workflow(schedule=...)``), or ``None``.
+        limits: Its runs' world-held concurrency and rate limits, or ``None``.
     """
 
     kind: ClassVar[str] = "workflow"
@@ -335,6 +341,7 @@ class WorkflowDefinition(_Definition):
     fn: Callable[..., Coroutine[Any, Any, Any]]
     signature: inspect.Signature
     schedule: CronSchedule | None = None
+    limits: FlowLimits | None = None
 
     @property
     def step_names(self) -> list[str]:
@@ -483,14 +490,20 @@ def _step_options(
     max_retries: int,
     backoff: Backoff | Duration | None,
     timeout: Duration | None,
-    concurrency: int | None,
+    concurrency: int | Concurrency | None,
+    rate_limit: RateLimit | None = None,
 ) -> StepOptions:
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise ValueError(f"@step(max_retries=...) must be an int >= 0, got {max_retries!r}")
-    if concurrency is not None and (
-        isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
-    ):
-        raise ValueError(f"@step(concurrency=...) must be None or an int >= 1, got {concurrency!r}")
+    if concurrency is not None and not isinstance(concurrency, Concurrency):
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(
+                f"@step(concurrency=...) must be None, an int >= 1 or a Concurrency, "
+                f"got {concurrency!r}"
+            )
+        concurrency = Concurrency(concurrency)
+    if rate_limit is not None and not isinstance(rate_limit, RateLimit):
+        raise TypeError(f"@step(rate_limit=...) is a RateLimit, not {rate_limit!r}")
     limit = None if timeout is None else parse_duration(timeout)
     if limit is not None and limit <= timedelta(0):
         raise ValueError(f"@step(timeout=...) must be positive, got {timeout!r}")
@@ -499,6 +512,7 @@ def _step_options(
         backoff=Backoff.of(backoff),
         timeout=limit,
         concurrency=concurrency,
+        rate_limit=rate_limit,
     )
 
 
@@ -521,12 +535,17 @@ def make_step(
         )
     registered = _registered_name(fn, name)
     _check_user_name(registered, builtin)
+    options = options or StepOptions()
+    signature = inspect.signature(fn)
     definition = StepDefinition(
         name=registered,
         fn=fn,
-        options=options or StepOptions(),
-        signature=inspect.signature(fn),
+        options=options,
+        signature=signature,
         is_async=inspect.iscoroutinefunction(fn),
+        limits=flow_limits(
+            "step", registered, signature, options.concurrency, options.rate_limit, "@step"
+        ),
     )
     _ALL_STEPS[registered] = definition
     return definition
@@ -550,7 +569,8 @@ def step(
     max_retries: int = 3,
     backoff: Backoff | Duration | None = None,
     timeout: Duration | None = None,
-    concurrency: int | None = None,
+    concurrency: int | Concurrency | None = None,
+    rate_limit: RateLimit | None = None,
 ) -> _StepDecorator: ...
 def step(
     fn: Callable[..., Any] | None = None,
@@ -560,7 +580,8 @@ def step(
     max_retries: int = 3,
     backoff: Backoff | Duration | None = None,
     timeout: Duration | None = None,
-    concurrency: int | None = None,
+    concurrency: int | Concurrency | None = None,
+    rate_limit: RateLimit | None = None,
 ) -> Any:
     """Make a function a step: where side effects live, retried, recorded exactly once.
 
@@ -577,9 +598,14 @@ def step(
             retried.
         backoff: A :class:`Backoff`, or a constant delay (seconds, ``"5s"``, ``timedelta``).
         timeout: Each attempt's limit (seconds, ``"30s"``, ``timedelta``), or ``None``.
-        concurrency: At most this many attempts at once across the engine, or ``None``.
+        concurrency: At most this many attempts at once across every engine on the world
+            (an int, or a :class:`~worldflow.Concurrency` keyed by an argument), or ``None``.
+            The world holds the count, so it is global, not per process (an engine's own
+            cap on all its steps is ``Engine(max_concurrent_steps=)``).
+        rate_limit: At most so many attempts start per period across every engine
+            (:class:`~worldflow.RateLimit`); over it, an attempt waits its turn.
     """
-    options = _step_options(max_retries, backoff, timeout, concurrency)
+    options = _step_options(max_retries, backoff, timeout, concurrency, rate_limit)
 
     def decorate(target: Callable[..., Any]) -> StepFunction[Any, Any]:
         return StepFunction(make_step(target, name=name, options=options))
@@ -599,6 +625,8 @@ def workflow(
     name: str | None = None,
     schedule: str | CronSchedule | None = None,
     timezone: str = "UTC",
+    concurrency: int | Concurrency | None = None,
+    rate_limit: RateLimit | None = None,
 ) -> _WorkflowDecorator: ...
 def workflow(
     fn: Callable[..., Any] | None = None,
@@ -607,6 +635,8 @@ def workflow(
     name: str | None = None,
     schedule: str | CronSchedule | None = None,
     timezone: str = "UTC",
+    concurrency: int | Concurrency | None = None,
+    rate_limit: RateLimit | None = None,
 ) -> Any:
     """Make an ``async def`` function a durable workflow.
 
@@ -624,6 +654,12 @@ def workflow(
             that serves the workflow makes sure the schedule (named after the workflow)
             exists; exactly one run starts per tick however many engines run.
         timezone: The IANA zone a string ``schedule`` is read in.
+        concurrency: At most this many runs going at once (from their start to their end)
+            across every engine on the world: an int, or a :class:`~worldflow.Concurrency`
+            keyed by an argument or by ``RESOURCE_ID`` (one run per customer at a time).
+            Runs over the limit wait ``pending``, in order of ``start(..., priority=)``.
+        rate_limit: At most so many runs start per period (:class:`~worldflow.RateLimit`);
+            the others wait ``pending`` for their turn.
     """
     timing = (
         CronSchedule(cron=schedule, timezone=timezone) if isinstance(schedule, str) else schedule
@@ -641,8 +677,13 @@ def workflow(
             )
         registered = _registered_name(target, name)
         _check_user_name(registered, False)
+        signature = inspect.signature(target)
         definition = WorkflowDefinition(
-            name=registered, fn=target, signature=inspect.signature(target), schedule=timing
+            name=registered,
+            fn=target,
+            signature=signature,
+            schedule=timing,
+            limits=flow_limits("run", registered, signature, concurrency, rate_limit, "@workflow"),
         )
         _ALL_WORKFLOWS[registered] = definition
         return WorkflowFunction(definition)

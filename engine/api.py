@@ -19,6 +19,7 @@ from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from worldflow._durations import Duration
 from worldflow._webhooks import DEFAULT_WEBHOOK_TIMEOUT
 from worldflow.errors import ConfigurationError
 
@@ -78,6 +79,8 @@ async def start(
     resource_id: str | None = None,
     metadata: dict[str, str] | None = None,
     initial_state: Any = None,
+    delay: Duration | None = None,
+    priority: int = 0,
     **kwargs: Any,
 ) -> Run:
     """Start a run on the default engine (see :meth:`Engine.start`)."""
@@ -88,6 +91,8 @@ async def start(
         resource_id=resource_id,
         metadata=metadata,
         initial_state=initial_state,
+        delay=delay,
+        priority=priority,
         **kwargs,
     )
 

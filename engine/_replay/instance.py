@@ -128,6 +128,7 @@ class WorkflowMetadata(msgspec.Struct, frozen=True, kw_only=True):
         resource_id: The resource the run was started for, if any.
         metadata: The metadata it was started with.
         parent_run_id: The parent run, for a child workflow.
+        priority: The run's ``start(..., priority=)`` (higher first for permits).
     """
 
     workflow_name: str
@@ -137,6 +138,7 @@ class WorkflowMetadata(msgspec.Struct, frozen=True, kw_only=True):
     resource_id: str | None = None
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
     parent_run_id: str | None = None
+    priority: int = 0
 
 
 def _error_info(exc: BaseException) -> ErrorInfo:
@@ -734,6 +736,7 @@ class WorkflowInstance(Operations):
             resource_id=created.resource_id,
             metadata=dict(created.metadata),
             parent_run_id=created.parent_run_id,
+            priority=created.priority,
         )
 
 

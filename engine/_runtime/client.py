@@ -27,6 +27,7 @@ from typing import Any, Self, cast
 import msgspec
 
 from worldflow import _serde
+from worldflow._durations import Duration, parse_duration
 from worldflow._registry import (
     StepDefinition,
     WorkflowDefinition,
@@ -240,7 +241,8 @@ class Client:
         """A run was purged (an engine forgets its cache of it)."""
 
     def _start_events(self, created: RunCreated, served: bool) -> tuple[list[Any], Any]:
-        """The first batch of a new run and its fence (an engine starts what it serves)."""
+        """The first batch of a new run and its fence (an engine starts what it serves,
+        unless it is delayed or has flow-control limits: its driver starts it)."""
         return [created], None
 
     # -- starting runs -----------------------------------------------------------------------
@@ -273,6 +275,8 @@ class Client:
         resource_id: str | None = None,
         metadata: dict[str, str] | None = None,
         initial_state: Any = None,
+        delay: Duration | None = None,
+        priority: int = 0,
         **kwargs: Any,
     ) -> Run:
         """Start a run of ``workflow(*args, **kwargs)`` and return its handle at once.
@@ -286,6 +290,12 @@ class Client:
             resource_id: The resource (user, tenant) the run is for; runs can be listed by it.
             metadata: Searchable string metadata.
             initial_state: The workflow state's starting value (``get_state()``).
+            delay: Start it no sooner than this from now (seconds, ``"1h"``, ``timedelta``):
+                the run is created at once, ``pending`` with ``start_at`` set, and an
+                engine starts it when it is due (a restart in between changes nothing).
+            priority: Among runs waiting for a flow-control permit of their workflow
+                (``@workflow(concurrency=, rate_limit=)``) and their steps', higher goes
+                first (a 32-bit int; default 0).
 
         Raises:
             WorkflowNotRegisteredError: no such workflow (not a ``@workflow`` function, or a
@@ -296,6 +306,17 @@ class Client:
         rid = new_id("wrun") if run_id is None else id_argument(run_id, "run_id")
         resource_id = optional_id_argument(resource_id, "resource_id")
         meta = metadata_argument(metadata)
+        start_at = None
+        if delay is not None:
+            try:
+                wait = parse_duration(delay)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"start(delay=...): {exc}") from None
+            start_at = self.clock.now() + wait
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise TypeError(f"start(priority=...) is an int, not {priority!r}")
+        if not -(2**31) <= priority < 2**31:
+            raise ValueError(f"start(priority=...) must be a 32-bit int, got {priority}")
         name, payload, served = await self._encode_input(workflow, args, kwargs)
         state = _serde.encode(initial_state)
         created = RunCreated(
@@ -307,6 +328,8 @@ class Client:
             metadata=meta,
             initial_state=state,
             trace_context=start_span_context(name, rid) if self.telemetry else {},
+            start_at=start_at,
+            priority=priority,
         )
         events, fence = self._start_events(created, served)
         try:
@@ -381,6 +404,7 @@ class Client:
             resource_id=first.resource_id,
             metadata=dict(first.metadata),
             initial_state=first.initial_state,
+            priority=source.priority,
             forked_from=source_run_id,  # not the parent: a fork's end is nobody's child outcome
         )
         copies: list[Any] = []

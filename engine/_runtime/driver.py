@@ -32,9 +32,10 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any
 
-from worldflow._registry import Registry
+from worldflow._registry import Registry, WorkflowDefinition
 from worldflow._replay.child_contract import CHILD_TOKEN_PREFIX, child_hook_token, child_outcome
 from worldflow._replay.instance import Progress, WorkflowInstance
+from worldflow._runtime.flow import DEFAULT_POLL, FlowGate
 from worldflow._runtime.handoff import RUN_QUEUE, STEP_QUEUE, enqueue_run
 from worldflow._runtime.ownership import RunOwner
 from worldflow._runtime.slot import Slot, aware
@@ -96,6 +97,7 @@ class Driver:
         max_concurrent_steps: Step attempts running at once across the engine.
         step_services: Passed to steps' contexts (the builtin child-start step uses it).
         owner: The engine's id and its runs' fences (a fresh one: no fences).
+        permit_poll: Seconds between asks of a refused flow-control permit.
     """
 
     def __init__(
@@ -109,6 +111,7 @@ class Driver:
         max_concurrent_steps: int,
         step_services: Any = None,
         owner: RunOwner | None = None,
+        permit_poll: float = DEFAULT_POLL,
     ) -> None:
         self.world = world
         self.owner = owner if owner is not None else RunOwner()
@@ -119,6 +122,9 @@ class Driver:
         self._slots: dict[str, Slot] = {}
         self._cache: OrderedDict[str, Slot] = OrderedDict()
         self._finalized: OrderedDict[str, None] = OrderedDict()
+        self.flow = FlowGate(
+            world=world, clock=clock, owner=self.owner, wake_run=self.wake, poll=permit_poll
+        )
         self.steps = StepRunner(
             world=world,
             registry=registry,
@@ -127,6 +133,7 @@ class Driver:
             max_concurrent=max_concurrent_steps,
             services=step_services,
             fence=self.owner.fence,
+            flow=self.flow,
         )
         self.replays = 0
         """How many times a run was rebuilt from its log (tests and benchmarks read it)."""
@@ -325,6 +332,12 @@ class Driver:
         except WorkflowNotRegisteredError:
             return None  # another engine's workflow
         if run.status is RunStatus.PENDING:
+            if run.start_at is not None and self._not_yet(slot, run.start_at):
+                return None  # delayed: its timer drives it when it is due
+            if definition.limits is not None and not await self._admit(
+                slot, run, definition, starting=True
+            ):
+                return None  # over a limit: driven again when a permit may be free
             try:
                 started = await self.world.append(
                     run.run_id, [RunStarted(run_id=run.run_id)], fence=self.owner.fence(run.run_id)
@@ -335,6 +348,10 @@ class Driver:
             run = started.run
             self.owner.saw(run)
             slot.fetch = True
+        elif definition.limits is not None and not await self._admit(
+            slot, run, definition, starting=False
+        ):
+            return None  # its permit lapsed (a takeover) and is someone else's now
         instance = WorkflowInstance(definition, run, registry=self.registry)
         slot.reset()
         slot.instance = instance
@@ -352,6 +369,43 @@ class Driver:
             # A child may have ended while nobody could tell its parent (a crash).
             self._spawn(self._check_children(slot.run_id, dict(slot.child_hooks)), "children")
         return progress
+
+    def _not_yet(self, slot: Slot, start_at: datetime) -> bool:
+        """Whether a delayed run is not due yet (then its timer is armed for when it is)."""
+        at = aware(start_at)
+        if at <= self.clock.now():
+            return False
+        self._arm(slot, at)
+        return True
+
+    async def _admit(
+        self, slot: Slot, run: WorkflowRun, definition: WorkflowDefinition, *, starting: bool
+    ) -> bool:
+        """Take the run's flow-control permits (its rate permit only when ``starting``);
+        False when one is refused (the run's timer is then armed for the next ask)."""
+        limits = definition.limits
+        assert limits is not None
+        args: tuple[Any, ...] | None = None
+        kwargs: dict[str, Any] | None = None
+        if limits.needs_arguments:
+            args, kwargs = definition.decode_input(run.input)
+        asks = limits.asks(run.run_id, args, kwargs, resource_id=run.resource_id, rate=starting)
+        if not asks:
+            return True
+        try:
+            delay = await self.flow.try_acquire(asks, run_id=run.run_id, priority=run.priority)
+        except RunTerminalError:
+            slot.again = True  # ended meanwhile: wrap it up
+            return False
+        except RunNotFoundError:
+            return False  # purged
+        if delay is None:
+            self.flow.run_admitted(run.run_id, asks)
+            slot.permits = [a for a in asks if a.period is None] or None
+            return True
+        self.flow.run_waits(run.run_id, asks)
+        self._arm(slot, self.clock.now() + timedelta(seconds=delay))
+        return False
 
     async def _take(self, slot: Slot) -> list[AnyEvent]:
         """The events to feed next: the inbox if it continues the instance, else the log."""
@@ -700,6 +754,9 @@ class Driver:
         self._drop_instance(slot)
         slot.inbox.clear()
         self.owner.forget(slot.run_id)
+        permits, slot.permits = slot.permits, None
+        if permits:
+            await self.flow.release(permits)  # the world voids them anyway: this is prompt
         if run is not None and run.status is RunStatus.CANCELLED:
             self.cancel_jobs(slot.run_id)  # cancelled by someone else: its steps stop here
         if slot.run_id in self._finalized:

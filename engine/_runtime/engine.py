@@ -122,6 +122,10 @@ class Engine(Client):
             for orphans as often. ``None`` never expires (no heartbeats): the default on a
             clock other than the system clock, where heartbeats would make a virtual clock
             crawl through long sleeps; pass a number to test failover on one.
+        permit_poll: Seconds between asks of a refused flow-control permit (a run or step
+            over its ``concurrency=`` / ``rate_limit=``). A permit freed in this engine
+            wakes its waiters here at once; this bounds how late a permit freed by another
+            engine is noticed.
     """
 
     def __init__(
@@ -138,9 +142,15 @@ class Engine(Client):
         consume_queues: bool = True,
         lease_for: float = 60.0,
         ttl: float | object | None = ...,
+        permit_poll: float = 1.0,
     ) -> None:
         if max_concurrent_steps < 1 or max_cached_runs < 1:
             raise ValueError("max_concurrent_steps and max_cached_runs must be at least 1")
+        if isinstance(permit_poll, bool) or not (
+            isinstance(permit_poll, int | float) and permit_poll > 0
+        ):
+            raise ValueError(f"permit_poll must be seconds > 0, got {permit_poll!r}")
+        self._permit_poll = float(permit_poll)
         super().__init__(world, clock=clock, telemetry=telemetry)
         self.registry = Registry(workflows, steps)
         self.registry.add_workflow(scheduler_definition())  # every engine can run schedules
@@ -175,6 +185,7 @@ class Engine(Client):
             max_concurrent_steps=self._max_concurrent_steps,
             step_services=start_child_services(self),
             owner=self.owner,
+            permit_poll=self._permit_poll,
         )
         self._previous_default = api.set_default_engine(self)
         try:
@@ -418,15 +429,25 @@ class Engine(Client):
         return self.registry.has_workflow(workflow_name)
 
     def _start_events(self, created: RunCreated, served: bool) -> tuple[list[Any], Any]:
-        if not served or self.owner.engine_id is None:
+        if not served or self.owner.engine_id is None or self._gated(created):
             return super()._start_events(created, served)
         # Started and owned at once: this engine drives it right away (saves an append).
         fence = Fence(engine_id=self.owner.engine_id, epoch=0)
         return [created, RunStarted(run_id=created.run_id)], fence
 
+    def _gated(self, created: RunCreated) -> bool:
+        """Whether a new run may not start at once: delayed, or its workflow has
+        flow-control limits (the driver starts it when it is due and admitted)."""
+        if created.start_at is not None:
+            return True
+        return self.registry.workflow(created.workflow_name).limits is not None
+
     async def _created(self, result: EventResult) -> None:
         run = result.run
-        if not self._serves(run.workflow_name) or run.owner_id != self.owner.engine_id:
+        mine = run.owner_id == self.owner.engine_id or (
+            run.owner_id is None and self._driver is not None and not self._closing
+        )  # a delayed or limited run nobody owns yet: this engine's driver starts it
+        if not self._serves(run.workflow_name) or not mine:
             await super()._created(result)
             return
         driver = self.driver

@@ -60,6 +60,9 @@ class RunInfo(msgspec.Struct, frozen=True, kw_only=True):
         forked_from: The run this one was forked (or rerun) from; the other way round,
             ``list_runs(forked_from=...)`` lists a run's forks.
         forked_from_step: The source's step the fork ran again (``None``: from the start).
+        start_at: Not before this time (``start(..., delay=)``): a delayed run is
+            ``pending`` until then.
+        priority: Its ``start(..., priority=)``: higher goes first for permits.
     """
 
     run_id: str
@@ -81,6 +84,8 @@ class RunInfo(msgspec.Struct, frozen=True, kw_only=True):
     corrupt: str | None = None
     forked_from: str | None = None
     forked_from_step: str | None = None
+    start_at: datetime | None = None
+    priority: int = 0
 
 
 def run_info(run: WorkflowRun) -> RunInfo:
@@ -105,6 +110,8 @@ def run_info(run: WorkflowRun) -> RunInfo:
         corrupt=run.corrupt,
         forked_from=run.forked_from,
         forked_from_step=run.forked_from_step,
+        start_at=run.start_at,
+        priority=run.priority,
     )
 
 

@@ -10,6 +10,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+from worldflow._limits import PermitAsk
 from worldflow._replay.child_contract import CHILD_TOKEN_PREFIX
 from worldflow._replay.instance import WorkflowInstance, WorkflowMetadata
 from worldflow._runtime.step_runner import Limiter, StepJob
@@ -75,6 +76,7 @@ class Slot:
         "instance",
         "jobs",
         "meta",
+        "permits",
         "reserved",
         "run_id",
         "run_view",
@@ -103,6 +105,7 @@ class Slot:
         self.timer: asyncio.Task[Any] | None = None
         self.timer_at: datetime | None = None
         self.unstall = False  # the next rebuild replays the run even if it is stalled
+        self.permits: list[PermitAsk] | None = None  # concurrency permits the run holds
         self.reset()
 
     def reset(self) -> None:
@@ -185,5 +188,6 @@ class Slot:
                 resource_id=created.resource_id,
                 metadata=dict(created.metadata),
                 parent_run_id=created.parent_run_id,
+                priority=created.priority,
             )
         return meta

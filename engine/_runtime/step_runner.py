@@ -1,4 +1,4 @@
-"""Step execution: attempts, retries with backoff, timeouts, concurrency, cancellation.
+"""Step execution: attempts, retries with backoff, timeouts, flow control, cancellation.
 
 One :class:`StepJob` runs one step call of a run in this process until the step's result is
 recorded, the step suspends, the run ends, or the engine stops. Each attempt appends
@@ -8,6 +8,11 @@ its :mod:`~worldflow._runtime.step_info` set, then appends exactly one of ``step
 after ``step_started`` runs the attempt again after recovery); the recorded result is
 exactly-once because the world refuses a second result (``EntityConflictError``: someone else
 recorded first, which is fine).
+
+A step with world-held limits (``@step(concurrency=, rate_limit=)``) takes its permits from
+the world (:class:`~worldflow._runtime.flow.FlowGate`) before each attempt, waiting its turn,
+and gives the concurrency permit back after it; the engine's own cap on attempts at once
+(``max_concurrent_steps``) is a per-process limit on top.
 
 A job cancelled by ``Engine.cancel`` records nothing: the run is over, and a ``CancelledError``
 is not the step's failure.
@@ -57,8 +62,10 @@ from worldflow.worlds import (
 )
 
 if TYPE_CHECKING:
+    from worldflow._limits import PermitAsk
     from worldflow._registry import Registry, StepDefinition
     from worldflow._replay.instance import WorkflowMetadata
+    from worldflow._runtime.flow import FlowGate
     from worldflow.worlds import EventResult, World
     from worldflow.worlds._clock import Clock
 
@@ -261,6 +268,7 @@ class StepRunner:
         max_concurrent: Attempts running at once across the engine.
         services: Extra objects put on each step's context (the builtin steps use them).
         fence: The fence of a run's owner-only appends (``step_started``).
+        flow: Where steps with world-held limits take their permits.
     """
 
     def __init__(
@@ -271,45 +279,47 @@ class StepRunner:
         clock: Clock,
         deliver: Deliver,
         max_concurrent: int,
+        flow: FlowGate,
         services: Any = None,
         fence: Callable[[str], Fence | None] = lambda run_id: None,
     ) -> None:
         self._world = world
+        self._flow = flow
         self._fence = fence
         self._registry = registry
         self._clock = clock
         self._deliver = deliver
         self._slots = Limiter(max_concurrent)
-        self._limits: dict[str, Limiter] = {}
-        self._limiters_of: dict[str, tuple[StepDefinition, list[Limiter]]] = {}
+        self._local = [self._slots]  # shared and never changed: release() only reads it
         self._services = services
 
-    def _limiters(self, definition: StepDefinition) -> list[Limiter]:
-        known = self._limiters_of.get(definition.name)
-        if known is not None and known[0] is definition:
-            return known[1]
-        limit = definition.options.concurrency
-        if limit is None:
-            limiters = [self._slots]
-        else:
-            own = self._limits.get(definition.name)
-            if own is None:
-                own = self._limits[definition.name] = Limiter(limit)
-            limiters = [own, self._slots]  # the step's own limit first: it is the scarcer one
-        self._limiters_of[definition.name] = (definition, limiters)
-        return limiters
-
     def try_reserve(self, step_name: str) -> list[Limiter] | None:
-        """Take the limits for a first attempt of ``step_name`` now, or ``None`` if it must
-        wait (or is not registered: its job records the failure)."""
+        """Take the engine's slot for a first attempt of ``step_name`` now, or ``None`` if
+        it must wait (or is not registered: its job records the failure; or has world-held
+        limits: its job asks the world for its permits first)."""
         if not self._registry.has_step(step_name):
             return None
-        limiters = self._limiters(self._registry.step(step_name))
-        for index, limiter in enumerate(limiters):
-            if not limiter.try_acquire():
-                release(limiters[:index])
-                return None
-        return limiters  # shared and never changed: release() only reads it
+        if self._registry.step(step_name).limits is not None:
+            return None
+        return self._local if self._slots.try_acquire() else None
+
+    def _asks(self, job: StepJob, definition: StepDefinition) -> list[PermitAsk]:
+        limits = definition.limits
+        assert limits is not None
+        args: tuple[Any, ...] | None = None
+        kwargs: dict[str, Any] | None = None
+        if limits.needs_arguments:
+            try:
+                args, kwargs = definition.decode_input(job.input)
+            except (TypeError, SerializationError):
+                pass  # the attempt records that failure; the key reads the value as None
+        return limits.asks(
+            f"{job.run_id}/{job.step_id}",
+            args,
+            kwargs,
+            resource_id=job.workflow.resource_id,
+            attempt=job.attempt + 1,
+        )
 
     async def run(self, job: StepJob, handoff: list[StepJob] | None = None) -> None:
         """Execute ``job`` until its outcome is recorded (or it is cancelled).
@@ -332,14 +342,24 @@ class StepRunner:
         while not job.is_cancelled():
             held = reserved
             reserved = None
+            permits: list[PermitAsk] | None = None
             try:
                 if held is None:
                     if job.retry_after is not None:
                         delay = (job.retry_after - self._clock.now()).total_seconds()
                         if delay > 0:
                             await self._clock.sleep(delay)
+                    if definition.limits is not None:
+                        permits = self._asks(job, definition)
+                        try:
+                            await self._flow.wait_for(
+                                permits, run_id=job.run_id, priority=job.workflow.priority
+                            )
+                        except (RunTerminalError, RunNotFoundError):
+                            permits = None
+                            return  # the run ended while the attempt waited its turn
                     held = []
-                    for limiter in self._limiters(definition):
+                    for limiter in self._local:
                         await limiter.acquire()
                         held.append(limiter)
                     if job.is_cancelled():
@@ -350,6 +370,8 @@ class StepRunner:
                     outcome = await self._execute(job, definition)
             finally:
                 release(held)
+                if permits:
+                    await self._flow.release(permits)
             if outcome is None or outcome.event is None:
                 return
             final = not isinstance(outcome.event, StepRetrying)

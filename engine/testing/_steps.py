@@ -58,6 +58,7 @@ def override_step(
         options=original.options,
         signature=original.signature,
         is_async=inspect.iscoroutinefunction(replacement),
+        limits=original.limits,
     )
     previous = registry.replace_step(name, fake)
     try:

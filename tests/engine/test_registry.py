@@ -9,6 +9,7 @@ import pytest
 
 from worldflow import (
     Backoff,
+    Concurrency,
     ConfigurationError,
     StepNotRegisteredError,
     WebhookRequest,
@@ -77,7 +78,8 @@ def test_step_options() -> None:
     options = refund.definition.options
     assert options.max_retries == 5
     assert options.timeout == timedelta(seconds=30)
-    assert options.concurrency == 2
+    assert options.concurrency == Concurrency(2)
+    assert refund.definition.limits is not None
     assert options.backoff.delay(1) == options.backoff.delay(7) == timedelta(seconds=2)
     assert refund.definition.is_async is False
     assert charge.definition.is_async is True
