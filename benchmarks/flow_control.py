@@ -56,7 +56,7 @@ class _Counting(MemoryWorld):
 
     async def acquire_permit(self, *args: Any, **options: Any) -> Any:
         self.permits += 1
-        return await super().acquire_permit(*args, **options)  # type: ignore[misc]
+        return await super().acquire_permit(*args, **options)
 
 
 async def _case(name: str, wf: Any, runs: int) -> None:
