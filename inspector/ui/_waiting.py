@@ -36,7 +36,8 @@ class Waiting(msgspec.Struct, frozen=True, kw_only=True):
 
     ``kind`` is ``hook``, ``webhook``, ``sleep``, ``event``, ``step``, ``backoff``,
     ``suspended_step``, ``child``, ``suspended``, ``stalled`` (with the ``recorded`` and
-    ``current`` sides of the divergence) or ``stuck``.
+    ``current`` sides of the divergence), ``scheduled`` (a delayed start), ``start`` (pending:
+    no engine has started it, or it waits for a flow-control permit) or ``stuck``.
     """
 
     kind: str
@@ -207,6 +208,31 @@ def waiting_on(
                     error=step.error,
                 )
             )
+    if run.status is RunStatus.PENDING and run.start_at is not None and run.start_at > now:
+        items.append(
+            Waiting(
+                kind="scheduled",
+                title="Delayed start",
+                since=run.created_at,
+                until=run.start_at,
+                detail=(
+                    f"Started with a delay: an engine serving its workflow starts it "
+                    f"{_remaining(run.start_at, now)}."
+                ),
+            )
+        )
+    elif not items and run.status is RunStatus.PENDING:
+        items.append(
+            Waiting(
+                kind="start",
+                title="Not started yet",
+                since=run.created_at,
+                detail=(
+                    "No engine serving its workflow has started it, or it waits its turn under "
+                    f"the workflow's concurrency or rate limit (priority {run.priority})."
+                ),
+            )
+        )
     if not items and run.status is not RunStatus.STALLED:
         items.append(
             Waiting(

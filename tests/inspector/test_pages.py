@@ -101,6 +101,13 @@ async def test_run_page_shows_waiting_on_timeline_and_events(
     assert len(re.findall(r'<tr id="ev-\d+"', events)) == 2
 
 
+async def test_a_delayed_run_shows_when_it_starts(engine: Engine, client: Client) -> None:
+    await engine.start(flows.echo, "later", run_id="o-later", delay="1h")
+    html = await (await client.get("/runs/o-later")).text()
+    assert "Delayed start" in html
+    assert re.search(r"starts it in (60 min|1 h)", html)  # less the moments since the start
+
+
 async def test_unknown_run_is_a_404_page(client: Client) -> None:
     resp = await client.get("/runs/nope")
     assert resp.status == 404
