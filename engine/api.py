@@ -46,10 +46,12 @@ __all__ = [
     "resume_hook",
     "resume_step",
     "resume_webhook",
+    "retry_now",
     "set_default_engine",
     "start",
     "suspend",
     "unstall",
+    "wake",
 ]
 
 _default: Engine | None = None
@@ -164,6 +166,16 @@ async def raise_event(run_id: str, name: str, payload: Any = None) -> None:
 async def resume_step(run_id: str, step: str, data: Any = None) -> None:
     """Resume a suspended step (see :meth:`Engine.resume_step`)."""
     await get_default_engine().resume_step(run_id, step, data)
+
+
+async def wake(run_id: str, wait_id: str | None = None, *, actor: str | None = None) -> list[str]:
+    """End a run's durable sleep now (see :meth:`Client.wake`)."""
+    return await get_default_engine().wake(run_id, wait_id, actor=actor)
+
+
+async def retry_now(run_id: str, step: str, *, actor: str | None = None) -> None:
+    """Start a backing-off step's next attempt now (see :meth:`Client.retry_now`)."""
+    await get_default_engine().retry_now(run_id, step, actor=actor)
 
 
 async def cancel(run_id: str, reason: str | None = None, *, output: Any = None) -> None:

@@ -51,8 +51,10 @@ __all__ = [
     "StepRetrying",
     "StepStarted",
     "StepSuspended",
+    "StepWoken",
     "WaitCompleted",
     "WaitCreated",
+    "WaitWoken",
     "check_event",
     "decode_event",
     "decode_events",
@@ -211,6 +213,15 @@ class StepResumed(Event, tag="step_resumed", frozen=True):
     data: Payload = NULL
 
 
+class StepWoken(Event, tag="step_woken", frozen=True):
+    """``retry_now``: a step backing off after a failed attempt may start its next attempt now
+    (its ``retry_after`` is cleared). It carries no result and no input: the step still runs
+    its code, and only the engine records what the attempt gives. ``actor`` says who asked."""
+
+    correlation_id: str
+    actor: str | None = None
+
+
 # -- waits -----------------------------------------------------------------------------------
 
 
@@ -220,6 +231,17 @@ class WaitCreated(Event, tag="wait_created", frozen=True):
     correlation_id: str
     resume_at: datetime | None = None
     event_name: str | None = None
+
+
+class WaitWoken(Event, tag="wait_woken", frozen=True):
+    """``wake``: a durable timer (``sleep``) is due now instead of at its ``resume_at``.
+
+    It does not complete the wait: the engine that drives the run reads it on replay as the
+    timer's new due time (this event's ``created_at``) and appends ``wait_completed`` itself,
+    so a replay of the log resumes the body at the same point. ``actor`` says who asked."""
+
+    correlation_id: str
+    actor: str | None = None
 
 
 class WaitCompleted(Event, tag="wait_completed", frozen=True):
@@ -317,7 +339,9 @@ AnyEvent: TypeAlias = (
     | StepRetrying
     | StepSuspended
     | StepResumed
+    | StepWoken
     | WaitCreated
+    | WaitWoken
     | WaitCompleted
     | HookCreated
     | HookConflict

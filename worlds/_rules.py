@@ -64,8 +64,10 @@ from worldflow.worlds._events import (
     StepRetrying,
     StepStarted,
     StepSuspended,
+    StepWoken,
     WaitCompleted,
     WaitCreated,
+    WaitWoken,
 )
 from worldflow.worlds._ids import new_id
 from worldflow.worlds._records import (
@@ -466,6 +468,37 @@ class Batch:
         )
         return True
 
+    def _step_woken(self, ev: StepWoken, run: WorkflowRun) -> bool:
+        step_id = ev.correlation_id
+        step = self._open_step(step_id)
+        if step.status is not StepStatus.PENDING or step.retry_after is None:
+            doing = (
+                "waiting for its first attempt"
+                if step.status is StepStatus.PENDING
+                else step.status.value
+            )
+            raise EntityConflictError(
+                f"step {step_id!r} is {doing}, not backing off: only a step waiting to retry "
+                "a failed attempt can be retried now"
+            )
+        self.steps[step_id] = _replace(step, retry_after=None, updated_at=self.now)
+        return True
+
+    def _wait_woken(self, ev: WaitWoken, run: WorkflowRun) -> bool:
+        wait_id = ev.correlation_id
+        wait = self._wait(wait_id)
+        if wait is None:
+            raise NotFoundError(f"run {run.run_id!r} has no wait {wait_id!r}")
+        if wait.status is WaitStatus.COMPLETED:
+            raise EntityConflictError(f"wait {wait_id!r} has already completed")
+        if wait.event_name is not None or wait.resume_at is None:
+            raise EntityConflictError(
+                f"wait {wait_id!r} waits for event {wait.event_name!r}, not a sleep: raise "
+                "the event instead of waking it"
+            )
+        self.waits[wait_id] = _replace(wait, resume_at=min(wait.resume_at, self.now))
+        return True
+
     def _wait_created(self, ev: WaitCreated, run: WorkflowRun) -> bool:
         wait_id = ev.correlation_id
         if self._wait(wait_id) is not None:
@@ -593,7 +626,9 @@ _APPLY: Final[dict[type, _Apply]] = {
     StepRetrying: Batch._step_retrying,
     StepSuspended: Batch._step_suspended,
     StepResumed: Batch._step_resumed,
+    StepWoken: Batch._step_woken,
     WaitCreated: Batch._wait_created,
+    WaitWoken: Batch._wait_woken,
     WaitCompleted: Batch._wait_completed,
     HookCreated: Batch._hook_created,
     HookConflict: Batch._refused,

@@ -59,7 +59,7 @@ _ID_FIELDS: Final = frozenset(
         "forked_from",
     }
 )
-_NAME_FIELDS: Final = frozenset({"workflow_name", "step_name", "name", "event_name"})
+_NAME_FIELDS: Final = frozenset({"workflow_name", "step_name", "name", "event_name", "actor"})
 _CONTROL: Final = re.compile("[\\x00-\\x1f\\x7f-\\x9f]")
 _STAMPS: Final = frozenset({"seq", "event_id", "created_at"})
 

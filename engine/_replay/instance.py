@@ -75,6 +75,7 @@ from worldflow.worlds import (
     StepSuspended,
     WaitCompleted,
     WaitCreated,
+    WaitWoken,
     WorkflowRun,
 )
 
@@ -243,7 +244,11 @@ class WorkflowInstance(Operations):
             pending_steps=[] if finished else list(self._open_steps),
             waits=[]
             if finished
-            else [(c, op.resume_at) for c, op in self._open_waits.items() if op.resume_at],
+            else [
+                (c, min(op.resume_at, self._woken.get(c, op.resume_at)))
+                for c, op in self._open_waits.items()
+                if op.resume_at
+            ],
             suspended=self._suspended,
             blocked_on=[] if finished or not describe else self._blocked_on(),
             error=None if self.error is None else str(self.error),
@@ -584,6 +589,13 @@ class WorkflowInstance(Operations):
             error_message=error.message,
         )
 
+    def _on_wait_woken(self, event: WaitWoken) -> None:
+        """``wake``: the timer is due at the event's time; ``wait_completed`` still resumes
+        the body (the runtime appends it once due, and a replay reads the same two events)."""
+        op = self._ops.get(event.correlation_id)
+        if isinstance(op, TimerOp) and not op.done:
+            self._woken[op.corr] = event.created_at
+
     def _on_wait_completed(self, event: WaitCompleted) -> None:
         op = self._ops.get(event.correlation_id)
         if not isinstance(op, (TimerOp, EventWaitOp)) or not op.created:
@@ -766,6 +778,7 @@ _DELIVER: dict[type, _Deliver] = {
     StepCompleted: WorkflowInstance._on_step_completed,
     StepFailed: WorkflowInstance._on_step_failed,
     WaitCompleted: WorkflowInstance._on_wait_completed,
+    WaitWoken: WorkflowInstance._on_wait_woken,
     HookReceived: WorkflowInstance._on_hook_received,
     ChildEnded: WorkflowInstance._on_child_ended,
     HookDisposed: WorkflowInstance._on_hook_disposed,

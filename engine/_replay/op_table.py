@@ -139,6 +139,7 @@ class Operations:
         self._live: dict[str, Op] = {}  # started and not done: what the body waits on
         self._open_steps: dict[str, StepOp] = {}  # created, no final result yet
         self._open_waits: dict[str, TimerOp | EventWaitOp] = {}  # created timers still due
+        self._woken: dict[str, datetime] = {}  # wait_woken: timer id -> its new due time
         self._timers: dict[int, TimerOp] = {}  # id(asyncio handle) -> its timer
         self._event_waits: dict[str, deque[EventWaitOp]] = {}
         self._events: dict[str, deque[msgspec.Raw]] = {}  # raised before anyone waited

@@ -81,6 +81,9 @@ from worldflow.worlds import (
     Step,
     StepResumed,
     StepStatus,
+    StepWoken,
+    WaitStatus,
+    WaitWoken,
     WorkflowInfo,
     World,
     new_id,
@@ -102,6 +105,15 @@ def _check_user_token(token: str) -> None:
             f"{RESERVED_TOKEN_PREFIX!r} are the engine's own (a child workflow's outcome "
             "reaches its parent only from the child's end)"
         )
+
+
+def _actor(actor: str) -> str:
+    """Who asked for a control action, as recorded: a short one-line name."""
+    if not isinstance(actor, str) or not actor.strip() or len(actor) > 200:
+        raise ValueError(f"`actor` must be a short name, not {actor!r:.60}")
+    if not actor.isprintable():
+        raise ValueError(f"`actor` must be a short printable name, not {actor!r:.60}")
+    return actor.strip()
 
 
 def _catalog_signature(entry: WorkflowInfo) -> inspect.Signature:
@@ -685,6 +697,54 @@ class Client:
                 "resumed"
             )
         event = StepResumed(run_id=run_id, correlation_id=found.step_id, data=encoded)
+        await self._woken(await self._writes.append(run_id, [event]))
+
+    async def wake(
+        self, run_id: str, wait_id: str | None = None, *, actor: str | None = None
+    ) -> list[str]:
+        """End a durable sleep now: the workflow goes on as if its timer had fired.
+
+        Records ``wait_woken`` (with ``actor``, who asked); the engine driving the run then
+        completes the wait itself, so a replay takes the same path. ``wait_id`` names one
+        sleep; ``None`` wakes every sleep the run is in. Returns the ids woken.
+
+        Raises:
+            RunNotFoundError: no such run.
+            NotFoundError: the run has no wait ``wait_id``.
+            EntityConflictError: nothing to wake: the wait is over, or waits for a named
+                event (raise it instead), or the run sleeps nowhere.
+        """
+        run_id = id_argument(run_id, "run_id")
+        actor = None if actor is None else _actor(actor)
+        if wait_id is None:
+            await self.world.get_run(run_id)
+            page = await self.world.list_waits(run_id=run_id, status=WaitStatus.WAITING)
+            ids = [w.wait_id for w in page.items if w.event_name is None and w.resume_at]
+            if not ids:
+                raise EntityConflictError(f"run {run_id} is not sleeping: there is nothing to wake")
+        else:
+            ids = [id_argument(wait_id, "wait_id")]
+        events = [WaitWoken(run_id=run_id, correlation_id=w, actor=actor) for w in ids]
+        await self._woken(await self._writes.append(run_id, events))
+        return ids
+
+    async def retry_now(self, run_id: str, step: str, *, actor: str | None = None) -> None:
+        """Start the next attempt of a step that is backing off after a failure now, instead
+        of at its ``retry_after``.
+
+        Records ``step_woken`` (with ``actor``): it carries no result; the step's code runs
+        the attempt and the engine records what it gives. ``step`` is the step's id or name.
+
+        Raises:
+            StepNotFoundError: the run has no such step.
+            EntityConflictError: the step is not backing off (running, done, suspended, or
+                waiting for its first attempt).
+        """
+        run_id = id_argument(run_id, "run_id")
+        step = id_argument(step, "step")
+        actor = None if actor is None else _actor(actor)
+        found = await self._suspended_step(run_id, step)
+        event = StepWoken(run_id=run_id, correlation_id=found.step_id, actor=actor)
         await self._woken(await self._writes.append(run_id, [event]))
 
     # -- steering runs -----------------------------------------------------------------------

@@ -31,6 +31,7 @@ from worldflow.worlds import (
     StepCreated,
     StepFailed,
     StepResumed,
+    StepWoken,
     StepRetrying,
     StepStarted,
     StepSuspended,
@@ -159,6 +160,13 @@ class Slot:
                 if track is not None:
                     track.suspended = False
                     track.resume_data = event.data
+            elif kind is StepWoken:
+                track = steps.get(event.correlation_id or "")
+                if track is not None:
+                    track.retry_after = None
+                job = self.jobs.get(event.correlation_id or "")
+                if job is not None:
+                    job.hurry()
             elif kind is HookCreated:
                 assert isinstance(event, HookCreated)
                 if event.token.startswith(CHILD_TOKEN_PREFIX):

@@ -166,6 +166,7 @@ class StepJob:
     __slots__ = (
         "attempt",
         "cancelled",
+        "hurried",
         "in_user_code",
         "input",
         "own_cancels",
@@ -207,6 +208,30 @@ class StepJob:
         self.cancelled = False
         self.timed_out = False
         self.own_cancels = 0  # task.cancel() calls made by the engine (run cancel, timeout)
+        self.hurried: asyncio.Event | None = None  # set while backing off: retry_now() wakes it
+
+    def hurry(self) -> None:
+        """``step_woken`` (``retry_now``): stop backing off and start the next attempt now."""
+        self.retry_after = None
+        if self.hurried is not None:
+            self.hurried.set()
+
+    async def back_off(self, clock: Clock) -> None:
+        """Sleep until ``retry_after`` on ``clock``, or until :meth:`hurry`."""
+        if self.retry_after is None:
+            return
+        delay = (self.retry_after - clock.now()).total_seconds()
+        if delay <= 0:
+            return
+        self.hurried = asyncio.Event()
+        sleeper = asyncio.ensure_future(clock.sleep(delay))
+        woken = asyncio.ensure_future(self.hurried.wait())
+        try:
+            await asyncio.wait({sleeper, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            woken.cancel()
+            self.hurried = None
 
     def cancel(self) -> None:
         """Stop the job without recording anything (its run was cancelled)."""
@@ -345,10 +370,7 @@ class StepRunner:
             permits: list[PermitAsk] | None = None
             try:
                 if held is None:
-                    if job.retry_after is not None:
-                        delay = (job.retry_after - self._clock.now()).total_seconds()
-                        if delay > 0:
-                            await self._clock.sleep(delay)
+                    await job.back_off(self._clock)
                     if definition.limits is not None:
                         permits = self._asks(job, definition)
                         try:

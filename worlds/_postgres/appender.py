@@ -658,7 +658,8 @@ def _build_sql(
                         ${n + 3}::bytea[]) AS u(id, status, resume_at, view)
             WHERE EXISTS (SELECT 1 FROM cas)
             ON CONFLICT (run_id, wait_id)
-            DO UPDATE SET status = excluded.status, view = excluded.view)""")
+            DO UPDATE SET status = excluded.status, resume_at = excluded.resume_at,
+                view = excluded.view)""")
         n += 4
     select = f"""SELECT (SELECT pos FROM cas) AS pos, (SELECT owner_id FROM cas) AS owner_id,
         (SELECT owner_epoch FROM cas) AS owner_epoch,
