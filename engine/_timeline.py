@@ -36,8 +36,10 @@ from worldflow.worlds import (
     StepRetrying,
     StepStarted,
     StepSuspended,
+    StepWoken,
     WaitCompleted,
     WaitCreated,
+    WaitWoken,
 )
 
 __all__ = ["TimelineEntry", "build_timeline", "format_timeline"]
@@ -109,6 +111,8 @@ def build_timeline(events: Iterable[AnyEvent]) -> list[TimelineEntry]:
                 kind, text = "step", f"step {step}: suspended, waiting for resume_step"
             case StepResumed():
                 kind, text = "step", f"step {step}: resumed"
+            case StepWoken(actor=actor):
+                kind, text = "step", f"step {step}: retry now, asked by {actor or 'someone'}"
             case WaitCreated(event_name=str() as name, resume_at=resume_at):
                 waits[corr] = f"event {name!r}"
                 until = f" (timeout at +{_offset(start, resume_at)} ms)" if resume_at else ""
@@ -116,6 +120,8 @@ def build_timeline(events: Iterable[AnyEvent]) -> list[TimelineEntry]:
             case WaitCreated(resume_at=resume_at):
                 waits[corr] = "sleep"
                 kind, text = "wait", f"durable sleep until +{_offset(start, resume_at)} ms"
+            case WaitWoken(actor=actor):
+                kind, text = "wait", f"{waits.get(corr, 'wait')} woken by {actor or 'someone'}"
             case WaitCompleted():
                 kind, text = "wait", f"{waits.get(corr, 'wait')} over"
             case HookCreated(token=token, is_webhook=is_webhook):

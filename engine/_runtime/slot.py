@@ -31,10 +31,10 @@ from worldflow.worlds import (
     StepCreated,
     StepFailed,
     StepResumed,
-    StepWoken,
     StepRetrying,
     StepStarted,
     StepSuspended,
+    StepWoken,
     WorkflowRun,
 )
 

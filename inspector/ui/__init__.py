@@ -84,6 +84,8 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/runs/{run_id}/purge", _actions.purge, name="ui.act.purge")
     r.add_post("/runs/{run_id}/resume-step", _actions.resume_step, name="ui.act.resume_step")
     r.add_post("/runs/{run_id}/fail", _actions.fail, name="ui.act.fail")
+    r.add_post("/runs/{run_id}/wake", _actions.wake, name="ui.act.wake")
+    r.add_post("/runs/{run_id}/retry-now", _actions.retry_now, name="ui.act.retry_now")
     r.add_post("/runs/{run_id}/unstall", _actions.unstall, name="ui.act.unstall")
     r.add_post("/hooks/resolve", _actions.resolve_hook, name="ui.act.resolve")
     r.add_post("/workflows/start", _actions.start, name="ui.act.start")

@@ -8,6 +8,7 @@ the field; nothing is sent to the run then.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import msgspec
@@ -25,7 +26,9 @@ __all__ = [
     "resolve_hook",
     "resume",
     "resume_step",
+    "retry_now",
     "suspend",
+    "wake",
 ]
 
 MAX_TEXT = 2000
@@ -129,6 +132,41 @@ async def resume_step(request: web.Request, session: Session) -> web.StreamRespo
     assert step is not None
     await control(request).resume_step(run_id, step, _json(form, "data"))
     raise _back(request, run_id, "step-resumed")
+
+
+def actor_of(session: Session) -> str:
+    """Who did it, as the run's log records it: the app's token (a script with
+    ``Authorization: Bearer``), or a browser session (a digest of its id, never the id)."""
+    if not session.csrf:
+        return "inspector token"
+    digest = hashlib.sha256(session.session_id.encode()).hexdigest()[:10]
+    return f"inspector session {digest}"
+
+
+@action
+async def wake(request: web.Request, session: Session) -> web.StreamResponse:
+    """End a durable sleep of the run now (``wait`` names one; none: every sleep)."""
+    run_id = request.match_info["run_id"]
+    form = await _form(request)
+    waking = getattr(control(request), "wake", None)
+    if waking is None:
+        raise UiError(409, "this control plane cannot wake a sleep")
+    await waking(run_id, _text(form, "wait"), actor=actor_of(session))
+    raise _back(request, run_id, "woken")
+
+
+@action
+async def retry_now(request: web.Request, session: Session) -> web.StreamResponse:
+    """Start the next attempt of a backing-off step of the run now."""
+    run_id = request.match_info["run_id"]
+    form = await _form(request)
+    step = _text(form, "step", required=True)
+    assert step is not None
+    retrying = getattr(control(request), "retry_now", None)
+    if retrying is None:
+        raise UiError(409, "this control plane cannot retry a step now")
+    await retrying(run_id, step, actor=actor_of(session))
+    raise _back(request, run_id, "retried")
 
 
 @action

@@ -78,8 +78,16 @@ class EventRow(msgspec.Struct, frozen=True, kw_only=True):
     json: bytes | None
 
 
-def actions_for(run: WorkflowRun, ops: object, *, read_only: bool) -> dict[str, Action]:
-    """Which run actions apply, each with the reason it does not."""
+def actions_for(
+    run: WorkflowRun,
+    ops: object,
+    *,
+    read_only: bool,
+    sleeping: bool = False,
+    backing_off: bool = False,
+) -> dict[str, Action]:
+    """Which run actions apply, each with the reason it does not (``sleeping``: the run is in
+    a durable sleep; ``backing_off``: one of its steps waits to retry)."""
     status = run.status
     terminal = status.is_terminal
     done = f"Run already {status.value}"
@@ -122,6 +130,20 @@ def actions_for(run: WorkflowRun, ops: object, *, read_only: bool) -> dict[str, 
         ),
         "resolve": make("resolve", "Resolve", not terminal, done, "resume_hook"),
         "resume_step": make("resume_step", "Resume step", not terminal, done, "resume_step"),
+        "wake": make(
+            "wake",
+            "Wake now",
+            sleeping and not terminal,
+            done if terminal else "Nothing is sleeping: the run waits on no timer",
+            "wake",
+        ),
+        "retry_now": make(
+            "retry_now",
+            "Retry now",
+            backing_off and not terminal,
+            done if terminal else "No step is backing off after a failed attempt",
+            "retry_now",
+        ),
     }
 
 
@@ -313,7 +335,13 @@ async def load_run_view(request: web.Request, run_id: str | None = None) -> dict
         "streams": streams,
         "steps": {s.step_id: s for s in steps},
         "span": span,
-        "actions": actions_for(run, ops, read_only=options.read_only),
+        "actions": actions_for(
+            run,
+            ops,
+            read_only=options.read_only,
+            sleeping=any(w.kind == "sleep" for w in waiting),
+            backing_off=any(w.kind == "backoff" for w in waiting),
+        ),
         "now": now,
         "compress": compress,
         "query": query,

@@ -34,8 +34,10 @@ from worldflow.worlds import (
     StepRetrying,
     StepStarted,
     StepSuspended,
+    StepWoken,
     WaitCompleted,
     WaitCreated,
+    WaitWoken,
 )
 
 __all__ = ["CHILD_STEP", "CHILD_TOKEN_PREFIX", "format_ms"]
@@ -207,6 +209,10 @@ class Collector:
                 span.open_kind = "waiting"
                 if resume_at is not None:
                     span.planned = self.ms(resume_at)
+            case WaitWoken(actor=actor) if span is not None:
+                span.events.append(("woken", at, f"woken now by {actor or 'someone'}", seq))
+            case StepWoken(actor=actor) if span is not None:
+                span.events.append(("woken", at, f"retry now, asked by {actor or 'someone'}", seq))
             case WaitCompleted() if span is not None:
                 span.close(at, "waiting", f"{span.label}: waited {format_ms(at - span.start)}")
                 span.status, span.end = "completed", at

@@ -179,6 +179,8 @@ DONE = {
     "raised": "Event raised.",
     "resolved": "Hook resolved.",
     "step-resumed": "Step resumed.",
+    "woken": "Sleep woken: the run goes on now.",
+    "retried": "Step retried now.",
     "rerun": "Started as a rerun of the run it came from.",
     "started": "Run started.",
     "purged": "Run purged.",

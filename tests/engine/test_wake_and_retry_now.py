@@ -67,7 +67,7 @@ async def world() -> AsyncIterator[MemoryWorld]:
 
 async def _until(check: object, timeout: float = WAIT) -> None:
     async with asyncio.timeout(timeout):
-        while not await check():  # type: ignore[operator]
+        while not await check():  # type: ignore[operator]  # noqa: ASYNC110 - polls views
             await asyncio.sleep(0.01)
 
 
@@ -86,12 +86,14 @@ async def test_wake_ends_a_three_day_sleep_now_and_the_log_replays(world: Memory
         kinds = [e.type for e in log]
         assert kinds.index("wait_woken") < kinds.index("wait_completed")
         wake = next(e for e in log if isinstance(e, WaitWoken))
-        assert wake.actor == "alice" and wake.correlation_id == woken[0]
+        assert wake.actor == "alice"
+        assert wake.correlation_id == woken[0]
         # The log alone replays to the same end (no divergence from the new event).
         view = await world.get_run(run.run_id)
         instance = WorkflowInstance(napper.definition, view, registry=Registry([napper]))
         progress = instance.feed(log)
-        assert progress.finished and not progress.stalled
+        assert progress.finished
+        assert not progress.stalled
         # Nothing is left to wake: the run is over.
         with pytest.raises(RunTerminalError, match="completed"):
             await engine.wake(run.run_id, woken[0])

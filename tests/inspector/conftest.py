@@ -33,6 +33,8 @@ async def engine() -> AsyncIterator[Engine]:
         flows.hostile,
         flows.chatty,
         flows.parent,
+        flows.napper,
+        flows.retrier,
     ]
     async with Engine(world, workflows) as eng:
         yield eng

@@ -88,3 +88,24 @@ async def chatty(words: list[str]) -> int:
 async def parent(n: int) -> Any:
     """Runs echo as a child workflow."""
     return await echo(n)
+
+
+@workflow
+async def napper(days: int) -> str:
+    """Sleeps for days (a person wakes it from the inspector)."""
+    await sleep(f"{days}d")
+    return f"slept {days}d"
+
+
+@step(max_retries=2, backoff="1h")
+async def flaky_once(key: str) -> str:
+    """Fails its first attempt, then backs off for an hour (unless retried now)."""
+    if get_step_metadata().attempt < 2:
+        raise ConnectionError(f"first attempt of {key} fails")
+    return f"ok {key}"
+
+
+@workflow
+async def retrier(key: str) -> str:
+    """One step that backs off for an hour after its first attempt."""
+    return await flaky_once(key)

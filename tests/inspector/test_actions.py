@@ -3,6 +3,7 @@ origin, and in read-only mode; each doing what it says with them."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -68,7 +69,14 @@ async def test_actions_and_live_streams_refused_without_a_session(
 ) -> None:
     run = await engine.start(flows.order, "a-1", run_id="a-1")
     await wait_until_blocked(run, hook="approve:a-1")
-    for url in ("/runs/a-1/cancel", "/runs/a-1/suspend", "/hooks/resolve", "/runs/a-1/rerun"):
+    for url in (
+        "/runs/a-1/cancel",
+        "/runs/a-1/suspend",
+        "/hooks/resolve",
+        "/runs/a-1/rerun",
+        "/runs/a-1/wake",
+        "/runs/a-1/retry-now",
+    ):
         resp = await authed.post(
             url, data={"confirm": "yes", "token": "approve:a-1"}, headers=origin(authed)
         )
@@ -195,6 +203,72 @@ async def test_read_only_mode_shows_everything_and_allows_nothing(engine: Engine
             "/runs/ro-1/cancel", data={"csrf": token, "confirm": "yes"}, headers=origin(client)
         )
         assert resp.status == 403
+        for url in ("/runs/ro-1/wake", "/runs/ro-1/retry-now"):
+            refused = await client.post(
+                url, data={"csrf": token, "step": "s"}, headers=origin(client)
+            )
+            assert refused.status == 403, url
         assert (await engine.world.get_run("ro-1")).status is RunStatus.RUNNING
     finally:
         await client.close()
+
+
+async def test_wake_and_retry_now_record_who_asked(engine: Engine, authed: Client) -> None:
+    napping = await engine.start(flows.napper, 3, run_id="nap-1")
+    await wait_until_blocked(napping, sleep=True)
+    await login(authed)
+    html = await (await authed.get("/runs/nap-1")).text()
+    assert "Wake now" in html
+    assert "No step is backing off" in html  # retry-now does not apply: said why
+    token = csrf_of(html)
+    no_csrf = await authed.post("/runs/nap-1/wake", data={}, headers=origin(authed))
+    assert no_csrf.status == 403
+    unknown = await authed.post(
+        "/runs/nap-1/wake", data={"csrf": token, "wait": "wait_nope"}, headers=origin(authed)
+    )
+    assert unknown.status == 404
+    not_backing_off = await authed.post(
+        "/runs/nap-1/retry-now", data={"csrf": token, "step": "nope"}, headers=origin(authed)
+    )
+    assert not_backing_off.status == 404
+    no_step = await authed.post(
+        "/runs/nap-1/retry-now", data={"csrf": token}, headers=origin(authed)
+    )
+    assert no_step.status == 400
+    assert "`step` is required" in await no_step.text()
+    ok = await authed.post(
+        "/runs/nap-1/wake", data={"csrf": token}, headers=origin(authed), allow_redirects=False
+    )
+    assert ok.status == 303
+    assert await napping.result(timeout=10) == "slept 3d"
+    log = (await engine.world.list_events("nap-1")).items
+    woken = [e for e in log if e.type == "wait_woken"]
+    assert len(woken) == 1
+    actor = getattr(woken[0], "actor", None)
+    assert isinstance(actor, str)
+    assert actor.startswith("inspector session ")
+    page = await (await authed.get("/runs/nap-1")).text()
+    assert f"woken by {actor}" in page
+    # a script with the bearer token is recorded as the token
+    retrying = await engine.start(flows.retrier, "k", run_id="retry-1")
+
+    async def backing_off() -> bool:
+        steps = (await engine.world.list_steps("retry-1")).items
+        return bool(steps) and steps[0].retry_after is not None
+
+    for _ in range(500):
+        if await backing_off():
+            break
+        await asyncio.sleep(0.01)
+    (stepped,) = (await engine.world.list_steps("retry-1")).items
+    authed.session.cookie_jar.clear()  # no browser session: a script
+    bearer = await authed.post(
+        "/runs/retry-1/retry-now",
+        data={"step": stepped.step_id},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        allow_redirects=False,
+    )
+    assert bearer.status == 303
+    assert await retrying.result(timeout=10) == "ok k"
+    log = (await engine.world.list_events("retry-1")).items
+    assert [getattr(e, "actor", None) for e in log if e.type == "step_woken"] == ["inspector token"]

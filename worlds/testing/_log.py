@@ -43,8 +43,10 @@ from worldflow.worlds._events import (
     StepRetrying,
     StepStarted,
     StepSuspended,
+    StepWoken,
     WaitCompleted,
     WaitCreated,
+    WaitWoken,
     decode_event,
 )
 from worldflow.worlds._ids import new_id
@@ -93,6 +95,7 @@ REFUSED_ON_TERMINAL: dict[str, Callable[[str], AnyEvent]] = {
     "pending step_completed": lambda r: StepCompleted(run_id=r, correlation_id="s", result=NULL),
     "wait_created": lambda r: WaitCreated(run_id=r, correlation_id="new-wait"),
     "wait_completed": lambda r: WaitCompleted(run_id=r, correlation_id="w"),
+    "wait_woken": lambda r: WaitWoken(run_id=r, correlation_id="w"),
     "hook_created": lambda r: HookCreated(run_id=r, correlation_id="new-hook", token="t2"),
     "hook_received": lambda r: HookReceived(run_id=r, correlation_id="h", payload=NULL),
     "hook_disposed": lambda r: HookDisposed(run_id=r, correlation_id="h"),
@@ -480,6 +483,66 @@ class LogConformance(SuiteBase):
             await world.append(r, [WaitCompleted(run_id=r, correlation_id="w1")])
         with pytest.raises(NotFoundError):
             await world.append(r, [WaitCompleted(run_id=r, correlation_id="never-created")])
+
+    async def test_wait_woken_makes_a_sleep_due_now_and_nothing_else(self, world: World) -> None:
+        run = await new_run(world, started=True)
+        r = run.run_id
+        later = run.created_at.replace(year=run.created_at.year + 1)
+        await world.append(
+            r,
+            [
+                WaitCreated(run_id=r, correlation_id="w1", resume_at=later),
+                WaitCreated(run_id=r, correlation_id="w2", resume_at=later, event_name="go"),
+            ],
+        )
+        woken = await world.append(r, [WaitWoken(run_id=r, correlation_id="w1", actor="ann")])
+        [wait] = woken.waits
+        [event] = woken.events
+        assert wait.status is WaitStatus.WAITING  # the engine completes it, not the wake
+        assert wait.resume_at == event.created_at
+        assert isinstance(event, WaitWoken)
+        assert event.actor == "ann"
+        with pytest.raises(EntityConflictError):  # a wait for an event is not a sleep
+            await world.append(r, [WaitWoken(run_id=r, correlation_id="w2")])
+        with pytest.raises(NotFoundError):
+            await world.append(r, [WaitWoken(run_id=r, correlation_id="never-created")])
+        with pytest.raises(InvalidEventError):  # an actor is a one-line name
+            await world.append(r, [WaitWoken(run_id=r, correlation_id="w1", actor="a\nb")])
+        await world.append(r, [WaitCompleted(run_id=r, correlation_id="w1")])
+        with pytest.raises(EntityConflictError):
+            await world.append(r, [WaitWoken(run_id=r, correlation_id="w1")])
+        waits = (await world.list_waits(run_id=r)).items
+        assert [(w.wait_id, w.resume_at) for w in waits] == [
+            ("w1", event.created_at),
+            ("w2", later),
+        ]
+
+    async def test_step_woken_only_cuts_a_backoff_short(self, world: World) -> None:
+        run = await new_run(world, started=True)
+        r = run.run_id
+        s = await start_step(world, r)
+        with pytest.raises(EntityConflictError):  # running
+            await world.append(r, [StepWoken(run_id=r, correlation_id=s)])
+        later = run.created_at.replace(year=run.created_at.year + 1)
+        await world.append(
+            r,
+            [StepRetrying(run_id=r, correlation_id=s, error=error_info(), retry_after=later)],
+        )
+        woken = await world.append(r, [StepWoken(run_id=r, correlation_id=s, actor="bo")])
+        [step] = woken.steps
+        assert step.status is StepStatus.PENDING
+        assert step.retry_after is None
+        assert step.output == NULL  # no result: the next attempt still runs the code
+        with pytest.raises(EntityConflictError):  # no longer backing off
+            await world.append(r, [StepWoken(run_id=r, correlation_id=s)])
+        fresh = new_id("step")
+        await world.append(
+            r, [StepCreated(run_id=r, correlation_id=fresh, step_name="s", input=payload(1))]
+        )
+        with pytest.raises(EntityConflictError):  # never attempted
+            await world.append(r, [StepWoken(run_id=r, correlation_id=fresh)])
+        with pytest.raises(StepNotFoundError):
+            await world.append(r, [StepWoken(run_id=r, correlation_id="step_missing")])
 
     # -- hooks ---------------------------------------------------------------------------
 

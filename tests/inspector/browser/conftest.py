@@ -61,7 +61,14 @@ async def browser() -> AsyncIterator[Browser]:
 @pytest.fixture
 async def engine() -> AsyncIterator[Engine]:
     world = MemoryWorld()
-    workflows: list[Any] = [flows.order, flows.waits, flows.echo, flows.hostile]
+    workflows: list[Any] = [
+        flows.order,
+        flows.waits,
+        flows.echo,
+        flows.hostile,
+        flows.napper,
+        flows.retrier,
+    ]
     async with Engine(world, workflows) as eng:
         yield eng
     await world.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -283,3 +284,44 @@ async def test_mounted_under_a_prefix(browser: Browser, engine: Engine) -> None:
     finally:
         await context.close()
         await runner.cleanup()
+
+
+async def test_wake_a_sleep_and_retry_a_step_now(page: Page, served: Served) -> None:
+    engine = served.engine
+    waiting = await engine.start(flows.waits, "x", run_id="wk-0")
+    await wait_until_blocked(waiting, event="go")
+    await page.goto(served.base + "/runs/wk-0")
+    actions = page.locator("[data-region=actions]")
+    await expect(actions.get_by_role("button", name="Wake sleeps")).to_be_disabled()
+    await expect(actions).to_contain_text("Nothing is sleeping")
+    await expect(actions.get_by_role("button", name="Retry now")).to_be_disabled()
+    await expect(actions).to_contain_text("No step is backing off")
+
+    napping = await engine.start(flows.napper, 3, run_id="wk-1")
+    await wait_until_blocked(napping, sleep=True)
+    await page.goto(served.base + "/runs/wk-1")
+    panel = page.locator("[data-region=waiting]")
+    await expect(panel).to_contain_text("sleep")
+    await panel.get_by_role("button", name="Wake now").click()
+    await expect(page.locator(".flash")).to_have_text("Sleep woken: the run goes on now.")
+    assert await napping.result(timeout=10) == "slept 3d"
+    await expect(page.locator("[data-region=header] .badge")).to_have_text("completed")
+    await expect(page.locator("section[aria-labelledby=events-h]")).to_contain_text(
+        "woken by inspector session"
+    )
+
+    retrying = await engine.start(flows.retrier, "b", run_id="wk-2")
+    for _ in range(500):
+        steps = (await engine.world.list_steps("wk-2")).items
+        if steps and steps[0].retry_after is not None:
+            break
+        await asyncio.sleep(0.01)
+    await page.goto(served.base + "/runs/wk-2")
+    await expect(panel).to_contain_text("first attempt of b fails")
+    await panel.get_by_role("button", name="Retry now").click()
+    await expect(page.locator(".flash")).to_have_text("Step retried now.")
+    assert await retrying.result(timeout=10) == "ok b"
+    await expect(page.locator("section[aria-labelledby=events-h]")).to_contain_text(
+        "retry now, asked by"
+    )
+    assert served.errors == []
