@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import typing
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -48,8 +49,10 @@ from worldflow.worlds._events import (
     StepRetrying,
     StepStarted,
     StepSuspended,
+    StepWoken,
     WaitCompleted,
     WaitCreated,
+    WaitWoken,
 )
 from worldflow.worlds._ids import new_id
 from worldflow.worlds._protocol import OWNER_ONLY_EVENTS, World
@@ -79,10 +82,13 @@ def _fence(run: WorkflowRun) -> Fence:
     return Fence(engine_id=run.owner_id, epoch=run.owner_epoch)
 
 
+_LATER = datetime(2100, 1, 1, tzinfo=UTC)
+
+
 async def _owned_run(world: World, engine_id: str, workflow_name: str = "wf") -> WorkflowRun:
     """A running run created by ``engine_id`` (so it owns it) with running steps ``s1`` and
-    ``s3``, a waiting timer ``w1``, a live hook ``h1`` and the hook ``hc`` of a child
-    ``{run_id}-kid``."""
+    ``s3``, a wait ``w1`` for event ``go``, a sleep ``w3``, a live hook ``h1`` and the hook
+    ``hc`` of a child ``{run_id}-kid``."""
     run_id = new_id("wrun")
     fence = Fence(engine_id=engine_id, epoch=0)
     created = RunCreated(run_id=run_id, workflow_name=workflow_name, input=payload(1))
@@ -96,6 +102,7 @@ async def _owned_run(world: World, engine_id: str, workflow_name: str = "wf") ->
             StepCreated(run_id=run_id, correlation_id="s3", step_name="s", input=payload(3)),
             StepStarted(run_id=run_id, correlation_id="s3"),
             WaitCreated(run_id=run_id, correlation_id="w1", event_name="go"),
+            WaitCreated(run_id=run_id, correlation_id="w3", resume_at=_LATER),
             HookCreated(run_id=run_id, correlation_id="h1", token=new_id("tok")),
             HookCreated(
                 run_id=run_id,
@@ -136,7 +143,9 @@ _ANYONE: list[Callable[[str], AnyEvent]] = [
         outcome=ChildCompleted(output=payload(5)),
     ),
     lambda r: EventRaised(run_id=r, name="go", payload=payload(1)),
-    lambda r: StepRetrying(run_id=r, correlation_id="s1", error=error_info()),
+    lambda r: StepRetrying(run_id=r, correlation_id="s1", error=error_info(), retry_after=_LATER),
+    lambda r: StepWoken(run_id=r, correlation_id="s1", actor="ops"),
+    lambda r: WaitWoken(run_id=r, correlation_id="w3", actor="ops"),
     lambda r: StepSuspended(run_id=r, correlation_id="s1", payload=payload("wait")),
     lambda r: StepResumed(run_id=r, correlation_id="s1", data=payload("go on")),
     lambda r: RunSuspended(run_id=r, reason="pause"),
