@@ -213,6 +213,13 @@ class Appender:
         else:
             self._cache.pop(run_id, None)
 
+    def heard(self, run_id: str, last_seq: int) -> None:
+        """A notification said the run's log reached ``last_seq`` (0: purged): drop the
+        cached overlay if that is news, so nothing trusts a cache another process outran."""
+        cached = self._cache.get(run_id)
+        if cached is not None and (last_seq == 0 or last_seq > cached.last_seq):
+            del self._cache[run_id]
+
     def cached_last_seq(self, run_id: str) -> int:
         """The ``last_seq`` this process last wrote or read for the run (0 if unknown).
 

@@ -133,7 +133,7 @@ class PostgresWorld:
             self._connect,
             [self._log_channel, self._queue_channel],
             self._notified,
-            self._signals.fire_all,
+            self._resynced,
         )
         self._changes_sql = (
             f"SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {schema}.changes"
@@ -257,12 +257,20 @@ class PostgresWorld:
         if channel == self._queue_channel:
             signals.fire(f"q:{payload}")
             return
+        appender = self._appender
         for item in payload.split(","):
             if item.startswith("s:"):
                 signals.fire(item)
             else:
-                signals.fire(f"r:{item.rpartition(':')[0]}")
+                run_id, _, seq = item.rpartition(":")
+                appender.heard(run_id, int(seq) if seq.isdigit() else 0)
+                signals.fire(f"r:{run_id}")
         signals.fire(_WORLD_KEY)
+
+    def _resynced(self) -> None:
+        # Deaf for a while: notifications may be lost, so no cached last_seq is trusted.
+        self._appender.evict()
+        self._signals.fire_all()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -467,14 +475,24 @@ class PostgresWorld:
         clock = self._clock
         deadline = None if timeout is None else clock.now().timestamp() + max(0.0, timeout)
         key = f"r:{run_id}"
+        first = True
         while True:
             self._check_open()
             woken = self._signals.waiter(key)
             cached = self._appender.cached_last_seq(run_id)
             if cached > after_seq:
                 return cached
-            async with self._pool.acquire() as conn:
-                last_seq = await conn.fetchval(self._last_seq_sql, run_id)
+            if first and cached == after_seq > 0:
+                # This process wrote or read the log up to after_seq, and no notification
+                # has told of more (one would have dropped the cache): what comes next
+                # wakes the waiter registered above, so the first re-read is skipped. Later
+                # rounds (a poll, a wake-up) read the database: a lost notification costs
+                # one poll.
+                last_seq: int | None = cached
+            else:
+                async with self._pool.acquire() as conn:
+                    last_seq = await conn.fetchval(self._last_seq_sql, run_id)
+            first = False
             if last_seq is None:
                 raise RunNotFoundError(f"no run {run_id!r} in this world")
             if last_seq > after_seq:
