@@ -140,6 +140,9 @@ def build_timeline(events: Iterable[AnyEvent]) -> list[TimelineEntry]:
                 kind, text = "state", "state updated"
             case PatchMarked(name=name):
                 kind, text = "patch", f"patched({name!r}): the new code"
+        actor = getattr(event, "actor", None)
+        if actor and not isinstance(event, (WaitWoken, StepWoken)):
+            text = f"{text} (by {actor})"  # who asked: cancel, suspend, resume, hook, event...
         entries.append(
             TimelineEntry(
                 seq=event.seq,

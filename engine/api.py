@@ -141,9 +141,9 @@ async def get_workflow(name: str) -> WorkflowInfo:
     return await get_default_engine().get_workflow(name)
 
 
-async def resume_hook(token: str, payload: Any = None) -> Hook:
+async def resume_hook(token: str, payload: Any = None, *, actor: str | None = None) -> Hook:
     """Send ``payload`` to the hook holding ``token`` (see :meth:`Engine.resume_hook`)."""
-    return await get_default_engine().resume_hook(token, payload)
+    return await get_default_engine().resume_hook(token, payload, actor=actor)
 
 
 async def get_hook_by_token(token: str) -> Hook:
@@ -158,14 +158,18 @@ async def resume_webhook(
     return await get_default_engine().resume_webhook(token, request, timeout=timeout)
 
 
-async def raise_event(run_id: str, name: str, payload: Any = None) -> None:
+async def raise_event(
+    run_id: str, name: str, payload: Any = None, *, actor: str | None = None
+) -> None:
     """Raise a named event for a run (see :meth:`Engine.raise_event`)."""
-    await get_default_engine().raise_event(run_id, name, payload)
+    await get_default_engine().raise_event(run_id, name, payload, actor=actor)
 
 
-async def resume_step(run_id: str, step: str, data: Any = None) -> None:
+async def resume_step(
+    run_id: str, step: str, data: Any = None, *, actor: str | None = None
+) -> None:
     """Resume a suspended step (see :meth:`Engine.resume_step`)."""
-    await get_default_engine().resume_step(run_id, step, data)
+    await get_default_engine().resume_step(run_id, step, data, actor=actor)
 
 
 async def wake(run_id: str, wait_id: str | None = None, *, actor: str | None = None) -> list[str]:
@@ -178,19 +182,21 @@ async def retry_now(run_id: str, step: str, *, actor: str | None = None) -> None
     await get_default_engine().retry_now(run_id, step, actor=actor)
 
 
-async def cancel(run_id: str, reason: str | None = None, *, output: Any = None) -> None:
+async def cancel(
+    run_id: str, reason: str | None = None, *, output: Any = None, actor: str | None = None
+) -> None:
     """Cancel a run (see :meth:`Engine.cancel`)."""
-    await get_default_engine().cancel(run_id, reason, output=output)
+    await get_default_engine().cancel(run_id, reason, output=output, actor=actor)
 
 
-async def suspend(run_id: str, reason: str | None = None) -> None:
+async def suspend(run_id: str, reason: str | None = None, *, actor: str | None = None) -> None:
     """Pause a run (see :meth:`Engine.suspend`)."""
-    await get_default_engine().suspend(run_id, reason)
+    await get_default_engine().suspend(run_id, reason, actor=actor)
 
 
-async def resume(run_id: str) -> None:
+async def resume(run_id: str, *, actor: str | None = None) -> None:
     """Unpause a run (see :meth:`Engine.resume`)."""
-    await get_default_engine().resume(run_id)
+    await get_default_engine().resume(run_id, actor=actor)
 
 
 async def unstall(run_id: str) -> RunStatus:
@@ -198,9 +204,9 @@ async def unstall(run_id: str) -> RunStatus:
     return await get_default_engine().unstall(run_id)
 
 
-async def fail(run_id: str, reason: str | None = None) -> None:
+async def fail(run_id: str, reason: str | None = None, *, actor: str | None = None) -> None:
     """Fail a stalled run for good (see :meth:`Engine.fail`)."""
-    await get_default_engine().fail(run_id, reason)
+    await get_default_engine().fail(run_id, reason, actor=actor)
 
 
 async def purge(run_id: str) -> None:
@@ -208,9 +214,9 @@ async def purge(run_id: str) -> None:
     await get_default_engine().purge(run_id)
 
 
-async def rerun(run_id: str) -> Run:
+async def rerun(run_id: str, *, actor: str | None = None) -> Run:
     """Start a new run from an old one's input (see :meth:`Engine.rerun`)."""
-    return await get_default_engine().rerun(run_id)
+    return await get_default_engine().rerun(run_id, actor=actor)
 
 
 async def fork(
@@ -220,8 +226,9 @@ async def fork(
     from_step: str | None = None,
     input: dict[str, Any] | None = None,
     run_id: str | None = None,
+    actor: str | None = None,
 ) -> Run:
     """Fork a run from one of its steps, with a new input for it (see :meth:`Client.fork`)."""
     return await get_default_engine().fork(
-        source_run_id, from_step=from_step, input=input, run_id=run_id
+        source_run_id, from_step=from_step, input=input, run_id=run_id, actor=actor
     )

@@ -93,7 +93,9 @@ class ControlPlane(Protocol):
         """The live hook holding ``token``."""
         ...
 
-    async def resume_hook(self, token: str, payload: Any = None) -> Hook:
+    async def resume_hook(
+        self, token: str, payload: Any = None, *, actor: str | None = None
+    ) -> Hook:
         """Send ``payload`` to the hook holding ``token``."""
         ...
 
@@ -104,23 +106,36 @@ class ControlPlane(Protocol):
         answer is awaited up to ``timeout`` seconds."""
         ...
 
-    async def raise_event(self, run_id: str, name: str, payload: Any = None) -> None:
+    async def raise_event(
+        self, run_id: str, name: str, payload: Any = None, *, actor: str | None = None
+    ) -> None:
         """Raise a named event for a run."""
         ...
 
-    async def resume_step(self, run_id: str, step: str, data: Any = None) -> None:
+    async def resume_step(
+        self, run_id: str, step: str, data: Any = None, *, actor: str | None = None
+    ) -> None:
         """Resume a step that called ``suspend()``."""
         ...
 
-    async def cancel(self, run_id: str, reason: str | None = None, *, output: Any = None) -> None:
+    async def cancel(
+        self,
+        run_id: str,
+        reason: str | None = None,
+        *,
+        output: Any = None,
+        actor: str | None = None,
+    ) -> None:
         """Cancel a run, keeping ``output`` as its output."""
         ...
 
-    async def suspend(self, run_id: str, reason: str | None = None) -> None:
+    async def suspend(
+        self, run_id: str, reason: str | None = None, *, actor: str | None = None
+    ) -> None:
         """Pause a run."""
         ...
 
-    async def resume(self, run_id: str) -> None:
+    async def resume(self, run_id: str, *, actor: str | None = None) -> None:
         """Unpause a suspended run."""
         ...
 
@@ -128,7 +143,7 @@ class ControlPlane(Protocol):
         """Delete a finished run."""
         ...
 
-    async def rerun(self, run_id: str) -> RunHandle:
+    async def rerun(self, run_id: str, *, actor: str | None = None) -> RunHandle:
         """Start a new run with an old run's input."""
         ...
 
@@ -140,6 +155,7 @@ class ControlPlane(Protocol):
         from_step: str | None = None,
         input: dict[str, Any] | None = None,
         run_id: str | None = None,
+        actor: str | None = None,
     ) -> RunHandle:
         """Start a run that reuses a run's results before a step, that step with ``input``."""
         ...

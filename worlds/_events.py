@@ -106,6 +106,8 @@ class RunCreated(Event, tag="run_created", frozen=True):
     """Not before this time (``start(..., delay=)``): engines start the run once it is due."""
     priority: Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)] = 0
     """Higher first among runs waiting for a flow-control permit (a 32-bit int)."""
+    actor: str | None = None
+    """Who asked for it (``cancel(..., actor=)``; the inspector records its session or token)."""
 
 
 class RunStarted(Event, tag="run_started", frozen=True):
@@ -122,6 +124,8 @@ class RunFailed(Event, tag="run_failed", frozen=True):
     """The workflow raised ``error``."""
 
     error: ErrorInfo
+    actor: str | None = None
+    """Who asked for it (``cancel(..., actor=)``; the inspector records its session or token)."""
 
 
 class RunCancelled(Event, tag="run_cancelled", frozen=True):
@@ -129,16 +133,23 @@ class RunCancelled(Event, tag="run_cancelled", frozen=True):
 
     reason: str | None = None
     output: Payload = NULL
+    actor: str | None = None
+    """Who asked for it (``cancel(..., actor=)``; the inspector records its session or token)."""
 
 
 class RunSuspended(Event, tag="run_suspended", frozen=True):
     """The run was paused: no new work is scheduled until ``run_resumed``."""
 
     reason: str | None = None
+    actor: str | None = None
+    """Who asked for it (``cancel(..., actor=)``; the inspector records its session or token)."""
 
 
 class RunResumed(Event, tag="run_resumed", frozen=True):
     """A paused run continues."""
+
+    actor: str | None = None
+    """Who asked for it (``cancel(..., actor=)``; the inspector records its session or token)."""
 
 
 class RunStalled(Event, tag="run_stalled", frozen=True):
@@ -211,6 +222,8 @@ class StepResumed(Event, tag="step_resumed", frozen=True):
 
     correlation_id: str
     data: Payload = NULL
+    actor: str | None = None
+    """Who asked for it (``cancel(..., actor=)``; the inspector records its session or token)."""
 
 
 class StepWoken(Event, tag="step_woken", frozen=True):
@@ -275,6 +288,8 @@ class HookReceived(Event, tag="hook_received", frozen=True):
 
     correlation_id: str
     payload: Payload
+    actor: str | None = None
+    """Who asked for it (``cancel(..., actor=)``; the inspector records its session or token)."""
 
 
 class ChildEnded(Event, tag="child_ended", frozen=True):
@@ -314,6 +329,8 @@ class EventRaised(Event, tag="event_raised", frozen=True):
 
     name: str
     payload: Payload = NULL
+    actor: str | None = None
+    """Who asked for it (``cancel(..., actor=)``; the inspector records its session or token)."""
 
 
 class StateUpdated(Event, tag="state_updated", frozen=True):

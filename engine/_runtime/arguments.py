@@ -23,6 +23,7 @@ from worldflow.worlds._validation import (
 )
 
 __all__ = [
+    "actor_argument",
     "event_name_argument",
     "id_argument",
     "metadata_argument",
@@ -82,6 +83,19 @@ def reason_argument(reason: Any) -> str | None:
         raise ValueError(f"reason is {len(reason)} characters long; the limit is {MAX_TEXT_LENGTH}")
     _encodable(reason, "reason")
     return reason
+
+
+def actor_argument(actor: Any) -> str | None:
+    """Who asked for a control action, as its event records it: ``None`` or a short
+    one-line name (``"alice"``, ``"inspector session 1a2b"``)."""
+    if actor is None:
+        return None
+    if not isinstance(actor, str):
+        raise TypeError(f"actor must be a str or None, not {type(actor).__name__} ({actor!r:.60})")
+    name: str = actor.strip()
+    if not name or len(name) > 200 or not name.isprintable():
+        raise ValueError(f"actor must be a short printable one-line name, not {actor!r:.60}")
+    return name
 
 
 def event_name_argument(name: Any) -> str:

@@ -36,6 +36,7 @@ from worldflow._registry import (
 )
 from worldflow._replay.fork import plan_fork
 from worldflow._runtime.arguments import (
+    actor_argument,
     event_name_argument,
     id_argument,
     metadata_argument,
@@ -105,15 +106,6 @@ def _check_user_token(token: str) -> None:
             f"{RESERVED_TOKEN_PREFIX!r} are the engine's own (a child workflow's outcome "
             "reaches its parent only from the child's end)"
         )
-
-
-def _actor(actor: str) -> str:
-    """Who asked for a control action, as recorded: a short one-line name."""
-    if not isinstance(actor, str) or not actor.strip() or len(actor) > 200:
-        raise ValueError(f"`actor` must be a short name, not {actor!r:.60}")
-    if not actor.isprintable():
-        raise ValueError(f"`actor` must be a short printable name, not {actor!r:.60}")
-    return actor.strip()
 
 
 def _catalog_signature(entry: WorkflowInfo) -> inspect.Signature:
@@ -354,13 +346,14 @@ class Client:
         await self._created(result)
         return Run(self, rid)
 
-    async def rerun(self, run_id: str) -> Run:
+    async def rerun(self, run_id: str, *, actor: str | None = None) -> Run:
         """Start a new run with an old run's input, resource id, metadata and initial state.
 
         The case "from the start" of :meth:`fork`: the new run's ``forked_from`` is the old
-        run; the old run's log is left as it is.
+        run; the old run's log is left as it is. ``actor`` (who asked) is recorded in the new
+        run's ``run_created``.
         """
-        return await self.fork(run_id)
+        return await self.fork(run_id, actor=actor)
 
     async def fork(
         self,
@@ -370,6 +363,7 @@ class Client:
         from_step: str | None = None,
         input: dict[str, Any] | None = None,
         run_id: str | None = None,
+        actor: str | None = None,
     ) -> Run:
         """Start a new run that reuses what ``source_run_id`` recorded before one of its steps
         and runs from there, that step with a new input.
@@ -391,6 +385,7 @@ class Client:
                 workflow, from the start); ``None`` keeps the recorded ones.
             run_id: The fork's run id (default a fresh ``wrun_`` id); taken →
                 :class:`~worldflow.EntityConflictError`.
+            actor: Who asked (recorded in the fork's ``run_created``).
 
         Raises:
             RunNotFoundError: no such source run.
@@ -401,6 +396,7 @@ class Client:
         """
         source_run_id = id_argument(source_run_id, "run_id")
         rid = new_id("wrun") if run_id is None else id_argument(run_id, "run_id")
+        actor = actor_argument(actor)
         source = await self.world.get_run(source_run_id)
         events = await self._all_events(source_run_id)
         first = events[0] if events else None
@@ -418,6 +414,7 @@ class Client:
             initial_state=first.initial_state,
             priority=source.priority,
             forked_from=source_run_id,  # not the parent: a fork's end is nobody's child outcome
+            actor=actor,
         )
         copies: list[Any] = []
         if from_step is None:
@@ -589,19 +586,25 @@ class Client:
 
     # -- sending things to runs --------------------------------------------------------------
 
-    async def resume_hook(self, token: str, payload: Any = None) -> Hook:
+    async def resume_hook(
+        self, token: str, payload: Any = None, *, actor: str | None = None
+    ) -> Hook:
         """Send ``payload`` to the hook holding ``token``; the waiting workflow continues.
 
         Returns the hook. Unknown (or disposed) token → ``HookNotFoundError`` (HTTP 404).
+        ``actor`` (who sent it) is recorded in ``hook_received``.
         """
         token = id_argument(token, "token")
         _check_user_token(token)
+        actor = actor_argument(actor)
         encoded = _serde.encode(payload)
         hook = await self.world.get_hook_by_token(token)
-        return await self._send_to_hook(hook, encoded)
+        return await self._send_to_hook(hook, encoded, actor)
 
-    async def _send_to_hook(self, hook: Hook, encoded: Any) -> Hook:
-        event = HookReceived(run_id=hook.run_id, correlation_id=hook.hook_id, payload=encoded)
+    async def _send_to_hook(self, hook: Hook, encoded: Any, actor: str | None = None) -> Hook:
+        event = HookReceived(
+            run_id=hook.run_id, correlation_id=hook.hook_id, payload=encoded, actor=actor
+        )
         result = await self._writes.append(hook.run_id, [event])
         await self._woken(result)
         for view in result.hooks:
@@ -640,12 +643,15 @@ class Client:
         await self._send_to_hook(hook, _serde.encode(request))
         return await wait_for_reply(self.world, hook.run_id, reply_to, timeout=timeout)
 
-    async def raise_event(self, run_id: str, name: str, payload: Any = None) -> None:
+    async def raise_event(
+        self, run_id: str, name: str, payload: Any = None, *, actor: str | None = None
+    ) -> None:
         """Raise the named event for a run (Dapr ``raiseEvent``); kept until the workflow
-        waits for it with ``wait_for_event(name)``."""
+        waits for it with ``wait_for_event(name)``. ``actor``: who raised it (recorded)."""
         run_id = id_argument(run_id, "run_id")
         name = event_name_argument(name)
-        event = EventRaised(run_id=run_id, name=name, payload=_serde.encode(payload))
+        actor = actor_argument(actor)
+        event = EventRaised(run_id=run_id, name=name, payload=_serde.encode(payload), actor=actor)
         await self._woken(await self._writes.append(run_id, [event]))
 
     async def _suspended_step(self, run_id: str, step: str) -> Step:
@@ -679,15 +685,19 @@ class Client:
             return matches[-1]
         raise StepNotFoundError(f"run {run_id} has no step {step!r} (by id or by name)")
 
-    async def resume_step(self, run_id: str, step: str, data: Any = None) -> None:
+    async def resume_step(
+        self, run_id: str, step: str, data: Any = None, *, actor: str | None = None
+    ) -> None:
         """Resume a step that called ``suspend()``: it runs again and ``get_resume_data()``
         returns ``data``.
 
         ``step`` is the step's id or name. A step that is not suspended → an
-        :class:`~worldflow.EntityConflictError` saying what it is doing.
+        :class:`~worldflow.EntityConflictError` saying what it is doing. ``actor``: who
+        resumed it (recorded in ``step_resumed``).
         """
         run_id = id_argument(run_id, "run_id")
         step = id_argument(step, "step")
+        actor = actor_argument(actor)
         encoded = _serde.encode(data)
         found = await self._suspended_step(run_id, step)
         if found.status is not StepStatus.SUSPENDED:
@@ -696,7 +706,7 @@ class Client:
                 f"{found.status}, not suspended: only a step waiting in suspend() can be "
                 "resumed"
             )
-        event = StepResumed(run_id=run_id, correlation_id=found.step_id, data=encoded)
+        event = StepResumed(run_id=run_id, correlation_id=found.step_id, data=encoded, actor=actor)
         await self._woken(await self._writes.append(run_id, [event]))
 
     async def wake(
@@ -715,7 +725,7 @@ class Client:
                 event (raise it instead), or the run sleeps nowhere.
         """
         run_id = id_argument(run_id, "run_id")
-        actor = None if actor is None else _actor(actor)
+        actor = actor_argument(actor)
         if wait_id is None:
             await self.world.get_run(run_id)
             page = await self.world.list_waits(run_id=run_id, status=WaitStatus.WAITING)
@@ -742,43 +752,61 @@ class Client:
         """
         run_id = id_argument(run_id, "run_id")
         step = id_argument(step, "step")
-        actor = None if actor is None else _actor(actor)
+        actor = actor_argument(actor)
         found = await self._suspended_step(run_id, step)
         event = StepWoken(run_id=run_id, correlation_id=found.step_id, actor=actor)
         await self._woken(await self._writes.append(run_id, [event]))
 
     # -- steering runs -----------------------------------------------------------------------
 
-    async def cancel(self, run_id: str, reason: str | None = None, *, output: Any = None) -> None:
+    async def cancel(
+        self,
+        run_id: str,
+        reason: str | None = None,
+        *,
+        output: Any = None,
+        actor: str | None = None,
+    ) -> None:
         """Cancel (Dapr: terminate) a run: record ``run_cancelled``; the engine driving it
-        cancels its running steps. ``output`` is kept as the run's output.
+        cancels its running steps. ``output`` is kept as the run's output; ``actor`` (who
+        asked) is recorded with the reason.
 
         Cancelling a cancelled run does nothing; a completed or failed run →
         :class:`~worldflow.RunTerminalError`.
         """
         run_id = id_argument(run_id, "run_id")
         reason = reason_argument(reason)
-        event = RunCancelled(run_id=run_id, reason=reason, output=_serde.encode(output))
+        actor = actor_argument(actor)
+        event = RunCancelled(
+            run_id=run_id, reason=reason, output=_serde.encode(output), actor=actor
+        )
         await self._cancelled(await self._writes.append(run_id, [event]))
 
-    async def suspend(self, run_id: str, reason: str | None = None) -> None:
+    async def suspend(
+        self, run_id: str, reason: str | None = None, *, actor: str | None = None
+    ) -> None:
         """Pause a run: no new work is scheduled (steps already running finish) and hooks and
-        events sent meanwhile wait, until :meth:`resume`. Pausing a paused run does nothing."""
+        events sent meanwhile wait, until :meth:`resume`. Pausing a paused run does nothing.
+        ``actor``: who asked (recorded)."""
         run_id = id_argument(run_id, "run_id")
         reason = reason_argument(reason)
+        actor = actor_argument(actor)
         run = await self.world.get_run(run_id)
         if run.status is RunStatus.SUSPENDED:
             return
-        event = RunSuspended(run_id=run_id, reason=reason)
+        event = RunSuspended(run_id=run_id, reason=reason, actor=actor)
         await self._woken(await self._writes.append(run_id, [event]))
 
-    async def resume(self, run_id: str) -> None:
-        """Unpause a suspended run; a no-op for a run that is not suspended (as in Dapr)."""
+    async def resume(self, run_id: str, *, actor: str | None = None) -> None:
+        """Unpause a suspended run; a no-op for a run that is not suspended (as in Dapr).
+        ``actor``: who asked (recorded)."""
         run_id = id_argument(run_id, "run_id")
+        actor = actor_argument(actor)
         run = await self.world.get_run(run_id)
         if run.status is not RunStatus.SUSPENDED:
             return
-        await self._woken(await self._writes.append(run_id, [RunResumed(run_id=run_id)]))
+        event = RunResumed(run_id=run_id, actor=actor)
+        await self._woken(await self._writes.append(run_id, [event]))
 
     async def purge(self, run_id: str) -> None:
         """Delete a finished run's log, views and streams.

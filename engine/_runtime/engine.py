@@ -39,6 +39,7 @@ from worldflow._registry import (
     WorkflowDefinition,
 )
 from worldflow._replay.instance import Progress
+from worldflow._runtime.arguments import actor_argument
 from worldflow._runtime.catalog import workflow_info
 from worldflow._runtime.children import start_child_services
 from worldflow._runtime.client import Client
@@ -489,8 +490,11 @@ class Engine(Client):
         await self.driver.drive(run_id, unstall=True)
         return (await self.world.get_run(run_id)).status
 
-    async def fail(self, run_id: str, reason: str | None = None) -> None:
-        """Fail a stalled run for good (its divergence becomes its error).
+    async def fail(
+        self, run_id: str, reason: str | None = None, *, actor: str | None = None
+    ) -> None:
+        """Fail a stalled run for good (its divergence becomes its error); ``actor`` (who
+        asked) is recorded in ``run_failed``.
 
         For a run whose code will not be fixed: ``Run.result()`` then raises
         ``WorkflowFailedError`` with ``error_name="NondeterminismError"`` and a parent
@@ -510,7 +514,7 @@ class Engine(Client):
         if reason:
             message = f"{message}\nFailed for good: {reason}"
         error = ErrorInfo(name="NondeterminismError", message=message, code="nondeterminism")
-        event = RunFailed(run_id=run_id, error=error)
+        event = RunFailed(run_id=run_id, error=error, actor=actor_argument(actor))
         result = await self._writes.append(run_id, [event], fence=self.owner.fence(run_id))
         await self._woken(result)
 

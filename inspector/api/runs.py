@@ -19,7 +19,7 @@ import msgspec
 from aiohttp import web
 
 from worldflow.inspector._body import decode_json, read_body
-from worldflow.inspector._keys import CONTROL
+from worldflow.inspector._keys import CONTROL, SETTINGS
 from worldflow.inspector._routes import route
 
 __all__ = ["add_routes"]
@@ -51,10 +51,16 @@ def _ref(run_id: str) -> web.Response:
     )
 
 
+def principal(request: web.Request) -> str | None:
+    """Who acts, as the run's log records it: the server's token (every non-public route
+    needs it when one is set); ``None`` when auth is off (nobody known)."""
+    return "api token" if request.app[SETTINGS].token is not None else None
+
+
 @route(responses={200: RunRef}, errors_on=(404,), tags=("runs",))
 async def rerun(request: web.Request) -> web.Response:
     """Start a new run with an old run's input (its ``forked_from`` is the old run)."""
-    new = await request.app[CONTROL].rerun(request.match_info["runId"])
+    new = await request.app[CONTROL].rerun(request.match_info["runId"], actor=principal(request))
     return _ref(new.run_id)
 
 
@@ -64,7 +70,11 @@ async def fork(request: web.Request) -> web.Response:
     raw = await read_body(request)
     body = decode_json(raw, ForkBody) if raw.strip() else ForkBody()
     new = await request.app[CONTROL].fork(
-        request.match_info["runId"], from_step=body.fromStep, input=body.input, run_id=body.runId
+        request.match_info["runId"],
+        from_step=body.fromStep,
+        input=body.input,
+        run_id=body.runId,
+        actor=principal(request),
     )
     return _ref(new.run_id)
 
@@ -77,7 +87,9 @@ async def resume_step(request: web.Request) -> web.Response:
     data = None
     if raw.strip():
         data = decode_json(raw, ResumeStepBody).data
-    await request.app[CONTROL].resume_step(run_id, request.match_info["step"], data)
+    await request.app[CONTROL].resume_step(
+        run_id, request.match_info["step"], data, actor=principal(request)
+    )
     return _ref(run_id)
 
 

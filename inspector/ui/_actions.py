@@ -73,7 +73,7 @@ async def cancel(request: web.Request, session: Session) -> web.StreamResponse:
     run_id = request.match_info["run_id"]
     form = await _form(request)
     _confirmed(form)
-    await control(request).cancel(run_id, _text(form, "reason"))
+    await control(request).cancel(run_id, _text(form, "reason"), actor=actor_of(session))
     raise _back(request, run_id, "cancelled")
 
 
@@ -82,7 +82,7 @@ async def suspend(request: web.Request, session: Session) -> web.StreamResponse:
     """Pause the run."""
     run_id = request.match_info["run_id"]
     form = await _form(request)
-    await control(request).suspend(run_id, _text(form, "reason"))
+    await control(request).suspend(run_id, _text(form, "reason"), actor=actor_of(session))
     raise _back(request, run_id, "suspended")
 
 
@@ -90,7 +90,7 @@ async def suspend(request: web.Request, session: Session) -> web.StreamResponse:
 async def resume(request: web.Request, session: Session) -> web.StreamResponse:
     """Unpause the run."""
     run_id = request.match_info["run_id"]
-    await control(request).resume(run_id)
+    await control(request).resume(run_id, actor=actor_of(session))
     raise _back(request, run_id, "resumed")
 
 
@@ -101,7 +101,9 @@ async def raise_event(request: web.Request, session: Session) -> web.StreamRespo
     form = await _form(request)
     name = _text(form, "name", required=True)
     assert name is not None
-    await control(request).raise_event(run_id, name, _json(form, "payload"))
+    await control(request).raise_event(
+        run_id, name, _json(form, "payload"), actor=actor_of(session)
+    )
     raise _back(request, run_id, "raised")
 
 
@@ -109,7 +111,7 @@ async def raise_event(request: web.Request, session: Session) -> web.StreamRespo
 async def rerun(request: web.Request, session: Session) -> web.StreamResponse:
     """Start a new run with this run's input; go to it."""
     run_id = request.match_info["run_id"]
-    handle = await control(request).rerun(run_id)
+    handle = await control(request).rerun(run_id, actor=actor_of(session))
     raise _back(request, handle.run_id, "rerun")
 
 
@@ -130,7 +132,7 @@ async def resume_step(request: web.Request, session: Session) -> web.StreamRespo
     form = await _form(request)
     step = _text(form, "step", required=True)
     assert step is not None
-    await control(request).resume_step(run_id, step, _json(form, "data"))
+    await control(request).resume_step(run_id, step, _json(form, "data"), actor=actor_of(session))
     raise _back(request, run_id, "step-resumed")
 
 
@@ -176,7 +178,7 @@ async def resolve_hook(request: web.Request, session: Session) -> web.StreamResp
     token = _text(form, "token", required=True)
     assert token is not None
     payload = _json(form, "payload")
-    hook = await control(request).resume_hook(token, payload)
+    hook = await control(request).resume_hook(token, payload, actor=actor_of(session))
     if form.get("back") == "hooks":
         raise web.HTTPSeeOther(url_for(request, "ui.hooks", {"done": "resolved"}))
     raise _back(request, hook.run_id, "resolved")
@@ -211,7 +213,7 @@ async def fail(request: web.Request, session: Session) -> web.StreamResponse:
     failing = getattr(control(request), "fail", None)
     if failing is None:
         raise UiError(409, "this control plane cannot fail a stalled run")
-    await failing(run_id, _text(form, "reason"))
+    await failing(run_id, _text(form, "reason"), actor=actor_of(session))
     raise _back(request, run_id, "failed")
 
 

@@ -24,6 +24,7 @@ from worldflow.worlds import (
     AnyEvent,
     HookCreated,
     HookStatus,
+    RunCancelled,
     RunStalled,
     RunStatus,
     Step,
@@ -302,6 +303,7 @@ async def load_run_view(request: web.Request, run_id: str | None = None) -> dict
     except Exception:
         engine_sees = None
     stall = next((e for e in reversed(events) if isinstance(e, RunStalled)), None)
+    cancelled = next((e for e in reversed(events) if isinstance(e, RunCancelled)), None)
     waiting = waiting_on(
         run,
         hooks=hooks.items,
@@ -327,6 +329,7 @@ async def load_run_view(request: web.Request, run_id: str | None = None) -> dict
         "older_seq": shown[0].seq if older else None,
         "newer_seq": shown[-1].seq if newer else None,
         "waiting": waiting,
+        "cancelled_by": None if cancelled is None else cancelled.actor,
         "event_waited": next((x.event_name for x in waiting if x.event_name), ""),
         "engine_sees": engine_sees,
         "children": children,

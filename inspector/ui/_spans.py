@@ -231,7 +231,8 @@ class Collector:
                     span.close(at, "waiting", f"{span.label}: ran {format_ms(at - span.start)}")
                     span.status, span.end = "done", at
                     return
-                span.events.append(("received", at, "payload received", seq))
+                what = _by("payload received", getattr(event, "actor", None))
+                span.events.append(("received", at, what, seq))
                 span.status = "received"
             case HookDisposed() if span is not None:
                 if span.kind == "child" or span.end is not None:
@@ -244,21 +245,22 @@ class Collector:
             case RunStarted():
                 if self.run_status == "pending":
                     self.run_status = "running"
-            case RunSuspended(reason=reason):
+            case RunSuspended(reason=reason, actor=actor):
                 self.run_status = "suspended"
                 self.suspended.append((at, None))
-                self.run_marks.append(("suspended", at, _why("run suspended", reason), seq))
-            case RunResumed():
+                what = _by(_why("run suspended", reason), actor)
+                self.run_marks.append(("suspended", at, what, seq))
+            case RunResumed(actor=actor):
                 self.run_status = "running"
                 if self.suspended and self.suspended[-1][1] is None:
                     self.suspended[-1] = (self.suspended[-1][0], at)
-                self.run_marks.append(("resumed", at, "run resumed", seq))
+                self.run_marks.append(("resumed", at, _by("run resumed", actor), seq))
             case RunCompleted():
                 self._end_run(at, "completed", "run completed", seq)
             case RunFailed(error=error):
                 self._end_run(at, "failed", f"run failed: {error.name}: {error.message}", seq)
-            case RunCancelled(reason=reason):
-                self._end_run(at, "cancelled", _why("run cancelled", reason), seq)
+            case RunCancelled(reason=reason, actor=actor):
+                self._end_run(at, "cancelled", _by(_why("run cancelled", reason), actor), seq)
             case RunStalled(position=position):
                 self.run_status = "stalled"
                 self.run_marks.append(("stalled", at, f"stalled: diverged at #{position}", seq))
@@ -267,8 +269,8 @@ class Collector:
                 self.run_marks.append(("resumed", at, "unstalled: the code replays it", seq))
             case HookConflict(token=token):
                 self.run_marks.append(("conflict", at, f"hook token {token!r} taken", seq))
-            case EventRaised(name=name):
-                self.run_marks.append(("event", at, f"event {name!r} raised", seq))
+            case EventRaised(name=name, actor=actor):
+                self.run_marks.append(("event", at, _by(f"event {name!r} raised", actor), seq))
             case StateUpdated():
                 self.run_marks.append(("state", at, "state updated", seq))
             case _:
@@ -290,6 +292,11 @@ class Collector:
 
 def _why(text: str, reason: str | None) -> str:
     return f"{text}: {reason}" if reason else text
+
+
+def _by(text: str, actor: str | None) -> str:
+    """The text with who asked for it, when the event records it."""
+    return f"{text} (by {actor})" if actor else text
 
 
 def _title(kind: str, span: Span, at: float) -> str:

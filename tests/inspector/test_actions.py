@@ -126,7 +126,7 @@ async def test_a_post_needs_the_csrf_token_and_this_origin(engine: Engine, authe
     assert view.cancel_reason == "dup order"
     html = await (await authed.get("/runs/c-1?done=cancelled")).text()
     assert "Run cancelled." in html
-    assert "Cancelled: “dup order”" in html
+    assert re.search(r"Cancelled by inspector session [0-9a-f]{10}: “dup order”", html)
     assert "Run already cancelled" in html  # the cancel button is disabled, saying why
 
 

@@ -197,7 +197,22 @@ async def test_each_action(page: Page, served: Served) -> None:
     await page.get_by_label("Yes, cancel this run").check()
     await cancel.click()
     await expect(page.locator(".flash")).to_have_text("Run cancelled.")
-    await expect(page.locator(".reason")).to_have_text("Cancelled: “duplicate order”")
+    await expect(page.locator(".reason")).to_have_text(
+        re.compile(r"^Cancelled by inspector session [0-9a-f]{10}: “duplicate order”$")
+    )
+    # every action is in its run's log with who did it: this browser's session
+    acted = [
+        *(await engine.world.list_events("act-1")).items,
+        *(await engine.world.list_events("act-2")).items,
+        *(await engine.world.list_events("act-3")).items,
+    ]
+    actors = {e.type: getattr(e, "actor", None) for e in acted}
+    kinds = ("run_suspended", "run_resumed", "event_raised", "hook_received", "run_cancelled")
+    assert len({actors[k] for k in kinds}) == 1
+    assert str(actors["run_cancelled"]).startswith("inspector session ")
+    (rerun,) = (await engine.list_runs(forked_from="act-1")).items
+    first = (await engine.world.list_events(rerun.run_id)).items[0]
+    assert getattr(first, "actor", None) == actors["run_cancelled"]
     await expect(page.locator(".why").first).to_contain_text("Run already cancelled")
     assert served.errors == []
 
