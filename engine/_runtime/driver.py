@@ -32,6 +32,8 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
+
 from worldflow._registry import Registry, WorkflowDefinition
 from worldflow._replay.child_contract import CHILD_TOKEN_PREFIX, child_hook_token, child_outcome
 from worldflow._replay.instance import Progress, WorkflowInstance
@@ -61,7 +63,9 @@ from worldflow.worlds import (
     RunStarted,
     RunStatus,
     RunUnstalled,
+    StepCompleted,
     StepCreated,
+    StepFailed,
     StepStarted,
     WaitCompleted,
     WorkflowRun,
@@ -130,6 +134,7 @@ class Driver:
             registry=registry,
             clock=clock,
             deliver=self._deliver_step,
+            complete=self.complete,
             max_concurrent=max_concurrent_steps,
             services=step_services,
             fence=self.owner.fence,
@@ -300,6 +305,9 @@ class Driver:
             progress = self._feed(slot, await self._take(slot))
         if progress is None:
             return
+        await self._go_on(slot, progress, handoff)
+
+    async def _go_on(self, slot: Slot, progress: Progress, handoff: list[StepJob] | None) -> None:
         settled = await self._settle(slot, progress)
         if settled is None:
             return
@@ -635,6 +643,122 @@ class Driver:
             slot.run_id,
             error,
         )
+
+    # -- a step's result and what the body does next, in one append --------------------------
+
+    async def complete(
+        self, job: StepJob, event: StepCompleted | StepFailed, handoff: list[StepJob] | None
+    ) -> bool:
+        """Record a step's final result fused with the body's next decisions; False when
+        the fast path does not apply or the append was refused (nothing was recorded: the
+        caller records the result alone, and the run is driven again from its log).
+
+        The result is fed to the cached instance first, stamped with the seq it will get
+        and the engine's time; then the result and the commands it produced go out in one
+        append whose precondition (``expected_seq``) is that nobody appended meanwhile.
+        """
+        slot = self._slots.get(job.run_id)
+        if slot is None or slot.instance is None or slot.driving:
+            return False
+        pending = self._from_inbox(slot)
+        if pending is None:
+            slot.fetch = True  # the inbox had a gap: the next drive reads the log
+            return False
+        self._forget_job(slot, job)
+        slot.driving = True
+        fused = False
+        try:
+            fused = await self._fused(slot, pending, event, handoff)
+            while fused and slot.again:
+                slot.again = False
+                await self._drive_once(slot, handoff)
+            slot.failures = 0
+        except (RunOwnedElsewhereError, OwnershipLostError) as exc:
+            self._lost(slot, exc)
+        except Exception:
+            log.exception("run %s: driving failed", slot.run_id)
+            if fused:
+                self._retry_later(slot)
+            else:
+                self._drop_instance(slot)
+        finally:
+            slot.driving = False
+            self._release(slot)
+            if len(self._cache) > self.max_cached_runs:
+                self._trim_cache()
+        return fused
+
+    async def _fused(
+        self,
+        slot: Slot,
+        pending: list[AnyEvent],
+        event: StepCompleted | StepFailed,
+        handoff: list[StepJob] | None,
+    ) -> bool:
+        instance = slot.instance
+        assert instance is not None
+        run_id = slot.run_id
+        expected = pending[-1].seq if pending else instance.last_seq
+        record = msgspec.structs.replace(event, created_at=aware(self.clock.now()))
+        progress = self._feed(slot, [*pending, msgspec.structs.replace(record, seq=expected + 1)])
+        if progress is None:
+            return False  # the instance is gone (feeding failed): the log decides
+        if progress.stalled:
+            self._drop_instance(slot)  # recorded alone; the rebuild records the divergence
+            return False
+        commands = self._with_starts(slot, progress.commands) if progress.commands else []
+        try:
+            result = await self.world.append(
+                run_id,
+                [record, *commands],
+                fence=self.owner.fence(run_id),
+                expected_seq=expected,
+            )
+        except Exception:
+            # Someone appended meanwhile (SeqConflictError), the run ended or moved to
+            # another engine, a world error: the instance saw an event the log does not
+            # have, so it goes; the caller records the result alone.
+            self._unreserve(slot)
+            self._drop_instance(slot)
+            return False
+        except BaseException:
+            self._unreserve(slot)
+            self._drop_instance(slot)
+            raise
+        if slot.instance is None:  # evicted meanwhile (engine closing)
+            self._unreserve(slot)
+            return True
+        slot.view = result.run
+        if result.run.owner_epoch:
+            self.owner.saw(result.run)
+        rest = result.events[1:]
+        if rest and not slot.inbox and not slot.fetch and _only_new_steps(rest):
+            # As in _settle: new steps wait in the inbox and go in with their results.
+            slot.inbox = rest
+            slot.track(rest)
+            created = [e.correlation_id for e in rest if type(e) is StepCreated]
+            progress = Progress(
+                commands=[],
+                finished=False,
+                pending_steps=[*progress.pending_steps, *(c for c in created if c)],
+                waits=progress.waits,
+                suspended=progress.suspended,
+                blocked_on=progress.blocked_on,
+                error=None,
+            )
+            slot.conflicts = 0
+            await self._after(slot, progress, handoff)
+            return True
+        if rest:
+            slot.inbox.extend(rest)
+            fed = self._feed(slot, await self._take(slot))
+            if fed is None:
+                return True
+            progress = fed
+        else:
+            progress.commands = []
+        await self._go_on(slot, progress, handoff)
+        return True
 
     # -- steps -------------------------------------------------------------------------------
 

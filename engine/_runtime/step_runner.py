@@ -282,6 +282,13 @@ driver; ``final`` when the job is over (drive the run now, handing the caller th
 through ``handoff``)."""
 
 
+Complete = Callable[
+    ["StepJob", "StepCompleted | StepFailed", "list[StepJob] | None"], Awaitable[bool]
+]
+"""``complete(job, result, handoff)``: record a final result together with what the run
+does next (one append); False when it did not (the caller appends the result alone)."""
+
+
 class StepRunner:
     """Runs :class:`StepJob` s: limits, attempts, retries, recording.
 
@@ -294,6 +301,8 @@ class StepRunner:
         services: Extra objects put on each step's context (the builtin steps use them).
         fence: The fence of a run's owner-only appends (``step_started``).
         flow: Where steps with world-held limits take their permits.
+        complete: Records a final result fused with the run's next decisions (the
+            driver's fast path); when it returns False the result is appended alone.
     """
 
     def __init__(
@@ -307,9 +316,11 @@ class StepRunner:
         flow: FlowGate,
         services: Any = None,
         fence: Callable[[str], Fence | None] = lambda run_id: None,
+        complete: Complete | None = None,
     ) -> None:
         self._world = world
         self._flow = flow
+        self._complete = complete
         self._fence = fence
         self._registry = registry
         self._clock = clock
@@ -405,6 +416,15 @@ class StepRunner:
         self, job: StepJob, event: AnyEvent, final: bool, handoff: list[StepJob] | None
     ) -> bool:
         """Append one step event; False when the step or run is already over."""
+        complete = self._complete
+        kind = type(event)
+        if (
+            final
+            and complete is not None
+            and (kind is StepCompleted or kind is StepFailed)
+            and await complete(job, event, handoff)  # type: ignore[arg-type]
+        ):
+            return True
         try:
             result = await self._world.append(job.run_id, [event])
         except (RunTerminalError, RunNotFoundError):

@@ -340,7 +340,8 @@ async def test_a_step_result_that_could_not_be_recorded_runs_again(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     RAN.clear()
-    world = FlakyWorld("step_completed", failures=1)
+    # Two failures: the result fused with the run's next decisions, then the result alone.
+    world = FlakyWorld("step_completed", failures=2)
     try:
         async with running(world, WORKFLOWS) as engine:
             run = await engine.start(one_sticky, "lost-result")
