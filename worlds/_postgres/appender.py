@@ -178,6 +178,9 @@ class Appender:
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._pending: dict[str, list[_Pending]] = {}
         self._writers: set[asyncio.Task[None]] = set()
+        self._writing: set[str] = set()  # runs with a statement being prepared or in flight
+        self._deferred: dict[str, int] = {}  # news heard while writing: run -> last_seq
+        self.on_news: Callable[[str], None] = _ignore
         self._sql_cache: dict[tuple[bool, ...], str] = {}
         self.stats = AppendStats()
         self.fault: FaultHook | None = None
@@ -213,12 +216,26 @@ class Appender:
         else:
             self._cache.pop(run_id, None)
 
-    def heard(self, run_id: str, last_seq: int) -> None:
+    def heard(self, run_id: str, last_seq: int) -> bool:
         """A notification said the run's log reached ``last_seq`` (0: purged): drop the
-        cached overlay if that is news, so nothing trusts a cache another process outran."""
+        cached overlay if that is news, so nothing trusts a cache another process outran.
+
+        Returns whether local waiters should be woken now. Not for an echo of this process's
+        own commit (the cache holds only its own commits, whose waiters were woken then),
+        nor while this process is writing the run: the notification may be the echo of the
+        statement in flight, whose reply has not been read yet. That news is decided when
+        the write ends (``on_news`` is called if the write did not reach it).
+        """
         cached = self._cache.get(run_id)
-        if cached is not None and (last_seq == 0 or last_seq > cached.last_seq):
+        if last_seq > 0:
+            if cached is not None and last_seq <= cached.last_seq:
+                return False
+            if run_id in self._writing:
+                self._deferred[run_id] = max(last_seq, self._deferred.get(run_id, 0))
+                return False
+        if cached is not None:
             del self._cache[run_id]
+        return True
 
     def cached_last_seq(self, run_id: str) -> int:
         """The ``last_seq`` this process last wrote or read for the run (0 if unknown).
@@ -315,6 +332,17 @@ class Appender:
                     item.future.set_exception(EntityConflictError("the world was closed"))
 
     async def _write(self, run_id: str, items: list[_Pending]) -> None:
+        self._writing.add(run_id)
+        try:
+            await self._write_wave(run_id, items)
+        finally:
+            self._writing.discard(run_id)
+            heard = self._deferred.pop(run_id, 0)
+            if heard > self.cached_last_seq(run_id):  # another process's news after all
+                self.evict(run_id)
+                self.on_news(run_id)
+
+    async def _write_wave(self, run_id: str, items: list[_Pending]) -> None:
         cached = self._cache.get(run_id)
         for attempt in range(_MAX_ATTEMPTS):
             fresh = cached is None
@@ -689,6 +717,10 @@ def _creates_run(items: list[_Pending]) -> bool:
 
 def _always(engine_id: str) -> bool:
     return True
+
+
+def _ignore(run_id: str) -> None:
+    pass
 
 
 def _with_owner(
