@@ -20,6 +20,7 @@ __all__ = [
     "median_figures",
     "peak_rss_during",
     "percentile",
+    "queries",
     "rss_mib",
     "stopwatch",
 ]
@@ -144,4 +145,12 @@ def append_statements(world: object) -> int | None:
     A count, so load on the machine does not change it."""
     stats = getattr(world, "append_stats", None)
     count = getattr(stats, "statements", None)
+    return count if isinstance(count, int) else None
+
+
+def queries(world: object) -> int | None:
+    """How many statements of any kind (appends, reads, queue, notifications) the world has
+    sent to its database so far, if it counts them (the PostgreSQL world's ``queries``);
+    ``None`` for worlds that do not say. A count, so load does not change it."""
+    count = getattr(world, "queries", None)
     return count if isinstance(count, int) else None

@@ -36,9 +36,10 @@ class Child:
         self._log = log
 
     @classmethod
-    async def spawn(cls, module: str, *args: str, log: Path) -> Child:
+    async def spawn(cls, module: str, *args: str, log: Path, stdin: bool = False) -> Child:
         """Start ``python -m module args`` from the repository root, its stderr going to
-        ``log`` (a file, so a chatty child never blocks on a full pipe)."""
+        ``log`` (a file, so a chatty child never blocks on a full pipe); with ``stdin``, a
+        pipe to its standard input (:meth:`send`)."""
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
         with log.open("ab") as stderr:
@@ -49,6 +50,7 @@ class Child:
                 *args,
                 cwd=_ROOT,
                 env=env,
+                stdin=asyncio.subprocess.PIPE if stdin else None,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=stderr,
             )
@@ -62,6 +64,13 @@ class Child:
             raise RuntimeError(f"{self.module} exited without a report: {await self._stderr()}")
         message: dict[str, Any] = msgspec.json.decode(line)
         return message
+
+    async def send(self, line: str) -> None:
+        """Write one line to the child's stdin (spawned with ``stdin=True``)."""
+        pipe = self._process.stdin
+        assert pipe is not None, "spawned without stdin=True"
+        pipe.write(line.encode() + b"\n")
+        await pipe.drain()
 
     @property
     def exited(self) -> bool:
@@ -84,6 +93,9 @@ class Child:
 
     async def aclose(self) -> None:
         """Kill the child if it still runs, and reap it."""
+        pipe = self._process.stdin
+        if pipe is not None and not pipe.is_closing():
+            pipe.close()
         if self._process.returncode is None:
             self.kill()
         await self._process.wait()

@@ -10,6 +10,12 @@ runs to the end). Then it reads the world's logs and the ledger:
 * steps recorded twice (two ``step_completed`` for one step id): must be 0;
 * steps re-executed (two ledger lines for one step): allowed at-least-once, but bounded by
   what was in flight at the kill, at most one step per unfinished chain.
+
+On a world several processes share (PostgreSQL) it runs **three** engines instead, each
+starting a third of the runs, and kills one: the other two take its runs over once its
+heartbeat lapses (``ttl``) and a sweep finds them. It then times the kill to the last run
+done and sets it beside ``ttl`` + one sweep + the work left at the kill (at the pace before
+it): ``recovery over bound`` must stay at or under 1.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from benchmarks import _flows
 from benchmarks._audit import audit_runs
@@ -54,6 +62,8 @@ def _ledger_counts(ledger: Path) -> Counter[tuple[str, str]]:
 
 async def w5_recovery(cell: Cell) -> Outcome:
     """Run W5 on ``cell.world`` (a durable world) and return its figures and checks."""
+    if cell.world.shared:
+        return await _w5_three_engines(cell)
     sizes = cell.sizes
     outcome, key = Outcome(), uuid.uuid4().hex[:10]
     directory = cell.scratch / f"w5-{key}"
@@ -117,7 +127,9 @@ async def w5_recovery(cell: Cell) -> Outcome:
     wrong = {rid: r for rid, r in results.items() if r is not None and r != sizes.w5_steps}
     outcome.check("results right", not wrong, f"{len(wrong)} wrong: {list(wrong.items())[:5]}")
     outcome.check(
-        "the kill interrupted work", unfinished > 0, "every chain had finished at the kill"
+        "the kill interrupted the killed engine's work",
+        outcome.figures["killed_engines_unfinished"] > 0,
+        "every chain of the killed engine had finished at the kill",
     )
     outcome.check(
         "re-executions bounded by what was in flight",
@@ -137,6 +149,117 @@ async def w5_recovery(cell: Cell) -> Outcome:
     return outcome
 
 
+_ENGINES = 3
+_TTL = 2.0  # seconds: the engines' heartbeat TTL (they heartbeat and sweep every ttl / 3)
+
+
+async def _w5_three_engines(cell: Cell) -> Outcome:
+    """W5 on a shared world: three engines, one killed, the other two finish its runs."""
+    sizes = cell.sizes
+    outcome, key = Outcome(), uuid.uuid4().hex[:10]
+    directory = cell.scratch / f"w5-{key}"
+    directory.mkdir()
+    ledger = directory / "ledger.txt"
+    total = sizes.w5_runs * sizes.w5_steps
+    url = cell.fresh_url()
+    args = [
+        f"--url={url}",
+        f"--ledger={ledger}",
+        f"--key={key}",
+        f"--runs={sizes.w5_runs}",
+        f"--steps={sizes.w5_steps}",
+        f"--pause={sizes.w5_step_sleep}",
+        f"--ttl={_TTL}",
+        f"--of={_ENGINES}",
+    ]
+    acked: set[str] = set()
+    started = [asyncio.Event() for _ in range(_ENGINES)]
+    engines = [
+        await Child.spawn(
+            _MODULE, *args, f"--share={k}", stdin=True, log=directory / f"engine{k}.log"
+        )
+        for k in range(_ENGINES)
+    ]
+    began = 0.0
+
+    async def read_acks(k: int) -> None:
+        nonlocal began
+        with contextlib.suppress(RuntimeError):  # the victim's pipe ends with the kill
+            while not started[k].is_set():
+                message = await engines[k].message()
+                if "started" in message:
+                    began = began or time.time()
+                    acked.add(message["started"])
+                else:
+                    started[k].set()
+
+    readers = [asyncio.create_task(read_acks(k)) for k in range(_ENGINES)]
+    victim, survivors = engines[0], engines[1:]
+    try:
+        while sum(_ledger_counts(ledger).values()) < sizes.w5_kill_at * total:
+            if any(child.exited for child in engines):
+                raise RuntimeError("an engine exited before the kill")
+            await asyncio.sleep(_POLL)
+        victim.kill()
+        killed_at = time.time()
+        at_kill = _ledger_counts(ledger)
+        await victim.aclose()
+        await asyncio.gather(*(started[k].wait() for k in range(1, _ENGINES)))
+        waited = msgspec.json.encode(sorted(acked)).decode()
+        for child in survivors:
+            await child.send(waited)
+        reports = [await child.message() for child in survivors]
+    finally:
+        for child in engines:
+            await child.aclose()
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+    per_run = Counter(run_key for run_key, _index in at_kill)
+    done_steps = [per_run[f"{key}-{i}"] for i in range(sizes.w5_runs)]
+    unfinished = sum(1 for n in done_steps if n < sizes.w5_steps)
+    victims = [n for i, n in enumerate(done_steps) if i % _ENGINES == 0]
+    step_s = (killed_at - began) / max(1, max(done_steps))  # the pace before the kill
+    remaining_s = (sizes.w5_steps - min(victims)) * step_s
+    bound_s = _TTL + _TTL / 3 + remaining_s
+    recovery_s = max(report["done_at"] for report in reports) - killed_at
+    counts = _ledger_counts(ledger)
+    reexecuted = sum(n - 1 for n in counts.values() if n > 1)
+    outcome.figures = {
+        "recovery_s": recovery_s,
+        "recovery_bound_s": bound_s,
+        "recovery_over_bound": recovery_s / bound_s,
+        "engines": float(_ENGINES),
+        "ttl_s": _TTL,
+        "killed_at_pct": 100 * sum(at_kill.values()) / total,
+        "in_flight_at_kill": unfinished,
+        "killed_engines_unfinished": sum(1 for n in victims if n < sizes.w5_steps),
+        "steps_reexecuted": reexecuted,
+    }
+    results: dict[str, int | None] = {}
+    for report in reports:
+        for run_id, value in report["results"].items():
+            if results.get(run_id) is None:
+                results[run_id] = value
+    lost = sorted(rid for rid in acked if results.get(rid) is None)
+    outcome.check("0 lost", not lost, f"{len(lost)} acknowledged runs unfinished: {lost[:5]}")
+    wrong = {rid: r for rid, r in results.items() if r is not None and r != sizes.w5_steps}
+    outcome.check("results right", not wrong, f"{len(wrong)} wrong: {list(wrong.items())[:5]}")
+    outcome.check(
+        "the kill interrupted the killed engine's work",
+        outcome.figures["killed_engines_unfinished"] > 0,
+        "every chain of the killed engine had finished at the kill",
+    )
+    outcome.check(
+        "re-executions bounded by what was in flight",
+        reexecuted <= unfinished,
+        f"{reexecuted} steps ran twice, only {unfinished} chains were unfinished at the kill",
+    )
+    async with opened(url) as world:
+        await audit_runs(outcome, world, sorted(acked), sizes.w5_steps)
+    return outcome
+
+
 # -- the child -------------------------------------------------------------------------------
 
 
@@ -144,10 +267,12 @@ async def _child(args: argparse.Namespace, main_at: float) -> None:
     from worldflow import Engine, RunNotFoundError, open_world
 
     run_ids = _run_ids(args.key, args.runs)
+    mine = [(i, run_id) for i, run_id in enumerate(run_ids) if i % args.of == args.share]
     world = await open_world(args.url)
     opened_at = time.time()
+    ttl: Any = ... if args.ttl is None else args.ttl  # ... : the engine's default
     try:
-        async with Engine(world=world, workflows=[_flows.ledger_chain]) as engine:
+        async with Engine(world=world, workflows=[_flows.ledger_chain], ttl=ttl) as engine:
             if not args.restart:
 
                 async def start(i: int, run_id: str) -> None:
@@ -161,7 +286,11 @@ async def _child(args: argparse.Namespace, main_at: float) -> None:
                     )
                     emit(started=run_id)
 
-                await asyncio.gather(*(start(i, run_id) for i, run_id in enumerate(run_ids)))
+                await asyncio.gather(*(start(i, run_id) for i, run_id in mine))
+            if args.of > 1:  # one of several engines: wait for the runs the parent names
+                emit(started_all=args.share)
+                line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+                run_ids = msgspec.json.decode(line)
 
             async def result(run_id: str) -> tuple[str, Any] | None:
                 try:
@@ -196,6 +325,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pause", type=float, required=True)
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--restart", action="store_true")
+    parser.add_argument("--ttl", type=float, default=None, help="the engine's heartbeat TTL")
+    parser.add_argument("--of", type=int, default=1, help="engines sharing the runs")
+    parser.add_argument("--share", type=int, default=0, help="this engine's share (0..of-1)")
     main_at = time.time()
     asyncio.run(_child(parser.parse_args(argv), main_at))
 

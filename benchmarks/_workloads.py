@@ -21,10 +21,12 @@ from benchmarks._measure import (
     disk_syncs,
     peak_rss_during,
     percentile,
+    queries,
     stopwatch,
 )
 from benchmarks._recovery import w5_recovery
 from benchmarks._replay import w6_replay
+from benchmarks._resumer import w3_cross_process
 from benchmarks._scale import w7_scale
 from benchmarks._worlds import Cell
 from worldflow import Engine
@@ -69,11 +71,13 @@ async def w1_throughput(cell: Cell) -> Outcome:
                     return await run.result(timeout=_RESULT_TIMEOUT)
 
             syncs, statements = disk_syncs(world), append_statements(world)
+            sent = queries(world)
             async with peak_rss_during() as rss:
                 with stopwatch() as sw:
                     results = await asyncio.gather(*(one(i) for i in range(sizes.w1_runs)))
             syncs = _delta(syncs, disk_syncs(world))
             statements = _delta(statements, append_statements(world))
+            sent = _delta(sent, queries(world))
         outcome.figures = {
             "runs_per_s": sizes.w1_runs / sw.elapsed,
             "steps_per_s": sizes.w1_runs * sizes.w1_steps / sw.elapsed,
@@ -82,9 +86,11 @@ async def w1_throughput(cell: Cell) -> Outcome:
         }
         if syncs is not None:
             outcome.figures["syncs_per_step"] = syncs / (sizes.w1_runs * sizes.w1_steps)
+        steps = sizes.w1_runs * sizes.w1_steps
         if statements is not None:
-            steps = sizes.w1_runs * sizes.w1_steps
             outcome.figures["statements_per_step"] = statements / steps
+        if sent is not None:
+            outcome.figures["queries_per_step"] = sent / steps
         outcome.check_equal(
             "results right", results, [i + sizes.w1_steps for i in range(sizes.w1_runs)]
         )
@@ -101,6 +107,7 @@ async def w2_latency(cell: Cell) -> Outcome:
         async with Engine(world=world, workflows=_WORKFLOWS) as engine:
             latencies, results = [], []
             syncs, statements = disk_syncs(world), append_statements(world)
+            sent = queries(world)
             for i in range(sizes.w2_runs):
                 with stopwatch() as sw:
                     run = await engine.start(_flows.one_step, i, run_id=f"w2-{key}-{i}")
@@ -108,39 +115,52 @@ async def w2_latency(cell: Cell) -> Outcome:
                 latencies.append(sw.elapsed)
             syncs = _delta(syncs, disk_syncs(world))
             statements = _delta(statements, append_statements(world))
+            sent = _delta(sent, queries(world))
         outcome.figures = _latencies(latencies)
         if syncs is not None:
             outcome.figures["syncs_per_run"] = syncs / sizes.w2_runs
         if statements is not None:
             outcome.figures["statements_per_run"] = statements / sizes.w2_runs
+        if sent is not None:
+            outcome.figures["queries_per_run"] = sent / sizes.w2_runs
         outcome.check_equal("results right", results, [i + 1 for i in range(sizes.w2_runs)])
         await audit_runs(outcome, world, [f"w2-{key}-{i}" for i in range(sizes.w2_runs)], 1)
     return outcome
 
 
 async def w3_hook(cell: Cell) -> Outcome:
-    """A workflow parked on a hook, 200 times: p50 / p99 from resume_hook() to result."""
+    """A workflow parked on a hook, 200 times: p50 / p99 from resume_hook() to result; on a
+    world processes share, again with the hooks resumed from another process."""
     sizes, outcome, key = cell.sizes, Outcome(), _key()
     async with cell.fresh_world() as world:
         async with Engine(world=world, workflows=_WORKFLOWS) as engine:
             latencies, results = [], []
             syncs: int | None = 0
+            sent: int | None = 0
             for i in range(sizes.w3_runs):
                 token = f"w3-{key}-{i}"
                 run = await engine.start(_flows.wait_hook, token, i, run_id=token)
                 await wait_until_parked(world, token, timeout=_RESULT_TIMEOUT)
-                before = disk_syncs(world)
+                before, sent_before = disk_syncs(world), queries(world)
                 with stopwatch() as sw:
                     await engine.resume_hook(token, 1)
                     results.append(await run.result(timeout=_RESULT_TIMEOUT))
                 latencies.append(sw.elapsed)
                 after = _delta(before, disk_syncs(world))
                 syncs = None if syncs is None or after is None else syncs + after
+                more = _delta(sent_before, queries(world))
+                sent = None if sent is None or more is None else sent + more
         outcome.figures = _latencies(latencies)
         if syncs is not None:
             outcome.figures["syncs_per_resume"] = syncs / sizes.w3_runs
+        if sent is not None:
+            outcome.figures["queries_per_resume"] = sent / sizes.w3_runs
         outcome.check_equal("results right", results, [i + 1 for i in range(sizes.w3_runs)])
         await audit_runs(outcome, world, [f"w3-{key}-{i}" for i in range(sizes.w3_runs)], 0)
+    if cell.world.shared:  # and resumed from another process than the run's owner
+        other = await w3_cross_process(cell)
+        outcome.figures.update(other.figures)
+        outcome.checks.extend(other.checks)
     return outcome
 
 
@@ -150,14 +170,18 @@ async def w4_fanout(cell: Cell) -> Outcome:
     async with cell.fresh_world() as world:
         async with Engine(world=world, workflows=_WORKFLOWS) as engine:
             syncs, statements = disk_syncs(world), append_statements(world)
+            sent = queries(world)
             with stopwatch() as sw:
                 run = await engine.start(_flows.fan_out, sizes.w4_width, run_id=f"w4-{key}")
                 total = await run.result(timeout=_RESULT_TIMEOUT)
             syncs = _delta(syncs, disk_syncs(world))
             statements = _delta(statements, append_statements(world))
+            sent = _delta(sent, queries(world))
         outcome.figures = {"wall_ms": sw.elapsed * 1000}
         if statements is not None:
             outcome.figures["statements_per_run"] = statements
+        if sent is not None:
+            outcome.figures["queries_per_run"] = sent
         if syncs is not None:
             outcome.figures["syncs_per_run"] = syncs
         outcome.check_equal("results right", total, sum(range(sizes.w4_width)))

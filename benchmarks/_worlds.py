@@ -32,10 +32,13 @@ class WorldUnavailable(Exception):
 
 @dataclass(frozen=True)
 class WorldSpec:
-    """A world the suite knows: its table name, and whether it survives a process."""
+    """A world the suite knows: its table name, whether it survives a process, and whether
+    several processes may use it at once (W3 then also resumes from another process, and W5
+    runs three engines)."""
 
     name: str
     durable: bool
+    shared: bool = False
 
     def url(self, directory: Path) -> str:
         """The URL of a fresh instance of this world; ``directory`` is empty and its own.
@@ -58,7 +61,7 @@ WORLDS: Final = (
     WorldSpec("memory", durable=False),
     WorldSpec("file", durable=True),
     WorldSpec("remote", durable=True),
-    WorldSpec("postgres", durable=True),
+    WorldSpec("postgres", durable=True, shared=True),
 )
 
 

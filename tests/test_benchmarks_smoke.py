@@ -13,6 +13,8 @@ import pytest
 from benchmarks._report import Figure, Report, filesystem_of, judge, render_table
 from benchmarks._suite import ALL_WORKLOADS, Options, run_suite
 from benchmarks._workloads import WORKLOADS
+from benchmarks._worlds import POSTGRES_ENV
+from tests.worlds import postgres_db
 
 pytestmark = pytest.mark.anyio
 
@@ -34,6 +36,26 @@ async def test_quick_suite_on_memory_is_correct() -> None:
     assert report.machine["scratch_fs"] not in ("", "?")
     assert any(c.name == "0 recorded twice" and c.ok for c in report.checks)
     assert "memory" in render_table(report)
+
+
+@pytest.mark.skipif(postgres_db.SKIP, reason=postgres_db.SKIP_REASON)
+@pytest.mark.timeout(300)
+async def test_quick_w3_and_w5_on_postgres_across_processes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # W3 resumed from another process, W5 with three engine processes and one killed.
+    monkeypatch.setenv(POSTGRES_ENV, await postgres_db.database_url())
+    options = Options(quick=True, worlds=("postgres",), workloads=("W3", "W5"))
+    report: Report = await run_suite(options)
+
+    failed = [f"{c.workload} {c.source}: {c.name}: {c.detail}" for c in report.failed_checks]
+    assert failed == []
+    metrics = {(f.workload, f.metric) for f in report.figures if f.source == "postgres"}
+    assert {("W3", "xproc_p50_ms"), ("W3", "queries_per_resume")} <= metrics
+    assert {("W5", "recovery_over_bound"), ("W5", "killed_engines_unfinished")} <= metrics
+    names = {(c.workload, c.name) for c in report.checks if c.ok}
+    assert ("W3", "results right (resumed from another process)") in names
+    assert {("W5", "0 lost"), ("W5", "0 recorded twice")} <= names
 
 
 def test_no_durable_figure_is_judged_from_tmpfs() -> None:
