@@ -66,7 +66,15 @@ def _ready_callbacks(loop: asyncio.AbstractEventLoop) -> int:
 
 
 class _CountingExecutor(ThreadPoolExecutor):
-    """The loop's default executor while a virtual clock runs on it: counts jobs in flight."""
+    """The loop's default executor while a virtual clock runs on it: counts jobs in flight.
+
+    A job counts until its result has been handed to the loop, not merely computed: the
+    future :meth:`submit` returns runs its done-callbacks (``run_in_executor``'s, which post
+    the result to the loop) in the worker thread first, and only then is the end of the job
+    posted. Posted the other way round, the loop could see no job, go idle and jump the
+    clock before the awaiting task got its result (a sync step's completion recorded after
+    the next timer fired).
+    """
 
     def __init__(self, clock: VirtualClock, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(thread_name_prefix="worldflow-virtual-clock")
@@ -74,16 +82,37 @@ class _CountingExecutor(ThreadPoolExecutor):
         self._loop = loop
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        outer: Future[T] = Future()
+
+        def work() -> None:
+            try:
+                if not outer.set_running_or_notify_cancel():
+                    return
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as exc:
+                    outer.set_exception(exc)
+                else:
+                    outer.set_result(result)  # runs the callbacks: the result is posted
+            finally:
+                self._done()  # ...and then the end of the job
+
         self._clock._jobs += 1
         try:
-            future = super().submit(fn, *args, **kwargs)
+            inner = super().submit(work)
         except BaseException:
             self._clock._jobs -= 1
             raise
-        future.add_done_callback(self._done)
-        return future
 
-    def _done(self, _: Future[Any]) -> None:
+        def never_ran(inner: Future[None]) -> None:
+            if inner.cancelled():  # shut down with cancel_futures before `work` ran
+                outer.cancel()
+                self._done()
+
+        inner.add_done_callback(never_ran)
+        return outer
+
+    def _done(self) -> None:
         try:
             self._loop.call_soon_threadsafe(self._clock._job_done)
         except RuntimeError:  # the loop is closed: nobody waits for the count any more

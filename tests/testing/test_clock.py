@@ -110,6 +110,38 @@ async def test_time_waits_for_work_in_worker_threads() -> None:
     assert seen == [DEFAULT_START, DEFAULT_START + timedelta(seconds=60)]
 
 
+async def test_time_waits_until_a_worker_threads_result_reached_the_loop() -> None:
+    # A job's end was posted to the loop before its result was: in that gap the loop looked
+    # idle and the clock jumped, so a sync step's completion was recorded after the next
+    # timer (the engine crash property's recovered runs ended late, about one time in two).
+    # A slow done-callback in the worker thread widens the gap so the test is deterministic.
+    clock = VirtualClock()
+    loop = asyncio.get_running_loop()
+    clock.now()  # the clock takes the loop and installs its counting executor
+    executor = loop._default_executor  # type: ignore[attr-defined]  # no public getter
+    assert executor is not None
+    timer = asyncio.create_task(clock.sleep(60))
+    go = threading.Event()
+    job = executor.submit(lambda: go.wait(5) and 42)
+    job.add_done_callback(lambda _: time.sleep(0.2))  # runs in the worker thread
+    result = asyncio.wrap_future(job)
+    go.set()
+    assert await result == 42
+    assert clock.now() == DEFAULT_START  # the result came back before time moved
+    assert not timer.done()
+    timer.cancel()
+
+
+async def test_run_in_executor_results_come_back_before_time_moves() -> None:
+    clock = VirtualClock()
+    loop = asyncio.get_running_loop()
+    timer = asyncio.create_task(clock.sleep(60))
+    for _ in range(200):  # the gap was a thread switch wide: it showed within ~100 jobs
+        await loop.run_in_executor(None, lambda: None)
+        assert clock.now() == DEFAULT_START
+    timer.cancel()
+
+
 async def test_until_idle_returns_once_nothing_can_run() -> None:
     clock = VirtualClock()
     steps: list[int] = []
