@@ -366,12 +366,20 @@ class Notifications(Protocol):
     """Wake-ups when logs grow, so readers wait instead of polling."""
 
     async def wait_for_run(
-        self, run_id: str, *, after_seq: int, timeout: float | None = None
+        self,
+        run_id: str,
+        *,
+        after_seq: int,
+        timeout: float | None = None,
+        terminal: bool = False,
     ) -> int:
         """Return the run's ``last_seq`` as soon as it is greater than ``after_seq``.
 
-        Returns the current ``last_seq`` (≤ ``after_seq``) when ``timeout`` passes first.
-        Unknown run → ``RunNotFoundError``.
+        With ``terminal=True``, only once it is greater *and* the run is terminal
+        (completed, failed or cancelled): a waiter for the result (``Run.result()``) wakes
+        once, not on every append of the run. Returns the current ``last_seq`` when
+        ``timeout`` passes first (then it may be greater than ``after_seq``, the run not yet
+        terminal). Unknown run → ``RunNotFoundError``.
         """
         ...
 

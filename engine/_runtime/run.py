@@ -225,9 +225,11 @@ class Run:
         return outcome(run)
 
     async def _until_terminal(self, run: WorkflowRun) -> WorkflowRun:
+        # Woken once, by the run's end, not by each of its appends: one read of the run
+        # after the wait (a world's bounded re-read may wake it early: then it waits again).
         world = self._engine.world
         while not run.status.is_terminal:
-            await world.wait_for_run(self.run_id, after_seq=run.last_seq)
+            await world.wait_for_run(self.run_id, after_seq=run.last_seq, terminal=True)
             run = await world.get_run(self.run_id)
         return run
 

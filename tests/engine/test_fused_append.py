@@ -11,7 +11,14 @@ import pytest
 from tests.engine.runtime import WAIT, assert_results_once, log_of, running, types_of
 from worldflow import now, step, workflow
 from worldflow._replay.instance import WorkflowInstance
-from worldflow.worlds import AnyEvent, EventRaised, EventResult, MemoryWorld, StepCompleted
+from worldflow.worlds import (
+    AnyEvent,
+    EventRaised,
+    EventResult,
+    MemoryWorld,
+    StepCompleted,
+    WorkflowRun,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -40,6 +47,11 @@ class CountingWorld(MemoryWorld):
         self.appends: list[tuple[list[str], int | None]] = []
         self.interfere = interfere
         self.refused = 0
+        self.reads: list[str] = []
+
+    async def get_run(self, run_id: str) -> WorkflowRun:
+        self.reads.append(run_id)
+        return await super().get_run(run_id)
 
     async def append(self, run_id: str, events: Sequence[AnyEvent], **options: Any) -> EventResult:
         expected = options.get("expected_seq")
@@ -112,4 +124,19 @@ async def test_a_concurrent_writer_forces_the_slow_path() -> None:
     assert types.count("step_completed") == 3
     assert types.count("event_raised") == 2
     assert types[-1] == "run_completed"
+    await world.aclose()
+
+
+async def test_a_result_waiter_wakes_once_at_the_end() -> None:
+    """Run.result() waits for the run's end (wait_for_run(terminal=True)), not for each of
+    its appends: it reads the run when called and once when woken by the end."""
+    world = CountingWorld()
+    async with running(world, [chain3]) as engine:
+        run = await engine.start(chain3, 1, run_id="fused-wait")
+        world.reads.clear()
+        out = await run.result(timeout=WAIT)
+        reads = world.reads.count(run.run_id)
+        assert len(world.appends) >= 4  # the run's log grew several times meanwhile
+    assert out[0] == 4
+    assert reads == 2
     await world.aclose()

@@ -257,6 +257,25 @@ async def test_wait_for_run_wakes_on_the_other_instances_append(pair: Pair) -> N
 
 
 @pytest.mark.usefixtures("no_polling")
+async def test_a_result_waiter_wakes_on_the_other_instances_end_only(pair: Pair) -> None:
+    """wait_for_run(terminal=True) in A: B's appends that leave the run going do not end it
+    (announced, but not as an end); B's run_completed does, by its statement's NOTIFY."""
+    a, b = pair
+    await started_run(a, "wrun_t")
+    waiter = asyncio.ensure_future(a.wait_for_run("wrun_t", after_seq=2, terminal=True))
+    await asyncio.sleep(0.1)
+    await b.append("wrun_t", [EventRaised(run_id="wrun_t", name="x")])  # urgent: notified
+    await b.append(
+        "wrun_t", [StepCreated(run_id="wrun_t", correlation_id="s", step_name="s", input=NULL)]
+    )
+    await asyncio.sleep(0.3)  # both announced by now (a slower world only delays a failure)
+    assert not waiter.done()
+    await b.append("wrun_t", [RunCompleted(run_id="wrun_t", output=NULL)])
+    async with asyncio.timeout(20):
+        assert await waiter == 5
+
+
+@pytest.mark.usefixtures("no_polling")
 async def test_a_killed_listener_reconnects_and_resyncs(pair: Pair, url: str) -> None:
     a, b = pair
     await started_run(a, "wrun_k")

@@ -281,6 +281,7 @@ class FileWorld(MemoryWorld):
         state = self._log.runs.get(run_id)
         if state is not None:
             state.changed.fire()
+            state.ended.fire()
 
     def _write_failure(self, run_id: str) -> WorldflowError | None:
         error = self._write_failures.get(run_id)
@@ -452,6 +453,7 @@ class FileWorld(MemoryWorld):
                 state.changed.fire()
                 self._world_changed.fire()
                 if not was_terminal and state.run.status in TERMINAL_RUN_STATUSES:
+                    state.ended.fire()
                     state.streams_changed.fire()
             result = EventResult(
                 run=state.run,
@@ -691,10 +693,13 @@ class FileWorld(MemoryWorld):
         self._world_changed.fire()
         for state in removed:
             state.changed.fire()
+            state.ended.fire()
             state.streams_changed.fire()
         for run_id in touched:
             state = self._log.runs[run_id]
             state.changed.fire()
+            if state.run.status in TERMINAL_RUN_STATUSES:
+                state.ended.fire()
             state.streams_changed.fire()
 
 

@@ -40,6 +40,7 @@ class RunState:
     __slots__ = (
         "changed",
         "claimed_hook_ids",
+        "ended",
         "events",
         "hook_order",
         "hook_pos",
@@ -75,6 +76,7 @@ class RunState:
         self.waiting: set[str] = set()
         self.streams: dict[str, StreamState] = {}
         self.changed = Signal()  # the log grew
+        self.ended = Signal()  # it became terminal (or went away): result waiters
         self.streams_changed = Signal()  # a stream grew, closed or ended
 
 

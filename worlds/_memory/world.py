@@ -210,6 +210,7 @@ class MemoryWorld:
             state.changed.fire()
             self._world_changed.fire()
             if not was_terminal and state.run.status in TERMINAL_RUN_STATUSES:
+                state.ended.fire()
                 state.streams_changed.fire()  # followers of a stream that never came end
         return EventResult(
             run=state.run,
@@ -409,6 +410,7 @@ class MemoryWorld:
         self._log.purge(state)
         self._changes += 1
         state.changed.fire()
+        state.ended.fire()
         state.streams_changed.fire()
         self._world_changed.fire()
 
@@ -558,23 +560,29 @@ class MemoryWorld:
         return (deadline - self._clock.now()).total_seconds()
 
     async def wait_for_run(
-        self, run_id: str, *, after_seq: int, timeout: float | None = None
+        self,
+        run_id: str,
+        *,
+        after_seq: int,
+        timeout: float | None = None,
+        terminal: bool = False,
     ) -> int:
-        """The run's ``last_seq`` once it exceeds ``after_seq`` (or when ``timeout`` passes)."""
+        """The run's ``last_seq`` once it exceeds ``after_seq`` (with ``terminal``: and the
+        run is terminal), or when ``timeout`` passes."""
         deadline = self._deadline(timeout)
         while True:
             self._check_open()
             state = self._state(run_id)
-            last_seq = state.run.last_seq
-            if last_seq > after_seq:
+            run = state.run
+            last_seq = run.last_seq
+            if last_seq > after_seq and (not terminal or run.status in TERMINAL_RUN_STATUSES):
                 return last_seq
             failure = self._write_failure(run_id)
             if failure is not None:
                 raise failure
-            if not await wait_for_event(
-                state.changed.waiter(), self._remaining(deadline), self._clock
-            ):
-                return last_seq
+            signal = state.ended if terminal else state.changed
+            if not await wait_for_event(signal.waiter(), self._remaining(deadline), self._clock):
+                return state.run.last_seq if run_id in self._log.runs else last_seq
 
     async def wait_for_world(self, *, after: int, timeout: float | None = None) -> int:
         """The world's change counter once it exceeds ``after`` (or when ``timeout`` passes)."""
@@ -702,6 +710,7 @@ class MemoryWorld:
         self._world_changed.fire()
         for state in self._log.runs.values():
             state.changed.fire()
+            state.ended.fire()
             state.streams_changed.fire()
 
     async def __aenter__(self) -> MemoryWorld:

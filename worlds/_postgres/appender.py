@@ -245,6 +245,12 @@ class Appender:
         cached = self._cache.get(run_id)
         return cached.last_seq if cached is not None else 0
 
+    def cached_unfinished(self, run_id: str) -> bool:
+        """Whether this process's overlay of the run says it is not terminal, so the stored
+        run is not either (the overlay is at or ahead of what committed; an end is final)."""
+        cached = self._cache.get(run_id)
+        return cached is not None and cached.state.run.status not in TERMINAL_RUN_STATUSES
+
     async def _load(self, conn: Any, run_id: str) -> _Cached | None:
         self.stats.reloads += 1
         rows = await conn.fetch(self._load_sql, run_id)
@@ -574,7 +580,9 @@ class Appender:
             args += [[x.resume_at for x in waits], [codec.encode(x) for x in waits]]
         notify = wave.urgent or wave.became_terminal
         if notify:
-            args += [self._channel, f"{run_id}:{run.last_seq}"]
+            # "t:<run>" wakes the other processes' result waiters (wait_for_run(terminal=)).
+            ended = f",t:{run_id}" if wave.became_terminal else ""
+            args += [self._channel, f"{run_id}:{run.last_seq}{ended}"]
         key = (
             wave.created,
             wave.fenced or claim is not None,

@@ -133,6 +133,7 @@ class PostgresWorld:
             f"SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {schema}.changes"
         )
         self._last_seq_sql = f"SELECT last_seq FROM {schema}.runs WHERE run_id = $1"
+        self._end_sql = f"SELECT last_seq, status FROM {schema}.runs WHERE run_id = $1"
 
     @classmethod
     async def open(
@@ -241,7 +242,8 @@ class PostgresWorld:
         signals = self._signals
         signals.fire(f"r:{run_id}")
         signals.fire(_WORLD_KEY)
-        if terminal:  # followers of a stream that never came end
+        if terminal:  # result waiters, and followers of a stream that never came end
+            signals.fire(f"t:{run_id}")
             signals.fire(f"s:{run_id}")
             self._notifier.add(f"s:{run_id}")
         elif not urgent:  # urgent ones were notified by the statement itself
@@ -258,6 +260,9 @@ class PostgresWorld:
         appender = self._appender
         news = False
         for item in payload.split(","):
+            if item.startswith("t:"):  # beside its run's run:seq item, which tells the news
+                signals.fire(item)
+                continue
             if item.startswith("s:"):
                 signals.fire(item)
                 news = True
@@ -398,9 +403,11 @@ class PostgresWorld:
         await self._reads.purge(run_id)
         self._appender.evict(run_id)
         self._signals.fire(f"r:{run_id}")
+        self._signals.fire(f"t:{run_id}")
         self._signals.fire(f"s:{run_id}")
         self._signals.fire(_WORLD_KEY)
         self._notifier.add(f"{run_id}:0")
+        self._notifier.add(f"t:{run_id}")
         self._notifier.add(f"s:{run_id}")
 
     # -- Queue -----------------------------------------------------------------------------
@@ -476,9 +483,17 @@ class PostgresWorld:
     # -- Notifications ---------------------------------------------------------------------
 
     async def wait_for_run(
-        self, run_id: str, *, after_seq: int, timeout: float | None = None
+        self,
+        run_id: str,
+        *,
+        after_seq: int,
+        timeout: float | None = None,
+        terminal: bool = False,
     ) -> int:
-        """The run's ``last_seq`` once it exceeds ``after_seq`` (or when ``timeout`` passes)."""
+        """The run's ``last_seq`` once it exceeds ``after_seq`` (with ``terminal``: and the
+        run is terminal), or when ``timeout`` passes."""
+        if terminal:
+            return await self._wait_for_end(run_id, after_seq, timeout)
         clock = self._clock
         deadline = None if timeout is None else clock.now().timestamp() + max(0.0, timeout)
         key = f"r:{run_id}"
@@ -509,6 +524,37 @@ class PostgresWorld:
                 remaining = deadline - clock.now().timestamp()
                 if remaining <= 0:
                     return int(last_seq)
+                pause = min(pause, remaining)
+            await wait_for_event(woken, pause, clock)
+
+    async def _wait_for_end(self, run_id: str, after_seq: int, timeout: float | None) -> int:
+        """``wait_for_run(terminal=True)``: woken by ``t:<run>`` (this process's terminal
+        commits, and other processes' in their append's NOTIFY), not by every append."""
+        clock = self._clock
+        deadline = None if timeout is None else clock.now().timestamp() + max(0.0, timeout)
+        key = f"t:{run_id}"
+        first = True
+        while True:
+            self._check_open()
+            woken = self._signals.waiter(key)
+            last_seq = self._appender.cached_last_seq(run_id)
+            if not (first and last_seq >= after_seq and self._appender.cached_unfinished(run_id)):
+                # Unless this process's own overlay says the run goes on (and no
+                # notification dropped it since), read where it is. Later rounds (a poll,
+                # a wake-up) always read: a lost notification costs one poll.
+                async with self._pool.acquire() as conn:
+                    row = await conn.fetchrow(self._end_sql, run_id)
+                if row is None:
+                    raise RunNotFoundError(f"no run {run_id!r} in this world")
+                last_seq = int(row["last_seq"])
+                if last_seq > after_seq and RunStatus(row["status"]).is_terminal:
+                    return last_seq
+            first = False
+            pause = _POLL
+            if deadline is not None:
+                remaining = deadline - clock.now().timestamp()
+                if remaining <= 0:
+                    return last_seq
                 pause = min(pause, remaining)
             await wait_for_event(woken, pause, clock)
 

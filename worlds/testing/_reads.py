@@ -351,6 +351,39 @@ class ReadConformance(SuiteBase):
             assert await waiter == 2
         assert await world.wait_for_run(run.run_id, after_seq=2, timeout=0) == 2
 
+    async def test_wait_for_run_terminal_wakes_at_the_end_only(self, world: World) -> None:
+        run = await new_run(world, started=True)
+        r = run.run_id
+        waiter = asyncio.ensure_future(world.wait_for_run(r, after_seq=2, terminal=True))
+        await world.append(r, [EventRaised(run_id=r, name="x")])
+        # The log grew but the run goes on: the waiter must still wait. (A wrong world that
+        # woke it could be slow to; a right one never ends it here.)
+        await asyncio.sleep(0.05)
+        assert not waiter.done()
+        await world.append(r, [RunCompleted(run_id=r, output=NULL)])
+        async with asyncio.timeout(5):
+            assert await waiter == 4
+        # Already terminal and past after_seq: at once; at its end already, nothing more comes.
+        assert await world.wait_for_run(r, after_seq=2, terminal=True) == 4
+        assert await world.wait_for_run(r, after_seq=4, terminal=True, timeout=0.05) == 4
+
+    async def test_wait_for_run_terminal_times_out_with_the_current_seq(self, world: World) -> None:
+        run = await new_run(world, started=True)
+        r = run.run_id
+        await world.append(r, [EventRaised(run_id=r, name="x")])
+        # Past after_seq but not terminal: the timeout ends it with where the log is.
+        assert await world.wait_for_run(r, after_seq=2, terminal=True, timeout=0.05) == 3
+        assert await world.wait_for_run(r, after_seq=0, terminal=True, timeout=0) == 3
+        with pytest.raises(RunNotFoundError):
+            await world.wait_for_run("nope", after_seq=0, terminal=True, timeout=0)
+        failed = await new_run(world, started=True)
+        waiter = asyncio.ensure_future(
+            world.wait_for_run(failed.run_id, after_seq=2, terminal=True, timeout=10)
+        )
+        await world.append(failed.run_id, [RunFailed(run_id=failed.run_id, error=error_info())])
+        async with asyncio.timeout(5):
+            assert await waiter == 3
+
     async def test_wait_for_world_wakes_on_any_run(self, world: World) -> None:
         now = await world.wait_for_world(after=0, timeout=0)
         run = await new_run(world)
