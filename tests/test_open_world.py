@@ -25,27 +25,6 @@ async def test_memory_url_opens_a_fresh_memory_world() -> None:
     await second.aclose()
 
 
-@pytest.mark.parametrize("url", ["http://localhost:8080", "https://worlds.example"])
-async def test_worlds_not_written_yet_say_so(url: str) -> None:
-    # Reserved schemes whose worlds do not exist yet; the test moves to a real open when they do.
-    with pytest.raises(WorldNotAvailableError, match="not implemented"):
-        await open_world(url)
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "postgresql://u@db/wf?schema=Bad-Name",
-        "postgres://u@db/wf?pool_max=x",
-        "postgresql://u@db/wf?pool_min=5&pool_max=2",
-    ],
-)
-async def test_a_bad_postgresql_url_is_a_configuration_error(url: str) -> None:
-    # Checked before any connection is made.
-    with pytest.raises(ConfigurationError):
-        await open_world(url)
-
-
 async def test_unknown_scheme_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="memory://") as caught:
         await open_world("redis://localhost")

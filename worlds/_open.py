@@ -26,16 +26,19 @@ _WORLDS: dict[str, tuple[str, str, str | None]] = {
     "postgresql": ("worldflow.worlds._postgres", "PostgresWorld.from_url", "postgres"),
     "postgres": ("worldflow.worlds._postgres", "PostgresWorld.from_url", "postgres"),
 }
+_TOKEN_SCHEMES = frozenset({"http", "https"})
 
 
-async def open_world(url: str | None = None) -> World:
-    """Open the world at ``url``: ``memory://``, ``file://PATH``, ``http(s)://HOST``,
+async def open_world(url: str | None = None, *, token: str | None = None) -> World:
+    """Open the world at ``url``: ``memory://``, ``file://PATH``, ``http(s)://HOST:PORT``,
     ``postgresql://...``.
 
     Without ``url``, ``WORLDFLOW_WORLD`` from the environment is used, else
-    :data:`DEFAULT_WORLD_URL`.
+    :data:`DEFAULT_WORLD_URL`. ``token`` is the bearer token of a remote world's server
+    (default: ``WORLDFLOW_TOKEN`` from the environment).
 
     >>> world = await open_world("memory://")  # doctest: +SKIP
+    >>> world = await open_world("http://127.0.0.1:8642", token="s3cret")  # doctest: +SKIP
     """
     url = url or os.environ.get("WORLDFLOW_WORLD") or DEFAULT_WORLD_URL
     scheme = urlsplit(url).scheme.lower()
@@ -43,6 +46,8 @@ async def open_world(url: str | None = None) -> World:
         known = ", ".join(f"{s}://" for s in _WORLDS)
         raise ConfigurationError(f"unknown world URL {url!r}: the scheme must be one of {known}")
     module_name, factory_path, extra = _WORLDS[scheme]
+    if token is not None and scheme not in _TOKEN_SCHEMES:
+        raise ConfigurationError(f"token= is for http(s):// worlds, not {scheme}://")
     try:
         module = import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -57,4 +62,6 @@ async def open_world(url: str | None = None) -> World:
         ) from None
     cls_name, method = factory_path.split(".")
     factory = getattr(getattr(module, cls_name), method)
+    if scheme in _TOKEN_SCHEMES:
+        return cast("World", await factory(url, token=token))
     return cast("World", await factory(url))

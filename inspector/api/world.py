@@ -1,0 +1,534 @@
+"""The World API (``/_world/v1``): the app's world, served to remote engines and clients.
+
+The server side of :mod:`worldflow.worlds._wire` (routes and bodies are described there); the
+client is :class:`~worldflow.worlds._remote.RemoteWorld`. Every handler is one call on the
+hosted world, so its rules, validation and errors are the hosted world's. Writes are answered
+through an :class:`~worldflow.inspector._idempotency.IdempotencyStore`; waits (run and world
+notifications, queue leases) are long-polls capped at ``LONG_POLL_MAX`` and end early when
+the app shuts down, so a restart does not wait for idle engines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from worldflow.errors import InvalidEventError, WorldflowError
+from worldflow.inspector._idempotency import Answer, IdempotencyStore
+from worldflow.worlds import AnyEvent, World
+from worldflow.worlds._wire import (
+    IDEMPOTENCY_HEADER,
+    IDEMPOTENCY_TTL,
+    LONG_POLL_MAX,
+    PREFIX,
+    AckBody,
+    AppendBody,
+    EnqueueBody,
+    Enqueued,
+    ErrorBody,
+    ExtendBody,
+    HookByTokenQuery,
+    LeaseBody,
+    Leases,
+    ListEventsQuery,
+    ListHooksQuery,
+    ListRunsQuery,
+    ListWaitsQuery,
+    NackBody,
+    PageQuery,
+    RawAppendBody,
+    ReadStreamQuery,
+    RunChanged,
+    StreamFrame,
+    StreamLength,
+    StreamList,
+    StreamWriteBody,
+    WaitRunQuery,
+    WaitWorldQuery,
+    WorldChanged,
+    convert_query,
+    decode,
+    encode,
+)
+
+__all__ = ["WORLD", "add_routes"]
+
+T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+HEARTBEAT_EVERY = 15.0
+"""Seconds between heartbeat lines of an idle followed stream (so a cut is noticed)."""
+
+WORLD: web.AppKey[World] = web.AppKey("worldflow.world_api.world", World)
+"""The world the API serves (set by whoever mounts the routes)."""
+
+
+@dataclass
+class _State:
+    idempotency: IdempotencyStore = field(
+        default_factory=lambda: IdempotencyStore(ttl=IDEMPOTENCY_TTL)
+    )
+    epoch: str = field(default_factory=lambda: secrets.token_hex(8))
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+_STATE: web.AppKey[_State] = web.AppKey("worldflow.world_api.state", _State)
+
+_JSON = "application/json"
+
+
+def _world(request: web.Request) -> World:
+    return request.app[WORLD]
+
+
+def _json(value: object, status: int = 200) -> web.Response:
+    return web.Response(body=encode(value), status=status, content_type=_JSON)
+
+
+def _no_content() -> web.Response:
+    return web.Response(status=204)
+
+
+def _query(request: web.Request, type_: type[T], *, lists: tuple[str, ...] = ()) -> T:
+    query = request.query
+    values: dict[str, Any] = {k: query.getall(k) if k in lists else query[k] for k in query}
+    return convert_query(values, type_)
+
+
+async def _body(request: web.Request, type_: type[T]) -> T:
+    return decode(await request.read(), type_)
+
+
+async def _idempotent(
+    request: web.Request, compute: Callable[[bytes], Coroutine[Any, Any, Answer]]
+) -> Answer:
+    """Run a write once per ``Idempotency-Key`` (without a key: every time)."""
+    body = await request.read()
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return await compute(body)
+    if not key or len(key) > 200:
+        raise InvalidEventError(f"header `{IDEMPOTENCY_HEADER}` must be 1 to 200 characters")
+    fingerprint = (request.method, request.path, hash(body))
+    return await request.app[_STATE].idempotency.answer(key, fingerprint, lambda: compute(body))
+
+
+def _respond(answer: Answer) -> web.Response:
+    status, body = answer
+    if status == 204:
+        return _no_content()
+    return web.Response(body=body, status=status, content_type=_JSON)
+
+
+async def _until_closing(request: web.Request, wait: Coroutine[Any, Any, T], fallback: T) -> T:
+    """``wait``'s value, or ``fallback`` if the app starts shutting down first."""
+    closing = request.app[_STATE].closing
+    if closing.is_set():
+        wait.close()
+        return fallback
+    task = asyncio.ensure_future(wait)
+    stop = asyncio.ensure_future(closing.wait())
+    try:
+        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, WorldflowError):
+        await task
+    return fallback
+
+
+def _cap(seconds: float) -> float:
+    return min(max(0.0, seconds), LONG_POLL_MAX)
+
+
+# -- event log -------------------------------------------------------------------------------
+
+
+async def append(request: web.Request) -> web.Response:
+    """Append a batch of events to a run's log, atomically (the hosted world's rules)."""
+    run_id = request.match_info["run_id"]
+    world = _world(request)
+
+    async def compute(body: bytes) -> Answer:
+        try:
+            events: list[Any] = decode(body, AppendBody).events
+        except InvalidEventError:
+            events = _events_up_to_the_bad_one(body)
+        try:
+            result = await world.append(run_id, events)
+        except InvalidEventError as exc:
+            last = events[-1] if events else None
+            if isinstance(last, _Undecodable) and _Undecodable.__name__ in exc.message:
+                raise last.error from None
+            raise
+        return 200, encode(result)
+
+    return _respond(await _idempotent(request, compute))
+
+
+class _Undecodable:
+    """Stands in the batch for the first event that does not decode, so the hosted world
+    refuses the batch at that event's place: an earlier event's own error comes first, as
+    it would locally."""
+
+    def __init__(self, error: InvalidEventError) -> None:
+        self.error = error
+
+
+def _events_up_to_the_bad_one(body: bytes) -> list[Any]:
+    raw = decode(body, RawAppendBody).events  # a body that is not a batch at all: 400 now
+    events: list[Any] = []
+    for i, item in enumerate(raw):
+        try:
+            events.append(decode(item, AnyEvent))  # type: ignore[arg-type]
+        except InvalidEventError as exc:
+            text = exc.message.replace("invalid request body: ", "")
+            events.append(_Undecodable(InvalidEventError(f"event {i} of the batch: {text}")))
+            break
+    return events
+
+
+async def list_events(request: web.Request) -> web.Response:
+    """A run's events with ``seq > after_seq``, in order."""
+    q = _query(request, ListEventsQuery)
+    page = await _world(request).list_events(
+        request.match_info["run_id"], after_seq=q.after_seq, limit=q.limit
+    )
+    return _json(page)
+
+
+# -- run store -------------------------------------------------------------------------------
+
+
+async def get_run(request: web.Request) -> web.Response:
+    """One run's view."""
+    return _json(await _world(request).get_run(request.match_info["run_id"]))
+
+
+async def list_runs(request: web.Request) -> web.Response:
+    """Runs matching every filter; ``status`` may repeat, ``metadata`` is a JSON object."""
+    q = _query(request, ListRunsQuery, lists=("status",))
+    metadata = None if q.metadata is None else decode(q.metadata, dict[str, str])
+    if q.order not in ("asc", "desc"):
+        raise InvalidEventError(f"query `order` must be 'asc' or 'desc', got {q.order!r}")
+    page = await _world(request).list_runs(
+        workflow_name=q.workflow_name,
+        status=q.status,
+        resource_id=q.resource_id,
+        metadata=metadata,
+        created_after=q.created_after,
+        created_before=q.created_before,
+        order="asc" if q.order == "asc" else "desc",
+        limit=q.limit,
+        cursor=q.cursor,
+    )
+    return _json(page)
+
+
+async def purge(request: web.Request) -> web.Response:
+    """Delete a terminal run and everything of it."""
+    run_id = request.match_info["run_id"]
+    world = _world(request)
+
+    async def compute(body: bytes) -> Answer:
+        await world.purge(run_id)
+        return 204, b""
+
+    return _respond(await _idempotent(request, compute))
+
+
+async def get_step(request: web.Request) -> web.Response:
+    """One step of a run."""
+    info = request.match_info
+    return _json(await _world(request).get_step(info["run_id"], info["step_id"]))
+
+
+async def list_steps(request: web.Request) -> web.Response:
+    """A run's steps in creation order."""
+    q = _query(request, PageQuery)
+    page = await _world(request).list_steps(
+        request.match_info["run_id"], limit=q.limit, cursor=q.cursor
+    )
+    return _json(page)
+
+
+async def get_hook_by_token(request: web.Request) -> web.Response:
+    """The live hook holding ``token``."""
+    q = _query(request, HookByTokenQuery)
+    return _json(await _world(request).get_hook_by_token(q.token))
+
+
+async def list_hooks(request: web.Request) -> web.Response:
+    """Hooks of one run or of the world, in creation order."""
+    q = _query(request, ListHooksQuery)
+    page = await _world(request).list_hooks(
+        run_id=q.run_id, status=q.status, limit=q.limit, cursor=q.cursor
+    )
+    return _json(page)
+
+
+async def list_waits(request: web.Request) -> web.Response:
+    """Waits of one run or of the world, in creation order."""
+    q = _query(request, ListWaitsQuery)
+    page = await _world(request).list_waits(
+        run_id=q.run_id, status=q.status, limit=q.limit, cursor=q.cursor
+    )
+    return _json(page)
+
+
+# -- queue -----------------------------------------------------------------------------------
+
+
+async def enqueue(request: web.Request) -> web.Response:
+    """Add a message to a queue (one waiting message per queue idempotency key)."""
+    queue = request.match_info["queue"]
+    world = _world(request)
+
+    async def compute(body: bytes) -> Answer:
+        b = decode(body, EnqueueBody)
+        message_id = await world.enqueue(
+            queue, b.message, idempotency_key=b.idempotency_key, delay=b.delay
+        )
+        return 200, encode(Enqueued(message_id=message_id))
+
+    return _respond(await _idempotent(request, compute))
+
+
+async def lease(request: web.Request) -> web.Response:
+    """Take due messages, waiting up to ``wait`` seconds for one (a long-poll).
+
+    Leases whose answer cannot be delivered (the caller went away) are given back at once.
+    """
+    queue = request.match_info["queue"]
+    world = _world(request)
+
+    async def compute(body: bytes) -> Answer:
+        b = decode(body, LeaseBody)
+        taken = await _until_closing(
+            request,
+            world.lease(
+                queue, lease_for=b.lease_for, max_messages=b.max_messages, wait=_cap(b.wait)
+            ),
+            [],
+        )
+        return 200, encode(Leases(leases=taken))
+
+    answer = await _idempotent(request, compute)
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        if key is not None:
+            request.app[_STATE].idempotency.forget(key)
+        for taken in decode(answer[1], Leases).leases:
+            with contextlib.suppress(WorldflowError):
+                await world.nack(taken)
+    return _respond(answer)
+
+
+async def ack(request: web.Request) -> web.Response:
+    """Done with a leased message."""
+    world = _world(request)
+
+    async def compute(body: bytes) -> Answer:
+        await world.ack(decode(body, AckBody).lease)
+        return 204, b""
+
+    return _respond(await _idempotent(request, compute))
+
+
+async def nack(request: web.Request) -> web.Response:
+    """Give a leased message back, deliverable after ``delay`` seconds."""
+    world = _world(request)
+
+    async def compute(body: bytes) -> Answer:
+        b = decode(body, NackBody)
+        await world.nack(b.lease, delay=b.delay)
+        return 204, b""
+
+    return _respond(await _idempotent(request, compute))
+
+
+async def extend(request: web.Request) -> web.Response:
+    """Keep a lease ``lease_for`` more seconds."""
+    world = _world(request)
+
+    async def compute(body: bytes) -> Answer:
+        b = decode(body, ExtendBody)
+        return 200, encode(await world.extend(b.lease, lease_for=b.lease_for))
+
+    return _respond(await _idempotent(request, compute))
+
+
+# -- streams ---------------------------------------------------------------------------------
+
+
+async def write_stream(request: web.Request) -> web.Response:
+    """Append chunks to a run's stream."""
+    info = request.match_info
+    world = _world(request)
+
+    async def compute(body: bytes) -> Answer:
+        b = decode(body, StreamWriteBody)
+        length = await world.write_stream(info["run_id"], info["name"], b.chunks)
+        return 200, encode(StreamLength(length=length))
+
+    return _respond(await _idempotent(request, compute))
+
+
+async def close_stream(request: web.Request) -> web.Response:
+    """Mark a stream finished."""
+    info = request.match_info
+    world = _world(request)
+
+    async def compute(body: bytes) -> Answer:
+        await world.close_stream(info["run_id"], info["name"])
+        return 204, b""
+
+    return _respond(await _idempotent(request, compute))
+
+
+async def list_streams(request: web.Request) -> web.Response:
+    """A run's streams."""
+    streams = await _world(request).list_streams(request.match_info["run_id"])
+    return _json(StreamList(streams=streams))
+
+
+async def read_stream(request: web.Request) -> web.StreamResponse:
+    """A stream's chunks from ``start`` as NDJSON lines (:class:`StreamFrame`), live while
+    ``follow``; the last line is ``{"end": true}`` or ``{"error": ...}``."""
+    info = request.match_info
+    q = _query(request, ReadStreamQuery)
+    chunks = aiter(
+        _world(request).read_stream(info["run_id"], info["name"], start=q.start, follow=q.follow)
+    )
+    # The first chunk is awaited before answering, so an unknown stream is a plain 404.
+    pending: asyncio.Future[Any] = asyncio.ensure_future(anext(chunks))
+    try:
+        done, _ = await asyncio.wait({pending}, timeout=HEARTBEAT_EVERY)
+        if done and pending.exception() is not None:
+            if isinstance(pending.exception(), StopAsyncIteration):
+                return _ndjson_lines([StreamFrame(end=True)])
+            pending.result()  # raises: the error middleware answers it
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        await _pump(request, response, chunks, pending)
+        return response
+    finally:
+        pending.cancel()
+        with contextlib.suppress(BaseException):
+            await chunks.aclose()  # type: ignore[attr-defined]
+
+
+def _ndjson_lines(frames: list[StreamFrame]) -> web.Response:
+    body = b"".join(encode(f) + b"\n" for f in frames)
+    return web.Response(body=body, headers={"Content-Type": "application/x-ndjson"})
+
+
+async def _pump(
+    request: web.Request,
+    response: web.StreamResponse,
+    chunks: AsyncIterator[Any],
+    pending: asyncio.Future[Any],
+) -> None:
+    closing = request.app[_STATE].closing
+    while True:
+        stop = asyncio.ensure_future(closing.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {pending, stop}, timeout=HEARTBEAT_EVERY, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stop.cancel()
+        if pending not in done:
+            if closing.is_set():
+                return  # cut without an end line: the client reads on from its next index
+            await response.write(encode(StreamFrame(heartbeat=True)) + b"\n")
+            continue
+        exc = pending.exception()
+        if isinstance(exc, StopAsyncIteration):
+            await response.write(encode(StreamFrame(end=True)) + b"\n")
+            return
+        if isinstance(exc, WorldflowError):
+            error = ErrorBody(code=exc.code, message=exc.message)
+            await response.write(encode(StreamFrame(error=error)) + b"\n")
+            return
+        chunk = pending.result()
+        await response.write(encode(StreamFrame(index=chunk.index, data=chunk.data)) + b"\n")
+        pending = asyncio.ensure_future(anext(chunks))
+
+
+# -- notifications ---------------------------------------------------------------------------
+
+
+async def wait_for_run(request: web.Request) -> web.Response:
+    """Answer once the run's ``last_seq`` exceeds ``after_seq`` (or at ``timeout``)."""
+    run_id = request.match_info["run_id"]
+    q = _query(request, WaitRunQuery)
+    world = _world(request)
+    now = (await world.get_run(run_id)).last_seq  # an unknown run is a plain 404 at once
+    last_seq = await _until_closing(
+        request, world.wait_for_run(run_id, after_seq=q.after_seq, timeout=_cap(q.timeout)), now
+    )
+    return _json(RunChanged(last_seq=last_seq))
+
+
+async def wait_for_world(request: web.Request) -> web.Response:
+    """Answer once the world's change counter exceeds ``after`` (or at ``timeout``)."""
+    q = _query(request, WaitWorldQuery)
+    world = _world(request)
+    epoch = request.app[_STATE].epoch
+    now = await world.wait_for_world(after=0, timeout=0)
+    if q.epoch is not None and q.epoch != epoch:
+        return _json(WorldChanged(changes=now, epoch=epoch))  # counted since a restart
+    changes = await _until_closing(
+        request, world.wait_for_world(after=q.after, timeout=_cap(q.timeout)), now
+    )
+    return _json(WorldChanged(changes=changes, epoch=epoch))
+
+
+# -- mounting --------------------------------------------------------------------------------
+
+ROUTES: tuple[tuple[str, str, Handler], ...] = (
+    ("POST", "/runs/{run_id}/events", append),
+    ("GET", "/runs/{run_id}/events", list_events),
+    ("GET", "/runs", list_runs),
+    ("GET", "/runs/{run_id}", get_run),
+    ("DELETE", "/runs/{run_id}", purge),
+    ("GET", "/runs/{run_id}/steps", list_steps),
+    ("GET", "/runs/{run_id}/steps/{step_id}", get_step),
+    ("GET", "/hooks/by-token", get_hook_by_token),
+    ("GET", "/hooks", list_hooks),
+    ("GET", "/waits", list_waits),
+    ("POST", "/queues/{queue}/messages", enqueue),
+    ("POST", "/queues/{queue}/leases", lease),
+    ("POST", "/queues/{queue}/leases/{lease_id}/ack", ack),
+    ("POST", "/queues/{queue}/leases/{lease_id}/nack", nack),
+    ("POST", "/queues/{queue}/leases/{lease_id}/extend", extend),
+    ("GET", "/runs/{run_id}/streams", list_streams),
+    ("POST", "/runs/{run_id}/streams/{name}/chunks", write_stream),
+    ("GET", "/runs/{run_id}/streams/{name}/chunks", read_stream),
+    ("POST", "/runs/{run_id}/streams/{name}/close", close_stream),
+    ("GET", "/runs/{run_id}/wait", wait_for_run),
+    ("GET", "/wait", wait_for_world),
+)
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    app[_STATE].closing.set()
+
+
+def add_routes(app: web.Application) -> None:
+    """Mount the World API under ``/_world/v1`` on ``app``, serving ``app[WORLD]``."""
+    app[_STATE] = _State()
+    app.on_shutdown.append(_on_shutdown)
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, PREFIX + path, handler)
