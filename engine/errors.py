@@ -46,6 +46,7 @@ event for the same correlation id means another worker (or an earlier attempt) g
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import ClassVar
 
@@ -86,6 +87,7 @@ __all__ = [
     "WorldLockedError",
     "WorldNotAvailableError",
     "WorldflowError",
+    "error_details",
     "error_from_code",
 ]
 
@@ -425,13 +427,36 @@ def _all_subclasses(cls: type[WorldflowError]) -> list[type[WorldflowError]]:
     return out
 
 
-def error_from_code(code: str, message: str) -> WorldflowError:
+ErrorDetail = str | int | float | bool | None
+
+
+def error_details(error: WorldflowError) -> dict[str, ErrorDetail]:
+    """The error's own attributes besides its message (``owner_id`` of a
+    :class:`RunOwnedElsewhereError`, ``run_id`` of a :class:`WorkflowFailedError`), the
+    JSON-safe ones: what crosses the wire with its code, for :func:`error_from_code`."""
+    return {
+        name: value
+        for name, value in vars(error).items()
+        if name != "message"
+        and not name.startswith("_")
+        and (value is None or isinstance(value, (str, int, float, bool)))
+    }
+
+
+def error_from_code(
+    code: str, message: str, details: Mapping[str, object] | None = None
+) -> WorldflowError:
     """Build the error whose stable ``code`` is ``code`` (``WorldflowError`` if unknown).
 
     The one place HTTP bodies and stored error records turn back into exception types.
+    ``details`` (from :func:`error_details`) sets the attributes the class has.
     """
     cls = _BY_CODE.get(code, WorldflowError)
-    return cls(message)
+    error = cls(message)
+    for name, value in (details or {}).items():
+        if name != "message" and not name.startswith("_") and hasattr(error, name):
+            setattr(error, name, value)
+    return error
 
 
 _BY_CODE: dict[str, type[WorldflowError]] = {}

@@ -39,6 +39,7 @@ FAMILIES: tuple[str, ...] = (
     "worldflow.inspector.api.webhooks",
     "worldflow.inspector.api.runs",
     "worldflow.inspector.api.mastra",
+    "worldflow.inspector.api.world",
     "worldflow.inspector.ui",
 )
 """The route families, as module names; each module has ``add_routes(app)``. A new API

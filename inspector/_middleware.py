@@ -23,7 +23,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from worldflow.errors import WorldflowError
+from worldflow.errors import WorldflowError, error_details
 from worldflow.inspector._body import RequestError, too_large
 from worldflow.inspector._keys import AUTH_CHECKS, SETTINGS
 from worldflow.inspector._routes import DEFAULT_ERRORS, ErrorShape, Problem, RouteSpec, spec_of
@@ -84,7 +84,8 @@ def _problem_of(request: web.Request, exc: BaseException) -> Problem:
     if isinstance(exc, RequestError):
         return Problem(status=exc.status, code=exc.code, message=exc.message, field=exc.field)
     if isinstance(exc, WorldflowError) and exc.http_status != 500:
-        return Problem(status=exc.http_status, code=exc.code, message=exc.message)
+        details = error_details(exc) or None
+        return Problem(status=exc.http_status, code=exc.code, message=exc.message, details=details)
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
         limit = request.app[SETTINGS].max_body_size
         error = too_large(limit)

@@ -151,13 +151,38 @@ def _unique(wanted: str, taken: set[str]) -> str:
         name = f"{wanted}_{n}"
     taken.add(name)
     return name
+def _raw_as_json(value: Any) -> Any:
+    if isinstance(value, msgspec.Raw):
+        return msgspec.json.decode(value)
+    raise NotImplementedError(f"{type(value).__name__} has no JSON Schema default")
+
+
+def _schema_components(types: list[Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``msgspec.json.schema_components``, able to show a ``msgspec.Raw`` field default.
+
+    The records default their payloads to ``NULL`` (a ``Raw``), which msgspec 0.23's schema
+    generator cannot turn into a JSON default; for the call, its ``to_builtins`` decodes a
+    ``Raw`` instead (synchronous: nothing else runs meanwhile).
+    """
+    from msgspec import _json_schema
+
+    original = getattr(_json_schema, "to_builtins")  # noqa: B009  (not exported)
+
+    def to_builtins(obj: Any, **kwargs: Any) -> Any:
+        return original(obj, enc_hook=_raw_as_json, **kwargs)
+
+    setattr(_json_schema, "to_builtins", to_builtins)  # noqa: B010
+    try:
+        return msgspec.json.schema_components(types, ref_template=_REF)
+    finally:
+        setattr(_json_schema, "to_builtins", original)  # noqa: B010
 
 
 def openapi_document(app: web.Application) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the app's declared routes."""
     routes = _routes(app)
     types = _types([spec for _, _, spec in routes])
-    schemas, components = msgspec.json.schema_components(types, ref_template=_REF)
+    schemas, components = _schema_components(types)
     by_type: dict[Any, Any] = dict(zip(types, schemas, strict=True))
     by_type["__components__"] = components
     paths: dict[str, dict[str, Any]] = {}

@@ -46,6 +46,8 @@ class Problem(msgspec.Struct, frozen=True, kw_only=True):
         message: What went wrong, for a person.
         field: The request field at fault (``body.data``, ``query.instanceID``), for a 400.
         error_id: For a 500: the id under which the server logged the traceback.
+        details: The error's attributes besides its message (``owner_id``, ``run_id``), so
+            the remote world rebuilds it whole.
     """
 
     status: int
@@ -53,6 +55,7 @@ class Problem(msgspec.Struct, frozen=True, kw_only=True):
     message: str
     field: str | None = None
     error_id: str | None = None
+    details: dict[str, str | int | float | bool | None] | None = None
 
 
 class DefaultError(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -62,6 +65,8 @@ class DefaultError(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     message: str
     field: str | None = None
     errorId: str | None = None  # wire name
+    details: dict[str, str | int | float | bool | None] | None = None
+    """The error's attributes besides its message (``worldflow.errors.error_details``)."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,9 @@ class ErrorShape:
 
 DEFAULT_ERRORS = ErrorShape(
     DefaultError,
-    lambda p: DefaultError(code=p.code, message=p.message, field=p.field, errorId=p.error_id),
+    lambda p: DefaultError(
+        code=p.code, message=p.message, field=p.field, errorId=p.error_id, details=p.details
+    ),
 )
 
 

@@ -26,6 +26,14 @@ names where they fit (``POST /runs/{run_id}/events``, ``GET /hooks/by-token?toke
     GET    /runs/{run_id}/streams               list streams          -> StreamList
     GET    /runs/{run_id}/wait?after_seq=       run grew (long-poll)  -> RunChanged
     GET    /wait?after=                         world changed (l.-p.) -> WorldChanged
+    POST   /workflows                           publish entries       -> 204
+    GET    /workflows[/{name}]                  catalog               -> WorkflowList | entry
+    POST   /engines                             register an engine    -> EngineInfo
+    GET    /engines                             live engines          -> EngineList
+    POST   /engines/{engine_id}/heartbeat       keep it live          -> EngineInfo
+    DELETE /engines/{engine_id}                 clean exit            -> Released
+    POST   /engines/{engine_id}/claims          take orphaned runs    -> RunList
+    POST   /engines/{engine_id}/releases        give runs back        -> Released
 
 Every ``POST`` and ``DELETE`` carries an ``Idempotency-Key`` header: the server remembers
 each key's answer for a while (:data:`IDEMPOTENCY_TTL`), so a retry after a lost response
@@ -43,12 +51,16 @@ import msgspec
 from worldflow.errors import InvalidEventError
 from worldflow.worlds._events import AnyEvent
 from worldflow.worlds._records import (
+    EngineInfo,
+    Fence,
     HookStatus,
     Lease,
     QueueMessage,
     RunStatus,
     StreamInfo,
     WaitStatus,
+    WorkflowInfo,
+    WorkflowRun,
 )
 
 __all__ = [
@@ -58,6 +70,8 @@ __all__ = [
     "PREFIX",
     "AckBody",
     "AppendBody",
+    "ClaimBody",
+    "EngineList",
     "EnqueueBody",
     "Enqueued",
     "ErrorBody",
@@ -73,13 +87,18 @@ __all__ = [
     "PageQuery",
     "RawAppendBody",
     "ReadStreamQuery",
+    "RegisterBody",
+    "ReleaseBody",
+    "Released",
     "RunChanged",
+    "RunList",
     "StreamFrame",
     "StreamLength",
     "StreamList",
     "StreamWriteBody",
     "WaitRunQuery",
     "WaitWorldQuery",
+    "WorkflowList",
     "WorldChanged",
     "convert_query",
     "decode",
@@ -107,15 +126,18 @@ T = TypeVar("T")
 
 
 class AppendBody(msgspec.Struct, frozen=True, kw_only=True):
-    """``POST /runs/{run_id}/events``: the batch to append atomically."""
+    """``POST /runs/{run_id}/events``: the batch to append atomically, and who appends it
+    (the engine's fence; see ``Ownership``)."""
 
     events: list[AnyEvent]
+    fence: Fence | None = None
 
 
 class RawAppendBody(msgspec.Struct, frozen=True, kw_only=True):
     """An append's batch with its events still encoded (to find the first bad one)."""
 
     events: list[msgspec.Raw]
+    fence: Fence | None = None
 
 
 class EnqueueBody(msgspec.Struct, frozen=True, kw_only=True):
@@ -134,6 +156,8 @@ class LeaseBody(msgspec.Struct, frozen=True, kw_only=True):
     lease_for: float
     max_messages: int = 1
     wait: float = 0.0
+    workflows: list[str] | None = None
+    engine_id: str | None = None
 
 
 class NackBody(msgspec.Struct, frozen=True, kw_only=True):
@@ -160,6 +184,32 @@ class StreamWriteBody(msgspec.Struct, frozen=True, kw_only=True):
     """``POST /runs/{run_id}/streams/{name}/chunks``: chunks as base64 strings."""
 
     chunks: list[bytes]
+
+
+class WorkflowList(msgspec.Struct, frozen=True, kw_only=True):
+    """``POST /workflows`` (publish) and ``GET /workflows``: catalog entries."""
+
+    workflows: list[WorkflowInfo]
+
+
+class RegisterBody(msgspec.Struct, frozen=True, kw_only=True):
+    """``POST /engines``: a new engine serving ``workflows``, live for ``ttl`` seconds."""
+
+    workflows: list[str]
+    ttl: float
+
+
+class ClaimBody(msgspec.Struct, frozen=True, kw_only=True):
+    """``POST /engines/{engine_id}/claims``: take up to ``limit`` orphaned runs."""
+
+    workflows: list[str]
+    limit: int
+
+
+class ReleaseBody(msgspec.Struct, frozen=True, kw_only=True):
+    """``POST /engines/{engine_id}/releases``: give these runs back."""
+
+    run_ids: list[str]
 
 
 # -- query strings ---------------------------------------------------------------------------
@@ -281,12 +331,31 @@ class WorldChanged(msgspec.Struct, frozen=True, kw_only=True):
     epoch: str
 
 
+class EngineList(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /engines``: the live engines."""
+
+    engines: list[EngineInfo]
+
+
+class RunList(msgspec.Struct, frozen=True, kw_only=True):
+    """The runs an engine claimed."""
+
+    runs: list[WorkflowRun]
+
+
+class Released(msgspec.Struct, frozen=True, kw_only=True):
+    """How many runs a release (or a deregistration) handed back."""
+
+    count: int
+
+
 class ErrorBody(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Every error answer: the ``worldflow.errors`` code and a message for a person."""
 
     code: str
     message: str
     field: str | None = None
+    details: dict[str, str | int | float | bool | None] | None = None
     errorId: str | None = None  # the wire name, as on the app's other JSON routes
 
 

@@ -19,9 +19,13 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from worldflow.errors import InvalidEventError, WorldflowError
+from worldflow.errors import InvalidEventError, WorldflowError, error_details
+from worldflow.inspector._body import read_body
 from worldflow.inspector._idempotency import Answer, IdempotencyStore
-from worldflow.worlds import AnyEvent, World
+from worldflow.inspector._keys import CONTROL
+from worldflow.inspector._routes import route
+from worldflow.worlds import AnyEvent, EventResult, Hook, Lease, Page, Step, Wait, World
+from worldflow.worlds._records import EngineInfo, Fence, WorkflowInfo, WorkflowRun
 from worldflow.worlds._wire import (
     IDEMPOTENCY_HEADER,
     IDEMPOTENCY_TTL,
@@ -29,6 +33,8 @@ from worldflow.worlds._wire import (
     PREFIX,
     AckBody,
     AppendBody,
+    ClaimBody,
+    EngineList,
     EnqueueBody,
     Enqueued,
     ErrorBody,
@@ -44,29 +50,31 @@ from worldflow.worlds._wire import (
     PageQuery,
     RawAppendBody,
     ReadStreamQuery,
+    RegisterBody,
+    ReleaseBody,
+    Released,
     RunChanged,
+    RunList,
     StreamFrame,
     StreamLength,
     StreamList,
     StreamWriteBody,
     WaitRunQuery,
     WaitWorldQuery,
+    WorkflowList,
     WorldChanged,
     convert_query,
     decode,
     encode,
 )
 
-__all__ = ["WORLD", "add_routes"]
+__all__ = ["add_routes"]
 
 T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 HEARTBEAT_EVERY = 15.0
 """Seconds between heartbeat lines of an idle followed stream (so a cut is noticed)."""
-
-WORLD: web.AppKey[World] = web.AppKey("worldflow.world_api.world", World)
-"""The world the API serves (set by whoever mounts the routes)."""
 
 
 @dataclass
@@ -81,10 +89,11 @@ class _State:
 _STATE: web.AppKey[_State] = web.AppKey("worldflow.world_api.state", _State)
 
 _JSON = "application/json"
+_TAGS = ("world",)
 
 
 def _world(request: web.Request) -> World:
-    return request.app[WORLD]
+    return request.app[CONTROL].world
 
 
 def _json(value: object, status: int = 200) -> web.Response:
@@ -101,15 +110,11 @@ def _query(request: web.Request, type_: type[T], *, lists: tuple[str, ...] = ())
     return convert_query(values, type_)
 
 
-async def _body(request: web.Request, type_: type[T]) -> T:
-    return decode(await request.read(), type_)
-
-
 async def _idempotent(
     request: web.Request, compute: Callable[[bytes], Coroutine[Any, Any, Answer]]
 ) -> Answer:
     """Run a write once per ``Idempotency-Key`` (without a key: every time)."""
-    body = await request.read()
+    body = await read_body(request)
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is None:
         return await compute(body)
@@ -153,6 +158,7 @@ def _cap(seconds: float) -> float:
 # -- event log -------------------------------------------------------------------------------
 
 
+@route(body=AppendBody, responses={200: EventResult}, errors_on=(404, 409), tags=_TAGS)
 async def append(request: web.Request) -> web.Response:
     """Append a batch of events to a run's log, atomically (the hosted world's rules)."""
     run_id = request.match_info["run_id"]
@@ -160,11 +166,13 @@ async def append(request: web.Request) -> web.Response:
 
     async def compute(body: bytes) -> Answer:
         try:
-            events: list[Any] = decode(body, AppendBody).events
+            batch = decode(body, AppendBody)
+            events: list[Any] = batch.events
+            fence = batch.fence
         except InvalidEventError:
-            events = _events_up_to_the_bad_one(body)
+            events, fence = _events_up_to_the_bad_one(body)
         try:
-            result = await world.append(run_id, events)
+            result = await world.append(run_id, events, fence=fence)
         except InvalidEventError as exc:
             last = events[-1] if events else None
             if isinstance(last, _Undecodable) and _Undecodable.__name__ in exc.message:
@@ -184,19 +192,20 @@ class _Undecodable:
         self.error = error
 
 
-def _events_up_to_the_bad_one(body: bytes) -> list[Any]:
-    raw = decode(body, RawAppendBody).events  # a body that is not a batch at all: 400 now
+def _events_up_to_the_bad_one(body: bytes) -> tuple[list[Any], Fence | None]:
+    batch = decode(body, RawAppendBody)  # a body that is not a batch at all: 400 now
     events: list[Any] = []
-    for i, item in enumerate(raw):
+    for i, item in enumerate(batch.events):
         try:
             events.append(decode(item, AnyEvent))  # type: ignore[arg-type]
         except InvalidEventError as exc:
             text = exc.message.replace("invalid request body: ", "")
             events.append(_Undecodable(InvalidEventError(f"event {i} of the batch: {text}")))
             break
-    return events
+    return events, batch.fence
 
 
+@route(query=ListEventsQuery, responses={200: Page[AnyEvent]}, errors_on=(404,), tags=_TAGS)
 async def list_events(request: web.Request) -> web.Response:
     """A run's events with ``seq > after_seq``, in order."""
     q = _query(request, ListEventsQuery)
@@ -209,11 +218,13 @@ async def list_events(request: web.Request) -> web.Response:
 # -- run store -------------------------------------------------------------------------------
 
 
+@route(responses={200: WorkflowRun}, errors_on=(404,), tags=_TAGS)
 async def get_run(request: web.Request) -> web.Response:
     """One run's view."""
     return _json(await _world(request).get_run(request.match_info["run_id"]))
 
 
+@route(query=ListRunsQuery, responses={200: Page[WorkflowRun]}, tags=_TAGS)
 async def list_runs(request: web.Request) -> web.Response:
     """Runs matching every filter; ``status`` may repeat, ``metadata`` is a JSON object."""
     q = _query(request, ListRunsQuery, lists=("status",))
@@ -234,6 +245,7 @@ async def list_runs(request: web.Request) -> web.Response:
     return _json(page)
 
 
+@route(responses={204: None}, errors_on=(404, 409), tags=_TAGS)
 async def purge(request: web.Request) -> web.Response:
     """Delete a terminal run and everything of it."""
     run_id = request.match_info["run_id"]
@@ -246,12 +258,14 @@ async def purge(request: web.Request) -> web.Response:
     return _respond(await _idempotent(request, compute))
 
 
+@route(responses={200: Step}, errors_on=(404,), tags=_TAGS)
 async def get_step(request: web.Request) -> web.Response:
     """One step of a run."""
     info = request.match_info
     return _json(await _world(request).get_step(info["run_id"], info["step_id"]))
 
 
+@route(query=PageQuery, responses={200: Page[Step]}, errors_on=(404,), tags=_TAGS)
 async def list_steps(request: web.Request) -> web.Response:
     """A run's steps in creation order."""
     q = _query(request, PageQuery)
@@ -261,12 +275,14 @@ async def list_steps(request: web.Request) -> web.Response:
     return _json(page)
 
 
+@route(query=HookByTokenQuery, responses={200: Hook}, errors_on=(404,), tags=_TAGS)
 async def get_hook_by_token(request: web.Request) -> web.Response:
     """The live hook holding ``token``."""
     q = _query(request, HookByTokenQuery)
     return _json(await _world(request).get_hook_by_token(q.token))
 
 
+@route(query=ListHooksQuery, responses={200: Page[Hook]}, errors_on=(404,), tags=_TAGS)
 async def list_hooks(request: web.Request) -> web.Response:
     """Hooks of one run or of the world, in creation order."""
     q = _query(request, ListHooksQuery)
@@ -276,6 +292,7 @@ async def list_hooks(request: web.Request) -> web.Response:
     return _json(page)
 
 
+@route(query=ListWaitsQuery, responses={200: Page[Wait]}, errors_on=(404,), tags=_TAGS)
 async def list_waits(request: web.Request) -> web.Response:
     """Waits of one run or of the world, in creation order."""
     q = _query(request, ListWaitsQuery)
@@ -288,6 +305,7 @@ async def list_waits(request: web.Request) -> web.Response:
 # -- queue -----------------------------------------------------------------------------------
 
 
+@route(body=EnqueueBody, responses={200: Enqueued}, tags=_TAGS)
 async def enqueue(request: web.Request) -> web.Response:
     """Add a message to a queue (one waiting message per queue idempotency key)."""
     queue = request.match_info["queue"]
@@ -303,6 +321,7 @@ async def enqueue(request: web.Request) -> web.Response:
     return _respond(await _idempotent(request, compute))
 
 
+@route(body=LeaseBody, responses={200: Leases}, tags=_TAGS)
 async def lease(request: web.Request) -> web.Response:
     """Take due messages, waiting up to ``wait`` seconds for one (a long-poll).
 
@@ -316,7 +335,12 @@ async def lease(request: web.Request) -> web.Response:
         taken = await _until_closing(
             request,
             world.lease(
-                queue, lease_for=b.lease_for, max_messages=b.max_messages, wait=_cap(b.wait)
+                queue,
+                lease_for=b.lease_for,
+                max_messages=b.max_messages,
+                wait=_cap(b.wait),
+                workflows=b.workflows,
+                engine_id=b.engine_id,
             ),
             [],
         )
@@ -334,6 +358,7 @@ async def lease(request: web.Request) -> web.Response:
     return _respond(answer)
 
 
+@route(body=AckBody, responses={204: None}, errors_on=(409,), tags=_TAGS)
 async def ack(request: web.Request) -> web.Response:
     """Done with a leased message."""
     world = _world(request)
@@ -345,6 +370,7 @@ async def ack(request: web.Request) -> web.Response:
     return _respond(await _idempotent(request, compute))
 
 
+@route(body=NackBody, responses={204: None}, errors_on=(409,), tags=_TAGS)
 async def nack(request: web.Request) -> web.Response:
     """Give a leased message back, deliverable after ``delay`` seconds."""
     world = _world(request)
@@ -357,6 +383,7 @@ async def nack(request: web.Request) -> web.Response:
     return _respond(await _idempotent(request, compute))
 
 
+@route(body=ExtendBody, responses={200: Lease}, errors_on=(409,), tags=_TAGS)
 async def extend(request: web.Request) -> web.Response:
     """Keep a lease ``lease_for`` more seconds."""
     world = _world(request)
@@ -371,6 +398,7 @@ async def extend(request: web.Request) -> web.Response:
 # -- streams ---------------------------------------------------------------------------------
 
 
+@route(body=StreamWriteBody, responses={200: StreamLength}, errors_on=(404, 409), tags=_TAGS)
 async def write_stream(request: web.Request) -> web.Response:
     """Append chunks to a run's stream."""
     info = request.match_info
@@ -384,6 +412,7 @@ async def write_stream(request: web.Request) -> web.Response:
     return _respond(await _idempotent(request, compute))
 
 
+@route(responses={204: None}, errors_on=(404,), tags=_TAGS)
 async def close_stream(request: web.Request) -> web.Response:
     """Mark a stream finished."""
     info = request.match_info
@@ -396,12 +425,14 @@ async def close_stream(request: web.Request) -> web.Response:
     return _respond(await _idempotent(request, compute))
 
 
+@route(responses={200: StreamList}, errors_on=(404,), tags=_TAGS)
 async def list_streams(request: web.Request) -> web.Response:
     """A run's streams."""
     streams = await _world(request).list_streams(request.match_info["run_id"])
     return _json(StreamList(streams=streams))
 
 
+@route(query=ReadStreamQuery, responses={200: StreamFrame}, errors_on=(404,), tags=_TAGS)
 async def read_stream(request: web.Request) -> web.StreamResponse:
     """A stream's chunks from ``start`` as NDJSON lines (:class:`StreamFrame`), live while
     ``follow``; the last line is ``{"end": true}`` or ``{"error": ...}``."""
@@ -458,7 +489,8 @@ async def _pump(
             await response.write(encode(StreamFrame(end=True)) + b"\n")
             return
         if isinstance(exc, WorldflowError):
-            error = ErrorBody(code=exc.code, message=exc.message)
+            details = error_details(exc) or None
+            error = ErrorBody(code=exc.code, message=exc.message, details=details)
             await response.write(encode(StreamFrame(error=error)) + b"\n")
             return
         chunk = pending.result()
@@ -469,6 +501,7 @@ async def _pump(
 # -- notifications ---------------------------------------------------------------------------
 
 
+@route(query=WaitRunQuery, responses={200: RunChanged}, errors_on=(404,), tags=_TAGS)
 async def wait_for_run(request: web.Request) -> web.Response:
     """Answer once the run's ``last_seq`` exceeds ``after_seq`` (or at ``timeout``)."""
     run_id = request.match_info["run_id"]
@@ -481,6 +514,7 @@ async def wait_for_run(request: web.Request) -> web.Response:
     return _json(RunChanged(last_seq=last_seq))
 
 
+@route(query=WaitWorldQuery, responses={200: WorldChanged}, tags=_TAGS)
 async def wait_for_world(request: web.Request) -> web.Response:
     """Answer once the world's change counter exceeds ``after`` (or at ``timeout``)."""
     q = _query(request, WaitWorldQuery)
@@ -493,6 +527,105 @@ async def wait_for_world(request: web.Request) -> web.Response:
         request, world.wait_for_world(after=q.after, timeout=_cap(q.timeout)), now
     )
     return _json(WorldChanged(changes=changes, epoch=epoch))
+
+
+# -- catalog ---------------------------------------------------------------------------------
+
+
+@route(body=WorkflowList, responses={204: None}, tags=_TAGS)
+async def publish_workflows(request: web.Request) -> web.Response:
+    """Store catalog entries, each replacing the stored entry of its name."""
+    world = _world(request)
+
+    async def compute(body: bytes) -> Answer:
+        await world.publish_workflows(decode(body, WorkflowList).workflows)
+        return 204, b""
+
+    return _respond(await _idempotent(request, compute))
+
+
+@route(responses={200: WorkflowList}, tags=_TAGS)
+async def list_workflows(request: web.Request) -> web.Response:
+    """Every published entry, with the live engines serving each."""
+    return _json(WorkflowList(workflows=await _world(request).list_workflows()))
+
+
+@route(responses={200: WorkflowInfo}, errors_on=(404,), tags=_TAGS)
+async def get_workflow(request: web.Request) -> web.Response:
+    """One published entry."""
+    return _json(await _world(request).get_workflow(request.match_info["name"]))
+
+
+# -- ownership -------------------------------------------------------------------------------
+
+
+@route(body=RegisterBody, responses={200: EngineInfo}, tags=_TAGS)
+async def register_engine(request: web.Request) -> web.Response:
+    """Register a new engine (a fresh id), live for ``ttl`` seconds."""
+    world = _world(request)
+
+    async def compute(body: bytes) -> Answer:
+        b = decode(body, RegisterBody)
+        return 200, encode(await world.register_engine(workflows=b.workflows, ttl=b.ttl))
+
+    return _respond(await _idempotent(request, compute))
+
+
+@route(responses={200: EngineList}, tags=_TAGS)
+async def list_engines(request: web.Request) -> web.Response:
+    """The live engines, oldest registration first."""
+    return _json(EngineList(engines=await _world(request).list_engines()))
+
+
+@route(responses={200: EngineInfo}, errors_on=(409,), tags=_TAGS)
+async def heartbeat(request: web.Request) -> web.Response:
+    """Keep an engine live for another ``ttl`` seconds."""
+    engine_id = request.match_info["engine_id"]
+    world = _world(request)
+
+    async def compute(body: bytes) -> Answer:
+        return 200, encode(await world.heartbeat(engine_id))
+
+    return _respond(await _idempotent(request, compute))
+
+
+@route(responses={200: Released}, tags=_TAGS)
+async def deregister_engine(request: web.Request) -> web.Response:
+    """A clean exit: release the engine's runs and forget it."""
+    engine_id = request.match_info["engine_id"]
+    world = _world(request)
+
+    async def compute(body: bytes) -> Answer:
+        return 200, encode(Released(count=await world.deregister_engine(engine_id)))
+
+    return _respond(await _idempotent(request, compute))
+
+
+@route(body=ClaimBody, responses={200: RunList}, errors_on=(409,), tags=_TAGS)
+async def claim_orphans(request: web.Request) -> web.Response:
+    """Take up to ``limit`` orphaned runs of ``workflows`` for the engine."""
+    engine_id = request.match_info["engine_id"]
+    world = _world(request)
+
+    async def compute(body: bytes) -> Answer:
+        b = decode(body, ClaimBody)
+        runs = await world.claim_orphans(engine_id, workflows=b.workflows, limit=b.limit)
+        return 200, encode(RunList(runs=runs))
+
+    return _respond(await _idempotent(request, compute))
+
+
+@route(body=ReleaseBody, responses={200: Released}, tags=_TAGS)
+async def release_runs(request: web.Request) -> web.Response:
+    """Release those of ``run_ids`` the engine owns."""
+    engine_id = request.match_info["engine_id"]
+    world = _world(request)
+
+    async def compute(body: bytes) -> Answer:
+        count = await world.release_runs(engine_id, decode(body, ReleaseBody).run_ids)
+        return 200, encode(Released(count=count))
+
+    return _respond(await _idempotent(request, compute))
 
 
 # -- mounting --------------------------------------------------------------------------------
@@ -519,6 +652,15 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("POST", "/runs/{run_id}/streams/{name}/close", close_stream),
     ("GET", "/runs/{run_id}/wait", wait_for_run),
     ("GET", "/wait", wait_for_world),
+    ("POST", "/workflows", publish_workflows),
+    ("GET", "/workflows", list_workflows),
+    ("GET", "/workflows/{name}", get_workflow),
+    ("POST", "/engines", register_engine),
+    ("GET", "/engines", list_engines),
+    ("POST", "/engines/{engine_id}/heartbeat", heartbeat),
+    ("DELETE", "/engines/{engine_id}", deregister_engine),
+    ("POST", "/engines/{engine_id}/claims", claim_orphans),
+    ("POST", "/engines/{engine_id}/releases", release_runs),
 )
 
 
@@ -527,7 +669,8 @@ async def _on_shutdown(app: web.Application) -> None:
 
 
 def add_routes(app: web.Application) -> None:
-    """Mount the World API under ``/_world/v1`` on ``app``, serving ``app[WORLD]``."""
+    """Mount the World API under ``/_world/v1`` on ``app``, serving its control plane's
+    world (``app[CONTROL].world``)."""
     app[_STATE] = _State()
     app.on_shutdown.append(_on_shutdown)
     for method, path, handler in ROUTES:

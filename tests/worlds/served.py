@@ -1,44 +1,41 @@
-"""A live World API server for tests: a real socket on 127.0.0.1, hosting any world."""
+"""A live World API server for tests: ``create_app`` on a real socket on 127.0.0.1, hosting
+any world."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import cast
 
 from aiohttp import web
 
-from worldflow.errors import WorldflowError
-from worldflow.inspector.api import world as world_api
+from worldflow.inspector import create_app
+from worldflow.inspector._keys import ControlPlane
 from worldflow.worlds import World
-from worldflow.worlds._wire import ErrorBody, encode
 
 
-@web.middleware
-async def _errors(request: web.Request, handler: world_api.Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except WorldflowError as exc:
-        body = encode(ErrorBody(code=exc.code, message=exc.message))
-        return web.Response(body=body, status=exc.http_status, content_type="application/json")
+class Hosting:
+    """The control plane of a server that only serves a world (the World API reads nothing
+    else; the other route families are not mounted)."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
 
 
-def world_app(world: World) -> web.Application:
-    """An app serving ``world``'s World API."""
-    app = web.Application(middlewares=[_errors])
-    app[world_api.WORLD] = world
-    world_api.add_routes(app)
-    return app
+def world_app(world: World, *, token: str | None = None) -> web.Application:
+    """The app serving ``world``'s World API (and ``/healthz``, ``/openapi.json``)."""
+    control = cast(ControlPlane, Hosting(world))
+    return create_app(control, token=token, families=("worldflow.inspector.api.world",))
 
 
 @asynccontextmanager
-async def served(world: World, *, port: int = 0) -> AsyncIterator[str]:
+async def served(world: World, *, port: int = 0, token: str | None = None) -> AsyncIterator[str]:
     """Serve ``world`` on 127.0.0.1 (a free port unless given); yield the server's URL."""
-    runner = web.AppRunner(world_app(world), shutdown_timeout=1.0)
+    runner = web.AppRunner(world_app(world, token=token), shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
-    sockets = runner.addresses
-    host, bound = sockets[0][:2]
+    host, bound = runner.addresses[0][:2]
     try:
         yield f"http://{host}:{bound}"
     finally:

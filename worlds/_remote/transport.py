@@ -216,7 +216,7 @@ class Transport:
             text = data[:200].decode("utf-8", "replace")
             cls = _BY_STATUS.get(status, WorldError)
             return cls(f"HTTP {status} from the world server: {text}")
-        error = error_from_code(body.code, body.message)
+        error = error_from_code(body.code, body.message, body.details)
         if type(error) is WorldflowError:  # a code this version does not know
             return _BY_STATUS.get(status, WorldError)(body.message)
         return error

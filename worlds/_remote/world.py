@@ -27,6 +27,8 @@ from worldflow.errors import (
 from worldflow.worlds._events import AnyEvent, Event
 from worldflow.worlds._protocol import EventResult, SortOrder
 from worldflow.worlds._records import (
+    EngineInfo,
+    Fence,
     Hook,
     HookStatus,
     Lease,
@@ -38,6 +40,7 @@ from worldflow.worlds._records import (
     StreamInfo,
     Wait,
     WaitStatus,
+    WorkflowInfo,
     WorkflowRun,
 )
 from worldflow.worlds._remote.transport import Params, Transport, Unreachable
@@ -45,6 +48,8 @@ from worldflow.worlds._wire import (
     LONG_POLL_MAX,
     AckBody,
     AppendBody,
+    ClaimBody,
+    EngineList,
     EnqueueBody,
     Enqueued,
     ErrorBody,
@@ -52,11 +57,16 @@ from worldflow.worlds._wire import (
     LeaseBody,
     Leases,
     NackBody,
+    RegisterBody,
+    ReleaseBody,
+    Released,
     RunChanged,
+    RunList,
     StreamFrame,
     StreamLength,
     StreamList,
     StreamWriteBody,
+    WorkflowList,
     WorldChanged,
     decode,
     encode,
@@ -151,7 +161,9 @@ class RemoteWorld:
 
     # -- EventLog --------------------------------------------------------------------------
 
-    async def append(self, run_id: str, events: Sequence[AnyEvent]) -> EventResult:
+    async def append(
+        self, run_id: str, events: Sequence[AnyEvent], *, fence: Fence | None = None
+    ) -> EventResult:
         """Append a batch atomically on the server (the hosted world's rules apply)."""
         if isinstance(events, Event) or not isinstance(events, Sequence):
             raise InvalidEventError(
@@ -159,13 +171,13 @@ class RemoteWorld:
             )
         batch = list(events)
         if all(isinstance(event, _EVENT_CLASSES) for event in batch):
-            body = encode(AppendBody(events=batch))
+            body = encode(AppendBody(events=batch, fence=fence))
         else:
             # A non-event (a dict, say) could encode into JSON that decodes as a valid event:
             # send a marker the server refuses in its place, so the first refused event of
             # the batch (this one, or an earlier conflict) decides the error, as locally.
             parts = [encode(e) if isinstance(e, _EVENT_CLASSES) else not_an_event(e) for e in batch]
-            body = b'{"events":[' + b",".join(parts) + b"]}"
+            body = b'{"events":[%s],"fence":%s}' % (b",".join(parts), encode(fence))
         data = await self._http.call("POST", f"/runs/{_q(run_id)}/events", body=body, write=True)
         return decode(data, EventResult)
 
@@ -294,13 +306,29 @@ class RemoteWorld:
         return decode(data, Enqueued).message_id
 
     async def lease(
-        self, queue: str, *, lease_for: float, max_messages: int = 1, wait: float = 0.0
+        self,
+        queue: str,
+        *,
+        lease_for: float,
+        max_messages: int = 1,
+        wait: float = 0.0,
+        workflows: Collection[str] | None = None,
+        engine_id: str | None = None,
     ) -> list[Lease]:
         """Take due messages, waiting up to ``wait`` seconds (long-polls of up to 25 s)."""
         deadline = time.monotonic() + max(0.0, wait)
+        served = None if workflows is None else list(workflows)
         while True:
             step = min(LONG_POLL_MAX, max(0.0, deadline - time.monotonic()))
-            body = encode(LeaseBody(lease_for=lease_for, max_messages=max_messages, wait=step))
+            body = encode(
+                LeaseBody(
+                    lease_for=lease_for,
+                    max_messages=max_messages,
+                    wait=step,
+                    workflows=served,
+                    engine_id=engine_id,
+                )
+            )
             data = await self._http.call(
                 "POST", f"/queues/{_q(queue)}/leases", body=body, write=True, waits=step
             )
@@ -384,7 +412,7 @@ class RemoteWorld:
 
     @staticmethod
     def _frame_error(error: ErrorBody) -> WorldflowError:
-        return error_from_code(error.code, error.message)
+        return error_from_code(error.code, error.message, error.details)
 
     async def list_streams(self, run_id: str) -> list[StreamInfo]:
         """A run's streams."""
@@ -432,6 +460,56 @@ class RemoteWorld:
             self._changes_seen = max(self._changes_seen, changes)
             if changes > after or (deadline is not None and time.monotonic() >= deadline):
                 return changes
+
+    # -- Catalog ---------------------------------------------------------------------------
+
+    async def publish_workflows(self, workflows: Sequence[WorkflowInfo]) -> None:
+        """Store catalog entries (last publish of a name wins)."""
+        body = encode(WorkflowList(workflows=list(workflows)))
+        await self._http.call("POST", "/workflows", body=body, write=True)
+
+    async def list_workflows(self) -> list[WorkflowInfo]:
+        """Every published entry, with the live engines serving each."""
+        return decode(await self._http.call("GET", "/workflows"), WorkflowList).workflows
+
+    async def get_workflow(self, name: str) -> WorkflowInfo:
+        """The entry of ``name``."""
+        return decode(await self._http.call("GET", f"/workflows/{_q(name)}"), WorkflowInfo)
+
+    # -- Ownership -------------------------------------------------------------------------
+
+    async def register_engine(self, *, workflows: Collection[str], ttl: float) -> EngineInfo:
+        """Register a new engine, live for ``ttl`` seconds (on the server's clock)."""
+        body = encode(RegisterBody(workflows=list(workflows), ttl=ttl))
+        return decode(await self._http.call("POST", "/engines", body=body, write=True), EngineInfo)
+
+    async def heartbeat(self, engine_id: str) -> EngineInfo:
+        """Keep the engine live for another ``ttl`` seconds."""
+        path = f"/engines/{_q(engine_id)}/heartbeat"
+        return decode(await self._http.call("POST", path, write=True), EngineInfo)
+
+    async def deregister_engine(self, engine_id: str) -> int:
+        """Release the engine's runs and forget it."""
+        data = await self._http.call("DELETE", f"/engines/{_q(engine_id)}", write=True)
+        return decode(data, Released).count
+
+    async def list_engines(self) -> list[EngineInfo]:
+        """The live engines."""
+        return decode(await self._http.call("GET", "/engines"), EngineList).engines
+
+    async def claim_orphans(
+        self, engine_id: str, *, workflows: Collection[str], limit: int
+    ) -> list[WorkflowRun]:
+        """Take up to ``limit`` orphaned runs of ``workflows`` for ``engine_id``."""
+        body = encode(ClaimBody(workflows=list(workflows), limit=limit))
+        path = f"/engines/{_q(engine_id)}/claims"
+        return decode(await self._http.call("POST", path, body=body, write=True), RunList).runs
+
+    async def release_runs(self, engine_id: str, run_ids: Collection[str]) -> int:
+        """Release those of ``run_ids`` that ``engine_id`` owns."""
+        body = encode(ReleaseBody(run_ids=list(run_ids)))
+        path = f"/engines/{_q(engine_id)}/releases"
+        return decode(await self._http.call("POST", path, body=body, write=True), Released).count
 
     # -- lifecycle -------------------------------------------------------------------------
 
