@@ -454,7 +454,7 @@ async def read_stream(request: web.Request) -> web.StreamResponse:
         await _pump(request, response, chunks, pending)
         return response
     finally:
-        pending.cancel()
+        await _settle(pending)
         with contextlib.suppress(BaseException):
             await chunks.aclose()  # type: ignore[attr-defined]
 
@@ -471,31 +471,41 @@ async def _pump(
     pending: asyncio.Future[Any],
 ) -> None:
     closing = request.app[_STATE].closing
-    while True:
-        stop = asyncio.ensure_future(closing.wait())
-        try:
-            done, _ = await asyncio.wait(
-                {pending, stop}, timeout=HEARTBEAT_EVERY, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            stop.cancel()
-        if pending not in done:
-            if closing.is_set():
-                return  # cut without an end line: the client reads on from its next index
-            await response.write(encode(StreamFrame(heartbeat=True)) + b"\n")
-            continue
-        exc = pending.exception()
-        if isinstance(exc, StopAsyncIteration):
-            await response.write(encode(StreamFrame(end=True)) + b"\n")
-            return
-        if isinstance(exc, WorldflowError):
-            details = error_details(exc) or None
-            error = ErrorBody(code=exc.code, message=exc.message, details=details)
-            await response.write(encode(StreamFrame(error=error)) + b"\n")
-            return
-        chunk = pending.result()
-        await response.write(encode(StreamFrame(index=chunk.index, data=chunk.data)) + b"\n")
-        pending = asyncio.ensure_future(anext(chunks))
+    try:
+        while True:
+            stop = asyncio.ensure_future(closing.wait())
+            try:
+                done, _ = await asyncio.wait(
+                    {pending, stop}, timeout=HEARTBEAT_EVERY, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                stop.cancel()
+            if pending not in done:
+                if closing.is_set():
+                    return  # cut without an end line: the client reads on from its next index
+                await response.write(encode(StreamFrame(heartbeat=True)) + b"\n")
+                continue
+            exc = pending.exception()
+            if isinstance(exc, StopAsyncIteration):
+                await response.write(encode(StreamFrame(end=True)) + b"\n")
+                return
+            if isinstance(exc, WorldflowError):
+                details = error_details(exc) or None
+                error = ErrorBody(code=exc.code, message=exc.message, details=details)
+                await response.write(encode(StreamFrame(error=error)) + b"\n")
+                return
+            chunk = pending.result()
+            await response.write(encode(StreamFrame(index=chunk.index, data=chunk.data)) + b"\n")
+            pending = asyncio.ensure_future(anext(chunks))
+    finally:
+        await _settle(pending)
+
+
+async def _settle(pending: asyncio.Future[Any]) -> None:
+    """Cancel the read in flight and wait for it, so the stream's generator can be closed."""
+    pending.cancel()
+    with contextlib.suppress(BaseException):
+        await pending
 
 
 # -- notifications ---------------------------------------------------------------------------
