@@ -87,6 +87,7 @@ __all__ = [
     "PageQuery",
     "RawAppendBody",
     "ReadStreamQuery",
+    "Refused",
     "RegisterBody",
     "ReleaseBody",
     "Released",
@@ -103,7 +104,7 @@ __all__ = [
     "convert_query",
     "decode",
     "encode",
-    "not_an_event",
+    "refused",
 ]
 
 PREFIX: Final = "/_world/v1"
@@ -400,12 +401,20 @@ def decode(data: bytes | str, type_: type[T]) -> T:
 
 
 NOT_AN_EVENT: Final = "not_an_event"
-"""The ``type`` of the marker the client sends in place of a value that is not an event."""
+"""The ``type`` of the marker the client sends in place of an event its validation refused."""
 
 
-def not_an_event(value: object) -> bytes:
-    """The JSON marker standing for ``value`` (not an event) in an append's batch."""
-    return encode({"type": NOT_AN_EVENT, "python_type": type(value).__name__})
+class Refused(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=NOT_AN_EVENT):
+    """In an append's batch: an event (or a value that is no event) the client checked with
+    the shared validation and found bad, with that check's message. The hosted world refuses
+    the batch at its place, so an earlier event's own error still comes first."""
+
+    message: str
+
+
+def refused(error: InvalidEventError) -> bytes:
+    """The JSON of a :class:`Refused` marker for ``error``."""
+    return encode(Refused(message=error.message))
 
 
 def convert_query(query: dict[str, Any], type_: type[T]) -> T:

@@ -50,6 +50,7 @@ from worldflow.worlds._wire import (
     PageQuery,
     RawAppendBody,
     ReadStreamQuery,
+    Refused,
     RegisterBody,
     ReleaseBody,
     Released,
@@ -184,23 +185,29 @@ async def append(request: web.Request) -> web.Response:
 
 
 class _Undecodable:
-    """Stands in the batch for the first event that does not decode, so the hosted world
-    refuses the batch at that event's place: an earlier event's own error comes first, as
-    it would locally."""
+    """Stands in the batch for an event the client's validation refused (a :class:`Refused`
+    marker), so the hosted world refuses the batch at that event's place: an earlier
+    event's own error comes first, as it would locally."""
 
     def __init__(self, error: InvalidEventError) -> None:
         self.error = error
 
 
 def _events_up_to_the_bad_one(body: bytes) -> tuple[list[Any], Fence | None]:
+    """The batch up to its first :class:`Refused` marker (as an :class:`_Undecodable`);
+    an event that neither decodes nor is a marker is refused here with msgspec's message."""
     batch = decode(body, RawAppendBody)  # a body that is not a batch at all: 400 now
     events: list[Any] = []
     for i, item in enumerate(batch.events):
         try:
             events.append(decode(item, AnyEvent))  # type: ignore[arg-type]
         except InvalidEventError as exc:
-            text = exc.message.replace("invalid request body: ", "")
-            events.append(_Undecodable(InvalidEventError(f"event {i} of the batch: {text}")))
+            try:
+                marker = decode(item, Refused)
+            except InvalidEventError:
+                text = exc.message.replace("invalid request body: ", "")
+                raise InvalidEventError(f"event {i} of the batch: {text}") from None
+            events.append(_Undecodable(InvalidEventError(marker.message)))
             break
     return events, batch.fence
 

@@ -10,6 +10,7 @@ stays the same across those retries, so a write whose answer was lost is not don
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import random
 import ssl
@@ -37,6 +38,7 @@ _RETRY_STATUSES: Final = frozenset({502, 503, 504})
 _BACKOFF_FIRST: Final = 0.05
 _BACKOFF_MAX: Final = 2.0
 _CONNECT_TIMEOUT: Final = 5.0
+_LARGE_BODY: Final = 512 * 1024
 _READ_SLACK: Final = 30.0
 """Seconds an answer may take beyond the time the request asked the server to wait."""
 
@@ -136,19 +138,22 @@ class Transport:
         while True:
             session = self._open()
             self.requests += 1
+            # A large body goes as a file object (aiohttp sends it without blocking the loop);
+            # a fresh one per attempt, read from the start.
+            data = io.BytesIO(body) if body is not None and len(body) > _LARGE_BODY else body
             try:
                 async with session.request(
-                    method, url, data=body, params=params, headers=headers, timeout=timeout
+                    method, url, data=data, params=params, headers=headers, timeout=timeout
                 ) as response:
-                    data = await response.read()
+                    answer = await response.read()
                     status = response.status
             except (aiohttp.ClientConnectionError, TimeoutError) as exc:
                 cause: str = f"{type(exc).__name__}: {exc}"
             else:
                 if status < 300:
-                    return data
+                    return answer
                 if status not in _RETRY_STATUSES:
-                    raise self.error(status, data)
+                    raise self.error(status, answer)
                 cause = f"HTTP {status}"
             attempt = await self.backoff(attempt, deadline, cause)
 

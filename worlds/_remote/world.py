@@ -21,6 +21,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from worldflow.errors import (
     ConfigurationError,
     InvalidEventError,
+    RunNotFoundError,
     WorldflowError,
     error_from_code,
 )
@@ -44,6 +45,7 @@ from worldflow.worlds._records import (
     WorkflowRun,
 )
 from worldflow.worlds._remote.transport import Params, Transport, Unreachable
+from worldflow.worlds._validation import validate_event
 from worldflow.worlds._wire import (
     LONG_POLL_MAX,
     AckBody,
@@ -70,7 +72,7 @@ from worldflow.worlds._wire import (
     WorldChanged,
     decode,
     encode,
-    not_an_event,
+    refused,
 )
 
 __all__ = ["TOKEN_ENV", "RemoteWorld"]
@@ -85,8 +87,36 @@ _PROBE_FOR: Final = 10.0
 _EVENT_CLASSES: Final = AnyEvent.__args__
 
 
+def _run(run_id: str) -> str:
+    """``run_id`` as a path segment; no run has an empty id (the id rule), and a path cannot
+    hold one, so asking for it is answered here."""
+    if not run_id:
+        raise RunNotFoundError("no run has the empty id")
+    return _q(run_id)
+
+
 def _q(segment: str) -> str:
-    return quote(segment, safe="")
+    # An id no world accepts (a lone surrogate) still makes a path: the server finds nothing
+    # under it, or refuses the batch naming the field, as a local world would.
+    return quote(segment, safe="", errors="surrogatepass")
+
+
+def _checked_body(run_id: str, batch: list[Any], fence: Fence | None) -> bytes | None:
+    """The batch's body with its first bad event replaced by a :class:`Refused` marker, or
+    ``None`` when every event passes the shared validation.
+
+    The marker keeps the refusal at its place in the batch, so the hosted world raises an
+    earlier event's own error first, and the message is the one a local world gives.
+    """
+    parts: list[bytes] = []
+    for event in batch:
+        try:
+            validate_event(event, run_id)
+        except InvalidEventError as exc:
+            parts.append(refused(exc))
+            return b'{"events":[%s],"fence":%s}' % (b",".join(parts), encode(fence))
+        parts.append(encode(event))
+    return None
 
 
 def _clean(params: dict[str, Any]) -> Params:
@@ -170,15 +200,16 @@ class RemoteWorld:
                 f"append() takes a sequence of events, not {type(events).__name__}"
             )
         batch = list(events)
-        if all(isinstance(event, _EVENT_CLASSES) for event in batch):
+        if not run_id:  # refused by the shared validation, or nothing to append
+            for event in batch:
+                validate_event(event, run_id)
+        # Every event is checked here with the shared validation: JSON would hide some bad
+        # values (a key 5 arrives as "5", a str payload as a JSON one), and a refused one is
+        # sent as a marker, so the hosted world refuses the batch at its place.
+        body = _checked_body(run_id, batch, fence)
+        if body is None:
             body = encode(AppendBody(events=batch, fence=fence))
-        else:
-            # A non-event (a dict, say) could encode into JSON that decodes as a valid event:
-            # send a marker the server refuses in its place, so the first refused event of
-            # the batch (this one, or an earlier conflict) decides the error, as locally.
-            parts = [encode(e) if isinstance(e, _EVENT_CLASSES) else not_an_event(e) for e in batch]
-            body = b'{"events":[%s],"fence":%s}' % (b",".join(parts), encode(fence))
-        data = await self._http.call("POST", f"/runs/{_q(run_id)}/events", body=body, write=True)
+        data = await self._http.call("POST", f"/runs/{_run(run_id)}/events", body=body, write=True)
         return decode(data, EventResult)
 
     async def list_events(
@@ -186,14 +217,14 @@ class RemoteWorld:
     ) -> Page[AnyEvent]:
         """A run's events with ``seq > after_seq``."""
         params = _clean({"after_seq": after_seq, "limit": limit})
-        data = await self._http.call("GET", f"/runs/{_q(run_id)}/events", params=params)
+        data = await self._http.call("GET", f"/runs/{_run(run_id)}/events", params=params)
         return decode(data, Page[AnyEvent])
 
     # -- RunStore --------------------------------------------------------------------------
 
     async def get_run(self, run_id: str) -> WorkflowRun:
         """The run's view."""
-        return decode(await self._http.call("GET", f"/runs/{_q(run_id)}"), WorkflowRun)
+        return decode(await self._http.call("GET", f"/runs/{_run(run_id)}"), WorkflowRun)
 
     async def list_runs(
         self,
@@ -230,7 +261,7 @@ class RemoteWorld:
 
     async def get_step(self, run_id: str, step_id: str) -> Step:
         """One step of a run."""
-        data = await self._http.call("GET", f"/runs/{_q(run_id)}/steps/{_q(step_id)}")
+        data = await self._http.call("GET", f"/runs/{_run(run_id)}/steps/{_q(step_id)}")
         return decode(data, Step)
 
     async def list_steps(
@@ -238,7 +269,7 @@ class RemoteWorld:
     ) -> Page[Step]:
         """A run's steps in creation order."""
         params = _clean({"limit": limit, "cursor": cursor})
-        data = await self._http.call("GET", f"/runs/{_q(run_id)}/steps", params=params)
+        data = await self._http.call("GET", f"/runs/{_run(run_id)}/steps", params=params)
         return decode(data, Page[Step])
 
     async def get_hook_by_token(self, token: str) -> Hook:
@@ -288,7 +319,7 @@ class RemoteWorld:
 
     async def purge(self, run_id: str) -> None:
         """Delete a terminal run and everything of it."""
-        await self._http.call("DELETE", f"/runs/{_q(run_id)}", write=True)
+        await self._http.call("DELETE", f"/runs/{_run(run_id)}", write=True)
 
     # -- Queue -----------------------------------------------------------------------------
 
@@ -360,7 +391,7 @@ class RemoteWorld:
     # -- Streams ---------------------------------------------------------------------------
 
     def _stream_path(self, run_id: str, name: str, tail: str) -> str:
-        return f"/runs/{_q(run_id)}/streams/{_q(name)}/{tail}"
+        return f"/runs/{_run(run_id)}/streams/{_q(name)}/{tail}"
 
     async def write_stream(self, run_id: str, name: str, chunks: Sequence[bytes]) -> int:
         """Append chunks to a run's stream; return its length."""
@@ -416,7 +447,7 @@ class RemoteWorld:
 
     async def list_streams(self, run_id: str) -> list[StreamInfo]:
         """A run's streams."""
-        data = await self._http.call("GET", f"/runs/{_q(run_id)}/streams")
+        data = await self._http.call("GET", f"/runs/{_run(run_id)}/streams")
         return decode(data, StreamList).streams
 
     # -- Notifications ---------------------------------------------------------------------
@@ -426,7 +457,7 @@ class RemoteWorld:
     ) -> int:
         """The run's ``last_seq`` once it exceeds ``after_seq`` (long-polls of up to 25 s)."""
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
-        path = f"/runs/{_q(run_id)}/wait"
+        path = f"/runs/{_run(run_id)}/wait"
         while True:
             step = LONG_POLL_MAX
             if deadline is not None:
