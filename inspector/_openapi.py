@@ -151,6 +151,8 @@ def _unique(wanted: str, taken: set[str]) -> str:
         name = f"{wanted}_{n}"
     taken.add(name)
     return name
+
+
 def _raw_as_json(value: Any) -> Any:
     if isinstance(value, msgspec.Raw):
         return msgspec.json.decode(value)
