@@ -44,7 +44,7 @@ with the ``worldflow.errors`` code, so they come out of the client as the class 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
 
@@ -126,6 +126,19 @@ T = TypeVar("T")
 # -- request bodies --------------------------------------------------------------------------
 
 
+
+MAX_SECONDS: Final = 366 * 24 * 3600.0
+"""The longest duration (seconds) any World API field takes: a year and a day."""
+
+Seconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_SECONDS)]
+"""A duration in seconds, 0 to :data:`MAX_SECONDS` (outside: 400, not an overflow)."""
+
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+"""A counter or sequence number: 0 to 2**53 (what JSON numbers carry exactly)."""
+
+Limit = Annotated[int, msgspec.Meta(ge=1, le=100_000)]
+"""How many items at most one call returns."""
+
 class AppendBody(msgspec.Struct, frozen=True, kw_only=True):
     """``POST /runs/{run_id}/events``: the batch to append atomically, and who appends it
     (the engine's fence; see ``Ownership``)."""
@@ -147,16 +160,16 @@ class EnqueueBody(msgspec.Struct, frozen=True, kw_only=True):
 
     message: QueueMessage
     idempotency_key: str | None = None
-    delay: float = 0.0
+    delay: Seconds = 0.0
 
 
 class LeaseBody(msgspec.Struct, frozen=True, kw_only=True):
     """``POST /queues/{queue}/leases``: waits up to ``wait`` seconds (capped at
     :data:`LONG_POLL_MAX`) for a due message."""
 
-    lease_for: float
-    max_messages: int = 1
-    wait: float = 0.0
+    lease_for: Seconds
+    max_messages: Limit = 1
+    wait: Seconds = 0.0
     workflows: list[str] | None = None
     engine_id: str | None = None
 
@@ -165,14 +178,14 @@ class NackBody(msgspec.Struct, frozen=True, kw_only=True):
     """``POST /queues/{queue}/leases/{lease_id}/nack``."""
 
     lease: Lease
-    delay: float = 0.0
+    delay: Seconds = 0.0
 
 
 class ExtendBody(msgspec.Struct, frozen=True, kw_only=True):
     """``POST /queues/{queue}/leases/{lease_id}/extend``."""
 
     lease: Lease
-    lease_for: float
+    lease_for: Seconds
 
 
 class AckBody(msgspec.Struct, frozen=True, kw_only=True):
@@ -197,14 +210,14 @@ class RegisterBody(msgspec.Struct, frozen=True, kw_only=True):
     """``POST /engines``: a new engine serving ``workflows``, live for ``ttl`` seconds."""
 
     workflows: list[str]
-    ttl: float
+    ttl: Seconds
 
 
 class ClaimBody(msgspec.Struct, frozen=True, kw_only=True):
     """``POST /engines/{engine_id}/claims``: take up to ``limit`` orphaned runs."""
 
     workflows: list[str]
-    limit: int
+    limit: Limit
 
 
 class ReleaseBody(msgspec.Struct, frozen=True, kw_only=True):
@@ -219,8 +232,8 @@ class ReleaseBody(msgspec.Struct, frozen=True, kw_only=True):
 class ListEventsQuery(msgspec.Struct, frozen=True, kw_only=True):
     """``GET /runs/{run_id}/events``."""
 
-    after_seq: int = 0
-    limit: int | None = None
+    after_seq: Count = 0
+    limit: Limit | None = None
 
 
 class ListRunsQuery(msgspec.Struct, frozen=True, kw_only=True):
@@ -233,14 +246,14 @@ class ListRunsQuery(msgspec.Struct, frozen=True, kw_only=True):
     created_after: datetime | None = None
     created_before: datetime | None = None
     order: str = "desc"
-    limit: int = 100
+    limit: Limit = 100
     cursor: str | None = None
 
 
 class PageQuery(msgspec.Struct, frozen=True, kw_only=True):
     """``GET /runs/{run_id}/steps``."""
 
-    limit: int = 1000
+    limit: Limit = 1000
     cursor: str | None = None
 
 
@@ -249,7 +262,7 @@ class ListHooksQuery(msgspec.Struct, frozen=True, kw_only=True):
 
     run_id: str | None = None
     status: HookStatus | None = None
-    limit: int = 1000
+    limit: Limit = 1000
     cursor: str | None = None
 
 
@@ -258,7 +271,7 @@ class ListWaitsQuery(msgspec.Struct, frozen=True, kw_only=True):
 
     run_id: str | None = None
     status: WaitStatus | None = None
-    limit: int = 1000
+    limit: Limit = 1000
     cursor: str | None = None
 
 
@@ -278,15 +291,15 @@ class ReadStreamQuery(msgspec.Struct, frozen=True, kw_only=True):
 class WaitRunQuery(msgspec.Struct, frozen=True, kw_only=True):
     """``GET /runs/{run_id}/wait``: answers once ``last_seq > after_seq`` or at ``timeout``."""
 
-    after_seq: int
-    timeout: float = LONG_POLL_MAX
+    after_seq: Count
+    timeout: Seconds = LONG_POLL_MAX
 
 
 class WaitWorldQuery(msgspec.Struct, frozen=True, kw_only=True):
     """``GET /wait``: answers once the change counter exceeds ``after`` or at ``timeout``."""
 
-    after: int
-    timeout: float = LONG_POLL_MAX
+    after: Count
+    timeout: Seconds = LONG_POLL_MAX
     epoch: str | None = None
     """The server epoch the caller's ``after`` counts in: another one answers at once."""
 
