@@ -55,6 +55,7 @@ from worldflow.worlds._records import (
     Fence,
     HookStatus,
     Lease,
+    Permit,
     QueueMessage,
     RunStatus,
     StreamInfo,
@@ -85,6 +86,11 @@ __all__ = [
     "ListWaitsQuery",
     "NackBody",
     "PageQuery",
+    "PermitAskBody",
+    "PermitList",
+    "PermitReleaseBody",
+    "PermitReleased",
+    "PermitsQuery",
     "RawAppendBody",
     "ReadStreamQuery",
     "Refused",
@@ -116,15 +122,16 @@ IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
 IDEMPOTENCY_TTL: Final = 600.0
 """Seconds the server remembers a key's answer (the client stops retrying well before)."""
 
-LONG_POLL_MAX: Final = 25.0
-"""The longest a long-poll request waits on the server; longer waits are several requests
-(so idle connections never look dead to a proxy)."""
+LONG_POLL_MAX: Final = 5.0
+"""The longest a long-poll request waits on the server; longer waits are several requests.
+Kept well under the 10 s read timeout common HTTP clients, fuzzers and proxies use, so a
+long-poll is never what makes a client (or a proxy) give up on a live connection; an idle
+engine pays one request per waiter every 5 s."""
 
 T = TypeVar("T")
 
 
 # -- request bodies --------------------------------------------------------------------------
-
 
 
 MAX_SECONDS: Final = 366 * 24 * 3600.0
@@ -139,12 +146,14 @@ Count = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
 Limit = Annotated[int, msgspec.Meta(ge=1, le=100_000)]
 """How many items at most one call returns."""
 
+
 class AppendBody(msgspec.Struct, frozen=True, kw_only=True):
     """``POST /runs/{run_id}/events``: the batch to append atomically, and who appends it
     (the engine's fence; see ``Ownership``)."""
 
     events: list[AnyEvent]
     fence: Fence | None = None
+    expected_seq: Count | None = None
 
 
 class RawAppendBody(msgspec.Struct, frozen=True, kw_only=True):
@@ -152,6 +161,7 @@ class RawAppendBody(msgspec.Struct, frozen=True, kw_only=True):
 
     events: list[msgspec.Raw]
     fence: Fence | None = None
+    expected_seq: Count | None = None
 
 
 class EnqueueBody(msgspec.Struct, frozen=True, kw_only=True):
@@ -226,6 +236,25 @@ class ReleaseBody(msgspec.Struct, frozen=True, kw_only=True):
     run_ids: list[str]
 
 
+class PermitAskBody(msgspec.Struct, frozen=True, kw_only=True):
+    """``POST /permits``: ask for a permit on ``key`` for ``holder`` (``FlowControl``)."""
+
+    key: str
+    holder: str
+    run_id: str
+    engine_id: str
+    limit: int
+    period: float | None = None
+    priority: int = 0
+
+
+class PermitReleaseBody(msgspec.Struct, frozen=True, kw_only=True):
+    """``POST /permits/release``: give back ``holder``'s permit on ``key`` (or leave its line)."""
+
+    key: str
+    holder: str
+
+
 # -- query strings ---------------------------------------------------------------------------
 
 
@@ -248,6 +277,13 @@ class ListRunsQuery(msgspec.Struct, frozen=True, kw_only=True):
     order: str = "desc"
     limit: Limit = 100
     cursor: str | None = None
+    forked_from: str | None = None
+
+
+class PermitsQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /permits``: the permits and the line on ``key``."""
+
+    key: str
 
 
 class PageQuery(msgspec.Struct, frozen=True, kw_only=True):
@@ -361,6 +397,18 @@ class Released(msgspec.Struct, frozen=True, kw_only=True):
     """How many runs a release (or a deregistration) handed back."""
 
     count: int
+
+
+class PermitReleased(msgspec.Struct, frozen=True, kw_only=True):
+    """Whether a permit release removed anything."""
+
+    removed: bool
+
+
+class PermitList(msgspec.Struct, frozen=True, kw_only=True):
+    """The permits that count on a key, then its line."""
+
+    permits: list[Permit]
 
 
 class ErrorBody(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -3,7 +3,8 @@
 Each method is one request of the World API (:mod:`worldflow.worlds._wire`) on one pooled
 aiohttp session; the hosted world applies its own rules, so this one adds none. Waits
 (``wait_for_run``, ``wait_for_world``, ``lease(wait=)``) are long-polls, so an idle engine
-sends one request per wait of up to 25 s; a followed stream is one streamed answer.
+sends one request per wait of up to ``LONG_POLL_MAX`` (5 s); a followed stream is one
+streamed answer.
 When the server goes away the calls retry with backoff until it is back (``retry_for``), and
 waiters, leases and stream readers carry on from where they were.
 """
@@ -34,6 +35,8 @@ from worldflow.worlds._records import (
     HookStatus,
     Lease,
     Page,
+    Permit,
+    PermitGrant,
     QueueMessage,
     RunStatus,
     Step,
@@ -44,6 +47,7 @@ from worldflow.worlds._records import (
     WorkflowInfo,
     WorkflowRun,
 )
+from worldflow.worlds._permits import check_permit_arguments, check_permit_key
 from worldflow.worlds._remote.transport import Params, Transport, Unreachable
 from worldflow.worlds._validation import validate_event
 from worldflow.worlds._wire import (
@@ -59,6 +63,10 @@ from worldflow.worlds._wire import (
     LeaseBody,
     Leases,
     NackBody,
+    PermitAskBody,
+    PermitList,
+    PermitReleaseBody,
+    PermitReleased,
     RegisterBody,
     ReleaseBody,
     Released,
@@ -101,7 +109,9 @@ def _q(segment: str) -> str:
     return quote(segment, safe="", errors="surrogatepass")
 
 
-def _checked_body(run_id: str, batch: list[Any], fence: Fence | None) -> bytes | None:
+def _checked_body(
+    run_id: str, batch: list[Any], fence: Fence | None, expected_seq: int | None
+) -> bytes | None:
     """The batch's body with its first bad event replaced by a :class:`Refused` marker, or
     ``None`` when every event passes the shared validation.
 
@@ -114,7 +124,11 @@ def _checked_body(run_id: str, batch: list[Any], fence: Fence | None) -> bytes |
             validate_event(event, run_id)
         except InvalidEventError as exc:
             parts.append(refused(exc))
-            return b'{"events":[%s],"fence":%s}' % (b",".join(parts), encode(fence))
+            return b'{"events":[%s],"fence":%s,"expected_seq":%s}' % (
+                b",".join(parts),
+                encode(fence),
+                encode(expected_seq),
+            )
         parts.append(encode(event))
     return None
 
@@ -170,7 +184,8 @@ class RemoteWorld:
         answers, speaks the World API and takes the token."""
         world = cls(url, token=token)
         try:
-            await world._http.call("GET", "/wait", params={"after": -1}, retry_for=_PROBE_FOR)
+            probe = {"after": 0, "timeout": 0}
+            await world._http.call("GET", "/wait", params=probe, retry_for=_PROBE_FOR)
         except BaseException:
             await world.aclose()
             raise
@@ -192,7 +207,12 @@ class RemoteWorld:
     # -- EventLog --------------------------------------------------------------------------
 
     async def append(
-        self, run_id: str, events: Sequence[AnyEvent], *, fence: Fence | None = None
+        self,
+        run_id: str,
+        events: Sequence[AnyEvent],
+        *,
+        fence: Fence | None = None,
+        expected_seq: int | None = None,
     ) -> EventResult:
         """Append a batch atomically on the server (the hosted world's rules apply)."""
         if isinstance(events, Event) or not isinstance(events, Sequence):
@@ -206,9 +226,9 @@ class RemoteWorld:
         # Every event is checked here with the shared validation: JSON would hide some bad
         # values (a key 5 arrives as "5", a str payload as a JSON one), and a refused one is
         # sent as a marker, so the hosted world refuses the batch at its place.
-        body = _checked_body(run_id, batch, fence)
+        body = _checked_body(run_id, batch, fence, expected_seq)
         if body is None:
-            body = encode(AppendBody(events=batch, fence=fence))
+            body = encode(AppendBody(events=batch, fence=fence, expected_seq=expected_seq))
         data = await self._http.call("POST", f"/runs/{_run(run_id)}/events", body=body, write=True)
         return decode(data, EventResult)
 
@@ -238,6 +258,7 @@ class RemoteWorld:
         order: SortOrder = "desc",
         limit: int = 100,
         cursor: str | None = None,
+        forked_from: str | None = None,
     ) -> Page[WorkflowRun]:
         """Runs matching every filter, in creation order."""
         statuses = None
@@ -254,6 +275,7 @@ class RemoteWorld:
                 "order": order,
                 "limit": limit,
                 "cursor": cursor,
+                "forked_from": forked_from,
             }
         )
         data = await self._http.call("GET", "/runs", params=params)
@@ -541,6 +563,49 @@ class RemoteWorld:
         body = encode(ReleaseBody(run_ids=list(run_ids)))
         path = f"/engines/{_q(engine_id)}/releases"
         return decode(await self._http.call("POST", path, body=body, write=True), Released).count
+
+    # -- FlowControl -----------------------------------------------------------------------
+
+    async def acquire_permit(
+        self,
+        key: str,
+        holder: str,
+        *,
+        run_id: str,
+        engine_id: str,
+        limit: int,
+        period: float | None = None,
+        priority: int = 0,
+    ) -> PermitGrant:
+        """Ask the hosted world for a permit on ``key`` for ``holder``."""
+        # Checked here as a local world checks them: JSON would turn some bad values into
+        # good ones (True into a limit of 1), and the message names the argument.
+        check_permit_arguments(key, holder, limit, period, priority)
+        body = encode(
+            PermitAskBody(
+                key=key,
+                holder=holder,
+                run_id=run_id,
+                engine_id=engine_id,
+                limit=limit,
+                period=period,
+                priority=priority,
+            )
+        )
+        return decode(await self._http.call("POST", "/permits", body=body, write=True), PermitGrant)
+
+    async def release_permit(self, key: str, holder: str) -> bool:
+        """Give back ``holder``'s permit on ``key`` (or take it out of the line)."""
+        check_permit_key(key, holder)
+        body = encode(PermitReleaseBody(key=key, holder=holder))
+        data = await self._http.call("POST", "/permits/release", body=body, write=True)
+        return decode(data, PermitReleased).removed
+
+    async def list_permits(self, key: str) -> list[Permit]:
+        """The permits that count on ``key``, then its line."""
+        check_permit_key(key)
+        data = await self._http.call("GET", "/permits", params={"key": key})
+        return decode(data, PermitList).permits
 
     # -- lifecycle -------------------------------------------------------------------------
 
