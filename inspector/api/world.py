@@ -34,8 +34,17 @@ from worldflow.inspector.api._world_common import (
     world_of,
 )
 from worldflow.inspector.api.world_engines import ENGINE_ROUTES
-from worldflow.worlds import AnyEvent, EventResult, Hook, Lease, Page, Step, Wait
-from worldflow.worlds._records import Fence, WorkflowRun
+from worldflow.worlds import (
+    AnyEvent,
+    EventResult,
+    Fence,
+    Hook,
+    Lease,
+    Page,
+    Step,
+    Wait,
+    WorkflowRun,
+)
 from worldflow.worlds._wire import (
     IDEMPOTENCY_HEADER,
     PREFIX,

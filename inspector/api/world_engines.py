@@ -17,7 +17,7 @@ from worldflow.inspector.api._world_common import (
     respond,
     world_of,
 )
-from worldflow.worlds._records import EngineInfo, PermitGrant, WorkflowInfo
+from worldflow.worlds import EngineInfo, PermitGrant, WorkflowInfo
 from worldflow.worlds._wire import (
     ClaimBody,
     EngineList,

@@ -9,8 +9,7 @@ from typing import cast
 
 from aiohttp import web
 
-from worldflow.inspector import create_app
-from worldflow.inspector._keys import ControlPlane
+from worldflow.inspector import ControlPlane, create_app
 from worldflow.worlds import World
 
 

@@ -28,6 +28,7 @@ from worldflow.errors import (
 )
 from worldflow.worlds import (
     NULL,
+    Fence,
     FileWorld,
     HookCreated,
     HookReceived,
@@ -37,7 +38,6 @@ from worldflow.worlds import (
     RunStarted,
     open_world,
 )
-from worldflow.worlds._records import Fence
 from worldflow.worlds._remote import RemoteWorld
 from worldflow.worlds._wire import PREFIX
 

@@ -27,6 +27,7 @@ from worldflow.errors import (
     error_from_code,
 )
 from worldflow.worlds._events import AnyEvent, Event
+from worldflow.worlds._permits import check_permit_arguments, check_permit_key
 from worldflow.worlds._protocol import EventResult, SortOrder
 from worldflow.worlds._records import (
     EngineInfo,
@@ -47,7 +48,6 @@ from worldflow.worlds._records import (
     WorkflowInfo,
     WorkflowRun,
 )
-from worldflow.worlds._permits import check_permit_arguments, check_permit_key
 from worldflow.worlds._remote.transport import Params, Transport, Unreachable
 from worldflow.worlds._validation import validate_event
 from worldflow.worlds._wire import (
