@@ -329,6 +329,8 @@ class WaitRunQuery(msgspec.Struct, frozen=True, kw_only=True):
 
     after_seq: Count
     timeout: Seconds = LONG_POLL_MAX
+    terminal: bool = False
+    """Answer only once the run is terminal (``wait_for_run(terminal=True)``)."""
 
 
 class WaitWorldQuery(msgspec.Struct, frozen=True, kw_only=True):
@@ -368,9 +370,11 @@ class StreamList(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RunChanged(msgspec.Struct, frozen=True, kw_only=True):
-    """The run's ``last_seq`` when the wait ended."""
+    """The run's ``last_seq`` when the wait ended; for a ``terminal`` wait, also whether the
+    run had ended then (otherwise the wait timed out)."""
 
     last_seq: int
+    terminal: bool = False
 
 
 class WorldChanged(msgspec.Struct, frozen=True, kw_only=True):

@@ -454,10 +454,14 @@ async def wait_for_run(request: web.Request) -> web.Response:
     q = parse_query(request, WaitRunQuery)
     world = world_of(request)
     now = (await world.get_run(run_id)).last_seq  # an unknown run is a plain 404 at once
-    last_seq = await until_closing(
-        request, world.wait_for_run(run_id, after_seq=q.after_seq, timeout=cap_wait(q.timeout)), now
+    wait = world.wait_for_run(
+        run_id, after_seq=q.after_seq, timeout=cap_wait(q.timeout), terminal=q.terminal
     )
-    return json_response(RunChanged(last_seq=last_seq))
+    last_seq = await until_closing(request, wait, now)
+    ended = False
+    if q.terminal and last_seq > q.after_seq:  # woken at the end, or by the timeout?
+        ended = (await world.get_run(run_id)).status.is_terminal
+    return json_response(RunChanged(last_seq=last_seq, terminal=ended))
 
 
 @route(query=WaitWorldQuery, responses={200: WorldChanged}, tags=TAGS)

@@ -475,20 +475,29 @@ class RemoteWorld:
     # -- Notifications ---------------------------------------------------------------------
 
     async def wait_for_run(
-        self, run_id: str, *, after_seq: int, timeout: float | None = None
+        self,
+        run_id: str,
+        *,
+        after_seq: int,
+        timeout: float | None = None,
+        terminal: bool = False,
     ) -> int:
-        """The run's ``last_seq`` once it exceeds ``after_seq`` (long-polls of up to 25 s)."""
+        """The run's ``last_seq`` once it exceeds ``after_seq`` (with ``terminal``: and the
+        run has ended), in long-polls of up to ``LONG_POLL_MAX``."""
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         path = f"/runs/{_run(run_id)}/wait"
         while True:
             step = LONG_POLL_MAX
             if deadline is not None:
                 step = min(step, max(0.0, deadline - time.monotonic()))
-            params = {"after_seq": after_seq, "timeout": step}
+            params: dict[str, str | int | float] = {"after_seq": after_seq, "timeout": step}
+            if terminal:
+                params["terminal"] = "true"
             data = await self._http.call("GET", path, params=params, waits=step)
-            last_seq = decode(data, RunChanged).last_seq
-            if last_seq > after_seq or (deadline is not None and time.monotonic() >= deadline):
-                return last_seq
+            changed = decode(data, RunChanged)
+            done = changed.last_seq > after_seq and (changed.terminal or not terminal)
+            if done or (deadline is not None and time.monotonic() >= deadline):
+                return changed.last_seq
 
     async def wait_for_world(self, *, after: int, timeout: float | None = None) -> int:
         """The world's change counter once it exceeds ``after``.
