@@ -6,7 +6,7 @@ The workflow side (``worldflow._replay.child_contract``) records a call of the s
 ``worldflow:child:{run_id}``. This step creates the child run with ``parent_run_id`` set; a
 retry, or a second engine, finds it already created (``EntityConflictError``) and is done.
 When the child ends, the driver resumes the parent's hook with the child's outcome
-(``Driver.notify_parent``).
+(``RunEndings.notify_parent``).
 """
 
 from __future__ import annotations

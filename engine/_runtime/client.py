@@ -14,6 +14,9 @@ workflow no engine serves right now waits, ``pending``, until one registers.
 
 An :class:`~worldflow.Engine` is a Client plus the worker: it inherits every verb here and
 only changes what happens after a write (it drives runs it owns itself, without the queue).
+
+Here: starting runs (``start``, ``rerun``, ``fork``) and finding them; the verbs that send to
+and steer existing runs are in :mod:`.control`, the shared state in :mod:`.client_base`.
 """
 
 from __future__ import annotations
@@ -21,91 +24,46 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Collection
 from datetime import datetime
-from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any
 
 import msgspec
 
 from worldflow import _serde
 from worldflow._durations import Duration, parse_duration
-from worldflow._registry import (
-    StepDefinition,
-    WorkflowDefinition,
-    WorkflowFunction,
-    encode_arguments,
-)
+from worldflow._registry import encode_arguments
 from worldflow._replay.fork import plan_fork
 from worldflow._runtime.arguments import (
     actor_argument,
-    event_name_argument,
     id_argument,
     metadata_argument,
     optional_id_argument,
-    reason_argument,
 )
-from worldflow._runtime.handoff import enqueue_run
+from worldflow._runtime.control import RunControl
 from worldflow._runtime.run import Run, RunInfo, run_info
-from worldflow._runtime.telemetry import (
-    ObservedWorld,
-    Telemetry,
-    start_span_context,
-)
-from worldflow._webhooks import (
-    DEFAULT_WEBHOOK_TIMEOUT,
-    WebhookRequest,
-    WebhookResponse,
-    is_manual,
-    response_for,
-    wait_for_reply,
-)
+from worldflow._runtime.telemetry import start_span_context
 from worldflow.errors import (
     EntityConflictError,
     HookNotFoundError,
     RunNotFoundError,
     StepNotFoundError,
-    WorkflowNotRegisteredError,
 )
 from worldflow.worlds import (
-    RESERVED_TOKEN_PREFIX,
-    EventRaised,
-    EventResult,
     Hook,
-    HookReceived,
     Page,
     Payload,
-    RunCancelled,
     RunCreated,
-    RunResumed,
     RunStarted,
     RunStatus,
-    RunSuspended,
     Step,
-    StepResumed,
-    StepStatus,
-    StepWoken,
-    WaitStatus,
-    WaitWoken,
     WorkflowInfo,
-    World,
     new_id,
-    open_world,
 )
-from worldflow.worlds._clock import Clock, SystemClock
 from worldflow.worlds._ids import random_bytes
 
 __all__ = ["Client"]
 
 _MISSING = object()
 _KINDS = {kind.name.lower(): kind for kind in inspect._ParameterKind}
-
-
-def _check_user_token(token: str) -> None:
-    if token.startswith(RESERVED_TOKEN_PREFIX):
-        raise HookNotFoundError(
-            f"no hook can be resumed with token {token!r}: tokens starting with "
-            f"{RESERVED_TOKEN_PREFIX!r} are the engine's own (a child workflow's outcome "
-            "reaches its parent only from the child's end)"
-        )
 
 
 def _catalog_signature(entry: WorkflowInfo) -> inspect.Signature:
@@ -122,7 +80,7 @@ def _catalog_signature(entry: WorkflowInfo) -> inspect.Signature:
     return inspect.Signature(params)
 
 
-class Client:
+class Client(RunControl):
     """Starts, finds and steers runs on a world; needs no workflow code.
 
     Args:
@@ -137,117 +95,6 @@ class Client:
     A Client on a given world is usable at once (``async with`` is optional); one that opens
     its own world must be entered.
     """
-
-    def __init__(
-        self,
-        world: World | None = None,
-        *,
-        clock: Clock | None = None,
-        telemetry: Telemetry | bool | None = None,
-    ) -> None:
-        self._world = world
-        self._owns_world = world is None
-        self._clock = clock
-        self.telemetry: Telemetry | None = (
-            Telemetry.default() if telemetry is True else telemetry or None
-        )
-        self._observed: ObservedWorld | None = None
-
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    async def _open(self) -> World:
-        """The world, opened if this client owns it; the clock picked."""
-        if self._world is None:
-            self._world = await open_world()
-        if self._clock is None:
-            world_clock = getattr(self._world, "clock", None)
-            self._clock = world_clock if isinstance(world_clock, Clock) else SystemClock()
-        return self._world
-
-    async def __aenter__(self) -> Self:
-        await self._open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the world if this client opened it. Idempotent."""
-        if self._owns_world and self._world is not None:
-            world, self._world = self._world, None
-            await world.aclose()
-
-    @property
-    def world(self) -> World:
-        """The world this client works on."""
-        if self._world is None:
-            raise RuntimeError("this client opens its default world on enter: use `async with`")
-        return self._world
-
-    @property
-    def _writes(self) -> World:
-        """The world appends go through: the world itself, or the world observed by the
-        client's telemetry (spans and counters are made from what is stored)."""
-        if self.telemetry is None:
-            return self.world
-        if self._observed is None or self._observed.wrapped is not self.world:
-            self._observed = ObservedWorld(self.world, self.telemetry)
-        return cast(World, self._observed)  # every role forwarded to the world underneath
-
-    async def _trace_context(self, run_id: str) -> dict[str, str]:
-        """The trace context a run was started with (``{}`` without telemetry)."""
-        if self.telemetry is None or self.telemetry.tracer is None:
-            return {}
-        return await self.telemetry.context_of(self.world, run_id)
-
-    @property
-    def clock(self) -> Clock:
-        """The clock ``Run.result(timeout=)`` waits on (the world's, unless one was given)."""
-        if self._clock is None:
-            world_clock = getattr(self.world, "clock", None)
-            self._clock = world_clock if isinstance(world_clock, Clock) else SystemClock()
-        return self._clock
-
-    # -- what an engine changes --------------------------------------------------------------
-
-    def _definition(self, workflow: Any) -> WorkflowDefinition | None:
-        """The definition of ``workflow`` if this process has its code (a name resolves in an
-        engine's registry); ``None`` for a name to look up in the catalog."""
-        if isinstance(workflow, WorkflowFunction):
-            return workflow.definition
-        if isinstance(workflow, WorkflowDefinition):
-            return workflow
-        if isinstance(workflow, str):
-            return None
-        raise WorkflowNotRegisteredError(
-            f"{workflow!r} is not a workflow: pass a @workflow function or its registered name"
-        )
-
-    async def _created(self, result: EventResult) -> None:
-        """A run was just created by this client: hand it to an engine."""
-        await enqueue_run(self.world, result.run)
-
-    async def _woken(self, result: EventResult) -> None:
-        """Something was appended for a run: let whoever drives it know."""
-        if result.events:
-            await enqueue_run(self.world, result.run)
-
-    async def _cancelled(self, result: EventResult) -> None:
-        """A run was cancelled: its owner stops its steps when it drives it."""
-        await self._woken(result)
-
-    def _purged(self, run_id: str) -> None:
-        """A run was purged (an engine forgets its cache of it)."""
-
-    def _start_events(self, created: RunCreated, served: bool) -> tuple[list[Any], Any]:
-        """The first batch of a new run and its fence (an engine starts what it serves,
-        unless it is delayed or has flow-control limits: its driver starts it)."""
-        return [created], None
 
     # -- starting runs -----------------------------------------------------------------------
 
@@ -267,9 +114,6 @@ class Client:
             _catalog_signature(entry), f"workflow {entry.name!r}", args, kwargs
         )
         return entry.name, payload, False
-
-    def _serves(self, workflow_name: str) -> bool:
-        return False
 
     async def start(
         self,
@@ -465,10 +309,6 @@ class Client:
             )
         return _serde.encode(value)
 
-    def _step_definition(self, name: str) -> StepDefinition | None:
-        """The step's code if this process has it (an engine's registry)."""
-        return None
-
     async def _all_events(self, run_id: str) -> list[Any]:
         out: list[Any] = []
         while True:
@@ -583,236 +423,3 @@ class Client:
     async def get_hook_by_token(self, token: str) -> Hook:
         """The live hook holding ``token``; unknown → :class:`~worldflow.HookNotFoundError`."""
         return await self.world.get_hook_by_token(token)
-
-    # -- sending things to runs --------------------------------------------------------------
-
-    async def resume_hook(
-        self, token: str, payload: Any = None, *, actor: str | None = None
-    ) -> Hook:
-        """Send ``payload`` to the hook holding ``token``; the waiting workflow continues.
-
-        Returns the hook. Unknown (or disposed) token → ``HookNotFoundError`` (HTTP 404).
-        ``actor`` (who sent it) is recorded in ``hook_received``.
-        """
-        token = id_argument(token, "token")
-        _check_user_token(token)
-        actor = actor_argument(actor)
-        encoded = _serde.encode(payload)
-        hook = await self.world.get_hook_by_token(token)
-        return await self._send_to_hook(hook, encoded, actor)
-
-    async def _send_to_hook(self, hook: Hook, encoded: Any, actor: str | None = None) -> Hook:
-        event = HookReceived(
-            run_id=hook.run_id, correlation_id=hook.hook_id, payload=encoded, actor=actor
-        )
-        result = await self._writes.append(hook.run_id, [event])
-        await self._woken(result)
-        for view in result.hooks:
-            if view.hook_id == hook.hook_id:
-                return view
-        return hook
-
-    async def resume_webhook(
-        self, token: str, request: WebhookRequest, *, timeout: float = DEFAULT_WEBHOOK_TIMEOUT
-    ) -> WebhookResponse:
-        """Deliver an HTTP request to the webhook holding ``token``; return what the caller
-        gets back (the webhook's ``respond_with``, default ``202 Accepted``).
-
-        For a ``respond_with="manual"`` webhook it waits (up to ``timeout`` seconds) for a
-        step to call ``request.respond_with(...)`` and returns that answer; a run that ends
-        without answering → :class:`~worldflow.WebhookNotAnsweredError` (HTTP 502) at once,
-        no answer in time → :class:`~worldflow.WebhookTimeoutError` (HTTP 504).
-
-        Unknown token, or a token of a plain hook → ``HookNotFoundError`` (HTTP 404).
-        """
-        if not isinstance(request, WebhookRequest):
-            raise TypeError(f"resume_webhook() takes a WebhookRequest, not {request!r}")
-        token = id_argument(token, "token")
-        _check_user_token(token)
-        hook = await self.world.get_hook_by_token(token)
-        if not hook.is_webhook:
-            raise HookNotFoundError(
-                f"token {token!r} belongs to a hook, not a webhook: send it a payload with "
-                "resume_hook()"
-            )
-        if not is_manual(hook.metadata):
-            await self._send_to_hook(hook, _serde.encode(request))
-            return response_for(hook.metadata)
-        reply_to = new_id("strm")  # a stream of the run, named for this one request
-        request = msgspec.structs.replace(request, reply_to=reply_to)
-        await self._send_to_hook(hook, _serde.encode(request))
-        return await wait_for_reply(self.world, hook.run_id, reply_to, timeout=timeout)
-
-    async def raise_event(
-        self, run_id: str, name: str, payload: Any = None, *, actor: str | None = None
-    ) -> None:
-        """Raise the named event for a run (Dapr ``raiseEvent``); kept until the workflow
-        waits for it with ``wait_for_event(name)``. ``actor``: who raised it (recorded)."""
-        run_id = id_argument(run_id, "run_id")
-        name = event_name_argument(name)
-        actor = actor_argument(actor)
-        event = EventRaised(run_id=run_id, name=name, payload=_serde.encode(payload), actor=actor)
-        await self._woken(await self._writes.append(run_id, [event]))
-
-    async def _suspended_step(self, run_id: str, step: str) -> Step:
-        if step.startswith("step_"):
-            try:
-                return await self.world.get_step(run_id, step)
-            except StepNotFoundError:
-                pass
-        matches: list[Step] = []
-        cursor: str | None = None
-        while True:
-            page = await self.world.list_steps(run_id, cursor=cursor)
-            matches.extend(
-                s
-                for s in page.items
-                if step in (s.step_id, s.step_name, s.step_name.rpartition(":")[2])
-            )
-            if not page.has_more:
-                break
-            cursor = page.cursor
-        suspended = [s for s in matches if s.status is StepStatus.SUSPENDED]
-        if len(suspended) == 1:
-            return suspended[0]
-        if len(suspended) > 1:
-            ids = ", ".join(s.step_id for s in suspended)
-            raise EntityConflictError(
-                f"several steps named {step!r} of run {run_id} are suspended ({ids}); "
-                "resume one by its step id"
-            )
-        if matches:
-            return matches[-1]
-        raise StepNotFoundError(f"run {run_id} has no step {step!r} (by id or by name)")
-
-    async def resume_step(
-        self, run_id: str, step: str, data: Any = None, *, actor: str | None = None
-    ) -> None:
-        """Resume a step that called ``suspend()``: it runs again and ``get_resume_data()``
-        returns ``data``.
-
-        ``step`` is the step's id or name. A step that is not suspended → an
-        :class:`~worldflow.EntityConflictError` saying what it is doing. ``actor``: who
-        resumed it (recorded in ``step_resumed``).
-        """
-        run_id = id_argument(run_id, "run_id")
-        step = id_argument(step, "step")
-        actor = actor_argument(actor)
-        encoded = _serde.encode(data)
-        found = await self._suspended_step(run_id, step)
-        if found.status is not StepStatus.SUSPENDED:
-            raise EntityConflictError(
-                f"step {found.step_name!r} ({found.step_id}) of run {run_id} is "
-                f"{found.status}, not suspended: only a step waiting in suspend() can be "
-                "resumed"
-            )
-        event = StepResumed(run_id=run_id, correlation_id=found.step_id, data=encoded, actor=actor)
-        await self._woken(await self._writes.append(run_id, [event]))
-
-    async def wake(
-        self, run_id: str, wait_id: str | None = None, *, actor: str | None = None
-    ) -> list[str]:
-        """End a durable sleep now: the workflow goes on as if its timer had fired.
-
-        Records ``wait_woken`` (with ``actor``, who asked); the engine driving the run then
-        completes the wait itself, so a replay takes the same path. ``wait_id`` names one
-        sleep; ``None`` wakes every sleep the run is in. Returns the ids woken.
-
-        Raises:
-            RunNotFoundError: no such run.
-            NotFoundError: the run has no wait ``wait_id``.
-            EntityConflictError: nothing to wake: the wait is over, or waits for a named
-                event (raise it instead), or the run sleeps nowhere.
-        """
-        run_id = id_argument(run_id, "run_id")
-        actor = actor_argument(actor)
-        if wait_id is None:
-            await self.world.get_run(run_id)
-            page = await self.world.list_waits(run_id=run_id, status=WaitStatus.WAITING)
-            ids = [w.wait_id for w in page.items if w.event_name is None and w.resume_at]
-            if not ids:
-                raise EntityConflictError(f"run {run_id} is not sleeping: there is nothing to wake")
-        else:
-            ids = [id_argument(wait_id, "wait_id")]
-        events = [WaitWoken(run_id=run_id, correlation_id=w, actor=actor) for w in ids]
-        await self._woken(await self._writes.append(run_id, events))
-        return ids
-
-    async def retry_now(self, run_id: str, step: str, *, actor: str | None = None) -> None:
-        """Start the next attempt of a step that is backing off after a failure now, instead
-        of at its ``retry_after``.
-
-        Records ``step_woken`` (with ``actor``): it carries no result; the step's code runs
-        the attempt and the engine records what it gives. ``step`` is the step's id or name.
-
-        Raises:
-            StepNotFoundError: the run has no such step.
-            EntityConflictError: the step is not backing off (running, done, suspended, or
-                waiting for its first attempt).
-        """
-        run_id = id_argument(run_id, "run_id")
-        step = id_argument(step, "step")
-        actor = actor_argument(actor)
-        found = await self._suspended_step(run_id, step)
-        event = StepWoken(run_id=run_id, correlation_id=found.step_id, actor=actor)
-        await self._woken(await self._writes.append(run_id, [event]))
-
-    # -- steering runs -----------------------------------------------------------------------
-
-    async def cancel(
-        self,
-        run_id: str,
-        reason: str | None = None,
-        *,
-        output: Any = None,
-        actor: str | None = None,
-    ) -> None:
-        """Cancel (Dapr: terminate) a run: record ``run_cancelled``; the engine driving it
-        cancels its running steps. ``output`` is kept as the run's output; ``actor`` (who
-        asked) is recorded with the reason.
-
-        Cancelling a cancelled run does nothing; a completed or failed run →
-        :class:`~worldflow.RunTerminalError`.
-        """
-        run_id = id_argument(run_id, "run_id")
-        reason = reason_argument(reason)
-        actor = actor_argument(actor)
-        event = RunCancelled(
-            run_id=run_id, reason=reason, output=_serde.encode(output), actor=actor
-        )
-        await self._cancelled(await self._writes.append(run_id, [event]))
-
-    async def suspend(
-        self, run_id: str, reason: str | None = None, *, actor: str | None = None
-    ) -> None:
-        """Pause a run: no new work is scheduled (steps already running finish) and hooks and
-        events sent meanwhile wait, until :meth:`resume`. Pausing a paused run does nothing.
-        ``actor``: who asked (recorded)."""
-        run_id = id_argument(run_id, "run_id")
-        reason = reason_argument(reason)
-        actor = actor_argument(actor)
-        run = await self.world.get_run(run_id)
-        if run.status is RunStatus.SUSPENDED:
-            return
-        event = RunSuspended(run_id=run_id, reason=reason, actor=actor)
-        await self._woken(await self._writes.append(run_id, [event]))
-
-    async def resume(self, run_id: str, *, actor: str | None = None) -> None:
-        """Unpause a suspended run; a no-op for a run that is not suspended (as in Dapr).
-        ``actor``: who asked (recorded)."""
-        run_id = id_argument(run_id, "run_id")
-        actor = actor_argument(actor)
-        run = await self.world.get_run(run_id)
-        if run.status is not RunStatus.SUSPENDED:
-            return
-        event = RunResumed(run_id=run_id, actor=actor)
-        await self._woken(await self._writes.append(run_id, [event]))
-
-    async def purge(self, run_id: str) -> None:
-        """Delete a finished run's log, views and streams.
-
-        Unknown run → ``RunNotFoundError``; a run still going → ``RunNotTerminalError``.
-        """
-        run_id = id_argument(run_id, "run_id")
-        await self.world.purge(run_id)
-        self._purged(run_id)

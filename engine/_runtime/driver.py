@@ -1,5 +1,9 @@
-"""Driving runs: the cache of live instances, feeding events in order, appending commands,
-timers, launching steps, and what happens when a run ends.
+"""Driving runs: feeding events in order, appending commands, launching steps, and the
+fused append of a step's result with the body's next decisions.
+
+Beside it: the slots and the instance cache (:mod:`.run_cache`), which events to feed
+(:mod:`.inbox`), the runs' timers (:mod:`.timers`), delays and flow-control permits
+(:mod:`.admission`), and what happens when a run ends or stalls (:mod:`.endings`).
 
 One :class:`Slot` per run this engine is working on. Driving a run is serialized per slot (a
 second request while one drive is under way just asks it to go round again), and goes:
@@ -26,26 +30,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import operator
-from collections import OrderedDict
-from collections.abc import Callable, Coroutine
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import msgspec
 
-from worldflow._registry import Registry, WorkflowDefinition
-from worldflow._replay.child_contract import CHILD_TOKEN_PREFIX, child_hook_token, child_outcome
+from worldflow._registry import Registry
 from worldflow._replay.instance import Progress, WorkflowInstance
+from worldflow._runtime.admission import RunAdmission
+from worldflow._runtime.endings import RunEndings
 from worldflow._runtime.flow import DEFAULT_POLL, FlowGate
-from worldflow._runtime.handoff import RUN_QUEUE, STEP_QUEUE, enqueue_run
+from worldflow._runtime.handoff import RUN_QUEUE, STEP_QUEUE
+from worldflow._runtime.inbox import from_inbox, only_new_steps, read_log, steps_wait
 from worldflow._runtime.ownership import RunOwner
+from worldflow._runtime.run_cache import RunCache, unreserve
 from worldflow._runtime.slot import Slot, aware
 from worldflow._runtime.step_runner import StepJob, StepRunner, release
+from worldflow._runtime.timers import RunTimers, Spawn
 from worldflow.errors import (
     EntityConflictError,
-    HookNotFoundError,
-    NondeterminismError,
     OwnershipLostError,
     RunNotFoundError,
     RunOwnedElsewhereError,
@@ -54,12 +57,6 @@ from worldflow.errors import (
 )
 from worldflow.worlds import (
     AnyEvent,
-    ChildEnded,
-    ErrorInfo,
-    RunCancelled,
-    RunCompleted,
-    RunFailed,
-    RunStalled,
     RunStarted,
     RunStatus,
     RunUnstalled,
@@ -77,16 +74,8 @@ __all__ = ["RUN_QUEUE", "STEP_QUEUE", "Driver", "Slot"]
 
 log = logging.getLogger("worldflow.engine")
 
-_PAGE = 1000
 _MAX_CONFLICTS = 8  # re-drives from the log in a row before giving the run a rest
-_FINALIZED_MEMORY = 10_000
 _MAX_RETRY_DELAY = 30.0
-_SOON = timedelta(seconds=30)  # a run with a timer due this soon is kept in the cache
-_OVERFLOW = 10  # ... up to this many times max_cached_runs
-_TRIM_LOOK = 16  # cache entries one trim looks at
-_TERMINAL = (RunCompleted, RunFailed, RunCancelled)
-
-Spawn = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any] | None"]
 
 
 class Driver:
@@ -122,12 +111,24 @@ class Driver:
         self.registry = registry
         self.clock = clock
         self._spawn = spawn
-        self.max_cached_runs = max_cached_runs
-        self._slots: dict[str, Slot] = {}
-        self._cache: OrderedDict[str, Slot] = OrderedDict()
-        self._finalized: OrderedDict[str, None] = OrderedDict()
+        self.cache = RunCache(clock=clock, max_cached_runs=max_cached_runs)
+        self._slots = self.cache.slots  # the cache's own dict: read on every step
+        self.timers = RunTimers(clock=clock, spawn=spawn, drive=self.drive)
         self.flow = FlowGate(
             world=world, clock=clock, owner=self.owner, wake_run=self.wake, poll=permit_poll
+        )
+        self.admission = RunAdmission(flow=self.flow, clock=clock, timers=self.timers)
+        self.endings = RunEndings(
+            world=world,
+            registry=registry,
+            owner=self.owner,
+            flow=self.flow,
+            spawn=spawn,
+            cache=self.cache,
+            timers=self.timers,
+            wake=self.wake,
+            deliver=self.deliver,
+            cancel_jobs=self.cancel_jobs,
         )
         self.steps = StepRunner(
             world=world,
@@ -147,10 +148,7 @@ class Driver:
 
     def slot(self, run_id: str) -> Slot:
         """The slot of ``run_id``, made if needed."""
-        slot = self._slots.get(run_id)
-        if slot is None:
-            slot = self._slots[run_id] = Slot(run_id)
-        return slot
+        return self.cache.slot(run_id)
 
     def adopt(self, run: WorkflowRun, events: list[AnyEvent]) -> None:
         """A run this engine just created (``start``): its first events are known."""
@@ -214,16 +212,16 @@ class Driver:
             self._retry_later(slot)
         finally:
             slot.driving = False
-            self._release(slot)
-            if len(self._cache) > self.max_cached_runs:
-                self._trim_cache()  # insertions could not evict runs that were being driven
+            self.cache.release(slot)
+            if len(self.cache.lru) > self.cache.max_cached_runs:
+                self.cache.trim()  # insertions could not evict runs that were being driven
 
     def _lost(self, slot: Slot, exc: Exception) -> None:
         """Another engine owns the run now: stop driving it here (its in-flight steps may
         still finish: anyone may record a result, and the first one wins)."""
         log.info("run %s: no longer driven by this engine (%s)", slot.run_id, exc)
-        self._disarm(slot)
-        self._drop_instance(slot)
+        self.timers.disarm(slot)
+        self.cache.drop_instance(slot)
         self.owner.forget(slot.run_id)
 
     def _retry_later(self, slot: Slot) -> None:
@@ -237,36 +235,25 @@ class Driver:
             slot.failures,
             delay,
         )
-        self._drop_instance(slot)
+        self.cache.drop_instance(slot)
         at = self.clock.now() + timedelta(seconds=delay)
         if slot.timer_at is None or at < slot.timer_at:
-            self._arm(slot, at)
+            self.timers.arm(slot, at)
 
     def evict(self, run_id: str | None = None) -> int:
         """Drop cached instances (all, or one run's) so the next drive replays from the log.
 
         Returns how many were dropped. Runs being driven right now are kept.
         """
-        if run_id is None:
-            victims = list(self._cache.values())
-        else:
-            one = self._cache.get(run_id)
-            victims = [] if one is None else [one]
-        dropped = 0
-        for slot in victims:
-            if not slot.driving:
-                self._drop_instance(slot)
-                dropped += 1
-                self._release(slot)
-        return dropped
+        return self.cache.evict(run_id)
 
     def forget(self, run_id: str) -> None:
         """The run was purged: drop everything this driver remembers of it."""
         self.evict(run_id)
-        self._finalized.pop(run_id, None)
+        self.endings.finalized.pop(run_id, None)
         slot = self._slots.get(run_id)
         if slot is not None:
-            self._release(slot)
+            self.cache.release(slot)
 
     def progress(self, run_id: str) -> Progress | None:
         """The cached instance's :class:`Progress` (``blocked_on`` etc.), if it is cached."""
@@ -287,13 +274,11 @@ class Driver:
 
     def cached_runs(self) -> list[str]:
         """Run ids with a live instance, least recently driven first."""
-        return list(self._cache)
+        return list(self.cache.lru)
 
     def close(self) -> None:
         """Drop every instance (engine shutdown; tasks are cancelled by the engine)."""
-        for slot in list(self._cache.values()):
-            self._drop_instance(slot)
-        self._slots.clear()
+        self.cache.close()
 
     # -- one drive ---------------------------------------------------------------------------
 
@@ -301,7 +286,7 @@ class Driver:
         if slot.instance is None:
             progress = await self._rebuild(slot)
         else:
-            self._cache.move_to_end(slot.run_id)
+            self.cache.lru.move_to_end(slot.run_id)
             progress = self._feed(slot, await self._take(slot))
         if progress is None:
             return
@@ -312,7 +297,7 @@ class Driver:
         if settled is None:
             return
         if settled.stalled:
-            await self._stalled(slot)
+            await self.endings.stalled(slot)
             return
         slot.conflicts = 0
         await self._after(slot, settled, handoff)
@@ -328,7 +313,7 @@ class Driver:
             except RunNotFoundError:
                 return None  # purged
         if run.status.is_terminal:
-            await self._finished(slot, run)
+            await self.endings.finished(slot, run)
             return None
         unstall, slot.unstall = slot.unstall, False
         if run.status is RunStatus.STALLED and not unstall:
@@ -340,9 +325,9 @@ class Driver:
         except WorkflowNotRegisteredError:
             return None  # another engine's workflow
         if run.status is RunStatus.PENDING:
-            if run.start_at is not None and self._not_yet(slot, run.start_at):
+            if run.start_at is not None and self.admission.not_yet(slot, run.start_at):
                 return None  # delayed: its timer drives it when it is due
-            if definition.limits is not None and not await self._admit(
+            if definition.limits is not None and not await self.admission.admit(
                 slot, run, definition, starting=True
             ):
                 return None  # over a limit: driven again when a permit may be free
@@ -356,7 +341,7 @@ class Driver:
             run = started.run
             self.owner.saw(run)
             slot.fetch = True
-        elif definition.limits is not None and not await self._admit(
+        elif definition.limits is not None and not await self.admission.admit(
             slot, run, definition, starting=False
         ):
             return None  # its permit lapsed (a takeover) and is someone else's now
@@ -364,8 +349,8 @@ class Driver:
         slot.reset()
         slot.instance = instance
         self.replays += 1
-        self._cache[slot.run_id] = slot
-        self._trim_cache()
+        self.cache.lru[slot.run_id] = slot
+        self.cache.trim()
         progress = self._feed(slot, await self._take(slot))
         if run.status is RunStatus.STALLED and progress is not None:
             slot.stalled_with = run.error.message if run.error is not None else ""
@@ -375,90 +360,19 @@ class Driver:
                 progress.commands.insert(0, RunUnstalled(run_id=run.run_id))
         if progress is not None and slot.child_hooks and not slot.terminal:
             # A child may have ended while nobody could tell its parent (a crash).
-            self._spawn(self._check_children(slot.run_id, dict(slot.child_hooks)), "children")
+            children = dict(slot.child_hooks)
+            self._spawn(self.endings.check_children(slot.run_id, children), "children")
         return progress
-
-    def _not_yet(self, slot: Slot, start_at: datetime) -> bool:
-        """Whether a delayed run is not due yet (then its timer is armed for when it is)."""
-        at = aware(start_at)
-        if at <= self.clock.now():
-            return False
-        self._arm(slot, at)
-        return True
-
-    async def _admit(
-        self, slot: Slot, run: WorkflowRun, definition: WorkflowDefinition, *, starting: bool
-    ) -> bool:
-        """Take the run's flow-control permits (its rate permit only when ``starting``);
-        False when one is refused (the run's timer is then armed for the next ask)."""
-        limits = definition.limits
-        assert limits is not None
-        args: tuple[Any, ...] | None = None
-        kwargs: dict[str, Any] | None = None
-        if limits.needs_arguments:
-            args, kwargs = definition.decode_input(run.input)
-        asks = limits.asks(run.run_id, args, kwargs, resource_id=run.resource_id, rate=starting)
-        if not asks:
-            return True
-        try:
-            delay = await self.flow.try_acquire(asks, run_id=run.run_id, priority=run.priority)
-        except RunTerminalError:
-            slot.again = True  # ended meanwhile: wrap it up
-            return False
-        except RunNotFoundError:
-            return False  # purged
-        if delay is None:
-            self.flow.run_admitted(run.run_id, asks)
-            slot.permits = [a for a in asks if a.period is None] or None
-            return True
-        self.flow.run_waits(run.run_id, asks)
-        self._arm(slot, self.clock.now() + timedelta(seconds=delay))
-        return False
 
     async def _take(self, slot: Slot) -> list[AnyEvent]:
         """The events to feed next: the inbox if it continues the instance, else the log."""
-        events = self._from_inbox(slot)
+        events = from_inbox(slot)
         if events is not None:
             return events
         slot.fetch = False
         instance = slot.instance
         assert instance is not None
-        return await self._fetch(slot.run_id, instance.last_seq)
-
-    def _from_inbox(self, slot: Slot) -> list[AnyEvent] | None:
-        """The inbox's events that continue the instance, or ``None`` if the log must be
-        read (a gap: someone else appended; or ``slot.fetch``)."""
-        instance = slot.instance
-        assert instance is not None
-        inbox = slot.inbox
-        slot.inbox = []
-        if slot.fetch:
-            return None
-        if not inbox:
-            return inbox
-        expected = instance.last_seq + 1
-        if len(inbox) > 1:
-            inbox.sort(key=_seq)
-        elif inbox[0].seq == expected:
-            return inbox  # the usual case: one batch that goes on where the instance is
-        out: list[AnyEvent] = []
-        for event in inbox:
-            if event.seq < expected:
-                continue  # already fed (or a duplicate)
-            if event.seq != expected:
-                return None  # a gap: someone else appended in between
-            out.append(event)
-            expected += 1
-        return out
-
-    async def _fetch(self, run_id: str, after: int) -> list[AnyEvent]:
-        events: list[AnyEvent] = []
-        while True:
-            page = await self.world.list_events(run_id, after_seq=after, limit=_PAGE)
-            events.extend(page.items)
-            if not page.has_more or not page.items:
-                return events
-            after = page.items[-1].seq
+        return await read_log(self.world, slot.run_id, instance.last_seq)
 
     def _feed(self, slot: Slot, events: list[AnyEvent]) -> Progress | None:
         instance = slot.instance
@@ -469,7 +383,7 @@ class Driver:
             return instance.feed(events, describe=False)
         except ValueError:
             log.exception("run %s: feeding events failed; replaying from the log", slot.run_id)
-            self._drop_instance(slot)
+            self.cache.drop_instance(slot)
             slot.again = True
             return None
 
@@ -496,20 +410,20 @@ class Driver:
             try:
                 result = await self.world.append(run_id, commands, fence=self.owner.fence(run_id))
             except RunOwnedElsewhereError:
-                self._unreserve(slot)
+                unreserve(slot)
                 raise
             except EntityConflictError as exc:
-                self._unreserve(slot)
+                unreserve(slot)
                 self._conflict(slot, exc)
                 return None
             except BaseException:
-                self._unreserve(slot)
+                unreserve(slot)
                 if slot.instance is not None:
-                    self._drop_instance(slot)
+                    self.cache.drop_instance(slot)
                 raise
             instance = slot.instance
             if instance is None:  # evicted meanwhile (engine closing)
-                self._unreserve(slot)
+                unreserve(slot)
                 return None
             slot.view = result.run
             if result.run.owner_epoch:
@@ -520,23 +434,11 @@ class Driver:
                 and not slot.fetch
                 and stored
                 and stored[0].seq == instance.last_seq + 1
-                and _only_new_steps(stored)
+                and only_new_steps(stored)
             ):
                 # Only new steps: feeding their creation back changes nothing the body can
-                # see, so it waits in the inbox and goes in with the steps' results (one feed
-                # per step instead of two). The launch list comes from the batch itself.
-                slot.inbox = stored
-                slot.track(stored)
-                created = [e.correlation_id for e in stored if type(e) is StepCreated]
-                return Progress(
-                    commands=[],
-                    finished=False,
-                    pending_steps=[*progress.pending_steps, *(c for c in created if c)],
-                    waits=progress.waits,
-                    suspended=progress.suspended,
-                    blocked_on=progress.blocked_on,
-                    error=None,
-                )
+                # see, so it waits in the inbox and goes in with the steps' results.
+                return steps_wait(slot, stored, progress)
             slot.inbox.extend(stored)
             fed = self._feed(slot, await self._take(slot))
             if fed is None:
@@ -564,19 +466,12 @@ class Driver:
                 out.append(StepStarted(run_id=slot.run_id, correlation_id=command.correlation_id))
         return commands if out is None else out
 
-    def _unreserve(self, slot: Slot) -> None:
-        reserved = slot.reserved
-        if reserved:
-            slot.reserved = {}
-            for limits in reserved.values():
-                release(limits)
-
     def _conflict(self, slot: Slot, exc: EntityConflictError) -> None:
         """The log moved under us: read what is new (the instance drops commands the log
         already has); after repeated conflicts, rebuild the instance from the whole log."""
         slot.conflicts += 1
         if slot.conflicts > 2:
-            self._drop_instance(slot)
+            self.cache.drop_instance(slot)
         if slot.conflicts <= _MAX_CONFLICTS:
             log.debug("run %s: %s; reading the log again", slot.run_id, exc)
             slot.fetch = True
@@ -590,14 +485,14 @@ class Driver:
             exc,
         )
         slot.conflicts = 0
-        self._drop_instance(slot)
+        self.cache.drop_instance(slot)
 
     async def _after(self, slot: Slot, progress: Progress, handoff: list[StepJob] | None) -> None:
         if progress.finished or slot.terminal:
-            await self._finished(slot, slot.view)
+            await self.endings.finished(slot, slot.view)
             return
         if progress.suspended:
-            self._disarm(slot)
+            self.timers.disarm(slot)
             return
         pending, jobs = progress.pending_steps, slot.jobs
         # The set test runs in C: a fan-out drives the run once per finished step with
@@ -606,43 +501,11 @@ class Driver:
             for step_id in pending:
                 if step_id not in jobs:
                     self._launch(slot, step_id, handoff)
-        self._unreserve(slot)  # reserved for steps that did not launch after all
+        unreserve(slot)  # reserved for steps that did not launch after all
         if progress.waits:
-            self._arm(slot, min(aware(at) for _, at in progress.waits))
+            self.timers.arm(slot, min(aware(at) for _, at in progress.waits))
         else:
-            self._disarm(slot)
-
-    async def _stalled(self, slot: Slot) -> None:
-        """The log did not replay against this code: record ``run_stalled`` (once per
-        divergence) and stop driving the run; steps already running finish and record."""
-        instance = slot.instance
-        assert instance is not None
-        error = instance.error
-        assert isinstance(error, NondeterminismError)
-        before = slot.stalled_with
-        self._disarm(slot)
-        self._drop_instance(slot)
-        info = ErrorInfo(name=type(error).__name__, message=str(error), code=error.code)
-        if before == info.message:
-            log.info("run %s is still stalled: the code deployed does not replay it", slot.run_id)
-            return
-        event = RunStalled(
-            run_id=slot.run_id,
-            error=info,
-            position=error.position,
-            recorded=error.recorded,
-            current=error.current,
-        )
-        try:
-            await self.world.append(slot.run_id, [event], fence=self.owner.fence(slot.run_id))
-        except (RunTerminalError, RunNotFoundError):
-            return  # it ended meanwhile (cancelled, purged)
-        log.warning(
-            "run %s is stalled (nothing drives it until code that replays it is deployed, "
-            "or it is failed for good with fail()):\n%s",
-            slot.run_id,
-            error,
-        )
+            self.timers.disarm(slot)
 
     # -- a step's result and what the body does next, in one append --------------------------
 
@@ -660,7 +523,7 @@ class Driver:
         slot = self._slots.get(job.run_id)
         if slot is None or slot.instance is None or slot.driving:
             return False
-        pending = self._from_inbox(slot)
+        pending = from_inbox(slot)
         if pending is None:
             slot.fetch = True  # the inbox had a gap: the next drive reads the log
             return False
@@ -680,12 +543,12 @@ class Driver:
             if fused:
                 self._retry_later(slot)
             else:
-                self._drop_instance(slot)
+                self.cache.drop_instance(slot)
         finally:
             slot.driving = False
-            self._release(slot)
-            if len(self._cache) > self.max_cached_runs:
-                self._trim_cache()
+            self.cache.release(slot)
+            if len(self.cache.lru) > self.cache.max_cached_runs:
+                self.cache.trim()
         return fused
 
     async def _fused(
@@ -704,7 +567,7 @@ class Driver:
         if progress is None:
             return False  # the instance is gone (feeding failed): the log decides
         if progress.stalled:
-            self._drop_instance(slot)  # recorded alone; the rebuild records the divergence
+            self.cache.drop_instance(slot)  # recorded alone; the rebuild records the divergence
             return False
         commands = self._with_starts(slot, progress.commands) if progress.commands else []
         try:
@@ -718,34 +581,23 @@ class Driver:
             # Someone appended meanwhile (SeqConflictError), the run ended or moved to
             # another engine, a world error: the instance saw an event the log does not
             # have, so it goes; the caller records the result alone.
-            self._unreserve(slot)
-            self._drop_instance(slot)
+            unreserve(slot)
+            self.cache.drop_instance(slot)
             return False
         except BaseException:
-            self._unreserve(slot)
-            self._drop_instance(slot)
+            unreserve(slot)
+            self.cache.drop_instance(slot)
             raise
         if slot.instance is None:  # evicted meanwhile (engine closing)
-            self._unreserve(slot)
+            unreserve(slot)
             return True
         slot.view = result.run
         if result.run.owner_epoch:
             self.owner.saw(result.run)
         rest = result.events[1:]
-        if rest and not slot.inbox and not slot.fetch and _only_new_steps(rest):
+        if rest and not slot.inbox and not slot.fetch and only_new_steps(rest):
             # As in _settle: new steps wait in the inbox and go in with their results.
-            slot.inbox = rest
-            slot.track(rest)
-            created = [e.correlation_id for e in rest if type(e) is StepCreated]
-            progress = Progress(
-                commands=[],
-                finished=False,
-                pending_steps=[*progress.pending_steps, *(c for c in created if c)],
-                waits=progress.waits,
-                suspended=progress.suspended,
-                blocked_on=progress.blocked_on,
-                error=None,
-            )
+            progress = steps_wait(slot, rest, progress)
             slot.conflicts = 0
             await self._after(slot, progress, handoff)
             return True
@@ -824,7 +676,7 @@ class Driver:
     def _forget_job(self, slot: Slot, job: StepJob) -> None:
         if slot.jobs.get(job.step_id) is job:
             del slot.jobs[job.step_id]
-            self._release(slot)
+            self.cache.release(slot)
 
     async def _deliver_step(
         self,
@@ -842,188 +694,3 @@ class Driver:
             slot.inbox.extend(events)
         if final:
             await self.drive(job.run_id, fetch=not events, handoff=handoff)
-
-    # -- timers ------------------------------------------------------------------------------
-
-    def _arm(self, slot: Slot, at: datetime) -> None:
-        if slot.timer is not None and slot.timer_at == at:
-            return
-        self._disarm(slot)
-        task = self._spawn(self._timer(slot, at), f"timer {slot.run_id}")
-        if task is not None:
-            slot.timer = task
-            slot.timer_at = at
-
-    def _disarm(self, slot: Slot) -> None:
-        timer = slot.timer
-        if timer is not None:
-            slot.timer = None
-            slot.timer_at = None
-            if timer is not asyncio.current_task():
-                timer.cancel()
-
-    async def _timer(self, slot: Slot, at: datetime) -> None:
-        delay = (at - self.clock.now()).total_seconds()
-        if delay > 0:
-            await self.clock.sleep(delay)
-        if slot.timer is asyncio.current_task():
-            slot.timer = None
-            slot.timer_at = None
-        await self.drive(slot.run_id)
-
-    # -- the end of a run --------------------------------------------------------------------
-
-    async def _finished(self, slot: Slot, run: WorkflowRun | None) -> None:
-        self._disarm(slot)
-        self._drop_instance(slot)
-        slot.inbox.clear()
-        self.owner.forget(slot.run_id)
-        permits, slot.permits = slot.permits, None
-        if permits:
-            await self.flow.release(permits)  # the world voids them anyway: this is prompt
-        if run is not None and run.status is RunStatus.CANCELLED:
-            self.cancel_jobs(slot.run_id)  # cancelled by someone else: its steps stop here
-        if slot.run_id in self._finalized:
-            return
-        self._finalized[slot.run_id] = None
-        if len(self._finalized) > _FINALIZED_MEMORY:
-            self._finalized.popitem(last=False)
-        # In this drive rather than in a task of its own: a task per finished run cost more
-        # than the wrap-up, which for most runs is one read that finds nothing to close.
-        try:
-            await self._wrap_up(slot.run_id, run)
-        except Exception:
-            log.exception("run %s: wrapping up the finished run failed", slot.run_id)
-
-    async def _wrap_up(self, run_id: str, run: WorkflowRun | None) -> None:
-        """Close the run's streams, tell a parent its child ended, cancel a cancelled run's
-        children."""
-        try:
-            if run is None or not run.status.is_terminal:
-                run = await self.world.get_run(run_id)
-            for stream in await self.world.list_streams(run_id):
-                if not stream.closed:
-                    await self.world.close_stream(run_id, stream.name)
-            if run.parent_run_id is not None:
-                await self.notify_parent(run)
-            if run.status is RunStatus.CANCELLED:
-                await self._cancel_children(run)
-        except RunNotFoundError:
-            return  # purged already
-
-    async def notify_parent(self, child: WorkflowRun) -> None:
-        """Tell the parent its child ended: ``child_ended`` on its ``worldflow:child:`` hook."""
-        parent_id = child.parent_run_id
-        if parent_id is None:
-            return
-        try:
-            hook = await self.world.get_hook_by_token(child_hook_token(child.run_id))
-            if hook.received_count or hook.run_id != parent_id:
-                return
-            ended = ChildEnded(
-                run_id=parent_id,
-                correlation_id=hook.hook_id,
-                child_run_id=child.run_id,
-                outcome=child_outcome(child),
-            )
-            result = await self.world.append(parent_id, [ended])
-        except (HookNotFoundError, RunNotFoundError, EntityConflictError):
-            return  # the parent is gone or has stopped waiting
-        self.deliver(parent_id, result.events)
-        self.wake_or_enqueue(result.run)
-
-    def wake_or_enqueue(self, run: WorkflowRun) -> None:
-        """Drive ``run`` here if this engine has its workflow and nobody else owns it, else
-        queue it for its owner (or any engine serving it)."""
-        if self.registry.has_workflow(run.workflow_name) and self.owner.drives(run):
-            self.wake(run.run_id)
-        else:
-            self._spawn(enqueue_run(self.world, run), f"enqueue {run.run_id}")
-
-    async def _check_children(self, parent_id: str, children: dict[str, str]) -> None:
-        for child_id in children.values():
-            try:
-                child = await self.world.get_run(child_id)
-            except RunNotFoundError:
-                continue  # not started yet: the start_child step will start it
-            if child.status.is_terminal:
-                await self.notify_parent(child)
-
-    async def _cancel_children(self, run: WorkflowRun) -> None:
-        page = await self.world.list_hooks(run_id=run.run_id)
-        for hook in page.items:
-            if not hook.token.startswith(CHILD_TOKEN_PREFIX) or hook.received_count:
-                continue
-            child_id = hook.token[len(CHILD_TOKEN_PREFIX) :]
-            try:
-                result = await self.world.append(
-                    child_id,
-                    [
-                        RunCancelled(
-                            run_id=child_id, reason=f"its parent run {run.run_id} was cancelled"
-                        )
-                    ],
-                )
-            except (RunNotFoundError, EntityConflictError):
-                continue
-            if self.owner.drives(result.run):
-                self.cancel_jobs(child_id)
-            self.deliver(child_id, result.events)
-            self.wake_or_enqueue(result.run)
-
-    # -- cache -------------------------------------------------------------------------------
-
-    def _drop_instance(self, slot: Slot) -> None:
-        self._unreserve(slot)
-        instance = slot.instance
-        if instance is not None:
-            slot.instance = None
-            self._cache.pop(slot.run_id, None)
-            instance.close()
-        slot.reset()
-        slot.inbox.clear()
-
-    def _trim_cache(self) -> None:
-        """Evict the least recently driven instances beyond ``max_cached_runs``.
-
-        A run that will have work soon (a timer due within :data:`_SOON`, a step running
-        here) is kept past the limit, up to :data:`_OVERFLOW` times it: evicting it would
-        only rebuild it from its log a moment later. With more runs asleep than the cache
-        holds, plain LRU evicted exactly the runs whose timers fire next, and every wake was
-        a rebuild. A kept run moves to the recent end, so each trim looks at a few entries
-        (O(1) per insertion) even when every cached run is kept.
-        """
-        cache = self._cache
-        limit = self.max_cached_runs
-        if len(cache) <= limit:
-            return
-        hard = limit * _OVERFLOW
-        soon = self.clock.now() + _SOON
-        looked = 0
-        while len(cache) > limit and looked < _TRIM_LOOK:
-            looked += 1
-            run_id, slot = next(iter(cache.items()))
-            busy = slot.driving or (
-                len(cache) <= hard
-                and (slot.jobs or (slot.timer_at is not None and slot.timer_at <= soon))
-            )
-            if busy:
-                cache.move_to_end(run_id)
-                continue
-            self._drop_instance(slot)
-            self._release(slot)
-
-    def _release(self, slot: Slot) -> None:
-        if slot.idle() and self._slots.get(slot.run_id) is slot:
-            del self._slots[slot.run_id]
-
-
-_seq = operator.attrgetter("seq")
-
-
-def _only_new_steps(events: list[AnyEvent]) -> bool:
-    for event in events:
-        kind = type(event)
-        if kind is not StepCreated and kind is not StepStarted:
-            return False
-    return True

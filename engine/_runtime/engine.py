@@ -459,7 +459,7 @@ class Engine(Client):
     async def _woken(self, result: EventResult) -> None:
         driver = self.driver
         driver.deliver(result.run.run_id, result.events)
-        driver.wake_or_enqueue(result.run)
+        driver.endings.wake_or_enqueue(result.run)
 
     async def _cancelled(self, result: EventResult) -> None:
         run = result.run

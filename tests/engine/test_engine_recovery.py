@@ -232,7 +232,7 @@ async def test_a_parent_learns_of_a_child_that_ended_during_a_crash(
         async def lost(child: Any) -> None:  # the crash: the parent is never told
             return None
 
-        engine.driver.notify_parent = lost  # type: ignore[method-assign]
+        engine.driver.endings.notify_parent = lost  # type: ignore[method-assign]
         run = await engine.start(mom, 2)
         made = await wait_for_type(run, "step_created")
         child = await engine.get_run(f"{run.run_id}-{made.correlation_id}")

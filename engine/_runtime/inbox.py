@@ -1,0 +1,81 @@
+"""Which events a cached instance is fed next: those our own appends returned (the slot's
+inbox) when they continue the instance's ``last_seq`` without a gap, else the log after it.
+"""
+
+from __future__ import annotations
+
+import operator
+
+from worldflow._replay.instance import Progress
+from worldflow._runtime.slot import Slot
+from worldflow.worlds import AnyEvent, StepCreated, StepStarted, World
+
+__all__ = ["from_inbox", "only_new_steps", "read_log", "steps_wait"]
+
+_PAGE = 1000
+_seq = operator.attrgetter("seq")
+
+
+def from_inbox(slot: Slot) -> list[AnyEvent] | None:
+    """The inbox's events that continue the instance (the inbox is emptied), or ``None`` if
+    the log must be read (a gap: someone else appended; or ``slot.fetch``)."""
+    instance = slot.instance
+    assert instance is not None
+    inbox = slot.inbox
+    slot.inbox = []
+    if slot.fetch:
+        return None
+    if not inbox:
+        return inbox
+    expected = instance.last_seq + 1
+    if len(inbox) > 1:
+        inbox.sort(key=_seq)
+    elif inbox[0].seq == expected:
+        return inbox  # the usual case: one batch that goes on where the instance is
+    out: list[AnyEvent] = []
+    for event in inbox:
+        if event.seq < expected:
+            continue  # already fed (or a duplicate)
+        if event.seq != expected:
+            return None  # a gap: someone else appended in between
+        out.append(event)
+        expected += 1
+    return out
+
+
+async def read_log(world: World, run_id: str, after: int) -> list[AnyEvent]:
+    """The run's events after seq ``after``, every page of them."""
+    events: list[AnyEvent] = []
+    while True:
+        page = await world.list_events(run_id, after_seq=after, limit=_PAGE)
+        events.extend(page.items)
+        if not page.has_more or not page.items:
+            return events
+        after = page.items[-1].seq
+
+
+def only_new_steps(events: list[AnyEvent]) -> bool:
+    """Whether ``events`` only create and start steps (nothing the body can see)."""
+    for event in events:
+        kind = type(event)
+        if kind is not StepCreated and kind is not StepStarted:
+            return False
+    return True
+
+
+def steps_wait(slot: Slot, stored: list[AnyEvent], progress: Progress) -> Progress:
+    """``stored`` (only new steps, see :func:`only_new_steps`) waits in the inbox and goes in
+    with the steps' results (one feed per step instead of two): the progress to go on with,
+    whose launch list comes from the batch itself."""
+    slot.inbox = stored
+    slot.track(stored)
+    created = [e.correlation_id for e in stored if type(e) is StepCreated]
+    return Progress(
+        commands=[],
+        finished=False,
+        pending_steps=[*progress.pending_steps, *(c for c in created if c)],
+        waits=progress.waits,
+        suspended=progress.suspended,
+        blocked_on=progress.blocked_on,
+        error=None,
+    )
