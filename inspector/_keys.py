@@ -25,6 +25,7 @@ __all__ = [
     "ControlPlane",
     "RunHandle",
     "Settings",
+    "principal",
 ]
 
 DEFAULT_MAX_BODY_SIZE = 10 * 1024 * 1024
@@ -196,3 +197,11 @@ SETTINGS: web.AppKey[Settings] = web.AppKey("worldflow.settings", Settings)
 
 AUTH_CHECKS: web.AppKey[list[AuthCheck]] = web.AppKey("worldflow.auth_checks", list)
 """Extra authenticators tried after the bearer token (append during setup)."""
+
+
+def principal(request: web.Request) -> str | None:
+    """Who acts over the HTTP API, as the run's log records it (the ``actor`` of a cancel,
+    suspend, resume, raised event, hook payload, resumed step, rerun or fork): the server's
+    token (every non-public route needs it when one is set); ``None`` when auth is off
+    (nobody known). The native, Dapr and Mastra routes all record it."""
+    return "api token" if request.app[SETTINGS].token is not None else None

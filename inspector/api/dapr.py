@@ -60,7 +60,7 @@ from worldflow.errors import (
     WorkflowNotRegisteredError,
 )
 from worldflow.inspector._body import RequestError, query_params, read_body
-from worldflow.inspector._keys import CONTROL, ControlPlane
+from worldflow.inspector._keys import CONTROL, ControlPlane, principal
 from worldflow.inspector._routes import ErrorShape, Problem, route
 from worldflow.worlds import RunStatus
 
@@ -422,7 +422,7 @@ async def _raise(request: web.Request, name: str, payload: Any) -> web.Response:
         instance_id,
         "ERR_RAISE_EVENT_WORKFLOW",
         "raising event on",
-        control.raise_event(instance_id, name, payload),
+        control.raise_event(instance_id, name, payload, actor=principal(request)),
     )
     return _accepted()
 
@@ -464,7 +464,12 @@ async def pause(request: web.Request) -> web.Response:
     query_params(request, AppQuery)
     instance_id = request.match_info["id"]
     control = request.app[CONTROL]
-    await _act(instance_id, "ERR_PAUSE_WORKFLOW", "pausing", control.suspend(instance_id))
+    await _act(
+        instance_id,
+        "ERR_PAUSE_WORKFLOW",
+        "pausing",
+        control.suspend(instance_id, actor=principal(request)),
+    )
     return _accepted()
 
 
@@ -474,7 +479,12 @@ async def resume(request: web.Request) -> web.Response:
     query_params(request, AppQuery)
     instance_id = request.match_info["id"]
     control = request.app[CONTROL]
-    await _act(instance_id, "ERR_RESUME_WORKFLOW", "resuming", control.resume(instance_id))
+    await _act(
+        instance_id,
+        "ERR_RESUME_WORKFLOW",
+        "resuming",
+        control.resume(instance_id, actor=principal(request)),
+    )
     return _accepted()
 
 
@@ -490,14 +500,19 @@ async def terminate(request: web.Request) -> web.Response:
     control = request.app[CONTROL]
     output = _value(body) if body else None
     await _act(
-        instance_id, "ERR_TERMINATE_WORKFLOW", "terminating", _cancel(control, instance_id, output)
+        instance_id,
+        "ERR_TERMINATE_WORKFLOW",
+        "terminating",
+        _cancel(control, instance_id, output, principal(request)),
     )
     return _accepted()
 
 
-async def _cancel(control: ControlPlane, instance_id: str, output: Any) -> None:
+async def _cancel(control: ControlPlane, instance_id: str, output: Any, actor: str | None) -> None:
     try:
-        await control.cancel(instance_id, "terminated over the Dapr API", output=output)
+        await control.cancel(
+            instance_id, "terminated over the Dapr API", output=output, actor=actor
+        )
     except RunTerminalError:
         await control.get_run(instance_id)  # finished already: fine, if it exists
 

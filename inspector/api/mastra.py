@@ -40,7 +40,7 @@ from worldflow.errors import (
     RunTerminalError,
 )
 from worldflow.inspector._body import RequestError, json_body, query_params
-from worldflow.inspector._keys import CONTROL
+from worldflow.inspector._keys import CONTROL, principal
 from worldflow.inspector._routes import ErrorShape, Problem, route
 from worldflow.inspector.api.mastra_catalog import (
     CatalogEntry,
@@ -481,7 +481,9 @@ async def _resume(
             return translator, start_at  # a retry of the resume that already went through
         raise _conflict(_NOT_SUSPENDED)
     try:
-        await _control(request).resume_step(run_id, call.step_call_id, body.resumeData)
+        await _control(request).resume_step(
+            run_id, call.step_call_id, body.resumeData, actor=principal(request)
+        )
     except EntityConflictError:
         await _catch_up(world, translator)
         if not (call.has_resume and call.resume_payload == body.resumeData):
@@ -541,7 +543,9 @@ async def cancel(request: web.Request) -> web.StreamResponse:
     if run.workflow_name != entry.name:
         raise _run_not_found()
     try:
-        await _control(request).cancel(run_id, "cancelled through the Mastra API")
+        await _control(request).cancel(
+            run_id, "cancelled through the Mastra API", actor=principal(request)
+        )
     except RunTerminalError:
         pass
     return _json(Message(message="Workflow run cancelled"))

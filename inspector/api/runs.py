@@ -19,7 +19,7 @@ import msgspec
 from aiohttp import web
 
 from worldflow.inspector._body import decode_json, read_body
-from worldflow.inspector._keys import CONTROL, SETTINGS
+from worldflow.inspector._keys import CONTROL, principal
 from worldflow.inspector._routes import route
 
 __all__ = ["add_routes"]
@@ -49,12 +49,6 @@ def _ref(run_id: str) -> web.Response:
     return web.Response(
         body=msgspec.json.encode(RunRef(runId=run_id)), content_type="application/json"
     )
-
-
-def principal(request: web.Request) -> str | None:
-    """Who acts, as the run's log records it: the server's token (every non-public route
-    needs it when one is set); ``None`` when auth is off (nobody known)."""
-    return "api token" if request.app[SETTINGS].token is not None else None
 
 
 @route(responses={200: RunRef}, errors_on=(404,), tags=("runs",))

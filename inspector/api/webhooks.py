@@ -24,7 +24,7 @@ from aiohttp import web
 
 from worldflow import HookNotFoundError, WebhookRequest, WebhookResponse
 from worldflow.inspector._body import json_body, read_body
-from worldflow.inspector._keys import CONTROL, SETTINGS
+from worldflow.inspector._keys import CONTROL, SETTINGS, principal
 from worldflow.inspector._routes import route
 
 __all__ = ["WEBHOOK_PATH", "add_routes"]
@@ -89,7 +89,7 @@ async def resume_hook(request: web.Request) -> web.Response:
     The workflow waiting on the hook continues with ``data``. Unknown token → 404.
     """
     body = await json_body(request, ResumeHookBody)
-    hook = await request.app[CONTROL].resume_hook(body.token, body.data)
+    hook = await request.app[CONTROL].resume_hook(body.token, body.data, actor=principal(request))
     return web.Response(
         body=msgspec.json.encode(HookResumed(runId=hook.run_id)), content_type="application/json"
     )

@@ -81,6 +81,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/runs/{run_id}/resume", _actions.resume, name="ui.act.resume")
     r.add_post("/runs/{run_id}/raise-event", _actions.raise_event, name="ui.act.raise_event")
     r.add_post("/runs/{run_id}/rerun", _actions.rerun, name="ui.act.rerun")
+    r.add_post("/runs/{run_id}/fork", _actions.fork, name="ui.act.fork")
     r.add_post("/runs/{run_id}/purge", _actions.purge, name="ui.act.purge")
     r.add_post("/runs/{run_id}/resume-step", _actions.resume_step, name="ui.act.resume_step")
     r.add_post("/runs/{run_id}/fail", _actions.fail, name="ui.act.fail")

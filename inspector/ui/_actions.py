@@ -14,12 +14,14 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from worldflow.errors import NotFoundError
 from worldflow.inspector.ui._guard import UiError, action
 from worldflow.inspector.ui._session import Session
-from worldflow.inspector.ui._state import control, url_for
+from worldflow.inspector.ui._state import control, url_for, world
 
 __all__ = [
     "cancel",
+    "fork",
     "purge",
     "raise_event",
     "rerun",
@@ -113,6 +115,49 @@ async def rerun(request: web.Request, session: Session) -> web.StreamResponse:
     run_id = request.match_info["run_id"]
     handle = await control(request).rerun(run_id, actor=actor_of(session))
     raise _back(request, handle.run_id, "rerun")
+
+
+@action
+async def fork(request: web.Request, session: Session) -> web.StreamResponse:
+    """Start a new run that reuses this run's results before ``from_step`` and runs that step
+    again with the edited ``input`` (a JSON object of its parameters; empty or unchanged: the
+    recorded one); no ``from_step``: from the start, with the workflow's input. Goes to the
+    new run; this run's log is untouched."""
+    run_id = request.match_info["run_id"]
+    form = await _form(request)
+    from_step = _text(form, "from_step")
+    new_input = _json(form, "input")
+    if new_input is not None and not isinstance(new_input, dict):
+        raise UiError(400, "`input` must be a JSON object of parameter names to values")
+    if new_input is not None and await _recorded_input(request, run_id, from_step) == new_input:
+        new_input = None  # not edited: the recorded input as it was stored (typed values too)
+    try:
+        handle = await control(request).fork(
+            run_id,
+            from_step=from_step,
+            input=new_input,
+            run_id=_text(form, "run_id"),
+            actor=actor_of(session),
+        )
+    except TypeError as exc:
+        raise UiError(400, f"`input` does not fit the step's parameters: {exc}") from None
+    raise _back(request, handle.run_id, "forked")
+
+
+async def _recorded_input(request: web.Request, run_id: str, from_step: str | None) -> Any:
+    """The recorded input ``fork`` would reuse, as plain JSON (``None`` if not found)."""
+    w = world(request)
+    try:
+        if from_step is None:
+            first = (await w.list_events(run_id, limit=1)).items
+            raw = getattr(first[0], "input", None) if first else None
+        elif from_step.startswith("step_"):
+            raw = (await w.get_step(run_id, from_step)).input
+        else:
+            return None  # by name: the control plane resolves it
+        return None if raw is None else msgspec.json.decode(raw)
+    except (NotFoundError, msgspec.DecodeError):
+        return None
 
 
 @action

@@ -36,6 +36,7 @@ class RunFilter(msgspec.Struct, frozen=True, kw_only=True):
     created_after: datetime | None = None
     created_before: datetime | None = None
     search: str | None = None
+    forked_from: str | None = None
     limit: int = DEFAULT_PAGE
     cursor: str | None = None
 
@@ -60,6 +61,8 @@ class RunFilter(msgspec.Struct, frozen=True, kw_only=True):
             pairs.append(("after", f.created_after.isoformat()))
         if f.created_before:
             pairs.append(("before", f.created_before.isoformat()))
+        if f.forked_from:
+            pairs.append(("forked_from", f.forked_from))
         if f.limit != DEFAULT_PAGE:
             pairs.append(("limit", str(f.limit)))
         if f.cursor:
@@ -77,6 +80,7 @@ class RunFilter(msgspec.Struct, frozen=True, kw_only=True):
             or self.created_after
             or self.created_before
             or self.search
+            or self.forked_from
         )
 
     def world_args(self) -> dict[str, object]:
@@ -88,6 +92,7 @@ class RunFilter(msgspec.Struct, frozen=True, kw_only=True):
             "metadata": dict(self.metadata) or None,
             "created_after": self.created_after,
             "created_before": self.created_before,
+            "forked_from": self.forked_from,
         }
 
 
@@ -146,6 +151,7 @@ def parse_filter(query: MultiMapping[str]) -> RunFilter:
         created_after=_time("after", after) if after else None,
         created_before=_time("before", before) if before else None,
         search=_one(query, "q"),
+        forked_from=_one(query, "forked_from"),
         limit=limit,
         cursor=_one(query, "cursor"),
     )

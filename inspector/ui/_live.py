@@ -4,7 +4,7 @@ The run's own log is the replay buffer: a message's ``id:`` is the ``seq`` of th
 it carries, and a reconnecting ``EventSource`` sends it back as ``Last-Event-ID``, so the
 stream goes on right after it: no event is lost and none comes twice (the page also ignores a
 row it already has). Each message carries HTML rendered by the page's own templates (new
-event-log rows, and the header, actions, waiting-on and timeline regions); the script only
+event-log rows, and the header, actions, waiting-on, timeline and data regions); the script only
 inserts that HTML, never builds any from data.
 
 Wake-ups come from the world's notifications (``wait_for_run`` / ``wait_for_world``), never
@@ -43,6 +43,7 @@ _REGIONS = {
     "actions": "run/_actions.html",
     "waiting": "run/_waiting.html",
     "timeline": "run/_timeline.html",
+    "data": "run/_data.html",
 }
 
 

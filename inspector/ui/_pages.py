@@ -80,7 +80,7 @@ async def counts_for(request: web.Request, f: RunFilter) -> tuple[dict[str, int]
     w = world(request)
     state = ui_state(request)
     changes = await w.wait_for_world(after=2**62, timeout=0)
-    key = (f.workflow, f.resource_id, f.metadata, f.created_after, f.created_before)
+    key = (f.workflow, f.resource_id, f.metadata, f.created_after, f.created_before, f.forked_from)
     cached = state.counts.get(key)
     if cached is None:
         counts, seen, capped = await _scan_counts(w, f)

@@ -24,6 +24,7 @@ from worldflow.worlds import (
     AnyEvent,
     HookCreated,
     HookStatus,
+    PatchMarked,
     RunCancelled,
     RunStalled,
     RunStatus,
@@ -55,6 +56,10 @@ EVENT_PAGE = 200
 ROW_PAGE = 500
 """Timeline rows per page."""
 EVENT_DETAIL_LIMIT = 4096
+FORK_STEPS = 500
+"""Steps offered in the fork form's list (a longer run: fork from its timeline)."""
+FORKS_SHOWN = 20
+"""Forks and reruns of a run named on its page."""
 
 
 class Action(msgspec.Struct, frozen=True, kw_only=True):
@@ -124,6 +129,7 @@ def actions_for(
         ),
         "raise_event": make("raise_event", "Raise event", not terminal, done, "raise_event"),
         "rerun": make("rerun", "Rerun", True, "", "rerun"),
+        "fork": make("fork", "Fork", True, "", "fork"),
         "purge": make("purge", "Purge", terminal, "Only a finished run can be purged", "purge"),
         "fail": make("fail", "Fail run", stalled, "Only a stalled run can be failed", "fail"),
         "unstall": make(
@@ -146,6 +152,14 @@ def actions_for(
             "retry_now",
         ),
     }
+
+
+def _span_fork(fork: Action, span: Step) -> Action:
+    """The fork button of the step panel: the run's, unless this step cannot be forked from."""
+    if fork.enabled and span.step_name == CHILD_STEP:
+        why = "This step starts a child workflow: fork the child run, or from another step"
+        return Action(name="fork", label=fork.label, enabled=False, reason=why)
+    return fork
 
 
 def event_rows(
@@ -313,6 +327,14 @@ async def load_run_view(request: web.Request, run_id: str | None = None) -> dict
         children=children,
         stall=stall,
     )
+    actions = actions_for(
+        run,
+        ops,
+        read_only=options.read_only,
+        sleeping=any(w.kind == "sleep" for w in waiting),
+        backing_off=any(w.kind == "backoff" for w in waiting),
+    )
+    forks = await w.list_runs(forked_from=rid, limit=FORKS_SHOWN)
     query = {k: v for k, v in request.query.items() if k in ("idle", "type", "span")}
     return {
         "run": run,
@@ -330,6 +352,7 @@ async def load_run_view(request: web.Request, run_id: str | None = None) -> dict
         "newer_seq": shown[-1].seq if newer else None,
         "waiting": waiting,
         "cancelled_by": None if cancelled is None else cancelled.actor,
+        "patches": list(dict.fromkeys(e.name for e in events if isinstance(e, PatchMarked))),
         "event_waited": next((x.event_name for x in waiting if x.event_name), ""),
         "engine_sees": engine_sees,
         "children": children,
@@ -338,13 +361,11 @@ async def load_run_view(request: web.Request, run_id: str | None = None) -> dict
         "streams": streams,
         "steps": {s.step_id: s for s in steps},
         "span": span,
-        "actions": actions_for(
-            run,
-            ops,
-            read_only=options.read_only,
-            sleeping=any(w.kind == "sleep" for w in waiting),
-            backing_off=any(w.kind == "backoff" for w in waiting),
-        ),
+        "actions": actions,
+        "fork_steps": [s for s in steps if s.step_name != CHILD_STEP][:FORK_STEPS],
+        "span_fork": None if span is None else _span_fork(actions["fork"], span),
+        "forks": forks.items,
+        "more_forks": forks.has_more,
         "now": now,
         "compress": compress,
         "query": query,

@@ -17,6 +17,7 @@ from worldflow.worlds import (
     HookCreated,
     HookDisposed,
     HookReceived,
+    PatchMarked,
     RunCancelled,
     RunCompleted,
     RunCreated,
@@ -273,6 +274,10 @@ class Collector:
                 self.run_marks.append(("event", at, _by(f"event {name!r} raised", actor), seq))
             case StateUpdated():
                 self.run_marks.append(("state", at, "state updated", seq))
+            case PatchMarked(name=name):
+                # a versioning mark: from here the run takes the new branch of patched(name)
+                title = f"patched({name!r}): the new code from here on"
+                self.run_marks.append(("patch", at, title, seq))
             case _:
                 pass  # a result for an unknown correlation id: shown in the event log only
 

@@ -182,6 +182,7 @@ DONE = {
     "woken": "Sleep woken: the run goes on now.",
     "retried": "Step retried now.",
     "rerun": "Started as a rerun of the run it came from.",
+    "forked": "Started as a fork of the run it came from; that run's log is untouched.",
     "started": "Run started.",
     "purged": "Run purged.",
     "failed": "Run failed for good.",

@@ -41,6 +41,12 @@ async def call(srv: Served, method: str, path: str, **kw: Any) -> tuple[int, Any
         return r.status, body, r.headers
 
 
+async def actors(engine: Engine, run_id: str) -> dict[str, str]:
+    """The control events of a run's log and who asked for each."""
+    events = (await engine.world.list_events(run_id)).items
+    return {e.type: actor for e in events if (actor := getattr(e, "actor", None)) is not None}
+
+
 async def status_of(srv: Served, path: str) -> str:
     code, body, _ = await call(srv, "GET", path)
     assert code == 200, body
@@ -57,7 +63,7 @@ async def until_status(srv: Served, path: str, wanted: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("prefix", ["/v1.0", "/v1.0-beta1", "/v1.0-alpha1"])
-async def test_daprd_form_lifecycle(srv: Served, prefix: str) -> None:
+async def test_daprd_form_lifecycle(srv: Served, engine: Engine, prefix: str) -> None:
     base = f"{prefix}/workflows/dapr"
     code, body, headers = await call(
         srv, "POST", f"{base}/order_wf/start?instanceID=inst-1", json={"item": "pen"}
@@ -81,6 +87,12 @@ async def test_daprd_form_lifecycle(srv: Served, prefix: str) -> None:
         '{"order":{"item":"pen"},"decision":true}'
     )
     assert "worldflow.completed_at" in state["properties"]
+    # the log says who paused, raised and resumed: the API's token
+    assert await actors(engine, "inst-1") == {
+        "run_suspended": "api token",
+        "event_raised": "api token",
+        "run_resumed": "api token",
+    }
     # terminate on a finished instance is a no-op, as in daprd
     assert (await call(srv, "POST", f"{base}/inst-1/terminate"))[:2] == (202, {})
     assert (await call(srv, "POST", f"{base}/inst-1/purge"))[:2] == (202, {})
@@ -124,6 +136,7 @@ async def test_seed_form_lifecycle(srv: Served, engine: Engine) -> None:
     )
     assert code == 202
     state = await until_status(srv, "/v1.0/workflows/order_wf/seed-1", "TERMINATED")
+    assert (await actors(engine, "seed-1"))["run_cancelled"] == "api token"
     assert state["properties"]["dapr.workflow.output"] == '{"why":"stop"}'
     # still a conflict once finished, in the seed form
     assert (await call(srv, "POST", "/v1.0/workflows/order_wf/seed-1/start"))[0] == 409

@@ -35,6 +35,7 @@ async def engine() -> AsyncIterator[Engine]:
         flows.parent,
         flows.napper,
         flows.retrier,
+        flows.versioned,
     ]
     async with Engine(world, workflows) as eng:
         yield eng

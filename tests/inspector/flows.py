@@ -10,6 +10,7 @@ from worldflow import (
     create_hook,
     get_step_metadata,
     get_writable,
+    patched,
     sleep,
     step,
     wait_for_event,
@@ -109,3 +110,11 @@ async def flaky_once(key: str) -> str:
 async def retrier(key: str) -> str:
     """One step that backs off for an hour after its first attempt."""
     return await flaky_once(key)
+
+
+@workflow
+async def versioned(x: int) -> int:
+    """Takes the new branch of a patch (its log holds the versioning mark)."""
+    if patched("double-it"):
+        return x * 2
+    return x

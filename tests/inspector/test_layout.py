@@ -15,6 +15,7 @@ from worldflow.worlds import (
     EventRaised,
     HookCreated,
     HookReceived,
+    PatchMarked,
     RunCompleted,
     RunCreated,
     RunResumed,
@@ -192,6 +193,17 @@ def test_hooks_events_and_suspension_are_marks() -> None:
     titles = [m.title for m in layout.marks]
     assert "run suspended: maintenance" in titles
     assert "event 'go' raised" in titles
+
+
+def test_versioning_marks_are_on_the_run_row() -> None:
+    log = Log().start().step("s1", "m:charge", 2)
+    log.add(PatchMarked, 4, name="charge-twice")
+    log.add(RunCompleted, 8, output=RAW)
+    layout = layout_timeline(log.events)
+    (mark,) = [m for m in layout.rows[0].marks if m.kind == "patch"]
+    assert mark.seq == 4
+    assert mark.title == "patched('charge-twice'): the new code from here on"
+    assert 0 < mark.at < 100
 
 
 def test_empty_log() -> None:

@@ -63,7 +63,7 @@ async def test_run_page_stream_sends_new_rows_once_and_resumes(
     assert event == "update"
     assert msg_id == str(last)
     assert seqs(data["rows"]) == [last - 2, last - 1, last]  # only what the page lacks
-    assert set(data["regions"]) == {"header", "actions", "waiting", "timeline"}
+    assert set(data["regions"]) == {"header", "actions", "waiting", "timeline", "data"}
     assert "Hook approve:l-1" in data["regions"]["waiting"]
     resp.close()
 

@@ -101,6 +101,18 @@ async def test_run_page_shows_waiting_on_timeline_and_events(
     assert len(re.findall(r'<tr id="ev-\d+"', events)) == 2
 
 
+async def test_a_patched_run_shows_its_versioning_marks(engine: Engine, client: Client) -> None:
+    run = await engine.start(flows.versioned, 4, run_id="ver-1")
+    assert await run.result(timeout=10) == 8
+    html = await (await client.get("/runs/ver-1")).text()
+    assert re.search(r"<dt>Patches</dt><dd[^>]*><a [^>]*>double-it</a>", html)
+    assert re.search(r'class="mark m-patch"[^>]*><title>#\d+ patched\(&#39;double-it&#39;\)', html)
+    assert "versioning mark" in html  # the legend names it
+    assert "patched(&#39;double-it&#39;): the new code" in html  # the event log row
+    plain = await (await client.get("/runs/ver-1?type=patch_marked")).text()
+    assert plain.count('<tr id="ev-') == 1
+
+
 async def test_a_delayed_run_shows_when_it_starts(engine: Engine, client: Client) -> None:
     await engine.start(flows.echo, "later", run_id="o-later", delay="1h")
     html = await (await client.get("/runs/o-later")).text()

@@ -12,6 +12,7 @@ import pytest
 from tests.http.served import Served, serving
 from tests.mastra.workflows import WORKFLOWS
 from worldflow import Engine, create_hook, step, wait_for_event, workflow
+from worldflow.inspector import CONTROL
 from worldflow.worlds import MemoryWorld
 
 pytestmark = pytest.mark.anyio
@@ -54,6 +55,12 @@ async def _post(s: Served, path: str, body: Any = None, **kw: Any) -> tuple[int,
     headers = {**AUTH, "content-type": "application/json"}
     async with s.request("POST", path, data=data, headers=headers, **kw) as r:
         return r.status, await r.json(content_type=None)
+
+
+async def _actors(s: Served, run_id: str) -> dict[str, str]:
+    """The control events of a run's log and who asked for each."""
+    events = (await s.app[CONTROL].world.list_events(run_id)).items
+    return {e.type: actor for e in events if (actor := getattr(e, "actor", None)) is not None}
 
 
 async def _get(s: Served, path: str) -> tuple[int, Any]:
@@ -162,6 +169,8 @@ async def test_starts_and_resumes_are_idempotent_per_run_id(served: Served) -> N
     assert once[1]["result"] == twice[1]["result"] == {"sum": 2, "approved": True}
     other = await _post(served, resume, {"step": "approve", "resumeData": {"approved": False}})
     assert other == (409, {"error": "This workflow run was not suspended"})
+    # the log says who resumed it: the API's token
+    assert await _actors(served, "r1") == {"step_resumed": "api token"}
 
 
 async def test_waiting_on_events_and_failures(served: Served) -> None:
@@ -177,6 +186,8 @@ async def test_waiting_on_events_and_failures(served: Served) -> None:
     assert (status, listed["total"]) == (200, 1)
     status, body = await _post(served, "/api/workflows/approval-wf/runs/e1/cancel")
     assert status == 404  # a run of another workflow
+    assert (await _post(served, "/api/workflows/event-wf/runs/e1/cancel"))[0] == 200
+    assert await _actors(served, "e1") == {"run_cancelled": "api token"}
     status, listed = await _get(served, "/api/workflows")
     assert set(listed) >= {"approval-wf", "hook-wf", "event-wf"}
     assert "inputSchema" in listed["approval-wf"]
