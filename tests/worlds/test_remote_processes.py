@@ -1,5 +1,5 @@
-"""Many processes on one served world: a server process hosting a file world's World API
-and three engine processes on ``http://...``; one engine is killed with SIGKILL mid-flight and the
+"""Many processes on one served world: ``worldflow serve --world file://...`` hosting a file
+world's World API and three engine processes on ``http://...``; one engine is killed with SIGKILL mid-flight and the
 server restarts once. Every run must complete with the right result, no step result may be
 recorded twice, and no hook payload may be lost once ``resume_hook`` returned."""
 
@@ -82,8 +82,18 @@ async def _parked(world: World, i: int) -> bool:
     return True
 
 
+async def _serving(server: subprocess.Popen[bytes], log: Path, *, times: int) -> None:
+    """Wait until ``log`` says the server is listening for the ``times``-th time (its
+    imports can take longer than a client's connect budget on a loaded machine)."""
+    async with asyncio.timeout(120):
+        while log.read_text().count("worldflow serving on") < times:
+            assert server.poll() is None, log.read_text()
+            await asyncio.sleep(0.1)
+
+
 def _serve_args(world_dir: Path, port: int) -> list[str]:
-    return ["-m", "tests.worlds.remote_server", str(world_dir), str(port)]
+    """The ``worldflow serve`` command line a user would type (a control plane, no engine)."""
+    return ["-m", "worldflow", "--world", f"file://{world_dir}", "serve", "--port", str(port)]
 
 
 @pytest.mark.timeout(300)
@@ -98,7 +108,8 @@ async def test_engine_processes_share_a_served_file_world(tmp_path: Path) -> Non
     with _processes() as procs:
         server = _spawn(_serve_args(world_dir, port), logs / "server.log")
         procs.append(server)
-        world = await open_world(url)  # waits for the server to answer
+        await _serving(server, logs / "server.log", times=1)
+        world = await open_world(url)
         try:
             engines = [
                 _spawn(
@@ -139,6 +150,7 @@ async def test_engine_processes_share_a_served_file_world(tmp_path: Path) -> Non
             assert server.wait(timeout=60) == 0
             server = _spawn(_serve_args(world_dir, port), logs / "server.log")
             procs.append(server)
+            await _serving(server, logs / "server.log", times=2)
 
             async def all_resumed() -> bool:
                 await resume_parked()

@@ -308,7 +308,11 @@ async def test_waiters_leases_and_streams_carry_on_through_a_restart(tmp_path: P
         assert [lease.message.run_id for lease in await asyncio.wait_for(taker, 20)] == ["r1"]
         await asyncio.wait_for(reader, 20)
         assert seen == [b"one", b"two"]
-        assert await asyncio.wait_for(world_waiter, 20) > changes
+        seen_after = await asyncio.wait_for(world_waiter, 20)
+        assert seen_after > changes
+        # A counter from before the restart is behind the new one: answered at once.
+        assert await remote.wait_for_world(after=0, timeout=0) >= seen_after
+        assert await remote.wait_for_world(after=changes, timeout=30) >= seen_after
     finally:
         await remote.aclose()
         await runner.cleanup()

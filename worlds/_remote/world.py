@@ -510,7 +510,10 @@ class RemoteWorld:
             step = LONG_POLL_MAX
             if deadline is not None:
                 step = min(step, max(0.0, deadline - time.monotonic()))
-            params: dict[str, Any] = {"after": max(-1, after - self._change_base), "timeout": step}
+            relative = after - self._change_base
+            if relative < 0:  # ``after`` is from before a restart: any value now is a change
+                relative, step = 0, 0.0
+            params: dict[str, Any] = {"after": relative, "timeout": step}
             if self._epoch is not None:
                 params["epoch"] = self._epoch
             data = await self._http.call("GET", "/wait", params=params, waits=step)
