@@ -1,7 +1,8 @@
 """Many processes on one served world: ``worldflow serve --world file://...`` hosting a file
-world's World API and three engine processes on ``http://...``; one engine is killed with SIGKILL mid-flight and the
-server restarts once. Every run must complete with the right result, no step result may be
-recorded twice, and no hook payload may be lost once ``resume_hook`` returned."""
+world's World API and three engine processes on ``http://...``; one engine is killed with
+SIGKILL mid-flight and the server restarts once. Every run must complete with the right
+result, no step result may be recorded twice, and no hook payload may be lost once
+``resume_hook`` returned."""
 
 from __future__ import annotations
 
@@ -86,8 +87,8 @@ async def _serving(server: subprocess.Popen[bytes], log: Path, *, times: int) ->
     """Wait until ``log`` says the server is listening for the ``times``-th time (its
     imports can take longer than a client's connect budget on a loaded machine)."""
     async with asyncio.timeout(120):
-        while log.read_text().count("worldflow serving on") < times:
-            assert server.poll() is None, log.read_text()
+        while (await asyncio.to_thread(log.read_text)).count("worldflow serving on") < times:
+            assert server.poll() is None, await asyncio.to_thread(log.read_text)
             await asyncio.sleep(0.1)
 
 
