@@ -196,6 +196,9 @@ TARGETS: tuple[Target, ...] = (
     Target("W3", "postgres", "p50_ms", "<=", 2, unit="ms"),
     Target("W3", "postgres", "xproc_p50_ms", "<=", 5, unit="ms"),
     Target("W4", "postgres", "wall_ms", "<=", 250, unit="ms"),
+    # The remote world (issue #13): a served file world against the same world used locally.
+    Target("W1", "remote", "steps_per_s", ">=", 0.3, floor="file"),
+    Target("W3", "remote", "p50_ms", "<=", 3, unit="ms"),
     Target("W6", None, "live_cost_growth", "<=", 1.5, unit="x"),
     Target("W6", None, "rebuild_ms@10000", "<=", 150, unit="ms"),
     Target("W7", None, "rss_mib", "<=", 150, unit="MiB"),
@@ -237,7 +240,10 @@ def find(figures: Iterable[Figure], workload: str, source: str, metric: str) -> 
 
 def relevant_floor(world: str) -> str:
     """The floor a world is compared with: ``plain`` for memory, the best durable primitive
-    (``fdatasync`` on a preallocated file) for durable ones."""
+    (``fdatasync`` on a preallocated file) for durable ones, the local ``file`` world for
+    ``remote`` (a file world served over HTTP)."""
+    if world == "remote":  # a served file world: the same world used locally
+        return "file"
     return "plain" if world == "memory" else "fdatasync"
 
 
@@ -380,7 +386,7 @@ def _row(report: Report, figure: Figure, verdict: Verdict | None) -> tuple[str, 
     if figure.kind == "world":
         floor = relevant_floor(figure.source)
         base = find(report.figures, figure.workload, floor, figure.metric)
-        if base is not None and base.kind == "floor" and base.value:
+        if base is not None and base.kind in ("floor", "world") and base.value:
             ratio = f"{figure.value / base.value:,.2f}x {floor}"
     if verdict is not None:
         target = f"{verdict.target} = {fmt(figure.metric, verdict.limit)}"

@@ -24,7 +24,7 @@ from benchmarks._report import (
 )
 from benchmarks._sizes import FULL, QUICK, Sizes
 from benchmarks._workloads import WORKLOADS, Workload
-from benchmarks._worlds import WORLDS, Cell, WorldSpec, WorldUnavailable, probe
+from benchmarks._worlds import WORLDS, Cell, WorldSpec, WorldUnavailable, probe, stop_servers
 
 __all__ = ["Options", "run_suite"]
 
@@ -72,16 +72,19 @@ async def run_suite(options: Options) -> Report:
                     )
                     outcome = await _repeated(options.sizes.repeats, once)
                     _record(report, workload, floor, "floor", outcome)
-        for spec in await _available_worlds(options, scratch, report):
-            report.worlds.append(spec.name)
-            for workload in options.workloads:
-                run = WORKLOADS[workload]
-                if run.durable_only and not spec.durable:
-                    continue
-                say(f"{workload} on {spec.name}")
-                cell = Cell(world=spec, sizes=options.sizes, scratch=scratch)
-                outcome = await _guarded(run, cell)
-                _record(report, workload, spec.name, "world", outcome)
+        try:
+            for spec in await _available_worlds(options, scratch, report):
+                report.worlds.append(spec.name)
+                for workload in options.workloads:
+                    run = WORKLOADS[workload]
+                    if run.durable_only and not spec.durable:
+                        continue
+                    say(f"{workload} on {spec.name}")
+                    cell = Cell(world=spec, sizes=options.sizes, scratch=scratch)
+                    outcome = await _guarded(run, cell)
+                    _record(report, workload, spec.name, "world", outcome)
+        finally:
+            stop_servers()  # the served worlds (remote), before their directories go
     report.figures.extend(peer for peer in PEERS if peer.workload in options.workloads)
     report.verdicts = judge(
         report.figures, quick=options.quick, scratch_fs=report.machine["scratch_fs"]
@@ -104,7 +107,7 @@ async def _available_worlds(options: Options, scratch: Path, report: Report) -> 
             await probe(spec, scratch)
         except WorldUnavailable as exc:
             report.notes.append(f"world {spec.name} skipped: {exc}")
-            if spec.name in ("memory", "file") or spec.name in options.worlds:
+            if spec.name in ("memory", "file", "remote") or spec.name in options.worlds:
                 # A built-in world, or one asked for by name, must run: not running it is a
                 # failure, not a skip.
                 report.checks.append(

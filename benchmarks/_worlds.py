@@ -1,7 +1,10 @@
 """The worlds the suite runs on, and how to open a fresh one for each workload.
 
-``memory`` and ``file`` (fsync on) run wherever worldflow runs. ``remote`` and ``postgres``
-need a server: the suite tries them and skips them with a note when they are not there.
+``memory`` and ``file`` (fsync on) run wherever worldflow runs. ``remote`` is a file world
+served by ``worldflow serve`` in a child process (one per fresh world, so the engine is in
+another process than the server and the figures compare with ``file`` used locally), or the
+server at ``WORLDFLOW_BENCH_REMOTE_URL``. ``postgres`` needs a server: the suite tries it and
+skips it with a note when it is not there.
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,11 +24,23 @@ from benchmarks._sizes import Sizes
 from worldflow import open_world
 from worldflow.worlds import World
 
-__all__ = ["WORLDS", "Cell", "WorldSpec", "WorldUnavailable", "fresh_url", "opened", "probe"]
+__all__ = [
+    "WORLDS",
+    "Cell",
+    "WorldSpec",
+    "WorldUnavailable",
+    "fresh_url",
+    "opened",
+    "probe",
+    "stop_servers",
+]
 
 POSTGRES_ENV: Final = "WORLDFLOW_BENCH_POSTGRES_URL"
 REMOTE_ENV: Final = "WORLDFLOW_BENCH_REMOTE_URL"
 _PROBE_TIMEOUT: Final = 5.0
+_STOP_TIMEOUT: Final = 30.0
+
+_SERVERS: list[subprocess.Popen[bytes]] = []
 
 
 class WorldUnavailable(Exception):
@@ -52,9 +69,53 @@ class WorldSpec:
             return f"file://{directory}"
         env = POSTGRES_ENV if self.name == "postgres" else REMOTE_ENV
         url = os.environ.get(env)
+        if not url and self.name == "remote":
+            return _serve_file_world(directory)
         if not url:
             raise WorldUnavailable(f"set {env} to a {self.name} world URL to include it")
         return url
+
+
+def _serve_file_world(directory: Path) -> str:
+    """Start ``worldflow serve --world file://DIRECTORY --port 0`` in a child process and
+    return its URL once it listens. One served world at a time: starting one ends the one
+    before (the workload that used it has finished); :func:`stop_servers` ends the last.
+
+    Raises:
+        WorldUnavailable: the server exited or did not listen in time.
+    """
+    stop_servers()
+    world_dir = directory / "world"
+    command = [sys.executable, "-m", "worldflow", "--world", f"file://{world_dir}"]
+    command += ["serve", "--port", "0"]
+    env = {key: value for key, value in os.environ.items() if key != "WORLDFLOW_TOKEN"}
+    with (directory / "server.log").open("wb") as log:
+        server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, env=env)
+    _SERVERS.append(server)
+    assert server.stdout is not None
+    # The first line names the bound URL: "worldflow serving on http://127.0.0.1:PORT (...)".
+    # A blocking read: nothing else runs between workloads.
+    line = server.stdout.readline().decode(errors="replace")
+    prefix = "worldflow serving on "
+    if not line.startswith(prefix):
+        server.kill()
+        raise WorldUnavailable(f"worldflow serve did not start: {line.strip() or 'no output'}")
+    return line[len(prefix) :].split()[0]
+
+
+def stop_servers() -> None:
+    """End every server :func:`WorldSpec.url` started (SIGTERM, then SIGKILL)."""
+    while _SERVERS:
+        server = _SERVERS.pop()
+        if server.poll() is None:
+            server.terminate()
+        try:
+            server.wait(timeout=_STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        if server.stdout is not None:
+            server.stdout.close()
 
 
 WORLDS: Final = (
