@@ -149,8 +149,12 @@ def append_statements(world: object) -> int | None:
 
 
 def queries(world: object) -> int | None:
-    """How many statements of any kind (appends, reads, queue, notifications) the world has
-    sent to its database so far, if it counts them (the PostgreSQL world's ``queries``);
+    """How many round trips of any kind (appends, reads, queue, notifications) the world has
+    made so far, if it counts them: statements sent to its database (the PostgreSQL world's
+    ``queries``) or HTTP requests sent to its server (the remote world's ``requests``);
     ``None`` for worlds that do not say. A count, so load does not change it."""
-    count = getattr(world, "queries", None)
-    return count if isinstance(count, int) else None
+    for name in ("queries", "requests"):
+        count = getattr(world, name, None)
+        if isinstance(count, int):
+            return count
+    return None
