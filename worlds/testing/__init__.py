@@ -61,6 +61,7 @@ import pytest
 # already cannot be rewritten; skip it rather than have pytest warn.)
 _SUITE_MODULES = (
     "worldflow.worlds.testing._base",
+    "worldflow.worlds.testing._hooks_waits",
     "worldflow.worlds.testing._log",
     "worldflow.worlds.testing._ownership",
     "worldflow.worlds.testing._permits",
@@ -73,6 +74,7 @@ _SUITE_MODULES = (
 pytest.register_assert_rewrite(*(m for m in _SUITE_MODULES if m not in sys.modules))
 
 from worldflow.worlds.testing._base import WorldFactory  # noqa: E402
+from worldflow.worlds.testing._hooks_waits import HookWaitConformance  # noqa: E402
 from worldflow.worlds.testing._log import LogConformance  # noqa: E402
 from worldflow.worlds.testing._ownership import (  # noqa: E402
     CatalogConformance,
@@ -92,6 +94,7 @@ from worldflow.worlds.testing._validation import ValidationConformance  # noqa: 
 __all__ = [
     "CatalogConformance",
     "FlowControlConformance",
+    "HookWaitConformance",
     "LogConformance",
     "OwnershipConformance",
     "PreconditionConformance",
@@ -109,6 +112,7 @@ __all__ = [
 
 class WorldConformance(
     LogConformance,
+    HookWaitConformance,
     ReadConformance,
     QueueConformance,
     StreamConformance,

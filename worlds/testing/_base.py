@@ -12,8 +12,12 @@ import msgspec
 import pytest
 
 from worldflow.worlds._events import (
+    AnyEvent,
     HookCreated,
+    RunCancelled,
+    RunCompleted,
     RunCreated,
+    RunFailed,
     RunStarted,
     StepCreated,
     StepStarted,
@@ -24,9 +28,11 @@ from worldflow.worlds._protocol import EventResult, World
 from worldflow.worlds._records import ErrorInfo, Payload, WorkflowRun
 
 __all__ = [
+    "TERMINAL_EVENTS",
     "SuiteBase",
     "WorldFactory",
     "error_info",
+    "event_types",
     "new_run",
     "payload",
     "start_step",
@@ -57,6 +63,19 @@ def payload(value: Any) -> Payload:
 def error_info(message: str = "boom") -> ErrorInfo:
     """A recorded error."""
     return ErrorInfo(name="RuntimeError", message=message)
+
+
+TERMINAL_EVENTS: dict[str, Callable[[str], AnyEvent]] = {
+    "completed": lambda r: RunCompleted(run_id=r, output=payload("done")),
+    "failed": lambda r: RunFailed(run_id=r, error=error_info()),
+    "cancelled": lambda r: RunCancelled(run_id=r, reason="stop"),
+}
+"""Events that end a run, built for a given run id."""
+
+
+def event_types(events: list[AnyEvent]) -> list[str]:
+    """The ``type`` of each event, in order."""
+    return [e.type for e in events]
 
 
 async def new_run(

@@ -13,7 +13,6 @@ from worldflow.errors import (
     EntityConflictError,
     HookNotFoundError,
     InvalidEventError,
-    NotFoundError,
     RunNotFoundError,
     RunTerminalError,
     StepNotFoundError,
@@ -43,7 +42,6 @@ from worldflow.worlds._events import (
     StepRetrying,
     StepStarted,
     StepSuspended,
-    StepWoken,
     WaitCompleted,
     WaitCreated,
     WaitWoken,
@@ -55,29 +53,20 @@ from worldflow.worlds._records import (
     NULL,
     RESERVED_TOKEN_PREFIX,
     ChildCompleted,
-    HookStatus,
     RunStatus,
     StepStatus,
-    WaitStatus,
 )
 from worldflow.worlds.testing._base import (
+    TERMINAL_EVENTS,
     SuiteBase,
-    add_hook,
-    add_wait,
     error_info,
+    event_types,
     new_run,
     payload,
     start_step,
 )
 
 __all__ = ["LogConformance"]
-
-# Events that end a run, built for a given run id.
-TERMINAL_EVENTS: dict[str, Callable[[str], AnyEvent]] = {
-    "completed": lambda r: RunCompleted(run_id=r, output=payload("done")),
-    "failed": lambda r: RunFailed(run_id=r, error=error_info()),
-    "cancelled": lambda r: RunCancelled(run_id=r, reason="stop"),
-}
 
 # Everything a terminal run must refuse (a step id "s" that is pending, a hook "h", a wait "w").
 REFUSED_ON_TERMINAL: dict[str, Callable[[str], AnyEvent]] = {
@@ -104,12 +93,9 @@ REFUSED_ON_TERMINAL: dict[str, Callable[[str], AnyEvent]] = {
 }
 
 
-def _types(events: list[AnyEvent]) -> list[str]:
-    return [e.type for e in events]
-
-
 class LogConformance(SuiteBase):
-    """``append``: creation, run and step life cycles, terminal rules, hooks, waits, batches."""
+    """``append``: creation, run and step life cycles, terminal rules, batches, malformed input
+    (waits and hooks: :class:`HookWaitConformance`)."""
 
     # -- creation ------------------------------------------------------------------------
 
@@ -194,7 +180,7 @@ class LogConformance(SuiteBase):
         first = await world.append(run.run_id, [RunStarted(run_id=run.run_id)])
         assert first.run.status is RunStatus.RUNNING
         assert first.run.started_at is not None
-        assert _types(first.events) == ["run_started"]
+        assert event_types(first.events) == ["run_started"]
         again = await world.append(run.run_id, [RunStarted(run_id=run.run_id)])
         assert again.events == []
         assert again.run.status is RunStatus.RUNNING
@@ -268,7 +254,7 @@ class LogConformance(SuiteBase):
             else StepFailed(run_id=r, correlation_id=step_id, error=error_info())
         )
         result = await world.append(r, [result_event])
-        assert _types(result.events) == [result_kind]
+        assert event_types(result.events) == [result_kind]
         step = await world.get_step(r, step_id)
         assert step.status.is_terminal
         assert result.run.status is RunStatus.CANCELLED
@@ -349,7 +335,7 @@ class LogConformance(SuiteBase):
             ],
         )
         assert bytes(result.run.state) == b'{"step":2}'
-        assert _types(result.events) == ["state_updated", "event_raised"]
+        assert event_types(result.events) == ["state_updated", "event_raised"]
         raised = result.events[1]
         assert isinstance(raised, EventRaised)
         assert raised.name == "shipped"
@@ -440,7 +426,7 @@ class LogConformance(SuiteBase):
         wins = await asyncio.gather(*(complete(n) for n in range(20)))
         assert sum(wins) == 1
         events = (await world.list_events(r)).items
-        assert _types(events).count("step_completed") == 1
+        assert event_types(events).count("step_completed") == 1
 
     async def test_step_events_need_the_step(self, world: World) -> None:
         run = await new_run(world, started=True)
@@ -463,208 +449,6 @@ class LogConformance(SuiteBase):
         s = await start_step(world, r)
         with pytest.raises(EntityConflictError):
             await world.append(r, [StepResumed(run_id=r, correlation_id=s, data=NULL)])
-
-    # -- waits ---------------------------------------------------------------------------
-
-    async def test_wait_completes_once(self, world: World) -> None:
-        run = await new_run(world, started=True)
-        r = run.run_id
-        resume_at = run.created_at.replace(year=run.created_at.year + 1)
-        created = await world.append(
-            r, [WaitCreated(run_id=r, correlation_id="w1", resume_at=resume_at)]
-        )
-        [wait] = created.waits
-        assert (wait.status, wait.resume_at) == (WaitStatus.WAITING, resume_at)
-        done = await world.append(r, [WaitCompleted(run_id=r, correlation_id="w1")])
-        [wait] = done.waits
-        assert wait.status is WaitStatus.COMPLETED
-        assert wait.completed_at is not None
-        with pytest.raises(EntityConflictError):
-            await world.append(r, [WaitCompleted(run_id=r, correlation_id="w1")])
-        with pytest.raises(NotFoundError):
-            await world.append(r, [WaitCompleted(run_id=r, correlation_id="never-created")])
-
-    async def test_wait_woken_makes_a_sleep_due_now_and_nothing_else(self, world: World) -> None:
-        run = await new_run(world, started=True)
-        r = run.run_id
-        later = run.created_at.replace(year=run.created_at.year + 1)
-        await world.append(
-            r,
-            [
-                WaitCreated(run_id=r, correlation_id="w1", resume_at=later),
-                WaitCreated(run_id=r, correlation_id="w2", resume_at=later, event_name="go"),
-            ],
-        )
-        woken = await world.append(r, [WaitWoken(run_id=r, correlation_id="w1", actor="ann")])
-        [wait] = woken.waits
-        [event] = woken.events
-        assert wait.status is WaitStatus.WAITING  # the engine completes it, not the wake
-        assert wait.resume_at == event.created_at
-        assert isinstance(event, WaitWoken)
-        assert event.actor == "ann"
-        with pytest.raises(EntityConflictError):  # a wait for an event is not a sleep
-            await world.append(r, [WaitWoken(run_id=r, correlation_id="w2")])
-        with pytest.raises(NotFoundError):
-            await world.append(r, [WaitWoken(run_id=r, correlation_id="never-created")])
-        with pytest.raises(InvalidEventError):  # an actor is a one-line name
-            await world.append(r, [WaitWoken(run_id=r, correlation_id="w1", actor="a\nb")])
-        await world.append(r, [WaitCompleted(run_id=r, correlation_id="w1")])
-        with pytest.raises(EntityConflictError):
-            await world.append(r, [WaitWoken(run_id=r, correlation_id="w1")])
-        waits = (await world.list_waits(run_id=r)).items
-        assert [(w.wait_id, w.resume_at) for w in waits] == [
-            ("w1", event.created_at),
-            ("w2", later),
-        ]
-
-    async def test_step_woken_only_cuts_a_backoff_short(self, world: World) -> None:
-        run = await new_run(world, started=True)
-        r = run.run_id
-        s = await start_step(world, r)
-        with pytest.raises(EntityConflictError):  # running
-            await world.append(r, [StepWoken(run_id=r, correlation_id=s)])
-        later = run.created_at.replace(year=run.created_at.year + 1)
-        await world.append(
-            r,
-            [StepRetrying(run_id=r, correlation_id=s, error=error_info(), retry_after=later)],
-        )
-        woken = await world.append(r, [StepWoken(run_id=r, correlation_id=s, actor="bo")])
-        [step] = woken.steps
-        assert step.status is StepStatus.PENDING
-        assert step.retry_after is None
-        assert step.output == NULL  # no result: the next attempt still runs the code
-        with pytest.raises(EntityConflictError):  # no longer backing off
-            await world.append(r, [StepWoken(run_id=r, correlation_id=s)])
-        fresh = new_id("step")
-        await world.append(
-            r, [StepCreated(run_id=r, correlation_id=fresh, step_name="s", input=payload(1))]
-        )
-        with pytest.raises(EntityConflictError):  # never attempted
-            await world.append(r, [StepWoken(run_id=r, correlation_id=fresh)])
-        with pytest.raises(StepNotFoundError):
-            await world.append(r, [StepWoken(run_id=r, correlation_id="step_missing")])
-
-    # -- hooks ---------------------------------------------------------------------------
-
-    async def test_hook_received_and_disposed(self, world: World) -> None:
-        run = await new_run(world, started=True)
-        r, token = run.run_id, new_id("hook")
-        created = await world.append(
-            r,
-            [
-                HookCreated(
-                    run_id=r,
-                    correlation_id="h1",
-                    token=token,
-                    metadata=payload({"m": 1}),
-                    is_webhook=True,
-                )
-            ],
-        )
-        [hook] = created.hooks
-        assert (hook.status, hook.token, hook.is_webhook) == (HookStatus.ACTIVE, token, True)
-        assert bytes(hook.metadata) == b'{"m":1}'
-        assert await world.get_hook_by_token(token) == hook
-        for n in (1, 2):
-            received = await world.append(
-                r, [HookReceived(run_id=r, correlation_id="h1", payload=payload(n))]
-            )
-            assert received.hooks[0].received_count == n
-        disposed = await world.append(r, [HookDisposed(run_id=r, correlation_id="h1")])
-        assert disposed.hooks[0].status is HookStatus.DISPOSED
-        assert disposed.hooks[0].disposed_at is not None
-        with pytest.raises(HookNotFoundError):
-            await world.get_hook_by_token(token)
-        with pytest.raises(HookNotFoundError):
-            await world.append(r, [HookReceived(run_id=r, correlation_id="h1", payload=NULL)])
-        with pytest.raises(HookNotFoundError):
-            await world.append(r, [HookDisposed(run_id=r, correlation_id="h1")])
-
-    async def test_hook_events_on_a_missing_hook(self, world: World) -> None:
-        run = await new_run(world, started=True)
-        r = run.run_id
-        with pytest.raises(HookNotFoundError):
-            await world.append(r, [HookReceived(run_id=r, correlation_id="nope", payload=NULL)])
-        with pytest.raises(HookNotFoundError):
-            await world.append(r, [HookDisposed(run_id=r, correlation_id="nope")])
-        with pytest.raises(HookNotFoundError):
-            await world.get_hook_by_token("no-such-token")
-
-    async def test_a_live_token_belongs_to_one_hook(self, world: World) -> None:
-        token = new_id("hook")
-        a = await new_run(world, started=True)
-        b = await new_run(world, started=True)
-        first = await add_hook(world, a.run_id, token, "h-a")
-        owner = first.hooks[0]
-        refused = await add_hook(world, b.run_id, token, "h-b")
-        [conflict] = refused.events
-        assert isinstance(conflict, HookConflict)
-        assert (conflict.token, conflict.correlation_id) == (token, "h-b")
-        assert conflict.conflicting_run_id == a.run_id
-        assert conflict.seq == refused.run.last_seq
-        assert refused.hooks == []
-        assert await world.get_hook_by_token(token) == owner
-        assert (await world.list_hooks(run_id=b.run_id)).items == []
-        logged = (await world.list_events(b.run_id)).items[-1]
-        assert isinstance(logged, HookConflict)
-        # The refused correlation id is used up; the same run conflicts with itself too.
-        with pytest.raises(EntityConflictError):
-            await add_hook(world, b.run_id, new_id("hook"), "h-b")
-        again = await add_hook(world, a.run_id, token, "h-a2")
-        assert _types(again.events) == ["hook_conflict"]
-        # Disposing frees the token for anyone.
-        await world.append(a.run_id, [HookDisposed(run_id=a.run_id, correlation_id="h-a")])
-        taken = await add_hook(world, b.run_id, token, "h-b2")
-        assert _types(taken.events) == ["hook_created"]
-        assert (await world.get_hook_by_token(token)).run_id == b.run_id
-
-    async def test_token_conflict_inside_one_batch(self, world: World) -> None:
-        run = await new_run(world, started=True)
-        r, token = run.run_id, new_id("hook")
-        result = await world.append(
-            r,
-            [
-                HookCreated(run_id=r, correlation_id="h1", token=token),
-                HookCreated(run_id=r, correlation_id="h2", token=token),
-            ],
-        )
-        assert _types(result.events) == ["hook_created", "hook_conflict"]
-        assert (await world.get_hook_by_token(token)).hook_id == "h1"
-
-    @pytest.mark.parametrize("outcome", sorted(TERMINAL_EVENTS))
-    async def test_a_terminal_run_releases_its_hooks_and_waits(
-        self, world: World, outcome: str
-    ) -> None:
-        run = await new_run(world, started=True)
-        r, token = run.run_id, new_id("hook")
-        await add_hook(world, r, token, "h1")
-        wait_id = await add_wait(world, r)
-        result = await world.append(r, [TERMINAL_EVENTS[outcome](r)])
-        assert [h.status for h in result.hooks] == [HookStatus.DISPOSED]
-        assert [w.status for w in result.waits] == [WaitStatus.COMPLETED]
-        with pytest.raises(HookNotFoundError):
-            await world.get_hook_by_token(token)
-        [hook] = (await world.list_hooks(run_id=r)).items
-        assert hook.status is HookStatus.DISPOSED
-        [wait] = (await world.list_waits(run_id=r)).items
-        assert (wait.wait_id, wait.status) == (wait_id, WaitStatus.COMPLETED)
-        other = await new_run(world, started=True)
-        reused = await add_hook(world, other.run_id, token)
-        assert _types(reused.events) == ["hook_created"]
-
-    async def test_hooks_created_in_the_ending_batch_are_released(self, world: World) -> None:
-        run = await new_run(world, started=True)
-        r, token = run.run_id, new_id("hook")
-        result = await world.append(
-            r,
-            [
-                HookCreated(run_id=r, correlation_id="h", token=token),
-                RunCompleted(run_id=r, output=NULL),
-            ],
-        )
-        assert [h.status for h in result.hooks] == [HookStatus.DISPOSED]
-        with pytest.raises(HookNotFoundError):
-            await world.get_hook_by_token(token)
 
     # -- seq and batches -----------------------------------------------------------------
 
