@@ -44,14 +44,12 @@ A format change bumps the number in ``FORMAT``; opening a world of another forma
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Final, Self
-from urllib.parse import parse_qsl, unquote, urlsplit
+from typing import Self
 
 from worldflow.errors import (
     ConfigurationError,
@@ -71,7 +69,14 @@ from worldflow.worlds._file.index import (
     INDEX_FILE,
     creation_keys,
 )
-from worldflow.worlds._file.load import LOG_SUFFIX, RUNS_DIR, STREAMS_DIR, Disk, LogFile
+from worldflow.worlds._file.load import (
+    LOG_SUFFIX,
+    RUNS_DIR,
+    STREAMS_DIR,
+    Disk,
+    LogFile,
+    without_gc,
+)
 from worldflow.worlds._file.log import (
     FORMAT_FILE,
     WriterLock,
@@ -91,7 +96,15 @@ from worldflow.worlds._file.streams import (
     stream_dir,
     stream_path,
 )
-from worldflow.worlds._file.writer import DiskFullError, Writer, WriterStats, replay_wal
+from worldflow.worlds._file.url import parse_file_url
+from worldflow.worlds._file.writer import (
+    DiskFullError,
+    Writer,
+    WriterStats,
+    observe_failure,
+    replay_wal,
+    settled,
+)
 from worldflow.worlds._memory.log import RunState, commit
 from worldflow.worlds._memory.world import MemoryWorld
 from worldflow.worlds._protocol import EventResult
@@ -109,9 +122,6 @@ from worldflow.worlds._rules import Batch
 __all__ = ["FileWorld"]
 
 logger = logging.getLogger("worldflow.worlds.file")
-
-_TRUE: Final = frozenset({"1", "true", "yes", "on"})
-_FALSE: Final = frozenset({"0", "false", "no", "off"})
 
 
 class FileWorld(MemoryWorld):
@@ -173,24 +183,8 @@ class FileWorld(MemoryWorld):
         ``file:///var/lib/worldflow`` is absolute. Options go in the query:
         ``?fsync=0`` (unsafe, see the class docs) and ``?read_only=1``.
         """
-        parts = urlsplit(url)
-        if parts.scheme.lower() != "file":
-            raise ConfigurationError(f"{url!r} is not a file:// URL")
-        host = "" if parts.netloc in ("", "localhost") else parts.netloc
-        path = unquote(host + parts.path)
-        if not path:
-            raise ConfigurationError(
-                f"{url!r} names no directory; write file://./.worldflow (relative) or "
-                "file:///var/lib/worldflow (absolute)"
-            )
-        options = {"fsync": True, "read_only": False}
-        for key, value in parse_qsl(parts.query, keep_blank_values=True):
-            if key not in options:
-                raise ConfigurationError(
-                    f"unknown option {key!r} in {url!r}; the file world takes fsync= and read_only="
-                )
-            options[key] = _parse_bool(key, value, url)
-        world = cls(path, fsync=options["fsync"], read_only=options["read_only"])
+        path, fsync, read_only = parse_file_url(url)
+        world = cls(path, fsync=fsync, read_only=read_only)
         return await world.open()
 
     # -- life cycle --------------------------------------------------------------------------
@@ -212,7 +206,7 @@ class FileWorld(MemoryWorld):
         return self
 
     async def _open_now(self) -> None:
-        await asyncio.to_thread(_without_gc, self._load)
+        await asyncio.to_thread(without_gc, self._load)
         loop = asyncio.get_running_loop()
         if self.read_only:
             self._poller = loop.create_task(self._poll(), name=f"worldflow-poll:{self.path}")
@@ -433,7 +427,7 @@ class FileWorld(MemoryWorld):
                 for token in claimed:
                     self._claims[token] = run_id
                 try:
-                    cancelled = await _settled(writer.append(log.path, line))
+                    cancelled = await settled(writer.append(log.path, line))
                 except DiskFullError as full:
                     self._disk_full(run_id, full)
                     raise
@@ -503,8 +497,8 @@ class FileWorld(MemoryWorld):
             if not self._state(run_id).run.status.is_terminal:
                 await super().purge(run_id)  # refuses it, with the memory world's words
             # the stream files first: once the log is gone, the run is gone after a crash too
-            writer.unlink(stream_dir(run_id)).add_done_callback(_observe)
-            cancelled = await _settled(writer.unlink(self._disk.logs[run_id].path))
+            writer.unlink(stream_dir(run_id)).add_done_callback(observe_failure)
+            cancelled = await settled(writer.unlink(self._disk.logs[run_id].path))
             await super().purge(run_id)
             del self._disk.logs[run_id]
             for key in [k for k in self._disk.streams if k[0] == run_id]:
@@ -634,7 +628,7 @@ class FileWorld(MemoryWorld):
         cancelled = False
         if data or stream is None:
             payload = self._stream_header(run_id, name) + data_frames(data)
-            cancelled = await _settled(writer.append(stream_path(run_id, name), payload))
+            cancelled = await settled(writer.append(stream_path(run_id, name), payload))
         length = await super().write_stream(run_id, name, data)
         if cancelled:
             raise asyncio.CancelledError
@@ -655,7 +649,7 @@ class FileWorld(MemoryWorld):
         payload = self._stream_header(run_id, name) + close_frame()
         write = self._closing[key] = writer.append(stream_path(run_id, name), payload)
         try:
-            cancelled = await _settled(write)
+            cancelled = await settled(write)
             await super().close_stream(run_id, name)
         finally:
             del self._closing[key]
@@ -701,53 +695,3 @@ class FileWorld(MemoryWorld):
             if state.run.status in TERMINAL_RUN_STATUSES:
                 state.ended.fire()
             state.streams_changed.fire()
-
-
-async def _settled(future: asyncio.Future[None]) -> bool:
-    """Wait for a write even if the waiting task is cancelled meanwhile.
-
-    What follows a write (applying it to the views) must happen once it is on disk, or the
-    views would miss what the logs hold. Returns whether a cancellation arrived; the caller
-    finishes its bookkeeping and then raises it. A failed write raises its error.
-
-    The writer's futures refuse cancellation, so a cancelled task is woken (with its
-    ``CancelledError``) only once the write is done.
-    """
-    try:
-        await future
-    except asyncio.CancelledError:
-        if not future.done() or future.cancelled():
-            raise
-        future.result()  # a failed write raises its error rather than the cancellation
-        return True
-    return False
-
-
-def _without_gc(load: Callable[[], None]) -> None:
-    """Run a bulk load with the cycle collector paused.
-
-    Building the views allocates millions of objects that all live on; the collector would
-    walk them again and again while they pile up (half the time of opening a big world),
-    and finds nothing: they hold no cycles. It is paused for the length of the open only.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        load()
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _observe(future: asyncio.Future[None]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
-def _parse_bool(key: str, value: str, url: str) -> bool:
-    lowered = value.lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ConfigurationError(f"option {key}={value!r} in {url!r} must be 1 or 0 (true/false)")

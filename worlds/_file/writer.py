@@ -49,7 +49,16 @@ import msgspec
 from worldflow.errors import CorruptLogError, WorldError
 from worldflow.worlds._file.log import fsync_dir, write_atomically
 
-__all__ = ["WAL_FILE", "DiskFullError", "Writer", "WriterStats", "replay_wal", "sync_data"]
+__all__ = [
+    "WAL_FILE",
+    "DiskFullError",
+    "Writer",
+    "WriterStats",
+    "observe_failure",
+    "replay_wal",
+    "settled",
+    "sync_data",
+]
 
 logger = logging.getLogger("worldflow.worlds.file")
 
@@ -630,3 +639,29 @@ def replay_wal(root: Path, on_warning: Callable[[str], None] | None = None) -> i
     finally:
         os.close(fd)
     return applied
+
+
+async def settled(future: asyncio.Future[None]) -> bool:
+    """Wait for a write even if the waiting task is cancelled meanwhile.
+
+    What follows a write (applying it to the views) must happen once it is on disk, or the
+    views would miss what the logs hold. Returns whether a cancellation arrived; the caller
+    finishes its bookkeeping and then raises it. A failed write raises its error.
+
+    The writer's futures refuse cancellation, so a cancelled task is woken (with its
+    ``CancelledError``) only once the write is done.
+    """
+    try:
+        await future
+    except asyncio.CancelledError:
+        if not future.done() or future.cancelled():
+            raise
+        future.result()  # a failed write raises its error rather than the cancellation
+        return True
+    return False
+
+
+def observe_failure(future: asyncio.Future[None]) -> None:
+    """A done-callback for a write nobody awaits: fetch its error so none goes unlogged."""
+    if not future.cancelled():
+        future.exception()

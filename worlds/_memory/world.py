@@ -42,6 +42,7 @@ from worldflow.worlds._memory.ownership import Owners
 from worldflow.worlds._memory.queue import MemoryQueues
 from worldflow.worlds._permits import PermitTable, check_permit_arguments, check_permit_key
 from worldflow.worlds._protocol import PERMIT_WAIT_TTL, EventResult, SortOrder
+from worldflow.worlds._read_args import bad_cursor, check_limit, run_statuses
 from worldflow.worlds._records import (
     TERMINAL_RUN_STATUSES,
     EngineInfo,
@@ -70,25 +71,18 @@ __all__ = ["MemoryWorld"]
 T = TypeVar("T")
 
 
-def _check_limit(limit: int) -> None:
-    if limit < 1:
-        raise InvalidEventError(f"`limit` must be at least 1, got {limit}")
-
-
 def _cursor_position(cursor: str | None) -> int | None:
     if cursor is None:
         return None
     try:
         return int(cursor)
     except ValueError:
-        raise InvalidEventError(
-            f"invalid cursor {cursor!r}: pass back the `cursor` of the previous page"
-        ) from None
+        raise bad_cursor(cursor) from None
 
 
 def _page(found: Iterable[tuple[int, T]], limit: int) -> Page[T]:
     """The first ``limit`` of ``found`` (position, item) pairs; the cursor is a position."""
-    _check_limit(limit)
+    check_limit(limit)
     items: list[T] = []
     last = 0
     for position, item in found:
@@ -97,17 +91,6 @@ def _page(found: Iterable[tuple[int, T]], limit: int) -> Page[T]:
         items.append(item)
         last = position
     return Page(items=items)
-
-
-def _statuses(status: RunStatus | Collection[RunStatus] | None) -> frozenset[RunStatus] | None:
-    if status is None:
-        return None
-    values = [status] if isinstance(status, str) else list(status)
-    try:
-        return frozenset(RunStatus(s) for s in values)
-    except ValueError:
-        known = ", ".join(s.value for s in RunStatus)
-        raise InvalidEventError(f"unknown run status in {values!r}: use {known}") from None
 
 
 class MemoryWorld:
@@ -248,7 +231,7 @@ class MemoryWorld:
         start = max(0, after_seq)
         if limit is None:
             return Page(items=events[start:])
-        _check_limit(limit)
+        check_limit(limit)
         items = events[start : start + limit]
         if start + limit < len(events):
             return Page(items=items, cursor=str(items[-1].seq), has_more=True)
@@ -277,7 +260,7 @@ class MemoryWorld:
     ) -> Page[WorkflowRun]:
         """Runs matching every filter; the cursor is a creation position, so pages are stable."""
         self._check_open()
-        statuses = _statuses(status)
+        statuses = run_statuses(status)
         wanted = dict(metadata or {})
         table = self._log.run_order
         start = _cursor_position(cursor)

@@ -25,6 +25,7 @@ from worldflow.errors import (
 )
 from worldflow.worlds._events import AnyEvent, decode_event
 from worldflow.worlds._postgres import codec
+from worldflow.worlds._read_args import bad_cursor, check_limit, run_statuses
 from worldflow.worlds._records import (
     Hook,
     HookStatus,
@@ -43,17 +44,6 @@ T = TypeVar("T")
 _TERMINAL: Final = ("completed", "failed", "cancelled")
 
 
-def _check_limit(limit: int) -> None:
-    if not isinstance(limit, int) or limit < 1:
-        raise InvalidEventError(f"`limit` must be at least 1, got {limit!r}")
-
-
-def _bad_cursor(cursor: str) -> InvalidEventError:
-    return InvalidEventError(
-        f"invalid cursor {cursor!r}: pass back the `cursor` of the previous page"
-    )
-
-
 def _parse_cursor(cursor: str | None) -> tuple[int | None, str | None]:
     """``(last pos, snapshot)`` from ``"pos"`` or ``"pos~snapshot"``."""
     if cursor is None:
@@ -62,21 +52,10 @@ def _parse_cursor(cursor: str | None) -> tuple[int | None, str | None]:
     try:
         last = int(head)
     except ValueError:
-        raise _bad_cursor(cursor) from None
+        raise bad_cursor(cursor) from None
     if snapshot and not all(c.isdigit() or c in ":," for c in snapshot):
-        raise _bad_cursor(cursor)
+        raise bad_cursor(cursor)
     return last, snapshot or None
-
-
-def _statuses(status: RunStatus | Collection[RunStatus] | None) -> list[str] | None:
-    if status is None:
-        return None
-    values = [status] if isinstance(status, str) else list(status)
-    try:
-        return [RunStatus(s).value for s in values]
-    except ValueError:
-        known = ", ".join(s.value for s in RunStatus)
-        raise InvalidEventError(f"unknown run status in {values!r}: use {known}") from None
 
 
 class _Query:
@@ -149,7 +128,7 @@ class PostgresReads:
     async def list_events(self, run_id: str, after_seq: int, limit: int | None) -> Page[AnyEvent]:
         """Events with ``seq > after_seq``; the cursor is the last ``seq`` returned."""
         if limit is not None:
-            _check_limit(limit)
+            check_limit(limit)
         rows = await self._fetch(
             self._events_sql, run_id, max(0, after_seq), None if limit is None else limit + 1
         )
@@ -233,9 +212,9 @@ class PostgresReads:
         query = _Query()
         if workflow_name is not None:
             query.add("workflow_name = {}", workflow_name)
-        statuses = _statuses(status)
+        statuses = run_statuses(status)
         if statuses is not None:
-            query.add("status = ANY({}::text[])", statuses)
+            query.add("status = ANY({}::text[])", sorted(s.value for s in statuses))
         if resource_id is not None:
             query.add("resource_id = {}", resource_id)
         if forked_from is not None:
@@ -259,7 +238,7 @@ class PostgresReads:
         snapshot: bool,
     ) -> Page[Any]:
         """One page of ``table`` by ``pos``; with ``snapshot``, late commits are not skipped."""
-        _check_limit(limit)
+        check_limit(limit)
         last, snap = _parse_cursor(cursor)
         if last is not None:
             if order == "desc":
