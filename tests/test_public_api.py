@@ -184,6 +184,7 @@ WORLDS_ALL = [
 TESTING_ALL = [
     "CatalogConformance",
     "FlowControlConformance",
+    "HookWaitConformance",
     "LogConformance",
     "OwnershipConformance",
     "PreconditionConformance",
