@@ -7,12 +7,14 @@ has the Nth correlation id of its run (``Operations``), so an event about the so
 operation becomes one about the fork's Nth. Default hook tokens, child run ids and the child
 hooks' tokens follow the run id the same way and are mapped too.
 
-**What "before the step" means.** The operations the body *started* before it called the step
-(call order, which is the order of the ids, whatever ran in parallel): their creations and
-every recorded step result are copied, also the results that arrived after the step was
-called (a step of the same ``gather`` that finished later still finished without it). Hook
-payloads, raised events and fired timers recorded after the step was called are not copied:
-from there on the fork lives its own life. A child workflow started before the step is
+**What "before the step" means.** A position in the source's log: the step's creation
+(``step_created``'s seq). Only what the source had recorded before it is copied, so the
+fork's replay sees what the source's body had seen when it called the step. A result that
+arrived later, even of an operation called earlier (a partner in the same ``gather`` or
+``FirstOf``), is not copied: that step runs again in the fork. (Copying it would decide a
+race in the fork's first replay, before the fork's own step could take part: the step the
+fork was made from could lose at once and never run.) From the point on the fork lives its
+own life. A child workflow started before the step is
 reused if its outcome was recorded; otherwise its start runs again and the fork gets a child
 of its own. Patch markers, state updates and raised events before the step are copied too.
 
@@ -182,9 +184,6 @@ def plan_fork(
     ended: set[str] = set()  # source child run ids whose outcome is copied
     started = False
 
-    def before(corr: str | None) -> bool:
-        return corr is not None and mapper.number(corr) < cut
-
     # The times the source's body saw (a fork's own copies were replayed at its source's).
     seen = source.fork.clock if source.fork is not None else []
     timed: list[AnyEvent] = [
@@ -256,7 +255,7 @@ def plan_fork(
                 if outcome is not None:
                     ended.add(of_child)
                     copies.append(_child_ended(mapper, fork_id, corr, of_child, outcome, event))
-            case ChildEnded() if early or before(event.correlation_id):
+            case ChildEnded() if early:
                 ended.add(event.child_run_id)
                 corr = mapper.corr(event.correlation_id)
                 copies.append(
@@ -277,7 +276,7 @@ def plan_fork(
                 | StepFailed()
                 | StepSuspended()
                 | StepResumed()
-            ) if early or before(event.correlation_id):
+            ) if early:
                 assert event.correlation_id is not None
                 copies.append(
                     msgspec.structs.replace(

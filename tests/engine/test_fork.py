@@ -160,7 +160,7 @@ async def test_a_fork_replays_from_its_own_log_after_the_source_is_purged(
     assert replayed.output == ["charged 1", "told charged 1"]
 
 
-async def test_parallel_steps_called_before_the_point_are_reused_even_if_they_ended_after(
+async def test_a_parallel_step_that_ended_after_the_point_runs_again_in_the_fork(
     world: World,
 ) -> None:
     GATES["gate-a"] = asyncio.Event()
@@ -183,7 +183,9 @@ async def test_parallel_steps_called_before_the_point_are_reused_even_if_they_en
         CALLS.clear()
         fork = await engine.fork(source.run_id, from_step=b_id, input={"tag": "B", "gate": "-"})
         assert await fork.result(timeout=WAIT) == ["a", "B", "c", "after-1"]
-        assert CALLS == {"B": 1, "c": 1, "after-1": 1}  # a reused; c was called after b
+        # a was called before b but ended after b's creation (the fork point): its result is
+        # not copied, so a runs again (its gate is open now); c was called after b.
+        assert CALLS == {"a": 1, "B": 1, "c": 1, "after-1": 1}
 
 
 async def test_a_fork_sees_the_sources_clock_and_gets_its_own_hook_tokens(

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from hypothesis.internal.conjecture import optimiser  # noqa: F401
 
 from tests.properties.budget import budget
-from tests.properties.engine_runs import run_on_engine
-from tests.properties.programs import Program, definition
+from tests.properties.engine_runs import EngineSchedule, run_on_engine
+from tests.properties.programs import FirstOf, Program, SetState, Step, definition
 from tests.properties.strategies import engine_scenarios
 from worldflow._registry import Registry
 from worldflow._replay.child_contract import START_CHILD_STEP
@@ -34,6 +34,7 @@ from worldflow.worlds import (
     AnyEvent,
     RunCreated,
     RunStatus,
+    StepCompleted,
     StepCreated,
     WorkflowRun,
 )
@@ -71,22 +72,11 @@ def _fork_log(source: list[AnyEvent], step_id: str, *, new_input: bool) -> list[
     ]
 
 
-@budget(40)
-@given(scenario=engine_scenarios(), data=st.data())
-async def test_a_fork_from_any_step_replays_alone_and_calls_that_step(
-    scenario: tuple[Program, object], data: st.DataObject
+async def _check_fork(
+    program: Program, log_of_source: list[AnyEvent], point: StepCreated, *, new_input: bool
 ) -> None:
-    program, schedule = scenario
-    reference = await run_on_engine(program, schedule)  # type: ignore[arg-type]
-    steps = [
-        e for e in reference.log if isinstance(e, StepCreated) and e.step_name != START_CHILD_STEP
-    ]
-    if not steps:
-        return
-    point = data.draw(st.sampled_from(steps), label="fork point")
-    new_input = data.draw(st.booleans(), label="new input")
-    note(f"program = {program!r}\nfork from {point.correlation_id} ({point.step_name})")
-    log = _fork_log(reference.log, point.correlation_id, new_input=new_input)
+    """Fork ``log_of_source`` from ``point``: the fork replays alone and calls that step."""
+    log = _fork_log(log_of_source, point.correlation_id, new_input=new_input)
     wf = definition(program)
     view = WorkflowRun(
         run_id="wrun_the_fork",
@@ -114,3 +104,46 @@ async def test_a_fork_from_any_step_replays_alone_and_calls_that_step(
         assert bytes(at_point[0].input) == bytes(expected)
     finally:
         instance.close()
+
+
+@budget(40)
+@given(scenario=engine_scenarios(), data=st.data())
+async def test_a_fork_from_any_step_replays_alone_and_calls_that_step(
+    scenario: tuple[Program, object], data: st.DataObject
+) -> None:
+    program, schedule = scenario
+    reference = await run_on_engine(program, schedule)  # type: ignore[arg-type]
+    steps = [
+        e for e in reference.log if isinstance(e, StepCreated) and e.step_name != START_CHILD_STEP
+    ]
+    if not steps:
+        return
+    point = data.draw(st.sampled_from(steps), label="fork point")
+    new_input = data.draw(st.booleans(), label="new input")
+    note(f"program = {program!r}\nfork from {point.correlation_id} ({point.step_name})")
+    await _check_fork(program, reference.log, point, new_input=new_input)
+
+
+@pytest.mark.parametrize("new_input", [False, True])
+async def test_a_fork_from_the_loser_of_a_race_calls_it(new_input: bool) -> None:
+    """The flake this property found: ``FirstOf(a, a')`` where ``a`` (called first) ends
+    after ``a'`` was created and wins. Forked from ``a'``, the fork must call ``a'``: ``a``'s
+    later result is not copied (it would decide the race in the fork's first replay, and
+    ``a'`` would be cancelled before it was ever called)."""
+    program = Program(
+        (
+            SetState(node=1),
+            FirstOf(node=2, branches=((Step(node=3, name="a"),), (Step(node=4, name="a"),))),
+        )
+    )
+    reference = await run_on_engine(program, EngineSchedule(durations=((4, 5.0),)))
+    steps = [e for e in reference.log if isinstance(e, StepCreated)]
+    assert len(steps) == 2
+    loser = steps[1]
+    first_result = next(
+        e.seq
+        for e in reference.log
+        if isinstance(e, StepCompleted) and e.correlation_id == steps[0].correlation_id
+    )
+    assert first_result > loser.seq  # the case: the winner's result came after the point
+    await _check_fork(program, reference.log, loser, new_input=new_input)
