@@ -57,12 +57,27 @@ async def _main(world_name: str, runs: int, steps: int, in_flight: int) -> dict[
             syncs_after = disk_syncs(world)
         await world.aclose()
     assert results == [i + steps for i in range(runs)], "wrong results"
-    figures = {
-        "appends_per_step": counted.appends / (runs * steps),
-        "appends_per_run": counted.appends / runs,
-    }
-    if syncs_before is not None and syncs_after is not None:
-        figures["syncs_per_run"] = (syncs_after - syncs_before) / runs
+    return _figures(counted.appends, syncs_before, syncs_after, runs, steps)
+
+
+def _figures(
+    appends: int, syncs_before: int | None, syncs_after: int | None, runs: int, steps: int
+) -> dict[str, float]:
+    """The totals, and the counts per step and per run when there was work to divide by.
+
+    ``--runs 0`` measures the start-up alone (a callgrind baseline): its totals are printed,
+    its per-unit figures are not (there is nothing to divide by).
+    """
+    figures: dict[str, float] = {"appends": appends}
+    syncs = None if syncs_before is None or syncs_after is None else syncs_after - syncs_before
+    if syncs is not None:
+        figures["syncs"] = syncs
+    if runs * steps > 0:
+        figures["appends_per_step"] = appends / (runs * steps)
+    if runs > 0:
+        figures["appends_per_run"] = appends / runs
+        if syncs is not None:
+            figures["syncs_per_run"] = syncs / runs
     return figures
 
 
@@ -74,6 +89,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--in-flight", type=int, default=100)
     args = parser.parse_args()
+    if args.runs < 0 or args.steps < 0 or args.in_flight < 1:
+        parser.error("--runs and --steps must be >= 0, --in-flight >= 1")
     figures = asyncio.run(_main(args.world, args.runs, args.steps, args.in_flight))
     for name, value in figures.items():
         print(f"{name}: {value:.2f}")

@@ -70,3 +70,19 @@ def test_no_durable_figure_is_judged_from_tmpfs() -> None:
     assert {v.source for v in judge(figures, scratch_fs="tmpfs")} == {"memory"}
     assert judge(figures, quick=True, scratch_fs="ext4") == []
     assert filesystem_of(Path("/proc")) == "proc"
+
+
+@pytest.mark.parametrize("world", ["memory", "file"])
+async def test_cost_counts_with_no_runs_and_with_some(world: str) -> None:
+    """``benchmarks.cost --runs 0`` (a profiler's start-up baseline) prints totals and no
+    per-unit figure instead of dividing by zero; with runs it gives both."""
+    from benchmarks import cost
+
+    empty = await cost._main(world, 0, 3, 100)
+    assert empty["appends"] == 0
+    assert "appends_per_step" not in empty
+    assert "syncs_per_run" not in empty
+    some = await cost._main(world, 4, 3, 2)
+    assert some["appends"] > 0
+    assert some["appends_per_run"] == some["appends"] / 4
+    assert ("syncs_per_run" in some) == (world == "file")
