@@ -23,14 +23,19 @@ from datetime import timedelta
 from types import CodeType
 from typing import Any, ClassVar, Generic, ParamSpec, Protocol, TypeVar, overload
 
-from worldflow import _serde
+from worldflow._call_arguments import (
+    NotPlain,
+    decode_arguments,
+    encode_arguments,
+    parameters,
+    plain_names,
+)
 from worldflow._cron import CronSchedule
 from worldflow._durations import Duration, parse_duration
 from worldflow._limits import Concurrency, FlowLimits, RateLimit, flow_limits
 from worldflow._replay.current import current_instance
 from worldflow.errors import (
     ConfigurationError,
-    SerializationError,
     StepNotRegisteredError,
     WorkflowNotRegisteredError,
 )
@@ -122,148 +127,6 @@ class StepOptions:
 # -- definitions -------------------------------------------------------------------------------
 
 
-def _parameters(signature: inspect.Signature) -> tuple[ParameterInfo, ...]:
-    out = []
-    for p in signature.parameters.values():
-        annotation = None
-        if p.annotation is not inspect.Parameter.empty:
-            annotation = (
-                p.annotation
-                if isinstance(p.annotation, str)
-                else inspect.formatannotation(p.annotation)
-            )
-        variadic = p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-        has_default = p.default is not inspect.Parameter.empty
-        out.append(
-            ParameterInfo(
-                name=p.name,
-                kind=p.kind.name.lower(),
-                annotation=annotation,
-                required=not (variadic or has_default),
-                default=repr(p.default) if has_default else None,
-            )
-        )
-    return tuple(out)
-
-
-def encode_arguments(
-    signature: inspect.Signature,
-    what: str | Callable[[], str],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    names: tuple[str, ...] | _Unknown | None = None,
-) -> Payload:
-    """Encode a call's arguments as ``{parameter: value}`` after binding them to ``signature``.
-
-    Defaults are not filled in, so a later change of a default value does not change what
-    earlier calls recorded. Raises ``TypeError`` (bad call) or ``SerializationError``.
-    ``what`` names the function in messages (a callable is called only for a message);
-    ``names`` is :func:`plain_names` of ``signature`` when the caller has it already.
-    """
-    if names is None:
-        names = plain_names(signature)
-    if type(names) is tuple:
-        if not kwargs and len(args) == len(names):
-            # Every parameter passed by position: the common call, bound without inspect.
-            return _encode_arguments(dict(zip(names, args, strict=True)), what)
-        arguments = _fast_bind(names, args, kwargs)
-    else:
-        arguments = None
-    if arguments is not None:
-        return _encode_arguments(arguments, what)
-    try:
-        bound = signature.bind(*args, **kwargs)
-    except TypeError as exc:
-        raise TypeError(f"{_what(what)}: {exc}") from None
-    arguments = dict(bound.arguments)
-    for p in signature.parameters.values():
-        if p.name not in arguments:
-            continue
-        if p.kind is inspect.Parameter.VAR_KEYWORD:
-            arguments[p.name] = dict(sorted(arguments[p.name].items()))
-        elif p.kind is inspect.Parameter.VAR_POSITIONAL:
-            arguments[p.name] = list(arguments[p.name])
-    return _encode_arguments(arguments, what)
-
-
-class _Unknown:
-    """Type of :data:`_NOT_PLAIN`."""
-
-
-_NOT_PLAIN = _Unknown()
-"""What :func:`plain_names` gives for a signature that is not all plain parameters."""
-
-
-def _what(what: str | Callable[[], str]) -> str:
-    return what if isinstance(what, str) else what()
-
-
-def _encode_arguments(arguments: dict[str, Any], what: str | Callable[[], str]) -> Payload:
-    try:
-        return _serde.encode(arguments)
-    except SerializationError as exc:
-        raise SerializationError(
-            f"the arguments of {_what(what)} cannot be recorded: {exc}"
-        ) from None
-
-
-def plain_names(signature: inspect.Signature) -> tuple[str, ...] | _Unknown:
-    """The parameter names if every parameter is a plain positional-or-keyword one, else
-    ``_NOT_PLAIN``. Definitions compute it once (hashing a ``Signature`` for a cache costs
-    more than binding)."""
-    params = signature.parameters.values()
-    if all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params):
-        return tuple(signature.parameters)
-    return _NOT_PLAIN
-
-
-def _fast_bind(
-    names: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> dict[str, Any] | None:
-    """``signature.bind(...).arguments`` for the common call that passes every parameter of
-    a plain signature (``Signature.bind`` costs tens of microseconds); ``None`` otherwise."""
-    if len(args) + len(kwargs) != len(names) or len(args) > len(names):
-        return None
-    arguments = dict(zip(names, args, strict=False))
-    for name in names[len(args) :]:
-        if name not in kwargs:
-            return None
-        arguments[name] = kwargs[name]
-    return arguments
-
-
-def decode_arguments(
-    signature: inspect.Signature,
-    what: str | Callable[[], str],
-    payload: Payload | bytes,
-    names: tuple[str, ...] | _Unknown | None = None,
-) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """The ``(args, kwargs)`` to call a function with, from :func:`encode_arguments`' payload.
-
-    ``names`` is :func:`plain_names` of ``signature`` when the caller has it already.
-    """
-    value = _serde.decode(payload)
-    if not isinstance(value, dict):
-        raise SerializationError(f"the recorded input of {_what(what)} is not an argument mapping")
-    if names is None:
-        names = plain_names(signature)
-    if type(names) is tuple and len(value) == len(names):
-        # Every plain parameter recorded: they are all positional (what binding gives).
-        try:
-            return tuple([value[name] for name in names]), {}
-        except KeyError:
-            pass  # another set of names: the checks below say what is wrong
-    what = _what(what)
-    unknown = [name for name in value if name not in signature.parameters]
-    if unknown:
-        raise TypeError(
-            f"the recorded input of {what} has argument(s) {', '.join(map(repr, unknown))} that "
-            "the function no longer takes"
-        )
-    bound = inspect.BoundArguments(signature, value)
-    return bound.args, bound.kwargs
-
-
 class _Definition:
     """What step and workflow definitions share: a named function and its recorded inputs.
 
@@ -284,10 +147,10 @@ class _Definition:
     @property
     def parameters(self) -> tuple[ParameterInfo, ...]:
         """The function's parameters."""
-        return _parameters(self.signature)
+        return parameters(self.signature)
 
     @functools.cached_property
-    def _names(self) -> tuple[str, ...] | _Unknown:
+    def _names(self) -> tuple[str, ...] | NotPlain:
         return plain_names(self.signature)
 
     def _what(self) -> str:

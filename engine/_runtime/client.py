@@ -29,8 +29,8 @@ from typing import Any
 import msgspec
 
 from worldflow import _serde
+from worldflow._call_arguments import encode_arguments
 from worldflow._durations import Duration, parse_duration
-from worldflow._registry import encode_arguments
 from worldflow._replay.fork import plan_fork
 from worldflow._runtime.arguments import (
     actor_argument,
