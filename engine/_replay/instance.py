@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -39,11 +38,12 @@ from worldflow._replay.durable_ops import (
     iso,
 )
 from worldflow._replay.op_table import HookClosed, Operations, aware, operation_number
+from worldflow._replay.patches import Patches
+from worldflow._replay.progress import Progress, WorkflowMetadata, error_info
 from worldflow.errors import (
     NondeterminismError,
     SerializationError,
     StepFailedError,
-    WorldflowError,
 )
 from worldflow.worlds import (
     AnyEvent,
@@ -85,70 +85,6 @@ __all__ = ["HookClosed", "Progress", "WorkflowInstance", "WorkflowMetadata"]
 _THROUGH_SUSPENSION = (RunResumed, RunSuspended, RunStarted, RunCancelled, RunCompleted, RunFailed)
 
 
-class Progress(msgspec.Struct, kw_only=True):
-    """What the runtime must do after a :meth:`WorkflowInstance.feed`.
-
-    Attributes:
-        commands: New events to append, in order (``seq``, ``event_id`` and ``created_at``
-            unset). Everything the body owes the log that the log does not have yet: the
-            runtime appends them and feeds the stored events back.
-        finished: The body has ended (returned, raised, diverged, or the run ended); if the
-            log does not have it yet, ``commands`` end with ``run_completed`` / ``run_failed``.
-        pending_steps: Correlation ids of steps whose ``step_created`` was fed and that have
-            no final result yet; the runtime runs those not in flight.
-        waits: ``(wait id, resume_at)`` of created timers (and event waits with a timeout)
-            still waiting: the runtime appends ``wait_completed`` when one is due.
-        suspended: A ``run_suspended`` was fed and no ``run_resumed`` yet.
-        blocked_on: What the body waits for, readably: ``"step charge"``,
-            ``"hook approve:o-1"``, ``"event shipped"``, ``"sleep until ..."``.
-        error: The message of the error that ended the run (body exception, nondeterminism,
-            determinism violation), or ``None``.
-        stalled: The log did not replay against this code (``instance.error`` is the
-            :class:`~worldflow.NondeterminismError`): the instance owes nothing and will do
-            nothing more; the runtime records ``run_stalled`` and stops driving the run.
-    """
-
-    commands: list[AnyEvent]
-    finished: bool
-    pending_steps: list[str]
-    waits: list[tuple[str, datetime]]
-    suspended: bool
-    blocked_on: list[str]
-    error: str | None = None
-    stalled: bool = False
-
-
-class WorkflowMetadata(msgspec.Struct, frozen=True, kw_only=True):
-    """The run a workflow body belongs to (``get_workflow_metadata()``).
-
-    Attributes:
-        workflow_name: The workflow's registered name.
-        run_id: The run's id.
-        created_at: When the run was created.
-        started_at: When a worker first started it (the ``run_started`` event).
-        resource_id: The resource the run was started for, if any.
-        metadata: The metadata it was started with.
-        parent_run_id: The parent run, for a child workflow.
-        priority: The run's ``start(..., priority=)`` (higher first for permits).
-    """
-
-    workflow_name: str
-    run_id: str
-    created_at: datetime
-    started_at: datetime | None = None
-    resource_id: str | None = None
-    metadata: dict[str, str] = msgspec.field(default_factory=dict)
-    parent_run_id: str | None = None
-    priority: int = 0
-
-
-def _error_info(exc: BaseException) -> ErrorInfo:
-    code = exc.code if isinstance(exc, WorldflowError) else None
-    message = exc.message if isinstance(exc, WorldflowError) else str(exc)
-    stack = "".join(traceback.format_exception(exc))
-    return ErrorInfo(name=type(exc).__name__, message=message, code=code, stack=stack)
-
-
 class WorkflowInstance(Operations):
     """One run's workflow body, driven by recorded events (see the module docstring).
 
@@ -179,11 +115,7 @@ class WorkflowInstance(Operations):
         self._root: asyncio.Task[Any] | None = None
         self._closed = False
         self._fork_clock: list[datetime] = []
-        # Versioning: the patches whose marker is in the log (the view's, and every marker
-        # fed since, delivered or not), and each patch's decision, fixed by its first call.
-        self._marked: set[str] = set(run.patches)
-        self._patch_decisions: dict[str, bool] = {}
-        self._patch_intents: dict[str, Intent] = {}
+        self._patches = Patches(run.patches)
         self.stalled = False
         """The log did not replay against this code (``error`` says where and how)."""
 
@@ -229,7 +161,7 @@ class WorkflowInstance(Operations):
                 fed = seq
                 inbox.append(event)
                 if type(event) is PatchMarked:
-                    self._marked.add(event.name)
+                    self._patches.marked.add(event.name)
         finally:
             self._fed_seq = fed
         self._drive()
@@ -336,7 +268,7 @@ class WorkflowInstance(Operations):
 
     def _end_failed(self, exc: BaseException) -> None:
         self.error = exc
-        self._end_with(RunFailed(run_id=self.run_id, error=_error_info(exc)))
+        self._end_with(RunFailed(run_id=self.run_id, error=error_info(exc)))
 
     def _end_with(self, event: AnyEvent) -> None:
         self._finished = True
@@ -694,43 +626,29 @@ class WorkflowInstance(Operations):
     # -- versioning --------------------------------------------------------------------------
 
     def patched(self, name: str) -> bool:
-        """Whether this run takes the new branch of patch ``name`` (see ``worldflow.patched``).
-
-        Decided once per run and name, at the first call: a marker of ``name`` in the log →
-        new; replaying a log without one → old; running live → new, and the marker is owed.
-        Later calls (other tasks of a ``gather``, later iterations) get the same answer, so
-        the answer does not depend on which task gets there first.
-        """
-        decided = self._patch_decisions.get(name)
-        if decided is None:
-            decided = name in self._marked or not self.is_replaying()
-            if decided and name not in self._marked:
-                self._mark(name)
-            self._patch_decisions[name] = decided
+        """Whether this run takes the new branch of patch ``name`` (see ``worldflow.patched``
+        and :meth:`Patches.decide`)."""
+        decided, owed = self._patches.decide(name, replaying=self.is_replaying())
+        if owed:
+            self._mark(name)
         return decided
 
     def deprecate_patch(self, name: str) -> None:
-        """Patch ``name``'s old branch is gone: record the marker if running live (so code
-        that still says ``patched(name)`` replays the run), check nothing on replay."""
-        if name in self._patch_decisions:
-            return
-        if name not in self._marked and not self.is_replaying():
+        """Patch ``name``'s old branch is gone (see :meth:`Patches.deprecate`)."""
+        if self._patches.deprecate(name, replaying=self.is_replaying()):
             self._mark(name)
-        self._patch_decisions[name] = True
 
     def _mark(self, name: str) -> None:
         if self._finished:
             return
         intent = Intent("patch", PatchMarked(run_id=self.run_id, name=name))
         self._intents.append(intent)
-        self._patch_intents[name] = intent
+        self._patches.owe(name, intent)
 
     def _on_patch_marked(self, event: PatchMarked) -> None:
-        intent = self._patch_intents.pop(event.name, None)
+        intent = self._patches.recorded(event.name)
         if intent is not None:
             intent.recorded = True
-        # No call of patched(name) before it: code with that patch removed (after
-        # deprecate_patch) replays the log; the marker says nothing to it.
 
     def is_replaying(self) -> bool:
         """Whether the body is re-running code it ran before (the log goes further)."""
