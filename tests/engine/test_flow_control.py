@@ -252,6 +252,7 @@ async def test_a_killed_engines_permit_lapses_with_its_lease(place: Place) -> No
 
 async def test_one_run_per_customer(place: Place) -> None:
     world = await place.open()
+    held = GATES["c1-a"] = GATES["c1-b"] = asyncio.Event()  # c1's holder keeps its permit
     async with engine(world) as a, engine(world) as b:
         runs = [
             await a.start(per_customer, "c1", "c1-a"),
@@ -261,12 +262,15 @@ async def test_one_run_per_customer(place: Place) -> None:
             await a.start(per_resource, "r1-a", resource_id="r1"),
             await b.start(per_resource, "r1-b", resource_id="r1"),
         ]
+        # Different customers are not held back by each other: both of c2's runs go through
+        # while c1's first run still holds c1's permit, and c1's second has not begun.
+        await asyncio.wait_for(begun("c2-a").wait(), WAIT)
+        await asyncio.wait_for(begun("c2-b").wait(), WAIT)
+        assert [label for label in ORDER if label.startswith("c1")] in (["c1-a"], ["c1-b"])
+        held.set()
         for run in runs:
             await run.result(timeout=WAIT)
     assert MOST["c1"] == MOST["c2"] == MOST["resource r1"] == 1
-    # Different customers are not held back by each other.
-    first_c2 = ORDER.index("c2-a") if "c2-a" in ORDER else ORDER.index("c2-b")
-    assert first_c2 < max(ORDER.index("c1-a"), ORDER.index("c1-b"))
 
 
 # -- rate --------------------------------------------------------------------------------------
