@@ -115,6 +115,9 @@ class StepOptions:
         concurrency: At most this many attempts of this step run at once across every
             engine on the world (held by the world), or ``None`` for no limit.
         rate_limit: At most this many attempts start per period across every engine.
+        max_lost_attempts: Attempts lost to crashes (the process died mid-attempt) the step
+            may have before it fails for good; they do not count against ``max_retries``,
+            and neither do attempts cut short by an engine that stopped cleanly.
     """
 
     max_retries: int = 3
@@ -122,6 +125,7 @@ class StepOptions:
     timeout: timedelta | None = None
     concurrency: Concurrency | None = None
     rate_limit: RateLimit | None = None
+    max_lost_attempts: int = 3
 
 
 # -- definitions -------------------------------------------------------------------------------
@@ -355,9 +359,18 @@ def _step_options(
     timeout: Duration | None,
     concurrency: int | Concurrency | None,
     rate_limit: RateLimit | None = None,
+    max_lost_attempts: int = 3,
 ) -> StepOptions:
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise ValueError(f"@step(max_retries=...) must be an int >= 0, got {max_retries!r}")
+    if (
+        isinstance(max_lost_attempts, bool)
+        or not isinstance(max_lost_attempts, int)
+        or max_lost_attempts < 0
+    ):
+        raise ValueError(
+            f"@step(max_lost_attempts=...) must be an int >= 0, got {max_lost_attempts!r}"
+        )
     if concurrency is not None and not isinstance(concurrency, Concurrency):
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(
@@ -376,6 +389,7 @@ def _step_options(
         timeout=limit,
         concurrency=concurrency,
         rate_limit=rate_limit,
+        max_lost_attempts=max_lost_attempts,
     )
 
 
@@ -434,6 +448,7 @@ def step(
     timeout: Duration | None = None,
     concurrency: int | Concurrency | None = None,
     rate_limit: RateLimit | None = None,
+    max_lost_attempts: int = 3,
 ) -> _StepDecorator: ...
 def step(
     fn: Callable[..., Any] | None = None,
@@ -445,6 +460,7 @@ def step(
     timeout: Duration | None = None,
     concurrency: int | Concurrency | None = None,
     rate_limit: RateLimit | None = None,
+    max_lost_attempts: int = 3,
 ) -> Any:
     """Make a function a step: where side effects live, retried, recorded exactly once.
 
@@ -467,8 +483,13 @@ def step(
             cap on all its steps is ``Engine(max_concurrent_steps=)``).
         rate_limit: At most so many attempts start per period across every engine
             (:class:`~worldflow.RateLimit`); over it, an attempt waits its turn.
+        max_lost_attempts: Attempts lost to crashes (the process died mid-attempt) before the
+            step fails for good (default 3). Neither they nor attempts cut short by an engine
+            that stopped count against ``max_retries``.
     """
-    options = _step_options(max_retries, backoff, timeout, concurrency, rate_limit)
+    options = _step_options(
+        max_retries, backoff, timeout, concurrency, rate_limit, max_lost_attempts
+    )
 
     def decorate(target: Callable[..., Any]) -> StepFunction[Any, Any]:
         return StepFunction(make_step(target, name=name, options=options))

@@ -32,6 +32,7 @@ from worldflow.worlds import (
     StepCompleted,
     StepCreated,
     StepFailed,
+    StepInterrupted,
     StepResumed,
     StepRetrying,
     StepStarted,
@@ -70,6 +71,7 @@ def build_timeline(events: Iterable[AnyEvent]) -> list[TimelineEntry]:
     steps: dict[str, str] = {}
     hooks: dict[str, str] = {}
     waits: dict[str, str] = {}
+    running: set[str] = set()  # steps with an attempt started and no outcome yet
 
     for event in events:
         if start is None:
@@ -77,6 +79,8 @@ def build_timeline(events: Iterable[AnyEvent]) -> list[TimelineEntry]:
         corr = event.correlation_id or ""
         step = steps.get(corr, corr)
         kind, text = "run", ""
+        if isinstance(event, StepCompleted | StepFailed | StepRetrying | StepSuspended):
+            running.discard(corr)  # the attempt has its outcome
         match event:
             case RunCreated(workflow_name=name):
                 text = f"run created ({_short(name)})"
@@ -100,7 +104,15 @@ def build_timeline(events: Iterable[AnyEvent]) -> list[TimelineEntry]:
                 steps[corr] = _short(name)
                 kind, text = "step", f"step {steps[corr]} scheduled"
             case StepStarted():
+                lost = corr in running
+                running.add(corr)
                 kind, text = "step", f"step {step}: attempt started"
+                if lost:
+                    text += " (the previous attempt was lost: its process died; not counted)"
+            case StepInterrupted():
+                running.discard(corr)
+                kind = "step"
+                text = f"step {step}: attempt interrupted (the engine stopped; not counted)"
             case StepCompleted():
                 kind, text = "step", f"step {step}: done"
             case StepRetrying(error=error):

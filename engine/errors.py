@@ -7,7 +7,8 @@ and comes out as the same type it went in as::
 
     WorldflowError
     ├── ConfigurationError              500  configuration_error
-    │   └── WorldNotAvailableError      500  world_not_available
+    │   ├── WorldNotAvailableError      500  world_not_available
+    │   └── EngineNotRunningError       503  engine_not_running
     ├── SerializationError              400  serialization_error
     ├── WorldError                      500  world_error
     │   ├── InvalidEventError           400  invalid_event
@@ -54,6 +55,7 @@ __all__ = [
     "ConfigurationError",
     "CorruptLogError",
     "DeterminismViolationError",
+    "EngineNotRunningError",
     "EntityConflictError",
     "FatalError",
     "HookConflictError",
@@ -116,6 +118,14 @@ class WorldNotAvailableError(ConfigurationError):
     """A world URL names a world that is not installed or not implemented yet."""
 
     code = "world_not_available"
+
+
+class EngineNotRunningError(ConfigurationError):
+    """An :class:`~worldflow.Engine` was used before ``async with`` entered it, or after it
+    stopped."""
+
+    code = "engine_not_running"
+    http_status = 503
 
 
 class SerializationError(WorldflowError):

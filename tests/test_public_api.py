@@ -8,6 +8,7 @@ import importlib
 import pytest
 
 WORLDFLOW_ALL = [
+    "EngineNotRunningError",
     "HookStatus",
     "RunStatus",
     "StepStatus",
@@ -157,6 +158,7 @@ WORLDS_ALL = [
     "StepCompleted",
     "StepCreated",
     "StepFailed",
+    "StepInterrupted",
     "StepResumed",
     "StepWoken",
     "StepRetrying",

@@ -47,6 +47,7 @@ __all__ = [
     "StepCompleted",
     "StepCreated",
     "StepFailed",
+    "StepInterrupted",
     "StepResumed",
     "StepRetrying",
     "StepStarted",
@@ -210,6 +211,14 @@ class StepRetrying(Event, tag="step_retrying", frozen=True):
     retry_after: datetime | None = None
 
 
+class StepInterrupted(Event, tag="step_interrupted", frozen=True):
+    """The engine running the attempt stopped (a clean exit, a deploy) before it ended; the
+    attempt does not count against the step's ``max_retries`` and runs again."""
+
+    correlation_id: str
+    reason: str = ""
+
+
 class StepSuspended(Event, tag="step_suspended", frozen=True):
     """The step called ``suspend(payload)``; it waits for ``resume_step``."""
 
@@ -354,6 +363,7 @@ AnyEvent: TypeAlias = (
     | StepCompleted
     | StepFailed
     | StepRetrying
+    | StepInterrupted
     | StepSuspended
     | StepResumed
     | StepWoken

@@ -229,8 +229,12 @@ class WorkflowRun(msgspec.Struct, frozen=True, kw_only=True):
 class Step(msgspec.Struct, frozen=True, kw_only=True):
     """The view of one step call of a run; ``step_id`` is its correlation id.
 
-    ``attempt`` counts ``step_started`` events (0 before the first start). ``suspend_payload``
-    is what the step passed to ``suspend()``; ``resume_data`` what ``resume_step`` sent back.
+    ``attempt`` counts ``step_started`` events (0 before the first start). Of those,
+    ``interrupted_attempts`` were cut short by an engine that stopped (``step_interrupted``)
+    and ``lost_attempts`` were lost to a crash (started again with no outcome recorded):
+    neither counts against ``max_retries``; lost ones have their own limit
+    (``max_lost_attempts``). ``suspend_payload`` is what the step passed to ``suspend()``;
+    ``resume_data`` what ``resume_step`` sent back.
     """
 
     run_id: str
@@ -248,6 +252,8 @@ class Step(msgspec.Struct, frozen=True, kw_only=True):
     retry_after: datetime | None = None
     suspend_payload: Payload = NULL
     resume_data: Payload = NULL
+    interrupted_attempts: int = 0
+    lost_attempts: int = 0
 
 
 class Hook(msgspec.Struct, frozen=True, kw_only=True):

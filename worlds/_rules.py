@@ -60,6 +60,7 @@ from worldflow.worlds._events import (
     StepCompleted,
     StepCreated,
     StepFailed,
+    StepInterrupted,
     StepResumed,
     StepRetrying,
     StepStarted,
@@ -411,13 +412,27 @@ class Batch:
                 f"step {step_id!r} is suspended: append step_resumed before starting it"
             )
         now = self.now
+        lost = step.lost_attempts + (step.status is StepStatus.RUNNING)  # no outcome: a crash
         self.steps[step_id] = _replace(
             step,
             status=StepStatus.RUNNING,
             attempt=step.attempt + 1,
+            lost_attempts=lost,
             started_at=step.started_at or now,
             retry_after=None,
             updated_at=now,
+        )
+        return True
+
+    def _step_interrupted(self, ev: StepInterrupted, run: WorkflowRun) -> bool:
+        step = self._open_step(ev.correlation_id)
+        if step.status is not StepStatus.RUNNING:
+            return False  # the attempt's outcome is in already
+        self.steps[ev.correlation_id] = _replace(
+            step,
+            status=StepStatus.PENDING,
+            interrupted_attempts=step.interrupted_attempts + 1,
+            updated_at=self.now,
         )
         return True
 
@@ -624,6 +639,7 @@ _APPLY: Final[dict[type, _Apply]] = {
     StepCompleted: Batch._step_completed,
     StepFailed: Batch._step_failed,
     StepRetrying: Batch._step_retrying,
+    StepInterrupted: Batch._step_interrupted,
     StepSuspended: Batch._step_suspended,
     StepResumed: Batch._step_resumed,
     StepWoken: Batch._step_woken,

@@ -69,6 +69,7 @@ from worldflow.worlds import (
     StepCompleted,
     StepCreated,
     StepFailed,
+    StepInterrupted,
     StepResumed,
     StepRetrying,
     StepStarted,
@@ -354,7 +355,7 @@ class WorkflowInstance(Operations):
         self._inbox.extendleft(reversed(self._held))
         self._held = []
 
-    def _on_step_attempt(self, event: StepStarted | StepRetrying) -> None:
+    def _on_step_attempt(self, event: StepStarted | StepRetrying | StepInterrupted) -> None:
         self._step_op(event).attempts += isinstance(event, StepStarted)
 
     def _on_step_suspended(self, event: StepSuspended) -> None:
@@ -690,6 +691,7 @@ _DELIVER: dict[type, _Deliver] = {
     HookCreated: WorkflowInstance._on_created,
     HookConflict: WorkflowInstance._on_created,
     StepStarted: WorkflowInstance._on_step_attempt,
+    StepInterrupted: WorkflowInstance._on_step_attempt,
     StepRetrying: WorkflowInstance._on_step_attempt,
     StepSuspended: WorkflowInstance._on_step_suspended,
     StepResumed: WorkflowInstance._on_step_resumed,

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import msgspec
 
-from worldflow.errors import WorldflowError
+from worldflow.errors import StepFailedError, WorkflowFailedError, WorldflowError
 from worldflow.worlds import AnyEvent, ErrorInfo
 
 __all__ = ["Progress", "WorkflowMetadata", "error_info"]
@@ -79,4 +79,9 @@ def error_info(exc: BaseException) -> ErrorInfo:
     code = exc.code if isinstance(exc, WorldflowError) else None
     message = exc.message if isinstance(exc, WorldflowError) else str(exc)
     stack = "".join(traceback.format_exception(exc))
-    return ErrorInfo(name=type(exc).__name__, message=message, code=code, stack=stack)
+    name = type(exc).__name__
+    if isinstance(exc, (StepFailedError, WorkflowFailedError)) and exc.error_name:
+        # A step's (or child's) failure the body let through: the run failed with the
+        # original error (``WorkflowFailedError.error_name``); ``code`` says how it came.
+        name = exc.error_name
+    return ErrorInfo(name=name, message=message, code=code, stack=stack)

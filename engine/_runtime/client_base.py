@@ -11,7 +11,7 @@ from typing import Any, Self, cast
 from worldflow._registry import StepDefinition, WorkflowDefinition, WorkflowFunction
 from worldflow._runtime.handoff import enqueue_run
 from worldflow._runtime.telemetry import ObservedWorld, Telemetry
-from worldflow.errors import WorkflowNotRegisteredError
+from worldflow.errors import EngineNotRunningError, WorkflowNotRegisteredError
 from worldflow.worlds import EventResult, RunCreated, World, open_world
 from worldflow.worlds._clock import Clock, SystemClock
 
@@ -69,7 +69,9 @@ class ClientBase:
     def world(self) -> World:
         """The world this client works on."""
         if self._world is None:
-            raise RuntimeError("this client opens its default world on enter: use `async with`")
+            raise EngineNotRunningError(
+                "this client opens its default world on enter: use `async with`"
+            )
         return self._world
 
     @property

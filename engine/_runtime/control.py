@@ -26,10 +26,17 @@ from worldflow._webhooks import (
     response_for,
     wait_for_reply,
 )
-from worldflow.errors import EntityConflictError, HookNotFoundError, StepNotFoundError
+from worldflow.errors import (
+    EntityConflictError,
+    HookNotFoundError,
+    RunNotFoundError,
+    RunTerminalError,
+    StepNotFoundError,
+)
 from worldflow.worlds import (
     RESERVED_TOKEN_PREFIX,
     EventRaised,
+    EventResult,
     Hook,
     HookReceived,
     RunCancelled,
@@ -128,7 +135,7 @@ class RunControl(ClientBase):
         name = event_name_argument(name)
         actor = actor_argument(actor)
         event = EventRaised(run_id=run_id, name=name, payload=_serde.encode(payload), actor=actor)
-        await self._woken(await self._writes.append(run_id, [event]))
+        await self._woken(await self._control("raise_event", run_id, [event]))
 
     async def _suspended_step(self, run_id: str, step: str) -> Step:
         if step.startswith("step_"):
@@ -183,7 +190,7 @@ class RunControl(ClientBase):
                 "resumed"
             )
         event = StepResumed(run_id=run_id, correlation_id=found.step_id, data=encoded, actor=actor)
-        await self._woken(await self._writes.append(run_id, [event]))
+        await self._woken(await self._control("resume_step", run_id, [event]))
 
     async def wake(
         self, run_id: str, wait_id: str | None = None, *, actor: str | None = None
@@ -211,7 +218,7 @@ class RunControl(ClientBase):
         else:
             ids = [id_argument(wait_id, "wait_id")]
         events = [WaitWoken(run_id=run_id, correlation_id=w, actor=actor) for w in ids]
-        await self._woken(await self._writes.append(run_id, events))
+        await self._woken(await self._control("wake", run_id, events))
         return ids
 
     async def retry_now(self, run_id: str, step: str, *, actor: str | None = None) -> None:
@@ -231,9 +238,29 @@ class RunControl(ClientBase):
         actor = actor_argument(actor)
         found = await self._suspended_step(run_id, step)
         event = StepWoken(run_id=run_id, correlation_id=found.step_id, actor=actor)
-        await self._woken(await self._writes.append(run_id, [event]))
+        await self._woken(await self._control("retry_now", run_id, [event]))
 
     # -- steering runs -----------------------------------------------------------------------
+
+    async def _control(self, verb: str, run_id: str, events: list[Any]) -> EventResult:
+        """Append a control verb's events; a run that is unknown or over is refused in the
+        caller's words (the world's message speaks of its rules)."""
+        try:
+            return await self._writes.append(run_id, events)
+        except RunNotFoundError:
+            raise RunNotFoundError(
+                f"no run {run_id!r}: {verb}() acts on an existing run (check the id; "
+                "start() creates a run)"
+            ) from None
+        except RunTerminalError:
+            try:
+                status = (await self.world.get_run(run_id)).status
+            except RunNotFoundError:
+                status = RunStatus.COMPLETED
+            raise RunTerminalError(
+                f"run {run_id} is {status} already: {verb}() acts on a run that is still "
+                "going; a finished run can be read, rerun() or purge()d"
+            ) from None
 
     async def cancel(
         self,
@@ -256,7 +283,7 @@ class RunControl(ClientBase):
         event = RunCancelled(
             run_id=run_id, reason=reason, output=_serde.encode(output), actor=actor
         )
-        await self._cancelled(await self._writes.append(run_id, [event]))
+        await self._cancelled(await self._control("cancel", run_id, [event]))
 
     async def suspend(
         self, run_id: str, reason: str | None = None, *, actor: str | None = None
@@ -271,7 +298,7 @@ class RunControl(ClientBase):
         if run.status is RunStatus.SUSPENDED:
             return
         event = RunSuspended(run_id=run_id, reason=reason, actor=actor)
-        await self._woken(await self._writes.append(run_id, [event]))
+        await self._woken(await self._control("suspend", run_id, [event]))
 
     async def resume(self, run_id: str, *, actor: str | None = None) -> None:
         """Unpause a suspended run; a no-op for a run that is not suspended (as in Dapr).

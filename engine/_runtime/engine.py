@@ -49,6 +49,8 @@ from worldflow._runtime.ownership import RunOwner
 from worldflow._runtime.schedules import Schedules, declared, scheduler_definition
 from worldflow._runtime.telemetry import Telemetry
 from worldflow.errors import (
+    ConfigurationError,
+    EngineNotRunningError,
     EntityConflictError,
     LeaseLostError,
     OwnershipLostError,
@@ -173,9 +175,17 @@ class Engine(Client):
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        if self._driver is not None:
-            raise RuntimeError("this Engine is already running; an Engine is entered once")
+        if self._driver is not None or self._closing:
+            raise EngineNotRunningError(
+                "this Engine was entered already; an Engine runs once: make a new one"
+            )
         world = await self._open()
+        if getattr(world, "read_only", False) is True:
+            raise ConfigurationError(
+                f"the world at {getattr(world, 'path', world)} was opened read-only, and an "
+                "Engine writes to its world: open it without read_only (file://...?read_only=1 "
+                "is for reading beside a running engine, e.g. the CLI or the inspector)"
+            )
         self._ttl = self._pick_ttl()
         self._driver = Driver(
             world=self._writes,
@@ -283,8 +293,10 @@ class Engine(Client):
     def driver(self) -> Driver:
         """The run driver (cache, timers, steps); for tests, benchmarks and the inspector."""
         if self._driver is None or self._closing:
-            raise RuntimeError(
-                "this Engine is not running: use it inside `async with Engine(...) as engine`"
+            when = "has stopped" if self._closing else "was not started"
+            raise EngineNotRunningError(
+                f"this Engine {when}: use it inside `async with Engine(...) as engine` (an "
+                "Engine runs once; make a new one to run again)"
             )
         return self._driver
 

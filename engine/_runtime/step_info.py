@@ -62,6 +62,10 @@ class StepMetadata(msgspec.Struct, frozen=True, kw_only=True):
         step_name: The step's registered name.
         attempt: The attempt number, from 1.
         workflow_name: The name of the run's workflow.
+        cancelled: The engine gave up on this attempt (it timed out, its run was cancelled,
+            the engine is stopping). A ``def`` step runs in a thread, which cannot be
+            interrupted: it keeps its concurrency slot until it returns, and should call
+            ``get_step_metadata()`` now and then and return early once this is true.
     """
 
     run_id: str
@@ -69,6 +73,7 @@ class StepMetadata(msgspec.Struct, frozen=True, kw_only=True):
     step_name: str
     attempt: int
     workflow_name: str
+    cancelled: bool = False
 
 
 class StepSuspension(BaseException):
@@ -92,6 +97,7 @@ class StepContext:
     __slots__ = (
         "_metadata",
         "attempt",
+        "cancelled",
         "loop",
         "resume_data",
         "run_id",
@@ -125,18 +131,25 @@ class StepContext:
         self.resume_data = resume_data
         self.services = services  # what the engine's builtin steps need (start a child)
         self._metadata: StepMetadata | None = None
+        self.cancelled = False  # set by the engine; read from the step's thread
+
+    def cancel(self) -> None:
+        """The engine gave up on the attempt (``StepMetadata.cancelled`` says so from now)."""
+        self.cancelled = True
+        self._metadata = None
 
     @property
     def metadata(self) -> StepMetadata:
         """Who the running step is (``get_step_metadata()``)."""
         metadata = self._metadata
-        if metadata is None:
+        if metadata is None or metadata.cancelled is not self.cancelled:
             metadata = self._metadata = StepMetadata(
                 run_id=self.run_id,
                 step_id=self.step_id,
                 step_name=self.step_name,
                 attempt=self.attempt,
                 workflow_name=self.workflow.workflow_name,
+                cancelled=self.cancelled,
             )
         return metadata
 

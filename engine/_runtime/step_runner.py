@@ -21,6 +21,8 @@ is not the step's failure.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 import traceback
 from collections import deque
@@ -56,6 +58,7 @@ from worldflow.worlds import (
     Payload,
     StepCompleted,
     StepFailed,
+    StepInterrupted,
     StepRetrying,
     StepStarted,
     StepSuspended,
@@ -169,6 +172,8 @@ class StepJob:
         "hurried",
         "in_user_code",
         "input",
+        "interrupted",
+        "lost",
         "own_cancels",
         "reserved",
         "resume_data",
@@ -200,6 +205,8 @@ class StepJob:
         self.input = input
         self.workflow = workflow
         self.attempt = attempt
+        self.lost = 0  # attempts lost to crashes, and cut short by a stopping engine:
+        self.interrupted = 0  # neither counts against max_retries (from the step's view)
         self.retry_after = retry_after
         self.resume_data = resume_data
         self.reserved = reserved
@@ -266,6 +273,29 @@ class StepJob:
     def is_cancelled(self) -> bool:
         """Whether :meth:`cancel` was called (re-read after every ``await``)."""
         return self.cancelled
+
+
+async def _in_thread(
+    ctx: StepContext, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """Run a ``def`` step in the default executor; a cancel (timeout, run cancelled, engine
+    stopping) marks the attempt cancelled for the thread to see, and waits for the thread to
+    end before it goes on, so the step's concurrency slot is held while the thread runs."""
+    loop = asyncio.get_running_loop()
+    call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+    future = loop.run_in_executor(None, call)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        ctx.cancel()
+        while not future.done():
+            try:
+                await asyncio.wait([future])
+            except asyncio.CancelledError:
+                ctx.cancel()  # cancelled again (shutdown rounds): the thread still runs
+        if not future.cancelled():
+            future.exception()  # retrieved: the attempt's cancel is what counts
+        raise
 
 
 class _Outcome:
@@ -459,6 +489,8 @@ class StepRunner:
         for view in started.steps:
             if view.step_id == job.step_id:
                 attempt = view.attempt
+                job.lost = view.lost_attempts
+                job.interrupted = view.interrupted_attempts
         job.attempt = attempt
         await self._deliver(job, started.events, False, None)
         if job.is_cancelled():
@@ -467,15 +499,26 @@ class StepRunner:
 
     async def _execute(self, job: StepJob, definition: StepDefinition) -> _Outcome:
         attempt = job.attempt
-        max_attempts = definition.options.max_retries + 1
-        if attempt > max_attempts:
-            # A redelivery after a crash: the attempts are used up already.
-            exc = FatalError(
-                f"step {definition.name!r} was started {attempt} times, more than its "
-                f"{max_attempts} attempt(s) (max_retries={definition.options.max_retries})"
+        options = definition.options
+        max_attempts = options.max_retries + 1
+        # Attempts the engine cut short (a stop) or lost (a crash) are not the step's failures.
+        counted = attempt - job.lost - job.interrupted
+        used_up: FatalError | None = None
+        if job.lost > options.max_lost_attempts:
+            used_up = FatalError(
+                f"step {definition.name!r} lost {job.lost} attempts to crashes (the process "
+                "running it died before it ended: killed, out of memory, or the step brings "
+                f"it down), more than its max_lost_attempts={options.max_lost_attempts}; it "
+                "fails rather than crash the engine again"
             )
+        elif counted > max_attempts:
+            used_up = FatalError(
+                f"step {definition.name!r} ran {counted} attempts, more than its "
+                f"{max_attempts} (max_retries={options.max_retries})"
+            )
+        if used_up is not None:
             return _Outcome(
-                StepFailed(run_id=job.run_id, correlation_id=job.step_id, error=error_info(exc))
+                StepFailed(run_id=job.run_id, correlation_id=job.step_id, error=error_info(used_up))
             )
         loop = asyncio.get_running_loop()
         ctx = StepContext(
@@ -511,7 +554,7 @@ class StepRunner:
             if definition.is_async:
                 value = await definition.fn(*args, **kwargs)
             else:
-                value = await asyncio.to_thread(definition.fn, *args, **kwargs)
+                value = await _in_thread(ctx, definition.fn, args, kwargs)
             job.in_user_code = False
             event = StepCompleted(
                 run_id=job.run_id, correlation_id=job.step_id, result=_serde.encode(value)
@@ -522,7 +565,10 @@ class StepRunner:
             )
         except asyncio.CancelledError:
             if not (job.cancelled or job.timed_out) or not job.absorb_cancels():
-                raise  # the engine is stopping: nothing is recorded, recovery runs it again
+                # The engine is stopping: say the attempt was cut short, so it does not
+                # count against max_retries; recovery runs it again.
+                await self._interrupted(job)
+                raise
         except Exception as exc:  # the step's failure, recorded (never the engine's)
             failure = exc
         finally:
@@ -542,8 +588,19 @@ class StepRunner:
             )
         if failure is not None or event is None:
             assert isinstance(failure, Exception)
-            return self._failure(job, failure, attempt, max_attempts, definition)
+            return self._failure(job, failure, counted, max_attempts, definition)
         return _Outcome(event)
+
+    async def _interrupted(self, job: StepJob) -> None:
+        event = StepInterrupted(
+            run_id=job.run_id,
+            correlation_id=job.step_id,
+            reason="the engine stopped during the attempt",
+        )
+        try:
+            await self._world.append(job.run_id, [event])
+        except Exception:  # a closing world, an ended run: recovery counts it as lost
+            log.debug("run %s: could not record step %s as interrupted", job.run_id, job.step_id)
 
     async def _watchdog(self, job: StepJob, seconds: float) -> None:
         await self._clock.sleep(seconds)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from tests.engine.runtime import WAIT, running, types_of, wait_for_type
 from worldflow import (
     ConfigurationError,
     Engine,
+    EngineNotRunningError,
     EntityConflictError,
     HookNotFoundError,
     RunNotFoundError,
@@ -36,7 +38,7 @@ from worldflow import (
     step,
     workflow,
 )
-from worldflow.worlds import MemoryWorld, RunStatus
+from worldflow.worlds import FileWorld, MemoryWorld, RunStatus
 
 pytestmark = pytest.mark.anyio
 
@@ -420,14 +422,25 @@ async def test_module_level_api_uses_the_default_engine(world: MemoryWorld) -> N
 
 async def test_engine_outside_its_context(world: MemoryWorld) -> None:
     engine = Engine(world, WORKFLOWS)
-    with pytest.raises(RuntimeError, match="async with"):
+    with pytest.raises(EngineNotRunningError, match=r"was not started.*async with"):
         await engine.start(doubler, 1)
     async with engine:
         pass
-    with pytest.raises(RuntimeError, match="not running"):
+    with pytest.raises(EngineNotRunningError, match="has stopped"):
         await engine.start(doubler, 1)
+    with pytest.raises(EngineNotRunningError, match="runs once"):
+        await engine.__aenter__()
     with pytest.raises(ValueError, match="at least 1"):
         Engine(world, WORKFLOWS, max_cached_runs=0)
+
+
+async def test_an_engine_refuses_a_read_only_file_world(tmp_path: Path) -> None:
+    async with FileWorld(tmp_path / "w") as writer:
+        async with FileWorld(tmp_path / "w", read_only=True) as reader:
+            with pytest.raises(ConfigurationError, match="read-only"):
+                async with Engine(reader, WORKFLOWS):
+                    pass
+        assert (await writer.list_runs()).items == []
 
 
 async def test_list_runs_by_time_range(world: MemoryWorld) -> None:

@@ -174,8 +174,10 @@ async def test_attempts_used_up_by_crashes_fail_the_step(world: MemoryWorld) -> 
         run = await engine.start(one_sticky, "c")
         await asyncio.wait_for(GATES["c"].wait(), WAIT)
     step_id = (await world.list_steps(run.run_id)).items[0].step_id
-    # Three more crashed attempts (max_retries=3 allows four in all).
-    for _ in range(3):
+    # The engine's stop was recorded (step_interrupted): not one of the step's attempts.
+    # Then four starts with no outcome: three lost to crashes, and the restart's start
+    # finds the fourth lost too, past the default max_lost_attempts=3.
+    for _ in range(4):
         await world.append(run.run_id, [StepStarted(run_id=run.run_id, correlation_id=step_id)])
     BLOCK["c"] = False
     async with running(world, WORKFLOWS) as engine:
@@ -186,7 +188,7 @@ async def test_attempts_used_up_by_crashes_fail_the_step(world: MemoryWorld) -> 
         except Exception as exc:
             info_error = exc
     assert info_error is not None
-    assert "started 5 times" in str(info_error)
+    assert "lost 4 attempts to crashes" in str(info_error)
     assert RAN == ["c"]  # the fifth start did not run the function
     view = (await world.list_steps(run.run_id)).items[0]
     assert view.status is StepStatus.FAILED

@@ -45,6 +45,7 @@ from worldflow.worlds._events import (
     StepCompleted,
     StepCreated,
     StepFailed,
+    StepInterrupted,
     StepResumed,
     StepRetrying,
     StepStarted,
@@ -151,6 +152,7 @@ _ANYONE: list[Callable[[str], AnyEvent]] = [
     lambda r: RunSuspended(run_id=r, reason="pause"),
     lambda r: RunResumed(run_id=r),
     lambda r: StepCompleted(run_id=r, correlation_id="s1", result=payload(42)),
+    lambda r: StepInterrupted(run_id=r, correlation_id="s3", reason="stopping"),
     lambda r: StepFailed(run_id=r, correlation_id="s3", error=error_info()),
     lambda r: RunCancelled(run_id=r, reason="stop"),
 ]
