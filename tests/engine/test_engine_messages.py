@@ -68,6 +68,6 @@ async def test_control_verbs_say_what_the_user_did(worlds: Worlds) -> None:
         assert "run_cancelled" not in str(e.value)
         with pytest.raises(RunTerminalError, match=r"suspend\(\) acts on a run that is still"):
             await run.suspend()
-        with pytest.raises(RunNotFoundError, match=r"no run 'nope': raise_event\(\)") as e:
+        with pytest.raises(RunNotFoundError, match=r"no run 'nope': raise_event\(\)") as gone:
             await engine.raise_event("nope", "go")
-        assert "run_created" not in str(e.value)
+        assert "run_created" not in str(gone.value)

@@ -257,8 +257,9 @@ async def test_retries_used_up_fail_the_step(world: MemoryWorld) -> None:
 async def test_an_uncaught_step_failure_fails_the_run(world: MemoryWorld) -> None:
     async with running(world, WORKFLOWS) as engine:
         run = await engine.start(one_flaky, "k", 10)
-        with pytest.raises(WorkflowFailedError, match="StepFailedError"):
+        with pytest.raises(WorkflowFailedError, match="ConnectionError") as failed:
             await run.result(timeout=WAIT)
+        assert failed.value.error_name == "ConnectionError"  # the step's own error
 
 
 async def test_fatal_errors_are_never_retried(world: MemoryWorld) -> None:

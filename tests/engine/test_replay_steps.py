@@ -125,7 +125,7 @@ def test_uncaught_step_failure_fails_the_run() -> None:
     h = History(checkout, "o-3")
     h.fail("charge", error="KeyError", message="'card'")
     error = h.error
-    assert error.name == "StepFailedError"
+    assert error.name == "KeyError"  # the original error; the code says it came by a step
     assert error.code == "step_failed"
     assert "KeyError" in error.message
     assert "charge" in error.message
