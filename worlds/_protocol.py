@@ -35,10 +35,11 @@ run is driven by one of them at a time, its owner. The rules of fencing, checked
 append (``worldflow.worlds.testing`` checks each):
 
 * **Owner-only events** (:data:`OWNER_ONLY_EVENTS`: ``run_started``, ``step_created``,
-  ``step_started``, ``wait_created``, ``wait_completed``, ``hook_created``,
-  ``hook_disposed``, ``state_updated``, ``patch_marked``, ``run_completed``, ``run_failed``,
-  ``run_stalled``, ``run_unstalled``: the body's decisions, attempt starts, timer firings,
-  and the verdict of replaying the log against the code) are accepted only
+  ``step_started``, ``step_interrupted``, ``wait_created``, ``wait_completed``,
+  ``hook_created``, ``hook_disposed``, ``state_updated``, ``patch_marked``, ``run_completed``,
+  ``run_failed``, ``run_stalled``, ``run_unstalled``: the body's decisions, attempt starts
+  and the attempts a stopping owner cut short, timer firings, and the verdict of replaying
+  the log against the code) are accepted only
 
   - with a ``fence`` naming the run's owner and its current ``owner_epoch``; or
   - on an unowned run (``owner_id is None``): with a fence whose ``epoch`` equals the run's
@@ -87,6 +88,7 @@ from worldflow.worlds._events import (
     RunUnstalled,
     StateUpdated,
     StepCreated,
+    StepInterrupted,
     StepStarted,
     WaitCompleted,
     WaitCreated,
@@ -131,6 +133,7 @@ OWNER_ONLY_EVENTS: frozenset[type[AnyEvent]] = frozenset(
         RunStarted,
         StepCreated,
         StepStarted,
+        StepInterrupted,
         WaitCreated,
         WaitCompleted,
         HookCreated,

@@ -7,6 +7,12 @@ arms the run's timer for the next ask); step attempts wait in their task
 (:meth:`FlowGate.wait_for`). A permit given back here wakes this engine's waiters on that
 key at once; waiters in other processes ask again every ``poll`` seconds (or when a rate
 window says a place frees).
+
+A concurrency permit lapses at the world when its run ends, but a ``def`` step's thread
+cannot be stopped: it may run on after its run was cancelled. Such a permit is *orphaned*
+(:meth:`FlowGate.orphan`) until the thread ends and the step gives it back; meanwhile this
+engine counts it on its key, so a new attempt granted a place the orphan still uses keeps
+its permit (standing in for the thread, so other engines count it too) and waits.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ class FlowGate:
         self.poll = poll
         self._runs_waiting: dict[str, set[str]] = {}  # key -> run ids waiting for it here
         self._freed: dict[str, asyncio.Event] = {}  # key -> set when a permit is given back
+        self._orphans: dict[str, int] = {}  # key -> permits in use here whose run ended
         self.asks = 0
         """World calls made for permits (tests and benchmarks read it)."""
 
@@ -83,6 +90,9 @@ class FlowGate:
             if not grant.granted:
                 hint = grant.retry_after
                 return self.poll if hint is None else max(0.001, min(hint, self.poll))
+            orphans = self._orphans.get(ask.key, 0) if ask.period is None else 0
+            if orphans and grant.held + orphans > ask.limit:
+                return self.poll  # a thread of an ended run still uses a place: wait for it
         return None
 
     def run_waits(self, run_id: str, asks: Sequence[PermitAsk]) -> None:
@@ -114,12 +124,26 @@ class FlowGate:
                 for task in waits:
                     task.cancel()
 
-    async def release(self, asks: Sequence[PermitAsk]) -> None:
+    def orphan(self, asks: Sequence[PermitAsk]) -> None:
+        """The run of a step holding ``asks`` ended while the step still runs (its permits
+        lapse at the world): count them here until :meth:`release` gives them back."""
+        for ask in asks:
+            if ask.period is None:
+                self._orphans[ask.key] = self._orphans.get(ask.key, 0) + 1
+
+    async def release(self, asks: Sequence[PermitAsk], *, orphaned: bool = False) -> None:
         """Give back the concurrency permits of ``asks`` (rate grants count out their
-        period) and wake this engine's waiters on those keys."""
+        period) and wake this engine's waiters on those keys. ``orphaned``: they were
+        :meth:`orphan` ed (their run ended first)."""
         for ask in asks:
             if ask.period is not None:
                 continue
+            if orphaned:
+                left = self._orphans.get(ask.key, 0) - 1
+                if left > 0:
+                    self._orphans[ask.key] = left
+                else:
+                    self._orphans.pop(ask.key, None)
             try:
                 await self._world.release_permit(ask.key, ask.holder)
             except Exception:  # it lapses with the run's end or this engine's TTL anyway

@@ -60,7 +60,8 @@ class StepMetadata(msgspec.Struct, frozen=True, kw_only=True):
         run_id: The run the step belongs to.
         step_id: The step call's correlation id: the same on every attempt and after a crash.
         step_name: The step's registered name.
-        attempt: The attempt number, from 1.
+        attempt: The attempt number, from 1, counted as ``max_retries`` counts: attempts
+            lost to a crash or cut short by a stopping engine are not counted.
         workflow_name: The name of the run's workflow.
         cancelled: The engine gave up on this attempt (it timed out, its run was cancelled,
             the engine is stopping). A ``def`` step runs in a thread, which cannot be

@@ -2,16 +2,19 @@
 
 One :class:`StepJob` runs one step call of a run in this process until the step's result is
 recorded, the step suspends, the run ends, or the engine stops. Each attempt appends
-``step_started`` first (so a crash mid-attempt is visible and counted), runs the function with
-its :mod:`~worldflow._runtime.step_info` set, then appends exactly one of ``step_completed``,
-``step_retrying``, ``step_failed`` or ``step_suspended``. Execution is at-least-once (a crash
-after ``step_started`` runs the attempt again after recovery); the recorded result is
-exactly-once because the world refuses a second result (``EntityConflictError``: someone else
-recorded first, which is fine).
+``step_started`` first (so a crash mid-attempt is visible: the next start counts it *lost*),
+runs the function with its :mod:`~worldflow._runtime.step_info` set, then appends exactly one
+of ``step_completed``, ``step_retrying``, ``step_failed`` or ``step_suspended`` (or, when the
+engine stops during the attempt, ``step_interrupted``). Lost and interrupted attempts do not
+count against ``max_retries``; lost ones have their own limit (``max_lost_attempts``).
+Execution is at-least-once (a crash after ``step_started`` runs the attempt again after
+recovery); the recorded result is exactly-once because the world refuses a second result
+(``EntityConflictError``: someone else recorded first, which is fine).
 
 A step with world-held limits (``@step(concurrency=, rate_limit=)``) takes its permits from
 the world (:class:`~worldflow._runtime.flow.FlowGate`) before each attempt, waiting its turn,
-and gives the concurrency permit back after it; the engine's own cap on attempts at once
+and gives the concurrency permit back after it (a ``def`` step's thread that outlives its
+run keeps its place: see :meth:`FlowGate.orphan`); the engine's own cap on attempts at once
 (``max_concurrent_steps``) is a per-process limit on top.
 
 A job cancelled by ``Engine.cancel`` records nothing: the run is over, and a ``CancelledError``
@@ -77,6 +80,7 @@ __all__ = ["Limiter", "StepJob", "StepRunner", "error_info", "release"]
 log = logging.getLogger("worldflow.engine")
 
 _TRACE_LIMIT = 8000
+_INTERRUPT_WAIT = 0.25  # clock seconds a stopping engine waits to record a cut-short attempt
 
 
 def release(limiters: list[Limiter] | None) -> None:
@@ -174,6 +178,8 @@ class StepJob:
         "input",
         "interrupted",
         "lost",
+        "on_run_end",
+        "orphaned",
         "own_cancels",
         "reserved",
         "resume_data",
@@ -216,6 +222,10 @@ class StepJob:
         self.timed_out = False
         self.own_cancels = 0  # task.cancel() calls made by the engine (run cancel, timeout)
         self.hurried: asyncio.Event | None = None  # set while backing off: retry_now() wakes it
+        # While an attempt holds world permits: called when its run ends first (the permits
+        # lapse at the world while the attempt, a thread maybe, still runs).
+        self.on_run_end: Callable[[], None] | None = None
+        self.orphaned = False
 
     def hurry(self) -> None:
         """``step_woken`` (``retry_now``): stop backing off and start the next attempt now."""
@@ -243,6 +253,10 @@ class StepJob:
     def cancel(self) -> None:
         """Stop the job without recording anything (its run was cancelled)."""
         self.cancelled = True
+        on_run_end, self.on_run_end = self.on_run_end, None
+        if on_run_end is not None:
+            self.orphaned = True
+            on_run_end()
         self._interrupt()
 
     def time_out(self) -> None:
@@ -421,6 +435,7 @@ class StepRunner:
                         except (RunTerminalError, RunNotFoundError):
                             permits = None
                             return  # the run ended while the attempt waited its turn
+                        job.on_run_end = functools.partial(self._flow.orphan, permits)
                     held = []
                     for limiter in self._local:
                         await limiter.acquire()
@@ -433,8 +448,10 @@ class StepRunner:
                     outcome = await self._execute(job, definition)
             finally:
                 release(held)
+                job.on_run_end = None
+                orphaned, job.orphaned = job.orphaned, False
                 if permits:
-                    await self._flow.release(permits)
+                    await self._flow.release(permits, orphaned=orphaned)
             if outcome is None or outcome.event is None:
                 return
             final = not isinstance(outcome.event, StepRetrying)
@@ -525,7 +542,7 @@ class StepRunner:
             run_id=job.run_id,
             step_id=job.step_id,
             step_name=job.step_name,
-            attempt=attempt,
+            attempt=counted,  # attempts lost to crashes or cut short by a stop do not count
             workflow=job.workflow,
             world=self._world,
             loop=loop,
@@ -584,7 +601,7 @@ class StepRunner:
         if job.timed_out:
             seconds = timeout.total_seconds() if timeout is not None else 0.0
             failure = TimeoutError(
-                f"step {definition.name!r} attempt {attempt} timed out after {seconds:g}s"
+                f"step {definition.name!r} attempt {counted} timed out after {seconds:g}s"
             )
         if failure is not None or event is None:
             assert isinstance(failure, Exception)
@@ -592,14 +609,28 @@ class StepRunner:
         return _Outcome(event)
 
     async def _interrupted(self, job: StepJob) -> None:
+        """Record that the stopping engine cut the attempt short (``step_interrupted``: it
+        does not count against ``max_retries``). Fenced like ``step_started`` (an engine that
+        lost the run must not mark its new owner's attempt), and bounded on the engine's
+        clock: a stop never hangs on a world that no longer answers; an attempt left
+        unrecorded is counted as lost by the next start."""
         event = StepInterrupted(
             run_id=job.run_id,
             correlation_id=job.step_id,
             reason="the engine stopped during the attempt",
         )
+        append = asyncio.ensure_future(
+            self._world.append(job.run_id, [event], fence=self._fence(job.run_id))
+        )
+        timer = asyncio.ensure_future(self._clock.sleep(_INTERRUPT_WAIT))
         try:
-            await self._world.append(job.run_id, [event])
-        except Exception:  # a closing world, an ended run: recovery counts it as lost
+            await asyncio.wait((append, timer), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+            if not append.done():
+                append.cancel()  # the world did not answer in time
+        if not append.done() or append.cancelled() or append.exception() is not None:
+            # A closing world, an ended run, a run taken over: the next start counts it lost.
             log.debug("run %s: could not record step %s as interrupted", job.run_id, job.step_id)
 
     async def _watchdog(self, job: StepJob, seconds: float) -> None:

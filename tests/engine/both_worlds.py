@@ -1,8 +1,8 @@
 """A fixture for engine tests that must hold on the memory world and on the file world.
 
-``worlds.open()`` is the memory world on a :class:`~worldflow.testing.VirtualClock` (timers
-jump), or a file world in a temporary directory on the system clock; called again, it gives
-a new file world on the same directory (a restart), or the same memory world.
+``world`` is a fresh world on a :class:`~worldflow.testing.VirtualClock` (timers jump), the
+memory world or a file world in a temporary directory; ``reopen()`` gives a file world on
+the same directory (a restart), or the same memory world.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import pytest
 
 from worldflow.testing import VirtualClock
 from worldflow.worlds import FileWorld, MemoryWorld
-from worldflow.worlds._clock import Clock, SystemClock
 
 __all__ = ["Worlds", "worlds"]
 
@@ -25,9 +24,9 @@ class Worlds:
     def __init__(self, kind: str, path: Path) -> None:
         self.kind = kind
         self.path = path
-        # The file world writes in a thread a virtual clock cannot see (time would run
-        # ahead of a write in flight on a loaded machine): it runs on the system clock.
-        self.clock: Clock = VirtualClock() if kind == "memory" else SystemClock()
+        # The file world writes in a thread the clock cannot see: let it be quiet a moment
+        # before each jump, so time does not run ahead of a write in flight.
+        self.clock = VirtualClock(idle_delay=0.05 if kind == "file" else 0.0)
         self._open: list[MemoryWorld] = []
         self._memory: MemoryWorld | None = None
 

@@ -9,7 +9,14 @@ import pytest
 
 from tests.engine.both_worlds import Worlds, worlds
 from tests.engine.runtime import WAIT, log_of, types_of, wait_for_type
-from worldflow import Engine, WorkflowFailedError, build_timeline, step, workflow
+from worldflow import (
+    Engine,
+    WorkflowFailedError,
+    build_timeline,
+    get_step_metadata,
+    step,
+    workflow,
+)
 from worldflow.worlds import StepStarted, StepStatus, World
 
 pytestmark = pytest.mark.anyio
@@ -18,11 +25,13 @@ __all__ = ["worlds"]
 GATE: dict[str, asyncio.Event] = {}
 ENTERED: dict[str, asyncio.Event] = {}
 RAN: list[str] = []
+ATTEMPTS: list[int] = []  # get_step_metadata().attempt of each run of attempts.once
 
 
 @step(name="attempts.once", max_retries=0)
 async def once(key: str) -> str:
     RAN.append(key)
+    ATTEMPTS.append(get_step_metadata().attempt)
     if key in ENTERED:
         ENTERED[key].set()
     gate = GATE.get(key)
@@ -72,6 +81,7 @@ async def _lose_attempts(world: World, run_id: str, times: int) -> None:
 
 async def test_a_clean_stop_does_not_use_up_a_retry(worlds: Worlds) -> None:
     RAN.clear()
+    ATTEMPTS.clear()
     world = await worlds.open()
     async with Engine(world, [deploy]) as engine:
         run_id = await _hang(engine, deploy, "a")
@@ -84,6 +94,7 @@ async def test_a_clean_stop_does_not_use_up_a_retry(worlds: Worlds) -> None:
     [view] = (await world.list_steps(run_id)).items
     assert (view.attempt, view.interrupted_attempts, view.lost_attempts) == (2, 1, 0)
     assert RAN == ["a", "a"]
+    assert ATTEMPTS == [1, 1]  # the attempt the stop cut short is not counted
     lines = [e.text for e in build_timeline(await log_of(world, run_id))]
     assert any("attempt interrupted (the engine stopped; not counted)" in t for t in lines)
 

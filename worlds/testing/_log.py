@@ -38,6 +38,7 @@ from worldflow.worlds._events import (
     StepCompleted,
     StepCreated,
     StepFailed,
+    StepInterrupted,
     StepResumed,
     StepRetrying,
     StepStarted,
@@ -390,6 +391,34 @@ class LogConformance(SuiteBase):
         assert (step.status, step.attempt) == (StepStatus.COMPLETED, 3)
         assert bytes(step.output) == b"9"
         assert step.completed_at is not None
+        assert await world.get_step(r, s) == step
+
+    async def test_interrupted_and_lost_attempts_are_counted_apart(self, world: World) -> None:
+        run = await new_run(world, started=True)
+        r, s = run.run_id, new_id("step")
+        await world.append(
+            r, [StepCreated(run_id=r, correlation_id=s, step_name="charge", input=payload(5))]
+        )
+        interrupted = StepInterrupted(run_id=r, correlation_id=s, reason="the engine stopped")
+        assert (await world.append(r, [interrupted])).events == []  # not running: a no-op
+        step = (await world.append(r, [StepStarted(run_id=r, correlation_id=s)])).steps[0]
+        assert (step.attempt, step.interrupted_attempts, step.lost_attempts) == (1, 0, 0)
+        step = (await world.append(r, [interrupted])).steps[0]
+        assert (step.status, step.attempt, step.interrupted_attempts) == (StepStatus.PENDING, 1, 1)
+        step = (await world.append(r, [StepStarted(run_id=r, correlation_id=s)])).steps[0]
+        assert (step.attempt, step.interrupted_attempts, step.lost_attempts) == (2, 1, 0)
+        # Started again with no outcome recorded: the attempt before was lost to a crash.
+        step = (await world.append(r, [StepStarted(run_id=r, correlation_id=s)])).steps[0]
+        assert (step.attempt, step.interrupted_attempts, step.lost_attempts) == (3, 1, 1)
+        done = await world.append(r, [StepCompleted(run_id=r, correlation_id=s, result=payload(9))])
+        with pytest.raises(EntityConflictError):  # the result is in: nothing to interrupt
+            await world.append(r, [interrupted])
+        step = done.steps[0]
+        assert (step.status, step.interrupted_attempts, step.lost_attempts) == (
+            StepStatus.COMPLETED,
+            1,
+            1,
+        )
         assert await world.get_step(r, s) == step
 
     @pytest.mark.parametrize("second", ["step_completed", "step_failed", "step_started"])

@@ -122,6 +122,7 @@ def _owner_only(run_id: str) -> list[AnyEvent]:
         RunStarted(run_id=run_id),
         StepCreated(run_id=run_id, correlation_id="s2", step_name="s", input=payload(2)),
         StepStarted(run_id=run_id, correlation_id="s1"),
+        StepInterrupted(run_id=run_id, correlation_id="s3", reason="the engine stopped"),
         WaitCreated(run_id=run_id, correlation_id="w2", event_name="later"),
         WaitCompleted(run_id=run_id, correlation_id="w1"),
         HookCreated(run_id=run_id, correlation_id="h2", token=new_id("tok")),
@@ -152,7 +153,6 @@ _ANYONE: list[Callable[[str], AnyEvent]] = [
     lambda r: RunSuspended(run_id=r, reason="pause"),
     lambda r: RunResumed(run_id=r),
     lambda r: StepCompleted(run_id=r, correlation_id="s1", result=payload(42)),
-    lambda r: StepInterrupted(run_id=r, correlation_id="s3", reason="stopping"),
     lambda r: StepFailed(run_id=r, correlation_id="s3", error=error_info()),
     lambda r: RunCancelled(run_id=r, reason="stop"),
 ]
