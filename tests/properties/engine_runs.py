@@ -7,10 +7,13 @@ when named events, a suspension, a cancellation and cache evictions happen, and 
 append the engine process "crashes". Every time has a distinct fractional part, so no two
 happenings tie and the order of the log is decided by the schedule alone.
 
-A crash is modelled at the world: the append that reaches the crash point is committed, and
-from then on the old engine's appends never return (the process is gone: nothing it does
-afterwards reaches the log). The test then closes that engine and enters a new one on the same
-world, which recovers the run from its log.
+A crash is modelled at the world: the append that reaches the crash point is committed and
+never returns, and from then on the old engine's appends fail at once (the process is gone:
+nothing it does afterwards reaches the log). The test then closes that engine and enters a new
+one on the same world, which recovers the run from its log. Closing the dead engine is the
+harness's cleanup, not something a crashed process does: it must take no virtual time (an
+append that hung instead would hold a stopping engine, which bounds its last writes on the
+clock, for that long, and the run's later events would all move).
 """
 
 from __future__ import annotations
@@ -89,6 +92,10 @@ def _node(key: str) -> int:
     return int(match.group(1))
 
 
+class _ProcessDiedError(Exception):
+    """An append by an engine process that has crashed already: it never reaches the log."""
+
+
 class _CrashingWorld:
     """The world as one engine process sees it: dies after ``crash_after`` appends."""
 
@@ -103,7 +110,7 @@ class _CrashingWorld:
 
     async def append(self, run_id: str, events: Any, **options: Any) -> Any:
         if self._crashed.is_set():
-            await asyncio.Event().wait()  # the process is dead: nothing more reaches the log
+            raise _ProcessDiedError("the engine process is dead: nothing more reaches the log")
         result = await self._world.append(run_id, events, **options)
         self.appends += 1
         if self.appends == self._crash_after:
