@@ -35,6 +35,9 @@ def slow(key: str) -> str:
                 if get_step_metadata().cancelled:
                     ACTIVE["saw_cancel"] += 1
                     return "gave up"
+        elif key == "deaf":
+            # Ignores the cancel: runs on (real time) well past its run's end.
+            RELEASE.wait(0.5)
         else:
             RELEASE.set()  # on code that freed the slot early, the first thread still runs
         return key
@@ -64,3 +67,24 @@ async def test_a_cancelled_thread_step_holds_its_slot_until_it_ends(worlds: Worl
         assert await first.status() is RunStatus.CANCELLED
     assert ACTIVE["max"] == 1, "two threads of a concurrency=1 step ran at once"
     assert ACTIVE["saw_cancel"] == 1
+
+
+async def test_a_thread_that_ignores_the_cancel_keeps_its_slot_past_its_runs_end(
+    worlds: Worlds,
+) -> None:
+    # The world lets a run's concurrency permit go when the run ends; the engine still
+    # counts it until the thread returns, so the next run's attempt waits for the thread.
+    ACTIVE.update(now=0, max=0, saw_cancel=0)
+    RELEASE.clear()
+    ENTERED.clear()
+    world = await worlds.open()
+    async with Engine(world, [one]) as engine:
+        deaf = await engine.start(one, "deaf")
+        await wait_for_type(deaf, "step_started")
+        async with asyncio.timeout(WAIT):
+            await asyncio.to_thread(ENTERED.wait)
+        second = await engine.start(one, "second")
+        await deaf.cancel("enough")
+        assert await second.result(timeout=WAIT) == "second"
+        assert await deaf.status() is RunStatus.CANCELLED
+    assert ACTIVE["max"] == 1, "a thread of an ended run lost its concurrency=1 slot"
