@@ -211,7 +211,7 @@ async def test_failed_runs_report_the_failure(srv: Served) -> None:
     props = state["properties"]
     assert props["dapr.workflow.input"] == "3"
     assert "dapr.workflow.output" not in props
-    assert props["dapr.workflow.failure.error_type"] == "StepFailedError"
+    assert props["dapr.workflow.failure.error_type"] == "FatalError"  # the step's own error
     assert "kaboom" in props["dapr.workflow.failure.error_message"]
 
 
