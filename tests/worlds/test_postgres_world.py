@@ -18,14 +18,18 @@ import pytest
 from tests.worlds import postgres_db
 from worldflow.errors import (
     EntityConflictError,
+    HookNotFoundError,
     LeaseLostError,
     RunNotFoundError,
 )
 from worldflow.worlds import (
     NULL,
     EventRaised,
+    EventResult,
     HookConflict,
     HookCreated,
+    HookDisposed,
+    HookStatus,
     QueueMessage,
     RunCompleted,
     RunCreated,
@@ -74,6 +78,14 @@ def no_polling(monkeypatch: pytest.MonkeyPatch) -> None:
     """Waits re-read only every minute: only a notification can wake them in time."""
     monkeypatch.setattr(pg_world, "_POLL", 60.0)
     monkeypatch.setattr(pg_queue, "_POLL", 60.0)
+
+
+def reads(world: PostgresWorld) -> tuple[int, int, int]:
+    """The appender's statements, run reloads and token-holder reads so far. (Not the pool's
+    query count: the coalesced NOTIFY shares the pool, and a connection that prepares a
+    statement the first time may add asyncpg's type introspection queries.)"""
+    stats = world.append_stats
+    return stats.statements, stats.reloads, stats.token_reads
 
 
 async def admin(url: str) -> Any:
@@ -182,6 +194,91 @@ async def test_a_token_claimed_on_two_instances_at_once_goes_to_one_hook(pair: P
         assert conflict.conflicting_run_id == winner.run.run_id
         assert (await a.get_hook_by_token(token)).run_id == winner.run.run_id
         assert (await b.get_hook_by_token(token)).run_id == winner.run.run_id
+
+
+async def test_a_new_token_is_assumed_free_and_the_index_catches_a_held_one(pair: Pair) -> None:
+    a, b = pair
+    await started_run(a, "wrun_ha")
+    await started_run(b, "wrun_hb")
+    await a.append("wrun_ha", [HookCreated(run_id="wrun_ha", correlation_id="h", token="held")])
+    # A free token: the append is its one statement (no read of who holds the token).
+    sent = reads(b)
+    created = await b.append(
+        "wrun_hb", [HookCreated(run_id="wrun_hb", correlation_id="h1", token="free")]
+    )
+    assert reads(b) == (sent[0] + 1, sent[1], sent[2])
+    assert isinstance(created.events[0], HookCreated)
+    # A token another run holds: the live-token index refuses the first statement, and the
+    # retry reads the holder and stores the claim as a conflict.
+    misses, sent = b.append_stats.cas_misses, reads(b)
+    refused = await b.append(
+        "wrun_hb", [HookCreated(run_id="wrun_hb", correlation_id="h2", token="held")]
+    )
+    [conflict] = refused.events
+    assert isinstance(conflict, HookConflict)
+    assert conflict.conflicting_run_id == "wrun_ha"
+    assert b.append_stats.cas_misses == misses + 1
+    assert reads(b) == (sent[0] + 2, sent[1] + 1, sent[2] + 1)
+    assert (await b.get_hook_by_token("held")).run_id == "wrun_ha"
+    # A token this run already holds is known from the cache: a conflict at once.
+    misses = b.append_stats.cas_misses
+    sent = reads(b)
+    again = await b.append(
+        "wrun_hb", [HookCreated(run_id="wrun_hb", correlation_id="h3", token="free")]
+    )
+    assert isinstance(again.events[0], HookConflict)
+    assert b.append_stats.cas_misses == misses
+    assert reads(b) == (sent[0] + 1, sent[1], sent[2])
+
+
+async def test_a_token_assumed_free_is_read_when_the_statement_leaves_its_hook_ended(
+    pair: Pair,
+) -> None:
+    # The live-token index sees only hooks the statement leaves active: a hook created and
+    # ended in one statement is never checked by it, so its token is read before.
+    a, b = pair
+    await started_run(a, "wrun_ha")
+    await a.append("wrun_ha", [HookCreated(run_id="wrun_ha", correlation_id="h", token="held")])
+
+    def created(run_id: str, token: str = "held") -> HookCreated:
+        return HookCreated(run_id=run_id, correlation_id="h2", token=token)
+
+    # One batch creates the hook and ends the run (which disposes its hooks).
+    await started_run(b, "wrun_b1")
+    ended = await b.append(
+        "wrun_b1", [created("wrun_b1"), RunCompleted(run_id="wrun_b1", output=NULL)]
+    )
+    assert [e.type for e in ended.events] == ["hook_conflict", "run_completed"]
+    conflict = ended.events[0]
+    assert isinstance(conflict, HookConflict)
+    assert conflict.conflicting_run_id == "wrun_ha"
+    # One batch creates the hook and disposes it: the conflict leaves no hook to dispose.
+    await started_run(b, "wrun_b2")
+    with pytest.raises(HookNotFoundError):
+        await b.append(
+            "wrun_b2", [created("wrun_b2"), HookDisposed(run_id="wrun_b2", correlation_id="h2")]
+        )
+    # Two batches coalesced into one statement: the first creates, the second disposes.
+    await started_run(b, "wrun_b3")
+    first, second = await asyncio.gather(
+        b.append("wrun_b3", [created("wrun_b3")]),
+        b.append("wrun_b3", [HookDisposed(run_id="wrun_b3", correlation_id="h2")]),
+        return_exceptions=True,
+    )
+    assert isinstance(first, EventResult)
+    assert [e.type for e in first.events] == ["hook_conflict"]
+    assert isinstance(second, HookNotFoundError)
+    for run_id in ("wrun_b1", "wrun_b2", "wrun_b3"):
+        assert [h.token for h in (await b.list_hooks(run_id=run_id)).items] == []
+    assert (await b.get_hook_by_token("held")).run_id == "wrun_ha"
+    # A free token in such a statement is read too, and is free: the hook is created.
+    await started_run(b, "wrun_b4")
+    free = await b.append(
+        "wrun_b4", [created("wrun_b4", "free"), HookDisposed(run_id="wrun_b4", correlation_id="h2")]
+    )
+    assert [e.type for e in free.events] == ["hook_created", "hook_disposed"]
+    [hook] = (await b.list_hooks(run_id="wrun_b4")).items
+    assert (hook.token, hook.status) == ("free", HookStatus.DISPOSED)
 
 
 # -- the queue across instances -----------------------------------------------------------

@@ -54,6 +54,7 @@ from worldflow.worlds._fencing import check_expected_seq, check_fence
 from worldflow.worlds._ids import id_problem
 from worldflow.worlds._memory.log import LogState, RunState, StoredRun, commit
 from worldflow.worlds._postgres import codec
+from worldflow.worlds._postgres.append_sql import build_append_sql
 from worldflow.worlds._protocol import OWNER_ONLY_EVENTS, EventResult
 from worldflow.worlds._records import (
     TERMINAL_RUN_STATUSES,
@@ -104,6 +105,7 @@ class AppendStats:
     statements: int = 0
     cas_misses: int = 0
     reloads: int = 0
+    token_reads: int = 0  # reads of who holds the tokens of new hooks
     unknown_outcomes: int = 0
 
 
@@ -361,8 +363,9 @@ class Appender:
                 if cached is None and not creates:
                     cached = await self._load(conn, run_id)
                 try:
-                    # After a miss, ask the database which fencing engines are live; the
-                    # first attempt assumes so (the statement checks it anyway).
+                    # After a miss, ask the database which fencing engines are live and who
+                    # holds the new hooks' tokens; the first attempt assumes the engines
+                    # live and the tokens free (the statement checks both anyway).
                     wave, new = await self._apply(
                         conn, run_id, cached, items, fresh, attempt > 0, assumed_new=creates
                     )
@@ -454,9 +457,18 @@ class Appender:
                 except InvalidEventError:
                     continue
                 tokens.append(ev.token)
-        if tokens:
+        if tokens and check_live:
+            self.stats.token_reads += 1
             for row in await conn.fetch(self._holders_sql, tokens):
                 logstate.tokens[row["token"]] = (row["run_id"], row["hook_id"])
+        elif tokens and base is not None:
+            # First attempt: a new token is assumed free unless this run holds it (almost
+            # always so). If another run holds it, the hooks' live-token index refuses the
+            # statement and the retry reads the holders.
+            for hook_id in base.live_hooks:
+                hook = base.hooks[hook_id]
+                logstate.tokens[hook.token] = (run_id, hook_id)
+        assumed_free = bool(tokens) and not check_live
         live: Callable[[str], bool] = _always
         if check_live:
             fences = list({item.fence.engine_id for item in items if item.fence is not None})
@@ -519,6 +531,8 @@ class Appender:
                     ),
                 )
             )
+        if assumed_free and _unchecked_hook(wave):
+            raise _Retry  # the index cannot check that token: decide on a read of its holder
         return wave, work
 
     # -- the statement ---------------------------------------------------------------------
@@ -526,7 +540,7 @@ class Appender:
     def _sql(self, key: tuple[bool, ...]) -> str:
         sql = self._sql_cache.get(key)
         if sql is None:
-            sql = self._sql_cache[key] = _build_sql(self._s, *key)
+            sql = self._sql_cache[key] = build_append_sql(self._s, *key)
         return sql
 
     async def _statement(
@@ -625,94 +639,6 @@ class Appender:
         )
 
 
-def _build_sql(
-    s: str,
-    created: bool,
-    fenced: bool,
-    claims: bool,
-    steps: bool,
-    hooks: bool,
-    waits: bool,
-    notify: bool,
-) -> str:
-    """The one statement of an append: a CAS on the run row, then every write depends on it.
-
-    ``fenced``: the run must still have the owner the rules saw; ``claims``: the batch takes
-    the run for an engine, which must be live (by the database's clock).
-    """
-    live = (
-        f"EXISTS (SELECT 1 FROM {s}.engines"
-        " WHERE engine_id = ${} AND expires_at > clock_timestamp())"
-    )
-    if created:
-        head = f"""cas AS (
-            INSERT INTO {s}.runs (run_id, workflow_name, status, last_seq, resource_id,
-                metadata, parent_run_id, created_at, input, view, owner_id, owner_epoch,
-                forked_from)
-            SELECT $1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11::text, $12, $13
-            WHERE $11::text IS NULL OR {live.format(11)}
-            ON CONFLICT (run_id) DO NOTHING RETURNING pos, owner_id, owner_epoch)"""
-        n = 14
-    else:
-        sets = "last_seq = $4, status = $5, view = $6"
-        where = "run_id = $1 AND pos = $2 AND last_seq = $3"
-        n = 7
-        if fenced:
-            where += f" AND owner_id IS NOT DISTINCT FROM ${n}::text AND owner_epoch = ${n + 1}"
-            n += 2
-        if claims:
-            sets += f", owner_id = ${n}, owner_epoch = ${n + 1}"
-            where += f" AND {live.format(n)}"
-            n += 2
-        head = f"""cas AS (
-            UPDATE {s}.runs SET {sets} WHERE {where} RETURNING pos, owner_id, owner_epoch)"""
-    parts = [head]
-    parts.append(f"""ev AS (
-        INSERT INTO {s}.events (run_id, seq, event_id, type, correlation_id, body)
-        SELECT $1, u.seq, u.eid, u.typ, u.cid, u.body
-        FROM unnest(${n}::bigint[], ${n + 1}::text[], ${n + 2}::text[], ${n + 3}::text[],
-                    ${n + 4}::bytea[]) AS u(seq, eid, typ, cid, body)
-        WHERE EXISTS (SELECT 1 FROM cas))""")
-    n += 5
-    if steps:
-        parts.append(f"""st AS (
-            INSERT INTO {s}.steps (run_id, step_id, status, view)
-            SELECT $1, u.id, u.status, u.view
-            FROM unnest(${n}::text[], ${n + 1}::text[], ${n + 2}::bytea[]) AS u(id, status, view)
-            WHERE EXISTS (SELECT 1 FROM cas)
-            ON CONFLICT (run_id, step_id)
-            DO UPDATE SET status = excluded.status, view = excluded.view)""")
-        n += 3
-    if hooks:
-        parts.append(f"""hk AS (
-            INSERT INTO {s}.hooks (run_id, hook_id, token, status, view)
-            SELECT $1, u.id, u.token, u.status, u.view
-            FROM unnest(${n}::text[], ${n + 1}::text[], ${n + 2}::text[], ${n + 3}::bytea[])
-                AS u(id, token, status, view)
-            WHERE EXISTS (SELECT 1 FROM cas)
-            ON CONFLICT (run_id, hook_id)
-            DO UPDATE SET status = excluded.status, view = excluded.view)""")
-        n += 4
-    if waits:
-        parts.append(f"""wt AS (
-            INSERT INTO {s}.waits (run_id, wait_id, status, resume_at, view)
-            SELECT $1, u.id, u.status, u.resume_at, u.view
-            FROM unnest(${n}::text[], ${n + 1}::text[], ${n + 2}::timestamptz[],
-                        ${n + 3}::bytea[]) AS u(id, status, resume_at, view)
-            WHERE EXISTS (SELECT 1 FROM cas)
-            ON CONFLICT (run_id, wait_id)
-            DO UPDATE SET status = excluded.status, resume_at = excluded.resume_at,
-                view = excluded.view)""")
-        n += 4
-    select = f"""SELECT (SELECT pos FROM cas) AS pos, (SELECT owner_id FROM cas) AS owner_id,
-        (SELECT owner_epoch FROM cas) AS owner_epoch,
-        CASE WHEN EXISTS (SELECT 1 FROM cas) THEN nextval('{s}.changes') END AS change"""
-    if notify:
-        select += f""",
-        (SELECT pg_notify(${n}, ${n + 1}) FROM cas) AS notified"""
-    return "WITH " + ",\n".join(parts) + "\n" + select
-
-
 _LOST: Final = (-1, None, -1)
 """A statement whose reply never came."""
 _replace: Final = msgspec.structs.replace
@@ -721,6 +647,19 @@ _replace: Final = msgspec.structs.replace
 def _creates_run(items: list[_Pending]) -> bool:
     events = items[0].events
     return bool(events) and isinstance(events[0], RunCreated)
+
+
+def _unchecked_hook(wave: _Wave) -> bool:
+    """Whether the wave creates a hook it also ends (disposed, or its run ended).
+
+    The live-token index sees only the hooks the statement leaves active, so it cannot
+    refuse such a hook's token: a token assumed free must then be read.
+    """
+    hooks = wave.hooks
+    return any(
+        isinstance(ev, HookCreated) and hooks[ev.correlation_id].status is not HookStatus.ACTIVE
+        for ev in wave.events
+    )
 
 
 def _always(engine_id: str) -> bool:
