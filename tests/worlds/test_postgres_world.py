@@ -372,6 +372,24 @@ async def test_a_result_waiter_wakes_on_the_other_instances_end_only(pair: Pair)
         assert await waiter == 5
 
 
+async def test_an_end_this_process_committed_is_waited_for_without_a_read(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = pair
+    await started_run(a, "wrun_e")
+    await a.append("wrun_e", [RunCompleted(run_id="wrun_e", output=NULL)])
+
+    def no_connection() -> Any:
+        raise AssertionError("wait_for_run read the database")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(a._pool, "acquire", no_connection)
+        assert await a.wait_for_run("wrun_e", after_seq=2, terminal=True) == 3
+        assert await a.wait_for_run("wrun_e", after_seq=0, terminal=True) == 3
+    # Another instance, which never wrote the run, reads where it is.
+    assert await b.wait_for_run("wrun_e", after_seq=2, terminal=True) == 3
+
+
 @pytest.mark.usefixtures("no_polling")
 async def test_a_killed_listener_reconnects_and_resyncs(pair: Pair, url: str) -> None:
     a, b = pair

@@ -253,6 +253,18 @@ class Appender:
         cached = self._cache.get(run_id)
         return cached is not None and cached.state.run.status not in TERMINAL_RUN_STATUSES
 
+    def cached_end(self, run_id: str) -> int:
+        """The ``last_seq`` of a run this process's overlay holds as ended, as committed (0
+        if not so known). An end is final, so no read is needed to know it; not while the
+        run is being written (the overlay may be ahead of the database then)."""
+        cached = self._cache.get(run_id)
+        if cached is None or run_id in self._writing:
+            return 0
+        run = cached.state.run
+        if run.status not in TERMINAL_RUN_STATUSES or run.last_seq != cached.last_seq:
+            return 0
+        return cached.last_seq
+
     async def _load(self, conn: Any, run_id: str) -> _Cached | None:
         self.stats.reloads += 1
         rows = await conn.fetch(self._load_sql, run_id)

@@ -537,6 +537,9 @@ class PostgresWorld:
         while True:
             self._check_open()
             woken = self._signals.waiter(key)
+            ended = self._appender.cached_end(run_id)
+            if ended > after_seq:
+                return ended  # this process committed (or read) the end: no read needed
             last_seq = self._appender.cached_last_seq(run_id)
             if not (first and last_seq >= after_seq and self._appender.cached_unfinished(run_id)):
                 # Unless this process's own overlay says the run goes on (and no
