@@ -9,7 +9,6 @@ import os
 import threading
 from pathlib import Path
 
-import msgspec
 import pytest
 
 from worldflow.worlds import (
@@ -21,6 +20,7 @@ from worldflow.worlds import (
     StepStarted,
 )
 from worldflow.worlds._file import writer as writer_module
+from worldflow.worlds.testing._base import payload
 
 pytestmark = pytest.mark.anyio
 
@@ -72,10 +72,6 @@ def watch(monkeypatch: pytest.MonkeyPatch) -> SyncWatch:
     return seen
 
 
-def raw(value: object) -> msgspec.Raw:
-    return msgspec.Raw(msgspec.json.encode(value))
-
-
 async def test_every_acknowledged_append_was_synced_before_it_returned(
     tmp_path: Path, watch: SyncWatch
 ) -> None:
@@ -85,7 +81,7 @@ async def test_every_acknowledged_append_was_synced_before_it_returned(
             await world.append(
                 run_id,
                 [
-                    RunCreated(run_id=run_id, workflow_name="wf", input=raw(n)),
+                    RunCreated(run_id=run_id, workflow_name="wf", input=payload(n)),
                     RunStarted(run_id=run_id),
                 ],
             )
@@ -95,7 +91,7 @@ async def test_every_acknowledged_append_was_synced_before_it_returned(
                 run_id,
                 [
                     StepCreated(
-                        run_id=run_id, correlation_id="step_1", step_name="s", input=raw(1)
+                        run_id=run_id, correlation_id="step_1", step_name="s", input=payload(1)
                     ),
                     StepStarted(run_id=run_id, correlation_id="step_1"),
                 ],
@@ -103,6 +99,6 @@ async def test_every_acknowledged_append_was_synced_before_it_returned(
             assert watch.writes > writes  # the append went through the journal
             assert watch.pending() == set(), f"append #{n} (step) returned before its sync"
             await world.append(
-                run_id, [StepCompleted(run_id=run_id, correlation_id="step_1", result=raw(n))]
+                run_id, [StepCompleted(run_id=run_id, correlation_id="step_1", result=payload(n))]
             )
             assert watch.pending() == set(), f"append #{n} (result) returned before its sync"
