@@ -14,12 +14,18 @@ one on the same world, which recovers the run from its log. Closing the dead eng
 harness's cleanup, not something a crashed process does: it must take no virtual time (an
 append that hung instead would hold a stopping engine, which bounds its last writes on the
 clock, for that long, and the run's later events would all move).
+
+The world is a memory world, or (``durable=True``) a file world with fsync in a scratch
+directory; ``consume_queues`` makes the engines take their work from the world's queues too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import re
+import tempfile
+import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -41,6 +47,7 @@ from worldflow.testing import VirtualClock, fetch_history
 from worldflow.worlds import (
     AnyEvent,
     EventRaised,
+    FileWorld,
     HookCreated,
     HookReceived,
     MemoryWorld,
@@ -63,8 +70,9 @@ class EngineSchedule:
 
     Attributes:
         durations: ``(node, seconds)``: how long that node's steps take (default 1).
-        failures: ``(node, outcomes)``: failed attempts before success (``"retry"``) or a
-            ``"fatal"`` failure.
+        failures: ``(node, outcomes)``: failed attempts before success: ``"retry"``
+            (``RetryableError(retry_after=retry_after)``), ``"error"`` (a ``RuntimeError``:
+            the step's backoff applies) or ``"fatal"``.
         hook_delays: ``(node, seconds)``: a hook gets its payload that long after it was
             created (default 45).
         events: ``(name, at)``: a named event raised ``at`` seconds after the start.
@@ -72,7 +80,10 @@ class EngineSchedule:
         suspend_for: See ``suspend_at``.
         cancel_at: Cancel the run then.
         evict_at: Drop the engine's cached instances at these times.
+        retry_after: The ``retry_after`` (seconds) of every planned ``"retry"`` failure.
         crash_after: The engine process dies right after this many appends to the world.
+        crash_kind: If set, ``crash_after`` counts only appends holding an event of this type
+            (``"step_retrying"``: die while a step waits for its retry).
     """
 
     durations: tuple[tuple[int, float], ...] = ()
@@ -83,7 +94,9 @@ class EngineSchedule:
     suspend_for: float = 100.0
     cancel_at: float | None = None
     evict_at: tuple[float, ...] = ()
+    retry_after: float = 0.0
     crash_after: int | None = None
+    crash_kind: str | None = None
 
 
 def _node(key: str) -> int:
@@ -96,27 +109,96 @@ class _ProcessDiedError(Exception):
     """An append by an engine process that has crashed already: it never reaches the log."""
 
 
-class _CrashingWorld:
-    """The world as one engine process sees it: dies after ``crash_after`` appends."""
+_WRITES = frozenset(
+    ("append", "enqueue", "ack", "nack", "extend", "write_stream", "close_stream", "purge")
+)
 
-    def __init__(self, world: World, crash_after: int | None, crashed: asyncio.Event) -> None:
+
+async def _holding_time(call: Coroutine[Any, Any, Any]) -> Any:
+    """Await a world's write while the virtual clock counts it as work in progress.
+
+    A file world syncs in a thread of its own, which the clock cannot see: without this it
+    would jump to the next timer while a write is on its way to the disk, and the order of
+    the log would depend on the disk. The clock waits for jobs on the loop's default
+    executor, so one waits there until the write is done.
+    """
+    done = threading.Event()
+    holder = asyncio.get_running_loop().run_in_executor(None, done.wait)
+    try:
+        return await call
+    finally:
+        done.set()
+        await holder
+
+
+class _CrashingWorld:
+    """The world as one engine process sees it: dies after ``crash_after`` appends.
+
+    Once dead, no call reaches the world and no answer reaches the process: every coroutine
+    method of the world (append, reads, lease, ack, nack, extend, enqueue, waits) fails at
+    once, before the call or, for one in flight, after it; only the append at the crash point
+    hangs (it committed, and the process died before it heard). With ``hold``,
+    writes hold the virtual clock until they are done (see :func:`_holding_time`).
+    """
+
+    def __init__(
+        self,
+        world: World,
+        crash_after: int | None,
+        crashed: asyncio.Event,
+        crash_kind: str | None = None,
+        *,
+        hold: bool = False,
+    ) -> None:
         self._world = world
+        self._hold = hold
         self._crash_after = crash_after
+        self._crash_kind = crash_kind
         self._crashed = crashed
         self.appends = 0
+        self.counted = 0
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._world, name)
+        attr = getattr(self._world, name)
+        if not inspect.iscoroutinefunction(attr):
+            return attr
+        crashed = self._crashed
+        hold = self._hold and name in _WRITES
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            if crashed.is_set():
+                raise _ProcessDiedError(f"the engine process is dead: {name} never reaches it")
+            if hold:
+                result = await _holding_time(attr(*args, **kwargs))
+            else:
+                result = await attr(*args, **kwargs)
+            if crashed.is_set():
+                raise _ProcessDiedError(f"the engine process is dead: {name}'s answer is lost")
+            return result
+
+        return call
 
     async def append(self, run_id: str, events: Any, **options: Any) -> Any:
         if self._crashed.is_set():
             raise _ProcessDiedError("the engine process is dead: nothing more reaches the log")
-        result = await self._world.append(run_id, events, **options)
+        if self._hold:
+            result = await _holding_time(self._world.append(run_id, events, **options))
+        else:
+            result = await self._world.append(run_id, events, **options)
+        if self._crashed.is_set():
+            raise _ProcessDiedError("the engine process is dead: its answer never arrives")
         self.appends += 1
-        if self.appends == self._crash_after:
+        kind = self._crash_kind
+        if kind is None or any(e.type == kind for e in result.events):
+            self.counted += 1
+        if self.counted == self._crash_after:
             self._crashed.set()
-            await asyncio.Event().wait()  # died right after the commit
+            await _forever()  # died right after the commit
         return result
+
+
+async def _forever() -> Any:
+    await asyncio.Event().wait()
 
 
 @dataclass
@@ -128,7 +210,8 @@ class EngineRun:
     status: RunStatus
     crashed: bool
     appends: int
-    """How many appends the first engine process made (the crash points to choose from)."""
+    """How many appends the first engine process made (the crash points to choose from; only
+    those holding a ``crash_kind`` event if the schedule names one)."""
     notes: list[str] = field(default_factory=list)
 
 
@@ -136,7 +219,7 @@ class _Outside:
     """The people and systems around the run: hooks, events, suspend/cancel, evictions."""
 
     def __init__(
-        self, schedule: EngineSchedule, world: MemoryWorld, clock: VirtualClock, run_id: str
+        self, schedule: EngineSchedule, world: World, clock: VirtualClock, run_id: str
     ) -> None:
         self.schedule = schedule
         self.world = world
@@ -270,29 +353,65 @@ def _behaviour(schedule: EngineSchedule, outside: _Outside) -> Any:
             if plan[done] == "fatal":
                 raise FatalError(f"{key} fails as planned")
             failed[meta.step_id] = done + 1
-            raise RetryableError(f"{key} attempt {done + 1} fails as planned", retry_after=0)
+            message = f"{key} attempt {done + 1} fails as planned"
+            if plan[done] == "error":
+                raise RuntimeError(message)
+            raise RetryableError(message, retry_after=schedule.retry_after)
 
     return behave
 
 
 async def run_on_engine(
-    program: Program, schedule: EngineSchedule, *, seed: int = 0, limit: float = 10.0
+    program: Program,
+    schedule: EngineSchedule,
+    *,
+    seed: int = 0,
+    limit: float = 10.0,
+    durable: bool = False,
+    consume_queues: bool = False,
 ) -> EngineRun:
-    """Run ``program`` on a real engine under ``schedule``; crash and recover if it says so."""
-    clock = VirtualClock()
-    world = MemoryWorld(clock=clock)
+    """Run ``program`` on a real engine under ``schedule``; crash and recover if it says so.
+
+    ``limit`` bounds the example in real seconds: a hung engine fails it with
+    ``TimeoutError`` in seconds instead of hanging the suite.
+    """
+    if not durable:
+        return await _run_on_engine(
+            program, schedule, MemoryWorld(clock=VirtualClock()), seed, limit, consume_queues
+        )
+    with tempfile.TemporaryDirectory(prefix="worldflow-engine-props-") as scratch:
+        world = FileWorld(scratch, fsync=True, clock=VirtualClock(idle_delay=0.002))
+        await world.open()
+        return await _run_on_engine(program, schedule, world, seed, 3 * limit, consume_queues)
+
+
+async def _run_on_engine(
+    program: Program,
+    schedule: EngineSchedule,
+    world: MemoryWorld,
+    seed: int,
+    limit: float,
+    consume_queues: bool,
+) -> EngineRun:
+    clock = world.clock
+    assert isinstance(clock, VirtualClock)
     main = definition(program)
     workflows: list[Registrable] = [main, child]
     run_id = "wrun_engine_props"
-    outside = _Outside(schedule, world, clock, run_id)
+    durable = isinstance(world, FileWorld)
     crashed = asyncio.Event()
-    process = _CrashingWorld(world, schedule.crash_after, crashed)
+    process = _CrashingWorld(
+        world, schedule.crash_after, crashed, schedule.crash_kind, hold=durable
+    )
     seen_world = cast(World, process)
+    # The outside and the engine after the crash: the same world, its writes holding time.
+    shared = cast(World, _CrashingWorld(world, None, asyncio.Event(), hold=durable))
+    outside = _Outside(schedule, shared, clock, run_id)
     set_step_behaviour(_behaviour(schedule, outside))
     notes: list[str] = []
     try:
         async with asyncio.timeout(limit):  # real seconds: a hung engine fails the example
-            engine = Engine(seen_world, workflows, consume_queues=False)
+            engine = Engine(seen_world, workflows, consume_queues=consume_queues)
             await engine.__aenter__()
             outside.set_engine(engine)
             try:
@@ -300,14 +419,14 @@ async def run_on_engine(
                 starting = asyncio.ensure_future(engine.start(main.name, seed, run_id=run_id))
                 await asyncio.wait((starting, crash), return_when=asyncio.FIRST_COMPLETED)
                 outside.begin()  # the run exists: a crash comes after its first append
-                ended = asyncio.ensure_future(_terminal(world, run_id))
+                ended = asyncio.ensure_future(_terminal(shared, run_id))
                 await asyncio.wait((ended, crash), return_when=asyncio.FIRST_COMPLETED)
                 if crash.done() and not ended.done():
                     notes.append(f"crashed at {clock.now():%H:%M:%S.%f}")
                     outside.set_engine(None)
                     starting.cancel()
                     await engine.aclose()
-                    engine = Engine(world, workflows, consume_queues=False)
+                    engine = Engine(shared, workflows, consume_queues=consume_queues)
                     await engine.__aenter__()
                     outside.set_engine(engine)
                 crash.cancel()
@@ -324,10 +443,10 @@ async def run_on_engine(
             children[run.run_id] = await fetch_history(world, run.run_id)
     status = (await world.get_run(run_id)).status
     await world.aclose()
-    return EngineRun(log, children, status, crashed.is_set(), process.appends, notes)
+    return EngineRun(log, children, status, crashed.is_set(), process.counted, notes)
 
 
-async def _terminal(world: MemoryWorld, run_id: str) -> None:
+async def _terminal(world: World, run_id: str) -> None:
     seen = 0
     while True:
         run = await world.get_run(run_id)

@@ -19,6 +19,7 @@ import functools
 import inspect
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeAlias
 
 from hypothesis import strategies as st
@@ -36,10 +37,13 @@ from worldflow import (
     wait_for_event,
     workflow,
 )
-from worldflow._registry import WorkflowDefinition
+from worldflow._registry import Backoff, WorkflowDefinition
 
 __all__ = [
     "EVENT_NAMES",
+    "FLAKY",
+    "FLAKY_BACKOFF",
+    "FLAKY_MAX_RETRIES",
     "PROGRAM_WORKFLOW",
     "STEP_NAMES",
     "Block",
@@ -66,6 +70,11 @@ PROGRAM_WORKFLOW = "props.program"
 STEP_NAMES = ("a", "b", "c")
 EVENT_NAMES = ("e1", "e2")
 _EXTRA_STEP_NAMES = ("renamed", "inserted")
+FLAKY = "flaky"
+"""A step with few retries and a growing backoff (the retry properties use it)."""
+FLAKY_MAX_RETRIES = 3
+FLAKY_BACKOFF = (10.0, 3.0, 60.0)
+"""``(initial, factor, maximum)`` seconds: waits of 10, 30, 60 after attempts 1, 2, 3."""
 
 # -- the nodes ---------------------------------------------------------------------------------
 
@@ -250,11 +259,17 @@ def _make_step(name: str) -> StepFunction[[str, int], str]:
         return step_result(name, key, arg)
 
     run.__qualname__ = run.__name__ = f"step_{name}"
+    if name == FLAKY:
+        initial, factor, maximum = FLAKY_BACKOFF
+        backoff = Backoff(
+            initial=timedelta(seconds=initial), factor=factor, maximum=timedelta(seconds=maximum)
+        )
+        return step(name=f"props.{name}", max_retries=FLAKY_MAX_RETRIES, backoff=backoff)(run)
     return step(name=f"props.{name}", max_retries=20, backoff=0)(run)
 
 
 STEPS: dict[str, StepFunction[[str, int], str]] = {
-    name: _make_step(name) for name in (*STEP_NAMES, *_EXTRA_STEP_NAMES)
+    name: _make_step(name) for name in (*STEP_NAMES, *_EXTRA_STEP_NAMES, FLAKY)
 }
 
 

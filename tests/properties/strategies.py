@@ -8,11 +8,17 @@ from hypothesis import strategies as st
 from tests.properties.engine_runs import EngineSchedule
 from tests.properties.programs import (
     EVENT_NAMES,
+    FLAKY,
+    Block,
     Child,
+    Event,
+    Gather,
     Hook,
     HookTimeout,
     HookVsSleep,
+    Node,
     Program,
+    Sleep,
     Step,
     programs,
 )
@@ -22,7 +28,10 @@ __all__ = [
     "Scenario",
     "engine_scenarios",
     "engine_schedules",
+    "held_scenarios",
+    "note_engine_run",
     "note_run",
+    "retry_scenarios",
     "scenarios",
     "schedules",
 ]
@@ -126,11 +135,91 @@ def engine_schedules(draw: st.DrawFn, program: Program) -> EngineSchedule:
         suspend_for=draw(st.integers(1, 300).map(float)),
         cancel_at=draw(rare),
         evict_at=tuple(draw(st.lists(st.integers(0, 900).map(float), max_size=2))),
+        retry_after=draw(st.sampled_from((0.0, 2.5, 0.0, 45.25))),
     )
 
 
 @st.composite
-def engine_scenarios(draw: st.DrawFn) -> tuple[Program, EngineSchedule]:
+def engine_scenarios(draw: st.DrawFn, max_leaves: int = 8) -> tuple[Program, EngineSchedule]:
     """A program and the outside world of its run on the engine."""
-    program = draw(programs())
+    program = draw(programs(max_leaves))
     return program, draw(engine_schedules(program))
+
+
+@st.composite
+def held_scenarios(draw: st.DrawFn) -> tuple[Program, EngineSchedule]:
+    """A run suspended while several things reach it: named events (several of one name, for
+    waiters that started waiting in a known order, and some raised before anyone waits),
+    step results, hook payloads and timers; resumed, it must see them in the order they came.
+    """
+    count = draw(st.integers(2, 5))
+    leaves: list[Node] = []
+    for i in range(count):
+        node = i + 2
+        kind = draw(st.sampled_from(("event", "event", "step", "hook", "sleep")))
+        if kind == "event":
+            leaves.append(Event(node=node, name=draw(st.sampled_from(EVENT_NAMES))))
+        elif kind == "step":
+            leaves.append(Step(node=node, name="a", arg=i))
+        elif kind == "hook":
+            leaves.append(Hook(node=node))
+        else:
+            leaves.append(Sleep(node=node, seconds=60.0))
+    branches: tuple[Block, ...] = tuple((leaf,) for leaf in leaves)
+    after = tuple(
+        Event(node=count + 2 + i, name=name)
+        for i, name in enumerate(draw(st.lists(st.sampled_from(EVENT_NAMES), max_size=2)))
+    )
+    program = Program((Gather(node=1, branches=branches), *after))
+    inside = st.integers(2, 190).map(float)  # the run is suspended from 1 s to 200 s and more
+    events = draw(st.lists(st.tuples(st.sampled_from(EVENT_NAMES), inside), min_size=1, max_size=6))
+    steps = [n.node for n in leaves if isinstance(n, Step)]
+    hooks = [n.node for n in leaves if isinstance(n, Hook)]
+    schedule = EngineSchedule(
+        durations=tuple((n, draw(inside)) for n in steps),
+        hook_delays=tuple((n, draw(inside)) for n in hooks),
+        events=tuple(events),
+        suspend_at=1.0,
+        suspend_for=draw(st.integers(200, 400).map(float)),
+    )
+    return program, schedule
+
+
+@st.composite
+def retry_scenarios(draw: st.DrawFn) -> tuple[Program, EngineSchedule]:
+    """Steps with few retries and a growing backoff (``programs.FLAKY``), one after another,
+    whose attempts fail as planned: ``RetryableError`` with a ``retry_after``, plain errors
+    (the backoff), a ``FatalError``, sometimes more failures than retries."""
+    count = draw(st.integers(1, 3))
+    body = tuple(
+        Step(node=i + 1, name=FLAKY, arg=i, catch=draw(st.booleans())) for i in range(count)
+    )
+    outcome = st.sampled_from(("error", "retry", "error", "fatal"))
+    failures = tuple(
+        (i + 1, tuple(draw(st.lists(outcome, min_size=1, max_size=5))))
+        for i in range(count)
+        if draw(st.booleans()) or i == 0
+    )
+    durations = tuple((i + 1, draw(st.integers(0, 30).map(float))) for i in range(count))
+    schedule = EngineSchedule(
+        durations=durations,
+        failures=failures,
+        retry_after=draw(st.sampled_from((0.5, 7.25, 200.0))),
+    )
+    return Program(body), schedule
+
+
+def note_engine_run(program: Program, schedule: EngineSchedule, **options: object) -> None:
+    """Print, on failure, the Python that reproduces an engine run."""
+    extra = "".join(f", {k}={v!r}" for k, v in options.items() if v)
+    note(
+        "Reproduce with:\n"
+        "    import asyncio\n"
+        "    from tests.properties.programs import *\n"
+        "    from tests.properties.engine_runs import *\n"
+        "    from tests.properties.oracle import expected_outcome\n"
+        f"    program = {program!r}\n"
+        f"    schedule = {schedule!r}\n"
+        f"    run = asyncio.run(run_on_engine(program, schedule{extra}))\n"
+        "    expected = expected_outcome(program, schedule)"
+    )
