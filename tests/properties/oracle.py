@@ -427,10 +427,10 @@ class _Runner:
                 ]
                 done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                 losers = list(pending)
-                for task in losers:
-                    task.cancel()
+                for loser in losers:
+                    loser.cancel()
                 await asyncio.gather(*losers, return_exceptions=True)
-                winners = [i for i, task in enumerate(tasks) if task in done]
+                winners = [i for i, branch in enumerate(tasks) if branch in done]
                 failures = [tasks[i].exception() for i in winners]
                 for error in failures:
                     if error is not None:

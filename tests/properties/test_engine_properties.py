@@ -165,7 +165,7 @@ async def _crash_anywhere(
 ) -> None:
     options = {"durable": durable, "consume_queues": consume_queues}
     note_engine_run(program, schedule, **options)
-    reference = await run_on_engine(program, schedule, **options)  # type: ignore[arg-type]
+    reference = await run_on_engine(program, schedule, **options)
     # On a file world the virtual clock cannot see the writer thread: under load it may
     # jump while a write is on its way (see engine_runs._holding_time), so the times of a
     # durable run are not compared, only what the run did and returned.
@@ -181,7 +181,7 @@ async def _crash_anywhere(
     note(f"crash_after = {crash_after}")
     crashed_schedule = dataclasses.replace(schedule, crash_after=crash_after)
     note_engine_run(program, crashed_schedule, **options)
-    crashed = await run_on_engine(program, crashed_schedule, **options)  # type: ignore[arg-type]
+    crashed = await run_on_engine(program, crashed_schedule, **options)
     note(f"reference: {len(reference.log)} events; crashed run: {crashed.notes}")
     # (On a file world, or consuming queues, the engine's batching follows the timing of the
     # disk: a run may make fewer appends than the reference and end before the crash point.)
