@@ -13,7 +13,9 @@ cancellation) played by a small scheduler. The documented rules it follows
   order it happened;
 * ``run_suspended`` holds every later delivery (cancel and resume excepted) until
   ``run_resumed``, which delivers the held ones first, in the order they happened; the body's
-  clock then reads the resume time;
+  clock then reads the resume time. Timers that fell due during the suspension are recorded
+  only at the resume (the engine does not record a suspended run's timers), so they come
+  after the held deliveries, earliest first;
 * a named event raised while nobody waits for that name is kept for the next waiter, and
   waiters are served in the order they started waiting;
 * a failed step attempt runs again ``retry_after`` seconds later if it raised
@@ -143,6 +145,8 @@ class _World:
         self.numbers = itertools.count()
         self.inbox: deque[tuple[bool, Callable[[], None]]] = deque()
         self.held: list[tuple[bool, Callable[[], None]]] = []
+        self.held_timers: list[tuple[int, int, Callable[[], None]]] = []
+        self.timer_items: set[int] = set()  # ids of inbox items that are timers
         self.suspended = False
         self.unrecorded: list[_EventWait] = []
         self.seen_times: set[int] = set()
@@ -154,12 +158,16 @@ class _World:
         *,
         through: bool = False,
         live: Callable[[], bool] = lambda: True,
+        timer: bool = False,
     ) -> None:
         """Deliver ``what`` at ``when`` (µs); ``through``: also while suspended. A happening
         that is no longer ``live`` then (the timer of a cancelled sleep, a payload for a hook
         the body dropped) does nothing, in the engine too, and cannot tie with another."""
 
         def arrive() -> None:
+            if timer and self.suspended:
+                self.held_timers.append((when, next(self.numbers), what))
+                return
             self.inbox.append((through, what))
 
         if when == self.now:  # caused by what happens now (a child without steps): no tie
@@ -197,8 +205,10 @@ class _World:
 
     def resume(self) -> None:
         self.suspended = False
-        self.inbox.extendleft(reversed(self.held))
+        timers = [(False, what) for _, _, what in sorted(self.held_timers)]
+        self.inbox.extendleft(reversed(self.held + timers))
         self.held = []
+        self.held_timers = []
 
 
 class _EventWait:
@@ -250,7 +260,9 @@ class _Runner:
                 return
         self.buffered.setdefault(name, deque()).append(payload)
 
-    def _resolve_at(self, when: int, future: asyncio.Future[Any], value: Any) -> None:
+    def _resolve_at(
+        self, when: int, future: asyncio.Future[Any], value: Any, *, timer: bool = False
+    ) -> None:
         def resolve() -> None:
             if future.done():
                 return
@@ -259,7 +271,7 @@ class _Runner:
             else:
                 future.set_result(value)
 
-        self.world.at(when, resolve, live=lambda: not future.done())
+        self.world.at(when, resolve, live=lambda: not future.done(), timer=timer)
 
     def _step_outcome(
         self, name: str, node: int, created: int, key: str | None = None
@@ -303,7 +315,7 @@ class _Runner:
 
     async def sleep(self, seconds: float) -> None:
         future = self.loop.create_future()
-        self._resolve_at(self.world.now + _us(seconds), future, None)
+        self._resolve_at(self.world.now + _us(seconds), future, None, timer=True)
         await future
 
     def hook(self, node: int, key: str) -> asyncio.Future[str]:
@@ -321,7 +333,7 @@ class _Runner:
         self.waiters.setdefault(name, deque()).append(wait)
         self.world.unrecorded.append(wait)
         if timeout is not None:
-            self._resolve_at(self.world.now + _us(timeout), future, TimeoutError())
+            self._resolve_at(self.world.now + _us(timeout), future, TimeoutError(), timer=True)
         result: str = await future
         return result
 

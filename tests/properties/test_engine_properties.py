@@ -203,6 +203,7 @@ async def _crash_anywhere(
     check_prefixes(wf, crashed.log, whole, strict_commands=False)
 
 
+@pytest.mark.timeout(900)  # a whole budget of examples; each is bounded itself
 @budget(120)
 @given(scenario=engine_scenarios(), data=st.data())
 async def test_a_crash_after_any_append_recovers_to_the_same_run(
@@ -212,6 +213,7 @@ async def test_a_crash_after_any_append_recovers_to_the_same_run(
     await _crash_anywhere(program, schedule, data)
 
 
+@pytest.mark.timeout(900)  # a whole budget of examples; each is bounded itself
 @budget(15)
 @given(scenario=engine_scenarios(max_leaves=4), data=st.data())
 async def test_a_crash_on_a_file_world_with_fsync_recovers_to_the_same_run(
@@ -221,6 +223,7 @@ async def test_a_crash_on_a_file_world_with_fsync_recovers_to_the_same_run(
     await _crash_anywhere(program, schedule, data, durable=True)
 
 
+@pytest.mark.timeout(900)  # a whole budget of examples; each is bounded itself
 @budget(40)
 @given(scenario=held_scenarios(), data=st.data())
 async def test_what_arrives_during_a_suspension_is_delivered_in_order_on_resume(
@@ -230,6 +233,7 @@ async def test_what_arrives_during_a_suspension_is_delivered_in_order_on_resume(
     await _crash_anywhere(program, schedule, data)
 
 
+@pytest.mark.timeout(900)  # a whole budget of examples; each is bounded itself
 @budget(40)
 @given(scenario=retry_scenarios(), data=st.data())
 async def test_retries_count_back_off_and_keep_their_time_across_a_restart(
