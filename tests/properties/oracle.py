@@ -346,7 +346,9 @@ class _Runner:
                 break
         future = self.loop.create_future()
         if error is not None:
-            outcome: Any = _Failed("child", "StepFailedError")
+            # the child run fails with its step's own error (``error_name`` is the original
+            # error's class, docs/engine-internals.md), and the parent sees that name
+            outcome: Any = _Failed("child", error)
         elif node.fail:
             outcome = _Failed("child", "FatalError")
         else:
@@ -499,8 +501,12 @@ async def _run(program: Program, schedule: EngineSchedule, world: _World, seed: 
             return ended[0]
         raise
     except _Failed as exc:
-        name = "StepFailedError" if exc.kind == "step" else "WorkflowFailedError"
-        return Expected("failed", error_name=name, at=world.now / _US, attempts=runner.attempts)
+        # A step's or child's failure the body lets through fails the run with the original
+        # error's class name (not StepFailedError / WorkflowFailedError): see error_info in
+        # engine/_replay/progress.py and the CHANGELOG's entry for it.
+        return Expected(
+            "failed", error_name=exc.error_name, at=world.now / _US, attempts=runner.attempts
+        )
     output = {"trace": runner.trace, "state": runner.state}
     return Expected("completed", output=output, at=world.now / _US, attempts=runner.attempts)
 
