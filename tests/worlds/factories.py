@@ -6,7 +6,7 @@ async context manager that opens a fresh, empty world and closes it on exit.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -15,6 +15,7 @@ import pytest
 from tests.worlds import postgres_db
 from tests.worlds.served import served
 from worldflow.worlds import FileWorld, MemoryWorld, World, open_world
+from worldflow.worlds._file.writer import WAL_FILE, _frames
 from worldflow.worlds._remote import RemoteWorld
 from worldflow.worlds.testing import WorldFactory
 
@@ -63,6 +64,43 @@ def remote(hosted: WorldFactory) -> WorldFactory:
 remote_memory_world = remote(memory_world)
 remote_file_world = remote(file_world)
 
+
+def file_power_cut(path: Path) -> None:
+    """Damage the file world in ``path`` as a power cut would.
+
+    Everything written since the last checkpoint is in the journal and may not have reached
+    the files: per file, those bytes are lost (the file cut where they began, or zeros where
+    they were, or a new file gone), and blocks of writes never acknowledged lie behind them
+    (zeros, a stray line). The world must put back every journaled write and cut the debris.
+    """
+    root = path / "world"
+    frames, _ = _frames((root / WAL_FILE).read_bytes())
+    starts: dict[str, int] = {}
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for frame in frames:
+        if frame.op == "w":
+            starts[frame.path] = min(starts.get(frame.path, frame.offset), frame.offset)
+            spans.setdefault(frame.path, []).append((frame.offset, len(frame.data)))
+        elif frame.op == "x":
+            starts.pop(frame.path, None)
+            spans.pop(frame.path, None)
+    for number, (rel, start) in enumerate(sorted(starts.items())):
+        file = root / rel
+        if not file.exists():
+            continue
+        data = bytearray(file.read_bytes())
+        if number % 3 == 0 and start == 0:
+            file.unlink()  # a new file whose directory entry never reached the disk
+            continue
+        if number % 3 == 1:
+            del data[start:]
+        else:
+            for offset, length in spans[rel]:
+                data[offset : offset + length] = bytes(len(data[offset : offset + length]))
+        data += bytes(24) + b"\n" + b'{"debris":true}\n' + bytes(12)
+        file.write_bytes(bytes(data))
+
+
 WORLD_FACTORIES = [
     pytest.param(memory_world, id="memory"),
     pytest.param(file_world, id="file"),
@@ -76,11 +114,13 @@ WORLD_FACTORIES = [
 ]
 
 STATE_MACHINE_EXAMPLES: dict[WorldFactory, int] = {
-    file_world: 75,
     postgres_world: 50,
     remote_memory_world: 30,
     remote_file_world: 20,
 }
-"""Smaller default budgets of the state machine for worlds whose every write waits for the
-disk (a few hundred examples of fsync'd appends take a minute on a busy machine); ``--slow``
-runs the full budget on every world."""
+"""Smaller default budgets of the state machine for worlds whose every write waits for a
+server (PostgreSQL, a socket); ``--slow`` runs the full budget on every world. (The file
+world runs memory's budget: it is the world with the most ways to lose a write.)"""
+
+REOPENS: dict[WorldFactory, Callable[[Path], None] | None] = {file_world: file_power_cut}
+"""Worlds that keep their data, with how a power cut damages them (``None``: reopen only)."""

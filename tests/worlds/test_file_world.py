@@ -45,6 +45,7 @@ from worldflow.worlds import (
     open_world,
 )
 from worldflow.worlds._file import writer as writer_module
+from worldflow.worlds._file.index import INDEX_VERSION
 
 pytestmark = pytest.mark.anyio
 
@@ -219,7 +220,7 @@ async def test_reopen_rebuilds_identical_views(tmp_path: Path, index: str) -> No
     if index == "deleted":
         (root / "index.json").unlink()
     elif index == "garbled":
-        (root / "index.json").write_bytes(b'{"version": 1, "runs": [[')
+        (root / "index.json").write_bytes(b'{"version": 2, "runs": [[')
     elif index == "stale":  # the index of an older state: logs that grew are replayed
         async with FileWorld(root) as world:
             snapshot = (root / "index.json").read_bytes()
@@ -233,7 +234,7 @@ async def test_reopen_rebuilds_identical_views(tmp_path: Path, index: str) -> No
             "Capitals/and spaces é",
             [RunCompleted(run_id="Capitals/and spaces é", output=payload(3))],
         )
-    assert json.loads((root / "index.json").read_bytes())["version"] == 1
+    assert json.loads((root / "index.json").read_bytes())["version"] == INDEX_VERSION
 
 
 async def test_queue_survives_reopen(tmp_path: Path) -> None:

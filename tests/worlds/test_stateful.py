@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.worlds.factories import STATE_MACHINE_EXAMPLES, WORLD_FACTORIES
+from tests.worlds.factories import REOPENS, STATE_MACHINE_EXAMPLES, WORLD_FACTORIES
 from worldflow.worlds.testing import WorldFactory, run_world_state_machine
 
 
@@ -13,4 +13,10 @@ from worldflow.worlds.testing import WorldFactory, run_world_state_machine
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("factory", WORLD_FACTORIES)
 def test_world_state_machine(factory: WorldFactory, slow: bool) -> None:
-    run_world_state_machine(factory, slow=slow, max_examples=STATE_MACHINE_EXAMPLES.get(factory))
+    run_world_state_machine(
+        factory,
+        slow=slow,
+        max_examples=STATE_MACHINE_EXAMPLES.get(factory),
+        reopen=factory in REOPENS,
+        power_cut=REOPENS.get(factory),
+    )

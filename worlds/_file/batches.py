@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from worldflow.worlds._events import AnyEvent
+from worldflow.worlds._file.index import WAIT_KEY
 from worldflow.worlds._memory.log import LogState, RunState, StoredRun
 from worldflow.worlds._records import HookStatus
 from worldflow.worlds._rules import Batch
@@ -71,7 +72,7 @@ def reorder(log: LogState, keys: Mapping[str, Mapping[str, str]]) -> None:
         run_id = state.run.run_id
         run_keys = keys[run_id]
         hooks.extend((run_keys[h], run_id, h) for h in state.hook_order)
-        waits.extend((run_keys[w], run_id, w) for w in state.wait_order)
+        waits.extend((run_keys[WAIT_KEY + w], run_id, w) for w in state.wait_order)
     hooks.sort()
     waits.sort()
     log.hook_order = [(run_id, hook_id) for _, run_id, hook_id in hooks]

@@ -41,12 +41,23 @@ from worldflow.worlds._records import (
     WorkflowRun,
 )
 
-__all__ = ["INDEX_FILE", "IndexEntry", "creation_keys", "decode_index", "encode_index"]
+__all__ = [
+    "INDEX_FILE",
+    "WAIT_KEY",
+    "IndexEntry",
+    "creation_keys",
+    "decode_index",
+    "encode_index",
+]
 
 logger = logging.getLogger("worldflow.worlds.file")
 
 INDEX_FILE: Final = "index.json"
-INDEX_VERSION: Final = 1
+INDEX_VERSION: Final = 2
+"""2: a wait's creation key is under ``WAIT_KEY + wait_id`` (1 shared one key between a hook
+and a wait of the same id, so the world-wide order of one of them was lost at reopen)."""
+WAIT_KEY: Final = "\x00w"
+"""The prefix of a wait's creation key (hooks' are their ids): no id holds a control char."""
 
 
 class IndexEntry(msgspec.Struct, array_like=True, frozen=True):
@@ -164,5 +175,7 @@ def creation_keys(events: Iterable[AnyEvent], keys: dict[str, str]) -> None:
     for event in events:
         if isinstance(event, RunCreated):
             keys[""] = event.event_id
-        elif isinstance(event, HookCreated | WaitCreated):
+        elif isinstance(event, HookCreated):
             keys[event.correlation_id] = event.event_id
+        elif isinstance(event, WaitCreated):
+            keys[WAIT_KEY + event.correlation_id] = event.event_id

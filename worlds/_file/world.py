@@ -498,6 +498,10 @@ class FileWorld(MemoryWorld):
                 await super().purge(run_id)  # refuses it, with the memory world's words
             # the stream files first: once the log is gone, the run is gone after a crash too
             writer.unlink(stream_dir(run_id)).add_done_callback(observe_failure)
+            # and the index: a run started again under this id may write a log of the same
+            # size as the purged one's, which the index would take for it after a crash
+            # (the next open reads every log instead, and writes a new index)
+            writer.unlink(INDEX_FILE).add_done_callback(observe_failure)
             cancelled = await settled(writer.unlink(self._disk.logs[run_id].path))
             await super().purge(run_id)
             del self._disk.logs[run_id]

@@ -581,13 +581,27 @@ def replay_wal(root: Path, on_warning: Callable[[str], None] | None = None) -> i
         return 0
     warn = on_warning or logger.warning
     frames, _ = _frames(data)
+    # A write to a file that a later frame removes (a purged run's log) is not put back:
+    # the file is gone for good, and what it held before the journal began is gone too.
+    removed_later: set[int] = set()
+    removed: list[str] = []
+    for index in range(len(frames) - 1, -1, -1):
+        frame = frames[index]
+        if frame.op == "x":
+            removed.append(frame.path)
+        elif frame.op == "w" and any(
+            frame.path == gone or frame.path.startswith(gone + "/") for gone in removed
+        ):
+            removed_later.add(index)
     touched: set[Path] = set()
     dirs: set[Path] = set()
     repaired: set[Path] = set()
     ends: dict[Path, int] = {}
     applied = 0
-    for frame in frames:
+    for index, frame in enumerate(frames):
         full = root / frame.path
+        if index in removed_later:
+            continue
         if frame.op == "x":
             if full.is_dir():
                 shutil.rmtree(full)

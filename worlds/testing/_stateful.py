@@ -5,6 +5,11 @@ hook tokens, so duplicates, token collisions, terminal runs and missing hooks co
 The world's answer (stored events or error class) must match :class:`Model`, and after every
 step the world's views (runs, events, steps, hooks, waits, tokens, listings) must match it too.
 
+A world that keeps its data (``reopen=True``) also gets a *reopen* rule: the world is closed
+and opened again on the same directory, cleanly, or after a simulated power cut (``power_cut``
+damages a copy of the files as the world left them in the page cache, then that copy is
+opened); the model does not change, so every acknowledged write must still be there.
+
 The world is async and hypothesis is not: each machine owns an event loop and runs every call
 on it to completion.
 """
@@ -13,8 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import tempfile
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -195,6 +201,10 @@ class WorldStateMachine(RuleBasedStateMachine):
     """
 
     factory: ClassVar[WorldFactory | None] = None
+    reopens: ClassVar[bool] = False
+    """The world keeps its data in its directory: the ``reopen`` rule runs."""
+    power_cut: ClassVar[Callable[[Path], None] | None] = None
+    """Damages a copy of the world's directory as a power cut would (see the module)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -314,6 +324,29 @@ class WorldStateMachine(RuleBasedStateMachine):
     def append_anything(self, run_id: str, specs: list[tuple[str, str, str]]) -> None:
         self._check_append(run_id, specs)
 
+    @precondition(lambda self: self.reopens)
+    @rule(cut=st.booleans())
+    def reopen(self, cut: bool) -> None:
+        """Close the world and open it again on its directory; with ``cut`` (and a
+        ``power_cut``), open instead a copy of the files taken while it was open, damaged."""
+        factory = type(self).factory
+        assert factory is not None
+        power_cut = type(self).power_cut
+        path = Path(self._dir.name)
+        snapshot = None
+        if cut and power_cut is not None:
+            snapshot = Path(tempfile.mkdtemp(prefix="worldflow-stateful-cut-"))
+            shutil.copytree(path, snapshot / "copy", symlinks=True)
+        self._run(self._opened.__aexit__(None, None, None))
+        if snapshot is not None:
+            assert power_cut is not None
+            shutil.rmtree(path)
+            shutil.move(snapshot / "copy", path)
+            shutil.rmtree(snapshot)
+            power_cut(path)
+        self._opened = factory(path)
+        self.world = self._run(self._opened.__aenter__())
+
     @rule(run=RUN_PICKS)
     def purge(self, run: int) -> None:
         run_id = self._pick_run(run, terminal=True)
@@ -405,10 +438,19 @@ def state_machine_settings(slow: bool | None = None, max_examples: int | None = 
 
 
 def run_world_state_machine(
-    factory: WorldFactory, *, slow: bool | None = None, max_examples: int | None = None
+    factory: WorldFactory,
+    *,
+    slow: bool | None = None,
+    max_examples: int | None = None,
+    reopen: bool = False,
+    power_cut: Callable[[Path], None] | None = None,
 ) -> None:
     """Run :class:`WorldStateMachine` against the worlds ``factory`` opens (budget: see
     :func:`state_machine_settings`).
+
+    ``reopen``: the world keeps its data in the factory's directory, so the machine also
+    closes and reopens it; ``power_cut(path)`` (optional) damages the directory as a power
+    cut would before some of those reopens (drop what was never synced, leave debris).
 
     Example (one world factory per parameter)::
 
@@ -417,5 +459,8 @@ def run_world_state_machine(
             run_world_state_machine(factory, slow=slow)
     """
     name = getattr(factory, "__name__", "world")
-    machine = type(f"WorldStateMachine[{name}]", (WorldStateMachine,), {"factory": factory})
+    attributes: dict[str, object] = {"factory": factory, "reopens": reopen}
+    if power_cut is not None:
+        attributes["power_cut"] = staticmethod(power_cut)
+    machine = type(f"WorldStateMachine[{name}]", (WorldStateMachine,), attributes)
     run_state_machine_as_test(machine, settings=state_machine_settings(slow, max_examples))
