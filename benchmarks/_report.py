@@ -247,6 +247,17 @@ def relevant_floor(world: str) -> str:
     return "plain" if world == "memory" else "fdatasync"
 
 
+_SYNCING_FLOORS: Final = frozenset({"fsync", "fdatasync"})
+
+
+def syncs_on_scratch(figure: Figure) -> bool:
+    """Whether the figure's cost is syncs to the scratch directory: a durable floor, or a
+    world other than memory and PostgreSQL (which has its own disk)."""
+    if figure.kind == "floor":
+        return figure.source in _SYNCING_FLOORS
+    return figure.kind == "world" and figure.source not in ("memory", "postgres")
+
+
 def judge(figures: Sequence[Figure], *, quick: bool = False, scratch_fs: str = "") -> list[Verdict]:
     """Hold every measured world figure that has a target against it.
 
@@ -267,7 +278,7 @@ def judge(figures: Sequence[Figure], *, quick: bool = False, scratch_fs: str = "
                 continue
             if target.world is not None and figure.source != target.world:
                 continue
-            if volatile and figure.source not in ("memory", "postgres"):  # its own disk
+            if volatile and syncs_on_scratch(figure):
                 continue
             limit = target.limit(figures)
             if limit is None:
@@ -383,6 +394,11 @@ def render_table(report: Report) -> str:
 
 def _row(report: Report, figure: Figure, verdict: Verdict | None) -> tuple[str, ...]:
     ratio = target = status = ""
+    if report.machine.get("scratch_fs") in VOLATILE_FILESYSTEMS and syncs_on_scratch(figure):
+        # a sync on tmpfs costs nothing: the figure would flatter, so it is not shown
+        fs = report.machine["scratch_fs"]
+        refused = f"refused: scratch on {fs}"
+        return (figure.workload, label(figure.metric), _source_text(figure), refused, "", "", "")
     if figure.kind == "world":
         floor = relevant_floor(figure.source)
         base = find(report.figures, figure.workload, floor, figure.metric)

@@ -70,6 +70,24 @@ def test_no_durable_figure_is_judged_from_tmpfs() -> None:
     assert {v.source for v in judge(figures, scratch_fs="tmpfs")} == {"memory"}
     assert judge(figures, quick=True, scratch_fs="ext4") == []
     assert filesystem_of(Path("/proc")) == "proc"
+    # nor shown: the table refuses the durable floor's and the file world's figures
+    report = Report.begin(quick=False)
+    report.figures = figures
+    report.machine["scratch_fs"] = "tmpfs"
+    report.verdicts = judge(figures, scratch_fs="tmpfs")
+    table = render_table(report)
+    [fdatasync] = [line for line in table.splitlines() if "floor fdatasync" in line]
+    [file] = [line for line in table.splitlines() if " file " in line]
+    [memory] = [line for line in table.splitlines() if " memory " in line]
+    assert "refused: scratch on tmpfs" in fdatasync, table
+    assert "100" not in fdatasync, table
+    assert "refused: scratch on tmpfs" in file, table
+    assert "1,000" not in file, table
+    assert "500" in memory, table
+    assert "refused" not in memory, table
+    report.machine["scratch_fs"] = "ext4"
+    report.verdicts = judge(figures, scratch_fs="ext4")
+    assert "refused" not in render_table(report)
 
 
 @pytest.mark.parametrize("world", ["memory", "file"])
