@@ -95,8 +95,11 @@ class RunEndings:
         permits, slot.permits = slot.permits, None
         if permits:
             await self.flow.release(permits)  # the world voids them anyway: this is prompt
-        if run is not None and run.status is RunStatus.CANCELLED:
-            self._cancel_jobs(slot.run_id)  # cancelled by someone else: its steps stop here
+        if run is not None and (run.status is RunStatus.CANCELLED or not run.status.is_terminal):
+            # cancelled by someone else: its steps stop here. (A view that still says the
+            # run goes on is this process's own, from before another writer ended it: only
+            # the owner completes a run, so another writer cancelled it, or failed it.)
+            self._cancel_jobs(slot.run_id)
         if slot.run_id in self.finalized:
             return
         self.finalized[slot.run_id] = None
