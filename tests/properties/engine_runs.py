@@ -8,9 +8,12 @@ append the engine process "crashes". Every time has a distinct fractional part, 
 happenings tie and the order of the log is decided by the schedule alone.
 
 A crash is modelled at the world: the append that reaches the crash point is committed and
-never returns, and from then on the old engine's appends fail at once (the process is gone:
-nothing it does afterwards reaches the log). The test then closes that engine and enters a new
-one on the same world, which recovers the run from its log. Closing the dead engine is the
+never returns, and from then on every call of the old engine fails at once (appends, reads,
+leases, acks, heartbeats, the release of its runs: the process is gone, nothing it does
+afterwards reaches the world, no answer reaches it). The world declares it dead, as it does
+once an engine's ttl lapses, and the test closes what is left of it and enters a new engine
+on the same world, which claims the run and recovers it from its log; the restart holds the
+virtual clock, so the new engine is up at the instant of the crash. Closing the dead engine is the
 harness's cleanup, not something a crashed process does: it must take no virtual time (an
 append that hung instead would hold a stopping engine, which bounds its last writes on the
 clock, for that long, and the run's later events would all move).
