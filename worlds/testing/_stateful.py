@@ -435,7 +435,7 @@ def state_machine_settings(slow: bool | None = None, max_examples: int | None = 
         # The default budget draws the same examples on every run and keeps no database
         # (a red build is the same red build anywhere); ``slow`` draws fresh ones.
         derandomize=not slow,
-        database=None if not slow else settings.default.database,
+        database=settings().database if slow else None,
         deadline=None,
         print_blob=True,
         suppress_health_check=[HealthCheck.too_slow],
