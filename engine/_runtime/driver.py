@@ -359,9 +359,11 @@ class Driver:
                 log.info("run %s replays against the code now deployed: unstalled", run.run_id)
                 progress.commands.insert(0, RunUnstalled(run_id=run.run_id))
         if progress is not None and slot.child_hooks and not slot.terminal:
-            # A child may have ended while nobody could tell its parent (a crash).
-            children = dict(slot.child_hooks)
-            self._spawn(self.endings.check_children(slot.run_id, children), "children")
+            # A child may have ended while nobody could tell its parent (a crash). Told now,
+            # in this drive (it was a task of its own): a child whose end is in the log
+            # already ended first, so a child recovered beside the parent must not report
+            # before it (a FirstOf over children picked the wrong winner).
+            await self.endings.check_children(slot.run_id, dict(slot.child_hooks))
         return progress
 
     async def _take(self, slot: Slot) -> list[AnyEvent]:
