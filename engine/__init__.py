@@ -42,6 +42,7 @@ from worldflow._runtime.step_info import (
     suspend,
 )
 from worldflow._runtime.telemetry import Metrics, Telemetry
+from worldflow._runtime.views import EventInfo, HookInfo
 from worldflow._timeline import TimelineEntry, build_timeline, format_timeline
 from worldflow._webhooks import WebhookRequest, WebhookResponse
 from worldflow.errors import (
@@ -107,9 +108,11 @@ __all__ = [
     "Engine",
     "EngineNotRunningError",
     "EntityConflictError",
+    "EventInfo",
     "FatalError",
     "Hook",
     "HookConflictError",
+    "HookInfo",
     "HookNotFoundError",
     "HookStatus",
     "InvalidEventError",

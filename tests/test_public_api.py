@@ -9,6 +9,8 @@ import pytest
 
 WORLDFLOW_ALL = [
     "EngineNotRunningError",
+    "EventInfo",
+    "HookInfo",
     "HookStatus",
     "RunStatus",
     "StepStatus",

@@ -17,13 +17,14 @@ import msgspec
 
 from worldflow import _serde
 from worldflow._runtime.step_info import stream_name
+from worldflow._runtime.views import EventInfo, event_info
 from worldflow.errors import (
     RunNotFoundError,
     StreamNotFoundError,
     WorkflowCancelledError,
     WorkflowFailedError,
 )
-from worldflow.worlds import AnyEvent, ErrorInfo, RunStatus, WorkflowRun
+from worldflow.worlds import ErrorInfo, RunStatus, WorkflowRun
 from worldflow.worlds._clock import Clock, SystemClock
 from worldflow.worlds._events import RUN_TERMINAL_EVENT_TYPES
 
@@ -233,15 +234,16 @@ class Run:
             run = await world.get_run(self.run_id)
         return run
 
-    async def events(self, *, after_seq: int = 0) -> AsyncIterator[AnyEvent]:
-        """The run's events from ``after_seq`` on, live, until the run's terminal event."""
+    async def events(self, *, after_seq: int = 0) -> AsyncIterator[EventInfo]:
+        """The run's events from ``after_seq`` on, live, until the run's terminal event; each
+        an :class:`~worldflow.EventInfo`, its payloads decoded."""
         world = self._engine.world
         after = after_seq
         while True:
             page = await world.list_events(self.run_id, after_seq=after, limit=_EVENTS_PAGE)
             for event in page.items:
                 after = event.seq
-                yield event
+                yield event_info(event)
                 if event.type in RUN_TERMINAL_EVENT_TYPES:
                     return
             if not page.has_more:
