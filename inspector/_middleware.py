@@ -33,7 +33,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from worldflow.errors import WorldflowError, error_details
+from worldflow.errors import WorldError, WorldflowError, error_details
 from worldflow.inspector._body import RequestError, too_large
 from worldflow.inspector._keys import AUTH_CHECKS, SETTINGS
 from worldflow.inspector._routes import DEFAULT_ERRORS, ErrorShape, Problem, RouteSpec, spec_of
@@ -94,7 +94,9 @@ def _problem_of(request: web.Request, exc: BaseException) -> Problem:
         return Problem(status=400, code="invalid_request", message=str(exc))
     if isinstance(exc, RequestError):
         return Problem(status=exc.status, code=exc.code, message=exc.message, field=exc.field)
-    if isinstance(exc, WorldflowError) and exc.http_status != 500:
+    if isinstance(exc, WorldflowError) and (exc.http_status != 500 or isinstance(exc, WorldError)):
+        # A world's own faults (a damaged log, a full disk) are the caller's to know, with
+        # their code, so a remote world raises the same type; only bugs are hidden.
         details = error_details(exc) or None
         return Problem(status=exc.http_status, code=exc.code, message=exc.message, details=details)
     if isinstance(exc, web.HTTPRequestEntityTooLarge):

@@ -21,6 +21,7 @@ WORLDFLOW_ALL = [
     "Concurrency",
     "ConfigurationError",
     "CorruptLogError",
+    "DiskFullError",
     "CronSchedule",
     "DeterminismViolationError",
     "Engine",

@@ -50,7 +50,8 @@ async def test_run_events_and_hooks_come_decoded(worlds: Worlds) -> None:
         run = await engine.start(flow, {"n": 4})
         await wait_for_type(run, "hook_created")
         hook = await engine.get_hook_by_token("views:4")
-        assert isinstance(hook, HookInfo) and not isinstance(hook, HookRecord)
+        assert isinstance(hook, HookInfo)
+        assert not isinstance(hook, HookRecord)
         assert (hook.run_id, hook.status, hook.metadata) == (
             run.run_id,
             HookStatus.ACTIVE,
