@@ -9,7 +9,9 @@ dropped connection without a FIN) costs at most one poll interval, never a hang.
 * Appends announce log growth on ``<schema>_log`` (payload ``run_id:last_seq`` items joined
   by ``,``). Urgent ones (terminal, external events) notify in the append statement itself;
   the others are coalesced by :class:`Notifier` into one ``pg_notify`` every few ms, since a
-  NOTIFY in every append serializes commits on a database-wide lock.
+  NOTIFY in every append serializes commits on a database-wide lock. An urgent append also
+  carries what the notifier has pending (:meth:`Notifier.take`), so a run's appends cost
+  one NOTIFY at its end and no statement of their own.
 * ``<schema>_queue`` (a queue name) is sent by ``enqueue`` for a message due now.
 * :class:`Listener` owns one connection outside the pool, in autocommit, never in a
   transaction. On loss it reconnects with capped backoff, re-LISTENs and resyncs: every
@@ -29,11 +31,11 @@ import asyncpg
 
 from worldflow.worlds._wakeups import Signal
 
-__all__ = ["Listener", "Notifier", "Signals"]
+__all__ = ["MAX_PAYLOAD", "Listener", "Notifier", "Signals"]
 
 log = logging.getLogger("worldflow.worlds.postgres")
 
-_MAX_PAYLOAD: Final = 7900  # NOTIFY payloads must stay under 8000 bytes
+MAX_PAYLOAD: Final = 7900  # NOTIFY payloads must stay under 8000 bytes
 _HEALTH_EVERY: Final = 5.0
 
 
@@ -74,7 +76,7 @@ class Notifier:
         interval: Seconds between flushes while there is something to send.
     """
 
-    def __init__(self, pool: Any, channel: str, interval: float = 0.005) -> None:
+    def __init__(self, pool: Any, channel: str, interval: float = 0.010) -> None:
         self._pool = pool
         self._channel = channel
         self._interval = interval
@@ -87,6 +89,20 @@ class Notifier:
         self._pending[item] = None
         if self._task is None:
             self._task = asyncio.ensure_future(self._flush_soon())
+
+    def take(self, room: int) -> list[str]:
+        """Hand over pending items, at most ``room`` characters of payload (joined by
+        ``,``), for a statement that notifies anyway; :meth:`add` them back if it fails."""
+        pending = self._pending
+        taken: list[str] = []
+        for item in pending:
+            room -= len(item) + 1
+            if room < 0:
+                break
+            taken.append(item)
+        for item in taken:
+            del pending[item]
+        return taken
 
     async def _flush_soon(self) -> None:
         try:
@@ -106,7 +122,7 @@ class Notifier:
         current: list[str] = []
         size = 0
         for item in items:
-            if current and size + len(item) + 1 > _MAX_PAYLOAD:
+            if current and size + len(item) + 1 > MAX_PAYLOAD:
                 payloads.append(",".join(current))
                 current, size = [], 0
             current.append(item)

@@ -113,8 +113,11 @@ class PostgresWorld:
         self._log_channel = f"{schema}_log"
         self._queue_channel = f"{schema}_queue"
         self._notifier = Notifier(pool, self._log_channel)
-        self._appender = Appender(pool, schema, clock, self._committed, self._log_channel)
+        self._appender = Appender(
+            pool, schema, clock, self._committed, self._log_channel, self._notifier
+        )
         self._appender.on_news = self._news
+        self._appender.on_end = self._ended
         self._reads = PostgresReads(pool, schema)
         self._owners = PostgresOwners(pool, schema)
         self._permits = PostgresPermits(pool, schema, PERMIT_WAIT_TTL)
@@ -245,8 +248,7 @@ class PostgresWorld:
         if terminal:  # result waiters, and followers of a stream that never came end
             signals.fire(f"t:{run_id}")
             signals.fire(f"s:{run_id}")
-            self._notifier.add(f"s:{run_id}")
-        elif not urgent:  # urgent ones were notified by the statement itself
+        elif not urgent:  # urgent and terminal ones were notified by the statement itself
             self._notifier.add(f"{run_id}:{last_seq}")
 
     def _stream_changed(self, run_id: str) -> None:
@@ -261,7 +263,8 @@ class PostgresWorld:
         news = False
         for item in payload.split(","):
             if item.startswith("t:"):  # beside its run's run:seq item, which tells the news
-                signals.fire(item)
+                if appender.heard_end(item[2:]):
+                    signals.fire(item)
                 continue
             if item.startswith("s:"):
                 signals.fire(item)
@@ -278,6 +281,10 @@ class PostgresWorld:
         """A notification held while this process wrote the run was another's append."""
         self._signals.fire(f"r:{run_id}")
         self._signals.fire(_WORLD_KEY)
+
+    def _ended(self, run_id: str) -> None:
+        """An end heard while this process wrote the run: wake its result waiters now."""
+        self._signals.fire(f"t:{run_id}")
 
     def _resynced(self) -> None:
         # Deaf for a while: notifications may be lost, so no cached last_seq is trusted.
