@@ -21,7 +21,7 @@ import pytest
 from tests.worlds import postgres_db
 from tests.worlds.test_postgres_world import Pair, admin, started_run
 from worldflow import Engine, step, workflow
-from worldflow.worlds import NULL, EventRaised, RunCompleted, open_world
+from worldflow.worlds import NULL, EventRaised, QueueMessage, RunCompleted, open_world
 from worldflow.worlds._postgres import PostgresWorld
 
 pytestmark = [
@@ -86,7 +86,10 @@ async def heard(url: str, pair: Pair) -> AsyncIterator[Heard]:
         await out.conn.close()
 
 
-def queries(world: PostgresWorld) -> int:
+async def queries(world: PostgresWorld) -> int:
+    """The statements sent so far (asyncpg counts a statement with a callback it schedules
+    when the statement ends: let those run first)."""
+    await asyncio.sleep(0)
     return world.queries
 
 
@@ -94,9 +97,9 @@ async def test_the_end_carries_the_pending_news_in_one_notify(pair: Pair, heard:
     a, _ = pair
     await started_run(a, "srun_x")  # not urgent: pending in the notifier
     await started_run(a, "srun_y")
-    before = queries(a)
+    before = await queries(a)
     await a.append("srun_x", [RunCompleted(run_id="srun_x", output=NULL)])
-    assert queries(a) - before == 1  # the append statement, nothing else
+    assert await queries(a) - before == 1  # the append statement, nothing else
     await heard.until("srun_y:2")
     assert len(heard.payloads) == 1
     assert set(heard.items()) == {"srun_x:3", "t:srun_x", "s:srun_x", "srun_x:2", "srun_y:2"}
@@ -145,13 +148,13 @@ async def test_an_end_committed_here_wakes_its_waiter_without_a_read(pair: Pair)
             await asyncio.sleep(0.3)
 
     a.set_fault(hold)
-    before = queries(a)
+    before = await queries(a)
     await a.append("srun_e", [RunCompleted(run_id="srun_e", output=NULL)])
     a.set_fault(None)
     async with asyncio.timeout(20):
         assert await first == 3
         assert await late[0] == 3
-    assert queries(a) - before == 1  # the append; no read of where the run is
+    assert await queries(a) - before == 1  # the append; no read of where the run is
 
 
 @step
@@ -240,3 +243,18 @@ async def test_a_notify_payload_never_exceeds_the_limit(pair: Pair, heard: Heard
     with pytest.raises(asyncpg.exceptions.PostgresError):  # the limit is the server's
         async with a._pool.acquire() as conn:
             await conn.execute("SELECT pg_notify('x', repeat('a', 8000))")
+
+
+async def test_an_idle_lease_poll_is_one_statement(pair: Pair) -> None:
+    """A lease that finds nothing due learns in the same statement when the next message
+    is: it sleeps until then and takes it with the next one."""
+    a, b = pair
+    await b.enqueue("q", QueueMessage(run_id="srun_q", kind="run"), delay=0.3)
+    before = await queries(a)
+    async with asyncio.timeout(20):
+        [lease] = await a.lease("q", lease_for=30, wait=10)
+    assert lease.message.run_id == "srun_q"
+    assert await queries(a) - before == 2  # nothing due (and when it will be), then the lease
+    before = await queries(a)
+    assert await a.lease("q", lease_for=30, wait=0) == []
+    assert await queries(a) - before == 1
