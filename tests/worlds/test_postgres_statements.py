@@ -19,10 +19,12 @@ import asyncpg
 import pytest
 
 from tests.worlds import postgres_db
-from tests.worlds.test_postgres_world import Pair, admin, started_run
+from tests.worlds.test_postgres_world import Pair, admin, eventually, started_run
 from worldflow import Engine, step, workflow
 from worldflow.worlds import NULL, EventRaised, QueueMessage, RunCompleted, open_world
 from worldflow.worlds._postgres import PostgresWorld
+from worldflow.worlds._postgres import notify as pg_notify
+from worldflow.worlds._postgres import world as pg_world
 
 pytestmark = [
     pytest.mark.anyio,
@@ -258,3 +260,47 @@ async def test_an_idle_lease_poll_is_one_statement(pair: Pair) -> None:
     before = await queries(a)
     assert await a.lease("q", lease_for=30, wait=0) == []
     assert await queries(a) - before == 1
+
+
+@pytest.mark.usefixtures("no_health_checks")
+async def test_alone_a_world_sends_no_notify_and_a_newcomer_ends_that(url: str) -> None:
+    """No other process's session of the world: an end's append sends no NOTIFY (nobody
+    would hear it). A world that opens says hello, and the first one notifies again at once
+    (not at its next health check, turned off here): the newcomer's waiter is woken."""
+    a = await open_world(url)
+    assert isinstance(a, PostgresWorld)
+    heard = Heard()  # a raw session: not a world's, so not a peer
+    heard.conn = await admin(url)
+    await heard.conn.add_listener(f"{a.schema}_log", heard.got)
+    try:
+        assert a.listener.peers  # until it has looked
+        assert not await a.listener.check_peers()
+        await started_run(a, "srun_alone")
+        await a.append("srun_alone", [RunCompleted(run_id="srun_alone", output=NULL)])
+        await started_run(a, "srun_two")
+        await asyncio.sleep(0.3)
+        assert heard.payloads == []
+        assert a._notifier.flushes == 0
+        b = await open_world(url)
+        assert isinstance(b, PostgresWorld)
+        try:
+            await eventually(lambda: a.listener.peers)  # the hello, heard by A's listener
+            waiter = asyncio.ensure_future(b.wait_for_run("srun_two", after_seq=2, terminal=True))
+            await asyncio.sleep(0.1)
+            await a.append("srun_two", [RunCompleted(run_id="srun_two", output=NULL)])
+            async with asyncio.timeout(20):
+                assert await waiter == 3  # by the NOTIFY: B's re-read is a minute away
+            assert await a.listener.check_peers()
+        finally:
+            await b.aclose()
+        assert not await a.listener.check_peers()  # B's sessions are gone
+    finally:
+        await heard.conn.close()
+        await a.aclose()
+
+
+@pytest.fixture
+def no_health_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Waits re-read every minute, and listeners check their peers as rarely."""
+    monkeypatch.setattr(pg_world, "_POLL", 60.0)
+    monkeypatch.setattr(pg_notify, "_HEALTH_EVERY", 60.0)

@@ -48,13 +48,12 @@ from worldflow.worlds._events import (
     AnyEvent,
     HookCreated,
     RunCreated,
-    encode_event,
 )
 from worldflow.worlds._fencing import check_expected_seq, check_fence
 from worldflow.worlds._ids import id_problem
 from worldflow.worlds._memory.log import LogState, RunState, StoredRun, commit
 from worldflow.worlds._postgres import codec
-from worldflow.worlds._postgres.append_sql import build_append_sql
+from worldflow.worlds._postgres.append_sql import build_append_sql, created_args, rows_args
 from worldflow.worlds._postgres.notify import MAX_PAYLOAD, Notifier
 from worldflow.worlds._protocol import OWNER_ONLY_EVENTS, EventResult
 from worldflow.worlds._records import (
@@ -588,20 +587,7 @@ class Appender:
         claim = wave.claim
         args: list[Any] = [run_id]
         if wave.created:
-            args += [
-                run.workflow_name,
-                run.status.value,
-                run.last_seq,
-                run.resource_id,
-                codec.encode(run.metadata).decode(),
-                run.parent_run_id,
-                run.created_at,
-                bytes(run.input),
-                codec.encode_run(run),
-                run.owner_id,
-                run.owner_epoch,
-                run.forked_from,
-            ]
+            args += created_args(run)
         else:
             assert cached is not None
             args += [cached.pos, wave.start_seq, run.last_seq, run.status.value]
@@ -610,26 +596,8 @@ class Appender:
                 args += list(wave.owner)
             if claim is not None:
                 args += list(claim)
-        args += [
-            [e.seq for e in events],
-            [e.event_id for e in events],
-            [e.type for e in events],
-            [e.correlation_id for e in events],
-            [encode_event(e) for e in events],
-        ]
-        if wave.steps:
-            steps = list(wave.steps.values())
-            args += [[x.step_id for x in steps], [x.status.value for x in steps]]
-            args.append([codec.encode(x) for x in steps])
-        if wave.hooks:
-            hooks = list(wave.hooks.values())
-            args += [[x.hook_id for x in hooks], [x.token for x in hooks]]
-            args += [[x.status.value for x in hooks], [codec.encode(x) for x in hooks]]
-        if wave.waits:
-            waits = list(wave.waits.values())
-            args += [[x.wait_id for x in waits], [x.status.value for x in waits]]
-            args += [[x.resume_at for x in waits], [codec.encode(x) for x in waits]]
-        notify = wave.urgent or wave.became_terminal
+        args += rows_args(events, wave.steps, wave.hooks, wave.waits)
+        notify = (wave.urgent or wave.became_terminal) and self._notifier.wanted()
         carried: list[str] = []
         if notify:
             # "t:<run>" wakes the other processes' result waiters (wait_for_run(terminal=)),
