@@ -21,8 +21,10 @@ dropped connection without a FIN) costs at most one poll interval, never a hang.
   (:attr:`Listener.peers`). A listener says hello (``h:``) on the log channel as it starts
   listening, which every other instance takes as "someone listens"; the health check, every
   few seconds, looks for another process's sessions of the world (by their
-  ``application_name``) and clears the flag when there are none. Until its first check an
-  instance assumes there are peers.
+  ``application_name``) and clears the flag when there are none; so does the first look,
+  when the listener starts. A session of another process that exists when an instance
+  looks counts, so the only news not sent is an append made between a newcomer's
+  ``LISTEN`` and this instance hearing its hello: its waiters then wake on their poll.
 """
 
 from __future__ import annotations
@@ -209,8 +211,9 @@ class Listener:
         return self._conn
 
     async def start(self) -> None:
-        """Connect and LISTEN, then supervise the connection in the background."""
+        """Connect, LISTEN and look for peers, then supervise the connection."""
         await self._open()
+        await self.check_peers()
         self._task = asyncio.ensure_future(self._supervise())
 
     def _callback(self, conn: Any, pid: int, channel: str, payload: str) -> None:
@@ -239,7 +242,7 @@ class Listener:
             raise
         self._conn = conn
         self._lost.clear()
-        self.peers = True  # until the next health check: we may have missed a hello
+        self.peers = True  # until the next look: we may have missed a hello
 
     def _stopped(self) -> bool:
         return self._closing
