@@ -304,3 +304,21 @@ def no_health_checks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Waits re-read every minute, and listeners check their peers as rarely."""
     monkeypatch.setattr(pg_world, "_POLL", 60.0)
     monkeypatch.setattr(pg_notify, "_HEALTH_EVERY", 60.0)
+
+
+async def test_a_world_that_cannot_look_for_peers_notifies(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused look (say, a server that hides other sessions) is taken as "there may be
+    peers", never as a lost connection and never as "alone"."""
+    monkeypatch.setattr(
+        pg_notify, "_PEERS_SQL", "SELECT 1 / 0 WHERE $1::text <> '' AND $2::int[] IS NOT NULL"
+    )
+    a = await open_world(url)
+    assert isinstance(a, PostgresWorld)
+    try:
+        assert a.listener.peers
+        assert await a.listener.check_peers()
+        assert a.listener.reconnects == 0
+    finally:
+        await a.aclose()

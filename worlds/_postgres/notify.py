@@ -272,7 +272,13 @@ class Listener:
             self.peers = True
             return True
         own = [conn.get_server_pid(), *self._own_pids()]
-        found = await conn.fetchval(_PEERS_SQL, self._application_name, own)
+        try:
+            found = await conn.fetchval(_PEERS_SQL, self._application_name, own)
+        except asyncpg.exceptions.PostgresError as exc:  # not a lost connection: a refusal
+            if isinstance(exc, _CONNECTION_ERRORS):
+                raise
+            log.debug("could not look for peers (%r): notifying anyway", exc)
+            found = True
         self.peers = bool(found)
         return self.peers
 
