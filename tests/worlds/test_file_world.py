@@ -136,9 +136,7 @@ async def populate(world: World) -> None:
     await world.append(
         fused,
         [
-            RunCreated(
-                run_id=fused, workflow_name="c", input=payload(0), created_at=engine_time
-            ),
+            RunCreated(run_id=fused, workflow_name="c", input=payload(0), created_at=engine_time),
             RunStarted(run_id=fused, created_at=engine_time),
             StepCreated(run_id=fused, correlation_id=step, step_name="s", input=payload(1)),
             StepStarted(run_id=fused, correlation_id=step),
