@@ -126,9 +126,11 @@ class FusedAppends:
         """
         driver = self._driver
         run_id = created.run_id
+        if run_id in self._slots:
+            # This engine knows a run of this id (a taken id, or a start racing a drive):
+            # nothing of a live run's slot is touched; the plain start says why not.
+            return None
         slot = driver.cache.slot(run_id)
-        if slot.instance is not None or slot.driving:
-            return None  # a run of this id is cached here: the plain start says why not
         now = aware(driver.clock.now())
         created = msgspec.structs.replace(created, created_at=now)
         view = WorkflowRun(
@@ -148,9 +150,6 @@ class FusedAppends:
             owner_id=fence.engine_id,
             owner_epoch=1,
         )
-        slot.reset()
-        slot.inbox.clear()
-        slot.fetch = False
         slot.instance = WorkflowInstance(definition, view, registry=driver.registry)
         driver.cache.lru[run_id] = slot
         head: list[AnyEvent] = [created, RunStarted(run_id=run_id, created_at=now)]
@@ -201,6 +200,11 @@ class FusedAppends:
             return result
         finally:
             slot.driving = False
+            if slot.again and slot.instance is None:
+                # A drive asked for meanwhile (it found this one under way): the log has
+                # whatever it was for, and nothing else is going to drive it now.
+                slot.again = False
+                driver.wake(slot.run_id)
             driver.cache.release(slot)
             if len(driver.cache.lru) > driver.cache.max_cached_runs:
                 driver.cache.trim()
