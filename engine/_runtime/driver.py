@@ -358,10 +358,11 @@ class Driver:
                 # This code replays the log: the run goes on (with whatever it owes).
                 log.info("run %s replays against the code now deployed: unstalled", run.run_id)
                 progress.commands.insert(0, RunUnstalled(run_id=run.run_id))
-        if progress is not None and slot.child_hooks and not slot.terminal:
-            # A child may have ended while nobody could tell its parent (a crash).
-            children = dict(slot.child_hooks)
-            self._spawn(self.endings.check_children(slot.run_id, children), "children")
+        if progress is not None and not progress.finished:
+            children = instance.children_waiting()
+            if children:
+                # A child may have ended while nobody could tell its parent (a crash).
+                self._spawn(self.endings.check_children(slot.run_id, children), "children")
         return progress
 
     async def _take(self, slot: Slot) -> list[AnyEvent]:
@@ -488,7 +489,7 @@ class Driver:
         self.cache.drop_instance(slot)
 
     async def _after(self, slot: Slot, progress: Progress, handoff: list[StepJob] | None) -> None:
-        if progress.finished or slot.terminal:
+        if progress.finished:
             await self.endings.finished(slot, slot.view)
             return
         if progress.suspended:
@@ -510,29 +511,33 @@ class Driver:
     # -- steps -------------------------------------------------------------------------------
 
     def _launch(self, slot: Slot, step_id: str, handoff: list[StepJob] | None) -> None:
-        track = slot.steps.get(step_id)
-        if track is None or track.suspended:
+        instance = slot.instance
+        call = None if instance is None else instance.step_call(step_id)
+        if call is None or call.suspended:
             return
         reserved = slot.reserved.pop(step_id, None)
+        # A new step's creation (and, when reserved, its step_started) may still wait in the
+        # inbox, not fed (see steps_wait): the log then has that one attempt started.
+        attempt = call.attempts if call.created else int(reserved is not None)
         job = StepJob(
             run_id=slot.run_id,
             step_id=step_id,
-            step_name=track.name,
-            input=track.input,
+            step_name=call.step_name,
+            input=call.input,
             workflow=slot.metadata(),
-            attempt=track.attempt,
-            retry_after=track.retry_after,
-            resume_data=track.resume_data,
+            attempt=attempt,
+            retry_after=call.retry_after,
+            resume_data=call.resume_data,
             reserved=reserved,
         )
         if reserved is not None:
             # step_started is recorded with the creation: the job starts at that attempt.
-            job.attempt = track.attempt - 1
+            job.attempt = attempt - 1
         if handoff is not None and not handoff:
             handoff.append(job)
             slot.jobs[step_id] = job
             return
-        task = self._spawn(self._run_jobs(job), f"step {track.name} {step_id}")
+        task = self._spawn(self._run_jobs(job), f"step {call.step_name} {step_id}")
         if task is not None:
             job.task = task
             slot.jobs[step_id] = job

@@ -102,7 +102,7 @@ class FusedAppends:
         (nothing was recorded: the caller appends it the plain way)."""
         run_id = event.run_id
         slot = self._slots.get(run_id)
-        if slot is None or slot.instance is None or slot.driving or slot.terminal:
+        if slot is None or slot.instance is None or slot.driving or slot.instance.finished:
             return None
         fence = self._driver.owner.fence(run_id)
         if fence is None:
