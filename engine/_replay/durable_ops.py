@@ -18,6 +18,7 @@ import msgspec
 
 from worldflow import _serde
 from worldflow.worlds import (
+    NULL,
     AnyEvent,
     ChildOutcome,
     HookCreated,
@@ -105,7 +106,17 @@ class StepOp(Op):
     """A step call: recorded name and encoded input, resolved by the step's result."""
 
     kind = "step"
-    __slots__ = ("attempts", "future", "input", "label", "step_name", "suspended", "terminal")
+    __slots__ = (
+        "attempts",
+        "future",
+        "input",
+        "label",
+        "resume_data",
+        "retry_after",
+        "step_name",
+        "suspended",
+        "terminal",
+    )
 
     def __init__(
         self,
@@ -127,7 +138,9 @@ class StepOp(Op):
         self.step_name = step_name
         self.input = input
         self.future = future
-        self.attempts = 0
+        self.attempts = 0  # step_started events fed
+        self.retry_after: datetime | None = None  # from step_retrying, until step_woken
+        self.resume_data: msgspec.Raw = NULL  # from the last step_resumed
         self.suspended = False
         self.terminal = False
         self.label: str | None = None

@@ -24,7 +24,7 @@ import msgspec
 
 from worldflow import _serde
 from worldflow._registry import Registry, WorkflowDefinition
-from worldflow._replay.child_contract import child_hook_token
+from worldflow._replay.child_contract import CHILD_TOKEN_PREFIX, child_hook_token
 from worldflow._replay.divergence import divergence
 from worldflow._replay.durable_ops import (
     EventWaitOp,
@@ -74,6 +74,7 @@ from worldflow.worlds import (
     StepRetrying,
     StepStarted,
     StepSuspended,
+    StepWoken,
     WaitCompleted,
     WaitCreated,
     WaitWoken,
@@ -187,6 +188,27 @@ class WorkflowInstance(Operations):
             error=None if self.error is None else str(self.error),
             stalled=self.stalled,
         )
+
+    def step_call(self, step_id: str) -> StepOp | None:
+        """The step call ``step_id`` as the fed log has it (name, input, attempts started,
+        ``retry_after``, resume data, suspended), or ``None`` if it is not one of this
+        body's calls or has its final result: what the runtime launches an attempt from."""
+        op = self._ops.get(step_id)
+        if type(op) is not StepOp or op.terminal:
+            return None
+        return op
+
+    def children_waiting(self) -> dict[str, str]:
+        """Hook id -> child run id of each child workflow whose outcome the body still
+        waits for (its hook is recorded, no outcome fed yet); empty once the body ended."""
+        if self._finished:
+            return {}
+        prefix = CHILD_TOKEN_PREFIX
+        return {
+            op.corr: op.token[len(prefix) :]
+            for op in self._live.values()
+            if type(op) is HookOp and op.created and not op.buffer and op.token.startswith(prefix)
+        }
 
     def close(self) -> None:
         """Drop the body: cancel its tasks quietly and close its loop. Idempotent."""
@@ -355,14 +377,24 @@ class WorkflowInstance(Operations):
         self._inbox.extendleft(reversed(self._held))
         self._held = []
 
-    def _on_step_attempt(self, event: StepStarted | StepRetrying | StepInterrupted) -> None:
+    def _on_step_attempt(self, event: StepStarted | StepInterrupted) -> None:
         self._step_op(event).attempts += isinstance(event, StepStarted)
+
+    def _on_step_retrying(self, event: StepRetrying) -> None:
+        self._step_op(event).retry_after = event.retry_after
+
+    def _on_step_woken(self, event: StepWoken) -> None:
+        op = self._ops.get(event.correlation_id or "")
+        if isinstance(op, StepOp):  # woken early (Client.wake_step): no more backing off
+            op.retry_after = None
 
     def _on_step_suspended(self, event: StepSuspended) -> None:
         self._step_op(event).suspended = True
 
     def _on_step_resumed(self, event: StepResumed) -> None:
-        self._step_op(event).suspended = False
+        op = self._step_op(event)
+        op.suspended = False
+        op.resume_data = event.data
 
     def _on_step_completed(self, event: StepCompleted) -> None:
         op = self._step_op(event)
@@ -692,7 +724,8 @@ _DELIVER: dict[type, _Deliver] = {
     HookConflict: WorkflowInstance._on_created,
     StepStarted: WorkflowInstance._on_step_attempt,
     StepInterrupted: WorkflowInstance._on_step_attempt,
-    StepRetrying: WorkflowInstance._on_step_attempt,
+    StepRetrying: WorkflowInstance._on_step_retrying,
+    StepWoken: WorkflowInstance._on_step_woken,
     StepSuspended: WorkflowInstance._on_step_suspended,
     StepResumed: WorkflowInstance._on_step_resumed,
     StepCompleted: WorkflowInstance._on_step_completed,

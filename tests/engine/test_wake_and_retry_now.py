@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.engine.runtime import WAIT, log_of, running
-from worldflow import step, workflow
+from worldflow import Client, step, workflow
 from worldflow._registry import Registry
 from worldflow._replay.instance import WorkflowInstance
 from worldflow.errors import (
@@ -149,6 +149,25 @@ async def test_retry_now_starts_a_backing_off_step_at_once(world: MemoryWorld) -
         # The run is done: nothing backs off any more.
         with pytest.raises(RunTerminalError, match="completed"):
             await engine.retry_now(run.run_id, stepped.step_id)
+
+
+async def test_retry_now_while_no_engine_runs_is_kept_by_the_next_one(world: MemoryWorld) -> None:
+    # The step_woken lands while the run has no engine: the engine that takes the run next
+    # starts the attempt at once (what the log says of the step: woken, no more backoff),
+    # not after the recorded hour.
+    TRIES.clear()
+    async with running(world, WORKFLOWS) as engine:
+        run = await engine.start(retrier, "w")
+
+        async def backing_off() -> bool:
+            steps = (await world.list_steps(run.run_id)).items
+            return bool(steps) and steps[0].retry_after is not None
+
+        await _until(backing_off)
+    await Client(world).retry_now(run.run_id, "flaky", actor="carol")
+    async with running(world, WORKFLOWS) as engine:
+        run = await engine.get_run(run.run_id)
+        assert await run.result(timeout=WAIT) == "ok after 2"
 
 
 async def test_retry_now_refuses_a_step_that_is_not_backing_off(world: MemoryWorld) -> None:
