@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 import worldflow
 from worldflow import (
+    Backoff,
     FatalError,
     StepFailedError,
     StepFunction,
@@ -37,7 +38,7 @@ from worldflow import (
     wait_for_event,
     workflow,
 )
-from worldflow._registry import Backoff, WorkflowDefinition
+from worldflow._registry import WorkflowDefinition
 
 __all__ = [
     "EVENT_NAMES",
