@@ -20,11 +20,9 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
-
 from worldflow import _serde
 from worldflow._registry import Registry, WorkflowDefinition
-from worldflow._replay.child_contract import CHILD_TOKEN_PREFIX, child_hook_token
+from worldflow._replay.child_contract import child_hook_token
 from worldflow._replay.divergence import divergence
 from worldflow._replay.durable_ops import (
     EventWaitOp,
@@ -34,7 +32,6 @@ from worldflow._replay.durable_ops import (
     StepOp,
     TimerOp,
     decode_payload,
-    deliver_payload,
     iso,
 )
 from worldflow._replay.op_table import HookClosed, Operations, aware, operation_number
@@ -43,13 +40,10 @@ from worldflow._replay.progress import Progress, WorkflowMetadata, error_info
 from worldflow.errors import (
     NondeterminismError,
     SerializationError,
-    StepFailedError,
 )
 from worldflow.worlds import (
     AnyEvent,
     ChildEnded,
-    ChildOutcome,
-    ErrorInfo,
     EventRaised,
     HookConflict,
     HookCreated,
@@ -188,27 +182,6 @@ class WorkflowInstance(Operations):
             error=None if self.error is None else str(self.error),
             stalled=self.stalled,
         )
-
-    def step_call(self, step_id: str) -> StepOp | None:
-        """The step call ``step_id`` as the fed log has it (name, input, attempts started,
-        ``retry_after``, resume data, suspended), or ``None`` if it is not one of this
-        body's calls or has its final result: what the runtime launches an attempt from."""
-        op = self._ops.get(step_id)
-        if type(op) is not StepOp or op.terminal:
-            return None
-        return op
-
-    def children_waiting(self) -> dict[str, str]:
-        """Hook id -> child run id of each child workflow whose outcome the body still
-        waits for (its hook is recorded, no outcome fed yet); empty once the body ended."""
-        if self._finished:
-            return {}
-        prefix = CHILD_TOKEN_PREFIX
-        return {
-            op.corr: op.token[len(prefix) :]
-            for op in self._live.values()
-            if type(op) is HookOp and op.created and not op.buffer and op.token.startswith(prefix)
-        }
 
     def close(self) -> None:
         """Drop the body: cancel its tasks quietly and close its loop. Idempotent."""
@@ -543,17 +516,6 @@ class WorkflowInstance(Operations):
         op.suspended = False
         self._open_steps.pop(op.corr, None)
 
-    def _step_failure(self, op: StepOp, error: ErrorInfo) -> StepFailedError:
-        what = op.label or f"step {op.step_name!r}"
-        return StepFailedError(
-            f"{what} failed: {error.name}: {error.message}",
-            step_name=op.step_name,
-            step_id=op.corr,
-            error_name=error.name,
-            error_code=error.code,
-            error_message=error.message,
-        )
-
     def _on_wait_woken(self, event: WaitWoken) -> None:
         """``wake``: the timer is due at the event's time; ``wait_completed`` still resumes
         the body (the runtime appends it once due, and a replay reads the same two events)."""
@@ -598,14 +560,6 @@ class WorkflowInstance(Operations):
         if op.token != child_hook_token(event.child_run_id):
             raise self._diverged(event, op, "corrupt")
         self._to_hook(op, event.outcome)
-
-    def _to_hook(self, op: HookOp, payload: msgspec.Raw | ChildOutcome) -> None:
-        while op.awaiters:
-            future = op.awaiters.popleft()
-            if not future.done():
-                deliver_payload(future, payload, raw=op.raw)
-                return
-        op.buffer.append(payload)
 
     def _on_hook_disposed(self, event: HookDisposed) -> None:
         op = self._hook_op(event)
