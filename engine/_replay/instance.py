@@ -18,7 +18,7 @@ import contextvars
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from worldflow import _serde
 from worldflow._registry import Registry, WorkflowDefinition
@@ -76,6 +76,8 @@ from worldflow.worlds import (
 )
 
 __all__ = ["HookClosed", "Progress", "WorkflowInstance", "WorkflowMetadata"]
+
+_OpT = TypeVar("_OpT", bound=Op)
 
 # Events that act even while the run is suspended; every other event waits for run_resumed.
 _THROUGH_SUSPENSION = (RunResumed, RunSuspended, RunStarted, RunCancelled, RunCompleted, RunFailed)
@@ -506,8 +508,13 @@ class WorkflowInstance(Operations):
             self._queue_close(op)
 
     def _step_op(self, event: AnyEvent) -> StepOp:
+        return self._recorded(event, StepOp)
+
+    def _recorded(self, event: AnyEvent, kind: type[_OpT]) -> _OpT:
+        """The operation of kind ``kind`` whose creation the log recorded, that ``event`` is
+        about; anything else is a corrupt log."""
         op = self._ops.get(event.correlation_id or "")
-        if not isinstance(op, StepOp) or not op.created:
+        if not isinstance(op, kind) or not op.created:
             raise self._diverged(event, op, "corrupt")
         return op
 
@@ -547,10 +554,7 @@ class WorkflowInstance(Operations):
             self._loop.fire_timer(op.handle)
 
     def _hook_op(self, event: AnyEvent) -> HookOp:
-        op = self._ops.get(event.correlation_id or "")
-        if not isinstance(op, HookOp) or not op.created:
-            raise self._diverged(event, op, "corrupt")
-        return op
+        return self._recorded(event, HookOp)
 
     def _on_hook_received(self, event: HookReceived) -> None:
         self._to_hook(self._hook_op(event), event.payload)
