@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from tests.engine.runtime import WAIT, log_of, running
 from worldflow import step, workflow
 from worldflow.errors import InvalidEventError
-from worldflow.worlds import ChildCompleted, ErrorInfo, ForkPoint, MemoryWorld
-from worldflow.worlds._events import _EVENT_CLASSES, Event
+from worldflow.worlds import ChildCompleted, ErrorInfo, Event, ForkPoint, MemoryWorld
+from worldflow.worlds._events import _EVENT_CLASSES
 from worldflow.worlds._validation import _full_check, _plain_for, validate_event
 
 RUN = "wrun_plain"
