@@ -42,12 +42,14 @@ from worldflow._runtime.step_info import (
     suspend,
 )
 from worldflow._runtime.telemetry import Metrics, Telemetry
+from worldflow._runtime.views import EventInfo, HookInfo
 from worldflow._timeline import TimelineEntry, build_timeline, format_timeline
 from worldflow._webhooks import WebhookRequest, WebhookResponse
 from worldflow.errors import (
     ConfigurationError,
     CorruptLogError,
     DeterminismViolationError,
+    DiskFullError,
     EngineNotRunningError,
     EntityConflictError,
     FatalError,
@@ -104,12 +106,15 @@ __all__ = [
     "CorruptLogError",
     "CronSchedule",
     "DeterminismViolationError",
+    "DiskFullError",
     "Engine",
     "EngineNotRunningError",
     "EntityConflictError",
+    "EventInfo",
     "FatalError",
     "Hook",
     "HookConflictError",
+    "HookInfo",
     "HookNotFoundError",
     "HookStatus",
     "InvalidEventError",

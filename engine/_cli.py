@@ -72,7 +72,8 @@ async def _runs(world: World, args: argparse.Namespace) -> None:
     print(f"{'run id':<32}  {'status':<9}  {'created (UTC)':<19}  workflow")
     for run in page.items:
         created = run.created_at.strftime("%Y-%m-%d %H:%M:%S")
-        print(f"{run.run_id:<32}  {run.status:<9}  {created:<19}  {run.workflow_name}")
+        mark = "  [corrupt log: `worldflow show` says where]" if run.corrupt else ""
+        print(f"{run.run_id:<32}  {run.status:<9}  {created:<19}  {run.workflow_name}{mark}")
     if page.has_more:
         print(f"... more runs; raise --limit (now {args.limit})")
 

@@ -26,8 +26,9 @@ from worldflow.errors import ConfigurationError
 if TYPE_CHECKING:
     from worldflow._runtime.engine import Engine
     from worldflow._runtime.run import Run, RunInfo
+    from worldflow._runtime.views import HookInfo
     from worldflow._webhooks import WebhookRequest, WebhookResponse
-    from worldflow.worlds import Hook, Page, RunStatus, WorkflowInfo
+    from worldflow.worlds import Page, RunStatus, WorkflowInfo
 
 __all__ = [
     "cancel",
@@ -141,12 +142,12 @@ async def get_workflow(name: str) -> WorkflowInfo:
     return await get_default_engine().get_workflow(name)
 
 
-async def resume_hook(token: str, payload: Any = None, *, actor: str | None = None) -> Hook:
+async def resume_hook(token: str, payload: Any = None, *, actor: str | None = None) -> HookInfo:
     """Send ``payload`` to the hook holding ``token`` (see :meth:`Engine.resume_hook`)."""
     return await get_default_engine().resume_hook(token, payload, actor=actor)
 
 
-async def get_hook_by_token(token: str) -> Hook:
+async def get_hook_by_token(token: str) -> HookInfo:
     """The live hook holding ``token`` (see :meth:`Engine.get_hook_by_token`)."""
     return await get_default_engine().get_hook_by_token(token)
 

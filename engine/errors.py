@@ -25,6 +25,7 @@ and comes out as the same type it went in as::
     │   │   └── RunOwnedElsewhereError  409  run_owned_elsewhere
     │   ├── OwnershipLostError          409  ownership_lost
     │   ├── WorldLockedError            423  world_locked
+    │   ├── DiskFullError               507  disk_full
     │   └── CorruptLogError             500  corrupt_log
     ├── WorkflowError                   500  workflow_error
     │   ├── NondeterminismError         500  nondeterminism
@@ -55,6 +56,7 @@ __all__ = [
     "ConfigurationError",
     "CorruptLogError",
     "DeterminismViolationError",
+    "DiskFullError",
     "EngineNotRunningError",
     "EntityConflictError",
     "FatalError",
@@ -265,6 +267,17 @@ class WorldLockedError(WorldError):
 
     code = "world_locked"
     http_status = 423
+
+
+class DiskFullError(WorldError):
+    """A write found no space left on the device (``ENOSPC``, or a quota: ``EDQUOT``).
+
+    Nothing of the failed write was kept, so the world stays consistent: it goes on serving
+    reads, and writes are taken again once they fit. Over HTTP: 507 Insufficient Storage.
+    """
+
+    code = "disk_full"
+    http_status = 507
 
 
 class CorruptLogError(WorldError):

@@ -30,7 +30,7 @@ from worldflow import (
     wait_for_event,
     workflow,
 )
-from worldflow.worlds import HookCreated, RunStatus, World
+from worldflow.worlds import RunStatus, World
 
 # -- the service: steps and the workflow -------------------------------------------------------
 
@@ -107,7 +107,7 @@ async def print_timeline(world: World, run: Run) -> None:
 async def wait_for_hook(run: Run) -> None:
     """Wait (on the world's notifications) until the run is waiting on its approval hook."""
     async for event in run.events():
-        if isinstance(event, HookCreated):
+        if event.type == "hook_created":
             return
 
 

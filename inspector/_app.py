@@ -27,7 +27,7 @@ from worldflow.inspector._keys import (
     ControlPlane,
     Settings,
 )
-from worldflow.inspector._middleware import auth_middleware, error_middleware
+from worldflow.inspector._middleware import auth_middleware, error_middleware, id_middleware
 from worldflow.inspector._openapi import openapi_document
 from worldflow.inspector._routes import route
 from worldflow.inspector.ui._state import UI_OPTIONS, UiOptions
@@ -140,7 +140,7 @@ def create_app(
     if token is not None and not token:
         raise ValueError("token must be a non-empty string (or None to turn auth off)")
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware],
+        middlewares=[error_middleware, auth_middleware, id_middleware],
         client_max_size=max_body_size,
     )
     app[CONTROL] = control

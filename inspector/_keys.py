@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from worldflow import RunInfo, WebhookRequest, WebhookResponse
-from worldflow.worlds import Hook, Page, RunStatus, World
+from worldflow import HookInfo, RunInfo, WebhookRequest, WebhookResponse
+from worldflow.worlds import Page, RunStatus, World
 
 __all__ = [
     "AUTH_CHECKS",
@@ -90,13 +90,13 @@ class ControlPlane(Protocol):
         """Runs matching every filter, newest first."""
         ...
 
-    async def get_hook_by_token(self, token: str) -> Hook:
+    async def get_hook_by_token(self, token: str) -> HookInfo:
         """The live hook holding ``token``."""
         ...
 
     async def resume_hook(
         self, token: str, payload: Any = None, *, actor: str | None = None
-    ) -> Hook:
+    ) -> HookInfo:
         """Send ``payload`` to the hook holding ``token``."""
         ...
 

@@ -1,4 +1,4 @@
-"""The two middlewares every route passes through: errors (outer) and auth (inner).
+"""The middlewares every route passes through: errors (outer), auth, then ids (inner).
 
 * Errors: a :class:`~worldflow.WorldflowError` becomes its ``http_status`` (404 unknown run or
   hook, 409 conflict, 400 bad input, ...), a :class:`RequestError` its own status, the
@@ -10,6 +10,15 @@
   ``Authorization: Bearer <token>`` (or one of the route's ``token_headers``) or passes one of
   the app's extra :data:`~worldflow.inspector._keys.AUTH_CHECKS`. No credentials → 401, wrong
   ones → 403. Tokens are compared in constant time.
+* Ids: a path or query parameter that names a run, a step, a hook token or a lease is held
+  to the one id rule every world applies (:func:`~worldflow.worlds._ids.id_problem`) on the
+  user-facing API families (native, Dapr, Mastra, webhooks, the inspector), reads included:
+  a bad one is a 400 naming the parameter (``path.runId``, ``query.instanceID``), before the
+  handler runs. The World API (tag ``world``) carries the World protocol, whose reads answer
+  as a local world does (an id no run can have names no run: 404) and whose writes the world
+  checks field by field (400 naming the field). On every route, a URL whose percent-escapes
+  are not UTF-8 is a 400 (decoded with replacement characters, such an id would silently
+  become another one).
 """
 
 from __future__ import annotations
@@ -18,17 +27,19 @@ import hmac
 import logging
 import os
 import secrets
+from urllib.parse import unquote_to_bytes
 
 import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from worldflow.errors import WorldflowError, error_details
+from worldflow.errors import WorldError, WorldflowError, error_details
 from worldflow.inspector._body import RequestError, too_large
 from worldflow.inspector._keys import AUTH_CHECKS, SETTINGS
 from worldflow.inspector._routes import DEFAULT_ERRORS, ErrorShape, Problem, RouteSpec, spec_of
+from worldflow.worlds._ids import id_problem
 
-__all__ = ["auth_middleware", "error_middleware", "problem_response"]
+__all__ = ["auth_middleware", "error_middleware", "id_middleware", "problem_response"]
 
 log = logging.getLogger("worldflow.inspector")
 
@@ -83,7 +94,9 @@ def _problem_of(request: web.Request, exc: BaseException) -> Problem:
         return Problem(status=400, code="invalid_request", message=str(exc))
     if isinstance(exc, RequestError):
         return Problem(status=exc.status, code=exc.code, message=exc.message, field=exc.field)
-    if isinstance(exc, WorldflowError) and exc.http_status != 500:
+    if isinstance(exc, WorldflowError) and (exc.http_status != 500 or isinstance(exc, WorldError)):
+        # A world's own faults (a damaged log, a full disk) are the caller's to know, with
+        # their code, so a remote world raises the same type; only bugs are hidden.
         details = error_details(exc) or None
         return Problem(status=exc.http_status, code=exc.code, message=exc.message, details=details)
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
@@ -160,3 +173,45 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             code="unauthorized",
         )
     raise RequestError(403, "the token sent does not match the server's token", code="forbidden")
+
+
+# The parameters that carry ids, by their names on the routes (Dapr ``{id}`` and
+# ``instanceID``, Mastra ``runId``, the native API's ``{runId}`` / ``{step}``, the World API's
+# ``{run_id}``, ``{step_id}``, ``{lease_id}`` and ``token``, the inspector's ``{run_id}``).
+# Names (workflows, events, streams, queues) follow the name rule, checked where they are used.
+_ID_PATH = frozenset({"id", "run_id", "runId", "step", "step_id", "lease_id"})
+_ID_QUERY = frozenset(
+    {"instanceID", "runId", "run_id", "token", "resource_id", "parent_run_id", "forked_from"}
+)
+
+
+def _check_id(field: str, value: str) -> None:
+    problem = id_problem(value)
+    if problem is not None:
+        raise RequestError(400, f"{field} {problem}", field=field)
+
+
+@web.middleware
+async def id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse a request whose id parameters break the id rule (see the module doc)."""
+    try:
+        unquote_to_bytes(request.raw_path).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError(
+            400,
+            f"the URL holds percent-escapes that are not UTF-8 ({exc.reason}); encode ids "
+            "and names as UTF-8 before percent-encoding them",
+            field="url",
+        ) from None
+    spec = _spec(request)
+    if spec is not None and "world" in spec.tags:
+        return await handler(request)
+    for name, value in request.match_info.items():
+        if name in _ID_PATH:
+            _check_id(f"path.{name}", value)
+    query = request.query
+    for name in _ID_QUERY.intersection(query.keys()):
+        for value in query.getall(name):
+            if value:  # an empty one is the route's to refuse (optional, or its own code)
+                _check_id(f"query.{name}", value)
+    return await handler(request)

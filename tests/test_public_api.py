@@ -9,6 +9,8 @@ import pytest
 
 WORLDFLOW_ALL = [
     "EngineNotRunningError",
+    "EventInfo",
+    "HookInfo",
     "HookStatus",
     "RunStatus",
     "StepStatus",
@@ -19,6 +21,7 @@ WORLDFLOW_ALL = [
     "Concurrency",
     "ConfigurationError",
     "CorruptLogError",
+    "DiskFullError",
     "CronSchedule",
     "DeterminismViolationError",
     "Engine",

@@ -41,6 +41,7 @@ from worldflow._runtime.arguments import (
 from worldflow._runtime.control import RunControl
 from worldflow._runtime.run import Run, RunInfo, run_info
 from worldflow._runtime.telemetry import start_span_context
+from worldflow._runtime.views import HookInfo, hook_info
 from worldflow.errors import (
     EntityConflictError,
     HookNotFoundError,
@@ -48,7 +49,6 @@ from worldflow.errors import (
     StepNotFoundError,
 )
 from worldflow.worlds import (
-    Hook,
     Page,
     Payload,
     RunCreated,
@@ -433,6 +433,7 @@ class Client(RunControl):
         """One published workflow; unknown → ``WorkflowNotRegisteredError``."""
         return await self.world.get_workflow(name)
 
-    async def get_hook_by_token(self, token: str) -> Hook:
-        """The live hook holding ``token``; unknown → :class:`~worldflow.HookNotFoundError`."""
-        return await self.world.get_hook_by_token(token)
+    async def get_hook_by_token(self, token: str) -> HookInfo:
+        """The live hook holding ``token`` (its metadata decoded); unknown →
+        :class:`~worldflow.HookNotFoundError`."""
+        return hook_info(await self.world.get_hook_by_token(id_argument(token, "token")))

@@ -18,6 +18,7 @@ from worldflow._runtime.arguments import (
     reason_argument,
 )
 from worldflow._runtime.client_base import ClientBase
+from worldflow._runtime.views import HookInfo, hook_info
 from worldflow._webhooks import (
     DEFAULT_WEBHOOK_TIMEOUT,
     WebhookRequest,
@@ -71,10 +72,11 @@ class RunControl(ClientBase):
 
     async def resume_hook(
         self, token: str, payload: Any = None, *, actor: str | None = None
-    ) -> Hook:
+    ) -> HookInfo:
         """Send ``payload`` to the hook holding ``token``; the waiting workflow continues.
 
-        Returns the hook. Unknown (or disposed) token → ``HookNotFoundError`` (HTTP 404).
+        Returns the hook (a :class:`~worldflow.HookInfo`). Unknown (or disposed) token →
+        ``HookNotFoundError`` (HTTP 404).
         ``actor`` (who sent it) is recorded in ``hook_received``.
         """
         token = id_argument(token, "token")
@@ -82,7 +84,7 @@ class RunControl(ClientBase):
         actor = actor_argument(actor)
         encoded = _serde.encode(payload)
         hook = await self.world.get_hook_by_token(token)
-        return await self._send_to_hook(hook, encoded, actor)
+        return hook_info(await self._send_to_hook(hook, encoded, actor))
 
     async def _send_to_hook(self, hook: Hook, encoded: Any, actor: str | None = None) -> Hook:
         event = HookReceived(

@@ -361,8 +361,11 @@ class Driver:
         if progress is not None and not progress.finished:
             children = instance.children_waiting()
             if children:
-                # A child may have ended while nobody could tell its parent (a crash).
-                self._spawn(self.endings.check_children(slot.run_id, children), "children")
+                # A child may have ended while nobody could tell its parent (a crash). Told
+                # now, in this drive (it was a task of its own): a child whose end is in the
+                # log already ended first, so a child recovered beside the parent must not
+                # report before it (a FirstOf over children picked the wrong winner).
+                await self.endings.check_children(slot.run_id, children)
         return progress
 
     async def _take(self, slot: Slot) -> list[AnyEvent]:

@@ -157,15 +157,16 @@ class RunEndings:
         except RunNotFoundError:
             return  # purged already
 
-    async def notify_parent(self, child: WorkflowRun) -> None:
-        """Tell the parent its child ended: ``child_ended`` on its ``worldflow:child:`` hook."""
+    async def notify_parent(self, child: WorkflowRun) -> bool:
+        """Tell the parent its child ended: ``child_ended`` on its ``worldflow:child:`` hook.
+        Returns whether this call told it (``False``: told already, or nobody waits)."""
         parent_id = child.parent_run_id
         if parent_id is None:
-            return
+            return False
         try:
             hook = await self.world.get_hook_by_token(child_hook_token(child.run_id))
             if hook.received_count or hook.run_id != parent_id:
-                return
+                return False
             ended = ChildEnded(
                 run_id=parent_id,
                 correlation_id=hook.hook_id,
@@ -174,9 +175,10 @@ class RunEndings:
             )
             result = await self.world.append(parent_id, [ended])
         except (HookNotFoundError, RunNotFoundError, EntityConflictError):
-            return  # the parent is gone or has stopped waiting
+            return False  # the parent is gone or has stopped waiting
         self._deliver(parent_id, result.events)
         self.wake_or_enqueue(result.run)
+        return True
 
     def wake_or_enqueue(self, run: WorkflowRun) -> None:
         """Drive ``run`` here if this engine has its workflow and nobody else owns it, else
@@ -186,16 +188,18 @@ class RunEndings:
         else:
             self._spawn(enqueue_run(self.world, run), f"enqueue {run.run_id}")
 
-    async def check_children(self, parent_id: str, children: dict[str, str]) -> None:
+    async def check_children(self, parent_id: str, children: dict[str, str]) -> int:
         """Tell the parent of each of ``children`` (hook id -> child run id) that ended
-        while nobody could (a crash)."""
+        while nobody could (a crash); returns how many it told."""
+        told = 0
         for child_id in children.values():
             try:
                 child = await self.world.get_run(child_id)
             except RunNotFoundError:
                 continue  # not started yet: the start_child step will start it
-            if child.status.is_terminal:
-                await self.notify_parent(child)
+            if child.status.is_terminal and await self.notify_parent(child):
+                told += 1
+        return told
 
     async def _cancel_children(self, run: WorkflowRun) -> None:
         page = await self.world.list_hooks(run_id=run.run_id)

@@ -42,8 +42,10 @@ from worldflow._runtime.step_info import (
     set_current_step,
 )
 from worldflow.errors import (
+    DiskFullError,
     EntityConflictError,
     FatalError,
+    InvalidEventError,
     RetryableError,
     RunNotFoundError,
     RunOwnedElsewhereError,
@@ -78,6 +80,10 @@ if TYPE_CHECKING:
 __all__ = ["Limiter", "StepJob", "StepRunner", "error_info", "release"]
 
 log = logging.getLogger("worldflow.engine")
+
+_STORE_RETRY_FIRST = 0.05
+_STORE_RETRY_MAX = 5.0
+"""Seconds between tries to store an attempt's outcome on a full disk (doubling)."""
 
 _TRACE_LIMIT = 8000
 _INTERRUPT_WAIT = 0.25  # clock seconds a stopping engine waits to record a cut-short attempt
@@ -455,9 +461,45 @@ class StepRunner:
             if outcome is None or outcome.event is None:
                 return
             final = not isinstance(outcome.event, StepRetrying)
-            if not await self._record(job, outcome.event, final, handoff) or final:
+            if not await self._store(job, outcome.event, final, handoff) or final:
                 return
             job.retry_after = outcome.retry_at
+
+    async def _store(
+        self, job: StepJob, event: AnyEvent, final: bool, handoff: list[StepJob] | None
+    ) -> bool:
+        """:meth:`_record` an attempt's outcome until the world takes it.
+
+        The attempt ran: if its outcome is not stored, the run's next drive would start the
+        step again, its function would run twice, and the world would count the attempt as
+        lost to a crash (a full disk failed steps with "lost 4 attempts to crashes"). So a
+        full disk is waited out (writes are taken again once they fit), and a result the
+        world refuses (over its size limit) becomes the step's failure, saying why.
+        """
+        delay = _STORE_RETRY_FIRST
+        while True:
+            try:
+                return await self._record(job, event, final, handoff)
+            except DiskFullError as exc:
+                log.warning(
+                    "run %s: step %s: its outcome could not be stored (%s); trying again in %.2fs",
+                    job.run_id,
+                    job.step_id,
+                    exc.message,
+                    delay,
+                )
+                await self._clock.sleep(delay)
+                delay = min(delay * 2, _STORE_RETRY_MAX)
+            except InvalidEventError as exc:
+                if not isinstance(event, StepCompleted):
+                    raise
+                refused = FatalError(
+                    f"step {job.step_name!r} returned a value the world cannot store: {exc.message}"
+                )
+                event = StepFailed(
+                    run_id=job.run_id, correlation_id=job.step_id, error=error_info(refused)
+                )
+                final = True
 
     async def _record(
         self, job: StepJob, event: AnyEvent, final: bool, handoff: list[StepJob] | None

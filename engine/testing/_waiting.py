@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from worldflow._registry import Registry
 from worldflow._replay.instance import Progress, WorkflowInstance
+from worldflow._runtime.views import HookInfo
 from worldflow.testing._clock import VirtualClock
-from worldflow.worlds import Hook
 
 if TYPE_CHECKING:
     from worldflow._runtime.run import Run
@@ -178,7 +178,7 @@ async def wait_until_blocked(
 
 async def resume_hook_when_waiting(
     run: Run, token: str, payload: Any = None, *, timeout: float | None = DEFAULT_TIMEOUT
-) -> Hook:
+) -> HookInfo:
     """Wait until ``run`` waits on the hook ``token``, then send it ``payload``."""
     await wait_until_blocked(run, hook=token, timeout=timeout)
     return await run._engine.resume_hook(token, payload)

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from worldflow import Engine, Run
+from worldflow import Engine, EventInfo, Run
 from worldflow.worlds import AnyEvent, World
 
 WAIT = 10.0
@@ -37,8 +37,8 @@ async def types_of(world: World, run_id: str) -> list[str]:
 
 
 async def wait_for(
-    run: Run, predicate: Callable[[AnyEvent], bool], *, timeout: float = WAIT
-) -> AnyEvent:
+    run: Run, predicate: Callable[[EventInfo], bool], *, timeout: float = WAIT
+) -> EventInfo:
     """The first event of the run's log (from the start) that satisfies ``predicate``."""
     async with asyncio.timeout(timeout):
         async for event in run.events():
@@ -47,11 +47,11 @@ async def wait_for(
     raise AssertionError(f"run {run.run_id} ended without the awaited event")
 
 
-async def wait_for_type(run: Run, event_type: str, *, nth: int = 1) -> AnyEvent:
+async def wait_for_type(run: Run, event_type: str, *, nth: int = 1) -> EventInfo:
     """The ``nth`` event of type ``event_type`` in the run's log."""
     seen = 0
 
-    def match(event: AnyEvent) -> bool:
+    def match(event: EventInfo) -> bool:
         nonlocal seen
         if event.type == event_type:
             seen += 1

@@ -29,7 +29,6 @@ from worldflow.testing import (
     wait_until_blocked,
     write_history,
 )
-from worldflow.worlds import HookCreated
 
 HERE = Path(__file__).parent
 TIMEOUT = 30 * 86400.0  # virtual seconds: generous, the runs take milliseconds
@@ -46,10 +45,10 @@ async def _hooks(engine: Engine, run: Run) -> None:
     await resume_hook_when_waiting(run, "fast:o-1", "fast payload")
     # "slow:o-1" gets nothing: its one-hour sleep wins the race on the virtual clock.
     async for event in run.events():
-        if isinstance(event, HookCreated) and event.is_webhook:
-            await wait_until_blocked(run, hook=event.token)
+        if event.type == "hook_created" and event.data["is_webhook"]:
+            await wait_until_blocked(run, hook=event.data["token"])
             request = WebhookRequest(method="POST", path="/hooks", body=b"delivered")
-            await engine.resume_webhook(event.token, request)
+            await engine.resume_webhook(event.data["token"], request)
             break
     await run.result(timeout=TIMEOUT)
 

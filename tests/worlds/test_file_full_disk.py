@@ -280,3 +280,18 @@ async def test_the_index_holds_no_second_copy_of_a_big_payload(tmp_path: Path) -
         (r,) = [x for x in (await world.list_runs()).items if x.run_id == "r"]
         assert r.corrupt is not None
         assert "truncated" in r.corrupt
+
+
+async def test_an_open_removes_the_debris_of_every_atomic_write_cut_short(tmp_path: Path) -> None:
+    """Temporary files of an atomic replace cut short (a full disk, a kill) are removed by the
+    next open, even when the open writes nothing that would replace them (the index is
+    current), and whichever file they were for."""
+    root = tmp_path / "w"
+    async with FileWorld(root) as world:
+        await world.append("r", _created("r"))  # type: ignore[arg-type]
+    debris = [root / ".index.json.tmp", root / ".format.json.tmp", root / ".anything.tmp"]
+    for path in debris:
+        path.write_bytes(b"debris of an earlier full disk")
+    async with FileWorld(root) as world:
+        assert [path.name for path in debris if path.exists()] == []
+        assert (await world.get_run("r")).last_seq == 2

@@ -46,7 +46,7 @@ from typing import Final
 
 import msgspec
 
-from worldflow.errors import CorruptLogError, WorldError
+from worldflow.errors import CorruptLogError, DiskFullError, WorldError
 from worldflow.worlds._file.log import fsync_dir, write_atomically
 
 __all__ = [
@@ -113,15 +113,6 @@ class WriterStats:
     writes: int = 0
     syncs: int = 0
     checkpoints: int = 0
-
-
-class DiskFullError(WorldError):
-    """A write found no space left on the device (``ENOSPC``, or a quota: ``EDQUOT``).
-
-    Nothing of the failed group of writes was kept (files are cut back, the journal voided
-    past them), so the world stays consistent: it goes on serving reads, and writes are
-    taken again once they fit.
-    """
 
 
 _FULL: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
