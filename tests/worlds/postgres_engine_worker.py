@@ -83,7 +83,12 @@ class Recorder:
         world.register_engine = self.register_engine
 
     async def append(
-        self, run_id: str, events: Sequence[AnyEvent], *, fence: Fence | None = None
+        self,
+        run_id: str,
+        events: Sequence[AnyEvent],
+        *,
+        fence: Fence | None = None,
+        expected_seq: int | None = None,
     ) -> EventResult:
         record: dict[str, Any] = {
             "run": run_id,
@@ -93,7 +98,9 @@ class Recorder:
             "at": time.time(),
         }
         try:
-            result: EventResult = await self._append(run_id, events, fence=fence)
+            result: EventResult = await self._append(
+                run_id, events, fence=fence, expected_seq=expected_seq
+            )
         except BaseException as exc:
             record["error"] = type(exc).__name__
             say(append=record)
