@@ -52,27 +52,28 @@ async def _same_as_reference(program: Program, crash_after: int) -> EngineRun:
 async def test_gather_over_children_keeps_their_order_when_the_crash_follows_one_child_end() -> (
     None
 ):
-    # Crash point 11 is the first child's run_completed: the parent is told after the crash.
-    crashed = await _same_as_reference(GATHER, crash_after=11)
+    # Crash point 10 is the first child's run_completed: the parent is told after the crash.
+    # (The parent's start is one append with its first step: 11 before the fused start.)
+    crashed = await _same_as_reference(GATHER, crash_after=10)
     first, second = sorted(crashed.children)  # child run ids follow their start steps
     assert _reported(crashed) == [first, second]
 
 
 async def test_first_of_over_children_is_won_by_the_child_that_ended_before_the_crash() -> None:
-    # Crash point 9 is the first child's run_completed (FirstOf's winner in the reference).
-    crashed = await _same_as_reference(FIRST_OF, crash_after=9)
+    # Crash point 8 is the first child's run_completed (FirstOf's winner in the reference).
+    crashed = await _same_as_reference(FIRST_OF, crash_after=8)
     first, _ = sorted(crashed.children)
     assert _reported(crashed)[0] == first
 
 
-@pytest.mark.parametrize("crash_after", range(1, 16))
+@pytest.mark.parametrize("crash_after", range(1, 15))  # the run makes 14 appends
 async def test_gather_over_children_recovers_from_a_crash_after_any_append(
     crash_after: int,
 ) -> None:
     await _same_as_reference(GATHER, crash_after)
 
 
-@pytest.mark.parametrize("crash_after", range(1, 14))
+@pytest.mark.parametrize("crash_after", range(1, 13))  # the run makes 12 appends
 async def test_first_of_over_children_keeps_its_winner_after_a_crash_after_any_append(
     crash_after: int,
 ) -> None:
