@@ -149,7 +149,11 @@ class Batch:
         replay: Re-apply stored events (see the module docstring) instead of new ones.
         stamped: Keep a ``created_at`` the caller set on an event (an append with
             ``expected_seq``: the engine fed the events to the body before appending them,
-            so their time is already part of what the body saw); others get ``now``.
+            so their time is already part of what the body saw); others get ``now``. The
+            batch's own time (the views it changes: a new run's ``created_at``, a step's,
+            ``updated_at``) is then its first stored event's, as a replay of the stored
+            batch gives them (the file world's logs at open): an engine-started run's
+            ``created_at`` is the time its body was fed.
 
     Call :meth:`add` for each event (it raises on the first refused one; the overlay is then
     simply dropped), then store what the batch holds: ``run`` (the run's view after it, or
@@ -161,6 +165,7 @@ class Batch:
     __slots__ = (
         "base_run",
         "claimed",
+        "clock_now",
         "events",
         "hooks",
         "now",
@@ -187,7 +192,7 @@ class Batch:
         self.view = view
         self.stamped = stamped
         self.run_id = run_id
-        self.now = now
+        self.now = self.clock_now = now
         self.replay = replay
         run = self.run = self.base_run = view.run()
         self.seq = run.last_seq if run is not None else 0
@@ -239,6 +244,10 @@ class Batch:
         kind = type(event)
         apply = _APPLY.get(kind) or _apply_for(kind)
         ev: AnyEvent = event  # type: ignore[assignment]  # checked above
+        if self.stamped and not self.events:
+            # Until an event is stored, the next one may be the batch's first: its time is
+            # the batch's (a replay takes the first stored event's time for the views).
+            self.now = self.clock_now if ev.created_at == EPOCH else _stamp(ev)
         self._apply(ev, apply)
 
     def _replay(self, event: object) -> None:
@@ -309,13 +318,11 @@ class Batch:
                 raise InvalidEventError(f"event seq {ev.seq} where {self.seq} was due")
             self.events.append(ev)
             return
-        at = self.now
+        # An event's own time: the caller's in a stamped batch, else the world's clock
+        # (the views' time, `now`, is the batch's first event's; see the class docstring).
+        at = self.clock_now
         if self.stamped and ev.created_at != EPOCH:
-            at = ev.created_at
-            if not isinstance(at, datetime) or at.tzinfo is None:
-                raise InvalidEventError(
-                    f"{ev.type}.created_at must be a datetime with a time zone, not {at!r}"
-                )
+            at = _stamp(ev)
         self.events.append(_replace(ev, seq=self.seq, event_id=new_id("evnt"), created_at=at))
 
     # One method per event type; each returns whether to store the event (False: a no-op).
@@ -654,6 +661,16 @@ _APPLY: Final[dict[type, _Apply]] = {
 }
 """How each event type changes the views (every type of the event union is here)."""
 _REFUSED: Final = Batch._refused
+
+
+def _stamp(ev: AnyEvent) -> datetime:
+    """The ``created_at`` a caller set on an event of a stamped batch, checked."""
+    at = ev.created_at
+    if not isinstance(at, datetime) or at.tzinfo is None:
+        raise InvalidEventError(
+            f"{ev.type}.created_at must be a datetime with a time zone, not {at!r}"
+        )
+    return at
 
 
 def _apply_for(kind: type) -> _Apply:

@@ -60,10 +60,14 @@ from worldflow.worlds import (
 )
 from worldflow.worlds._ids import random_bytes
 
-__all__ = ["Client"]
+__all__ = ["Client", "IdTaken"]
 
 _MISSING = object()
 _KINDS = {kind.name.lower(): kind for kind in inspect._ParameterKind}
+
+
+class IdTaken(Exception):
+    """A new run's first append was refused because a run of its id exists."""
 
 
 def _catalog_signature(entry: WorkflowInfo) -> inspect.Signature:
@@ -179,16 +183,25 @@ class Client(RunControl):
             start_at=start_at,
             priority=priority,
         )
-        events, fence = self._start_events(created, served)
         try:
-            result = await self._writes.append(rid, events, fence=fence)
-        except EntityConflictError:
+            await self._begin(created, served)
+        except IdTaken:
             raise EntityConflictError(
                 f"a run with id {rid!r} already exists; run ids are unique (start it under "
                 "another id, or get_run() the existing one)"
             ) from None
-        await self._created(result)
         return Run(self, rid)
+
+    async def _begin(self, created: RunCreated, served: bool) -> None:
+        """Append a new run's first batch and hand the run to whoever drives it; the id
+        being taken raises :class:`IdTaken` (an engine fuses this with the body's first
+        decisions where it drives the run itself)."""
+        events, fence = self._start_events(created, served)
+        try:
+            result = await self._writes.append(created.run_id, events, fence=fence)
+        except EntityConflictError as exc:
+            raise IdTaken from exc
+        await self._created(result)
 
     async def rerun(self, run_id: str, *, actor: str | None = None) -> Run:
         """Start a new run with an old run's input, resource id, metadata and initial state.

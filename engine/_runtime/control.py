@@ -90,12 +90,18 @@ class RunControl(ClientBase):
         event = HookReceived(
             run_id=hook.run_id, correlation_id=hook.hook_id, payload=encoded, actor=actor
         )
-        result = await self._writes.append(hook.run_id, [event])
-        await self._woken(result)
+        result = await self._received(event)
         for view in result.hooks:
             if view.hook_id == hook.hook_id:
                 return view
         return hook
+
+    async def _received(self, event: HookReceived) -> EventResult:
+        """Append a hook's payload and wake whoever drives the run (an engine that drives
+        it appends it together with what the body does on it)."""
+        result = await self._writes.append(event.run_id, [event])
+        await self._woken(result)
+        return result
 
     async def resume_webhook(
         self, token: str, request: WebhookRequest, *, timeout: float = DEFAULT_WEBHOOK_TIMEOUT

@@ -33,13 +33,12 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-import msgspec
-
 from worldflow._registry import Registry
 from worldflow._replay.instance import Progress, WorkflowInstance
 from worldflow._runtime.admission import RunAdmission
 from worldflow._runtime.endings import RunEndings
 from worldflow._runtime.flow import DEFAULT_POLL, FlowGate
+from worldflow._runtime.fused import FusedAppends
 from worldflow._runtime.handoff import RUN_QUEUE, STEP_QUEUE
 from worldflow._runtime.inbox import from_inbox, only_new_steps, read_log, steps_wait
 from worldflow._runtime.ownership import RunOwner
@@ -60,9 +59,7 @@ from worldflow.worlds import (
     RunStarted,
     RunStatus,
     RunUnstalled,
-    StepCompleted,
     StepCreated,
-    StepFailed,
     StepStarted,
     WaitCompleted,
     WorkflowRun,
@@ -130,12 +127,15 @@ class Driver:
             deliver=self.deliver,
             cancel_jobs=self.cancel_jobs,
         )
+        self.fused = FusedAppends(self)
+        """Appends of an event fed to the cached instance first, with what the body did on it
+        (a step's result, a start, a hook's payload)."""
         self.steps = StepRunner(
             world=world,
             registry=registry,
             clock=clock,
             deliver=self._deliver_step,
-            complete=self.complete,
+            complete=self.fused.complete,
             max_concurrent=max_concurrent_steps,
             services=step_services,
             fence=self.owner.fence,
@@ -510,111 +510,6 @@ class Driver:
             self.timers.arm(slot, min(aware(at) for _, at in progress.waits))
         else:
             self.timers.disarm(slot)
-
-    # -- a step's result and what the body does next, in one append --------------------------
-
-    async def complete(
-        self, job: StepJob, event: StepCompleted | StepFailed, handoff: list[StepJob] | None
-    ) -> bool:
-        """Record a step's final result fused with the body's next decisions; False when
-        the fast path does not apply or the append was refused (nothing was recorded: the
-        caller records the result alone, and the run is driven again from its log).
-
-        The result is fed to the cached instance first, stamped with the seq it will get
-        and the engine's time; then the result and the commands it produced go out in one
-        append whose precondition (``expected_seq``) is that nobody appended meanwhile.
-        """
-        slot = self._slots.get(job.run_id)
-        if slot is None or slot.instance is None or slot.driving:
-            return False
-        pending = from_inbox(slot)
-        if pending is None:
-            slot.fetch = True  # the inbox had a gap: the next drive reads the log
-            return False
-        self._forget_job(slot, job)
-        slot.driving = True
-        fused = False
-        try:
-            fused = await self._fused(slot, pending, event, handoff)
-            while fused and slot.again:
-                slot.again = False
-                await self._drive_once(slot, handoff)
-            slot.failures = 0
-        except (RunOwnedElsewhereError, OwnershipLostError) as exc:
-            self._lost(slot, exc)
-        except Exception:
-            log.exception("run %s: driving failed", slot.run_id)
-            if fused:
-                self._retry_later(slot)
-            else:
-                self.cache.drop_instance(slot)
-        finally:
-            slot.driving = False
-            self.cache.release(slot)
-            if len(self.cache.lru) > self.cache.max_cached_runs:
-                self.cache.trim()
-        return fused
-
-    async def _fused(
-        self,
-        slot: Slot,
-        pending: list[AnyEvent],
-        event: StepCompleted | StepFailed,
-        handoff: list[StepJob] | None,
-    ) -> bool:
-        instance = slot.instance
-        assert instance is not None
-        run_id = slot.run_id
-        expected = pending[-1].seq if pending else instance.last_seq
-        record = msgspec.structs.replace(event, created_at=aware(self.clock.now()))
-        progress = self._feed(slot, [*pending, msgspec.structs.replace(record, seq=expected + 1)])
-        if progress is None:
-            return False  # the instance is gone (feeding failed): the log decides
-        if progress.stalled:
-            self.cache.drop_instance(slot)  # recorded alone; the rebuild records the divergence
-            return False
-        commands = self._with_starts(slot, progress.commands) if progress.commands else []
-        try:
-            result = await self.world.append(
-                run_id,
-                [record, *commands],
-                fence=self.owner.fence(run_id),
-                expected_seq=expected,
-            )
-        except Exception:
-            # Someone appended meanwhile (SeqConflictError), the run ended or moved to
-            # another engine, a world error: the instance saw an event the log does not
-            # have, so it goes; the caller records the result alone.
-            unreserve(slot)
-            self.cache.drop_instance(slot)
-            return False
-        except BaseException:
-            unreserve(slot)
-            self.cache.drop_instance(slot)
-            raise
-        if slot.instance is None:  # evicted meanwhile (engine closing)
-            unreserve(slot)
-            return True
-        slot.view = result.run
-        if result.run.owner_epoch:
-            self.owner.saw(result.run)
-        rest = result.events[1:]
-        if rest and not slot.inbox and not slot.fetch and only_new_steps(rest):
-            # As in _settle: new steps wait in the inbox and go in with their results.
-            progress = steps_wait(slot, rest, progress)
-            slot.conflicts = 0
-            await self._after(slot, progress, handoff)
-            return True
-        if rest:
-            slot.inbox.extend(rest)
-            fed = self._feed(slot, await self._take(slot))
-            if fed is None:
-                return True
-            progress = fed
-        else:
-            progress.commands = []
-        await self._go_on(slot, progress, handoff)
-        return True
 
     # -- steps -------------------------------------------------------------------------------
 

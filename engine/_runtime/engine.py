@@ -42,7 +42,7 @@ from worldflow._replay.instance import Progress
 from worldflow._runtime.arguments import actor_argument
 from worldflow._runtime.catalog import workflow_info
 from worldflow._runtime.children import start_child_services
-from worldflow._runtime.client import Client
+from worldflow._runtime.client import Client, IdTaken
 from worldflow._runtime.driver import RUN_QUEUE, STEP_QUEUE, Driver
 from worldflow._runtime.handoff import hand_over
 from worldflow._runtime.ownership import RunOwner
@@ -55,11 +55,13 @@ from worldflow.errors import (
     LeaseLostError,
     OwnershipLostError,
     RunOwnedElsewhereError,
+    SeqConflictError,
 )
 from worldflow.worlds import (
     ErrorInfo,
     EventResult,
     Fence,
+    HookReceived,
     RunCreated,
     RunFailed,
     RunStarted,
@@ -447,6 +449,30 @@ class Engine(Client):
         # Started and owned at once: this engine drives it right away (saves an append).
         fence = Fence(engine_id=self.owner.engine_id, epoch=0)
         return [created, RunStarted(run_id=created.run_id)], fence
+
+    async def _begin(self, created: RunCreated, served: bool) -> None:
+        fence: Fence | None = None
+        if served and self.owner.engine_id is not None and not self._gated(created):
+            fence = Fence(engine_id=self.owner.engine_id, epoch=0)
+        if fence is not None and self._driver is not None and not self._closing:
+            # Started, owned and driven here: the body's first decisions go in the same
+            # append (under expected_seq=0: a taken id is a SeqConflictError).
+            definition = self.registry.workflow(created.workflow_name)
+            try:
+                result = await self._driver.fused.start(created, definition, fence)
+            except SeqConflictError as exc:
+                raise IdTaken from exc
+            if result is not None:
+                return
+        await super()._begin(created, served)
+
+    async def _received(self, event: HookReceived) -> EventResult:
+        driver = self._driver
+        if driver is not None and not self._closing:
+            result = await driver.fused.deliver(event)
+            if result is not None:
+                return result
+        return await super()._received(event)
 
     def _gated(self, created: RunCreated) -> bool:
         """Whether a new run may not start at once: delayed, or its workflow has

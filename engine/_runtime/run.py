@@ -186,12 +186,12 @@ class Run:
             WorkflowCancelledError: the run was cancelled.
             TimeoutError: ``timeout`` seconds passed first (the run goes on).
         """
+        # Waits first, then reads the run once: a world that knows the run goes on (or that
+        # this process committed its end) answers the wait without a read. Unknown run:
+        # the wait raises RunNotFoundError.
         world = self._engine.world
-        run = await world.get_run(self.run_id)
-        if run.status.is_terminal:
-            return outcome(run)
         if timeout is None:
-            return outcome(await self._until_terminal(run))
+            return outcome(await self._until_terminal(0))
         # One timer for the whole wait (not one per wake-up: the run's log grows many times
         # before it ends, and each growth wakes the waiter). It cancels this task, as
         # asyncio.timeout does; on the system clock it is a plain loop timer, otherwise a
@@ -213,26 +213,29 @@ class Run:
         else:
             stop = loop.create_task(_after_sleep(clock, timeout, expire)).cancel
         try:
-            run = await self._until_terminal(run)
+            run = await self._until_terminal(0)
         except asyncio.CancelledError:
             if not expired or task.uncancel() > 0:
                 raise
-            status = (await world.get_run(self.run_id)).status
-            raise TimeoutError(
-                f"run {self.run_id} did not finish within {timeout}s (status: {status})"
-            ) from None
+            run = await world.get_run(self.run_id)
+            if not run.status.is_terminal:  # a run already ended never times out
+                raise TimeoutError(
+                    f"run {self.run_id} did not finish within {timeout}s (status: {run.status})"
+                ) from None
         finally:
             stop()
         return outcome(run)
 
-    async def _until_terminal(self, run: WorkflowRun) -> WorkflowRun:
+    async def _until_terminal(self, after_seq: int) -> WorkflowRun:
         # Woken once, by the run's end, not by each of its appends: one read of the run
         # after the wait (a world's bounded re-read may wake it early: then it waits again).
         world = self._engine.world
-        while not run.status.is_terminal:
-            await world.wait_for_run(self.run_id, after_seq=run.last_seq, terminal=True)
+        while True:
+            await world.wait_for_run(self.run_id, after_seq=after_seq, terminal=True)
             run = await world.get_run(self.run_id)
-        return run
+            if run.status.is_terminal:
+                return run
+            after_seq = run.last_seq
 
     async def events(self, *, after_seq: int = 0) -> AsyncIterator[EventInfo]:
         """The run's events from ``after_seq`` on, live, until the run's terminal event; each

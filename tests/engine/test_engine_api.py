@@ -3,6 +3,7 @@ error it raises."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -204,6 +205,37 @@ async def test_result_times_out_without_ending_the_run(world: MemoryWorld) -> No
         assert await run.status() is RunStatus.RUNNING
         await engine.resume_hook("t-timeout", "late")
         assert await run.result(timeout=WAIT) == "late"
+
+
+async def test_result_waits_first_and_reads_the_run_once(
+    world: MemoryWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Run.result() waits for the run's end before reading it: one get_run per result, not
+    # one before the wait and one after (a read a database world pays per run).
+    reads: list[str] = []
+    get_run = world.get_run
+
+    async def counted(run_id: str) -> Any:
+        reads.append(run_id)
+        return await get_run(run_id)
+
+    monkeypatch.setattr(world, "get_run", counted)
+    async with running(world, WORKFLOWS) as engine:
+        run = await engine.start(parked, "t-once")
+        await wait_for_type(run, "hook_created")
+        reads.clear()
+        waiter = asyncio.ensure_future(run.result(timeout=WAIT))
+        await asyncio.sleep(0.01)
+        await engine.resume_hook("t-once", "done")
+        assert await waiter == "done"
+        assert reads == [run.run_id]
+
+
+async def test_result_of_an_ended_run_never_times_out(world: MemoryWorld) -> None:
+    async with running(world, WORKFLOWS) as engine:
+        run = await engine.start(doubler, 3)
+        assert await run.result(timeout=WAIT) == {"n": 6}
+        assert await run.result(timeout=0) == {"n": 6}
 
 
 async def test_cancel_ends_a_run_and_result_says_so(world: MemoryWorld) -> None:

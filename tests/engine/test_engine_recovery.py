@@ -237,9 +237,9 @@ async def test_a_parent_learns_of_a_child_that_ended_during_a_crash(
         engine.driver.endings.notify_parent = lost  # type: ignore[method-assign]
         run = await engine.start(mom, 2)
         made = await wait_for_type(run, "step_created")
+        await wait_for_type(run, "step_completed")  # the builtin step has created the child
         child = await engine.get_run(f"{run.run_id}-{made.correlation_id}")
         assert await child.result(timeout=WAIT) == 6
-        await wait_for_type(run, "step_completed")
     assert await (await engine.get_run(run.run_id)).status() is RunStatus.RUNNING
     async with running(world, WORKFLOWS) as engine:
         assert await (await engine.get_run(run.run_id)).result(timeout=WAIT) == 7

@@ -13,6 +13,7 @@ import sys
 import textwrap
 from asyncio.subprocess import PIPE
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -126,6 +127,31 @@ async def populate(world: World) -> None:
         ],
     )
     await new_run(world, "Capitals/and spaces é")
+    # An engine's batches (expected_seq: the times are the engine's, fed to the body first):
+    # a start fused with the first step, then its result fused with the run's end. Their
+    # views take the first event's time, on reopen as when they were appended.
+    engine_time = datetime(2031, 1, 2, 3, 4, 5, 600000, tzinfo=UTC)
+    fused = "r-fused"
+    step = "step_fused"
+    await world.append(
+        fused,
+        [
+            RunCreated(run_id=fused, workflow_name="c", input=payload(0), created_at=engine_time),
+            RunStarted(run_id=fused, created_at=engine_time),
+            StepCreated(run_id=fused, correlation_id=step, step_name="s", input=payload(1)),
+            StepStarted(run_id=fused, correlation_id=step),
+        ],
+        expected_seq=0,
+    )
+    later = engine_time + timedelta(seconds=1)
+    await world.append(
+        fused,
+        [
+            StepCompleted(run_id=fused, correlation_id=step, result=payload(2), created_at=later),
+            RunCompleted(run_id=fused, output=payload(2)),
+        ],
+        expected_seq=4,
+    )
     await world.write_stream("r-live", "out", [b"a", b"\x00\xff", b""])
     await world.close_stream("r-done", "empty")
     await world.enqueue("runs", QueueMessage(kind="run", run_id="r-live"), idempotency_key="k")

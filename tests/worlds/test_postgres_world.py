@@ -66,6 +66,8 @@ async def pair(url: str) -> AsyncIterator[Pair]:
     b = await open_world(url)
     assert isinstance(a, PostgresWorld)
     assert isinstance(b, PostgresWorld)
+    # A looked for peers when it opened, alone; it notifies once it has heard B's hello.
+    await eventually(lambda: a.listener.peers)
     try:
         yield a, b
     finally:

@@ -30,7 +30,9 @@ __all__ = ["GuardedRun", "rebuild_tokens", "reorder", "replay_record"]
 def replay_record(log: LogState, run_id: str, events: Sequence[AnyEvent]) -> Batch:
     """A batch that re-applied one logged record (a batch of stamped events) to the views;
     the caller commits it. Raises the rules' error if the record breaks them."""
-    # a batch is stamped with one time, which is also what its views were given
+    # the views take the batch's first event's time, as the live append gave them (an
+    # unstamped batch is stamped with one time; a stamped one's first event holds the
+    # caller's time, which the rules give its views: worldflow.worlds._rules.Batch)
     batch = Batch(StoredRun(log, run_id), run_id, events[0].created_at, replay=True)
     for event in events:
         batch.add(event)

@@ -7,7 +7,60 @@ other write (events, steps, hooks, waits, the change counter, a NOTIFY) conditio
 
 from __future__ import annotations
 
-__all__ = ["build_append_sql"]
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from worldflow.worlds._events import AnyEvent, encode_event
+from worldflow.worlds._postgres import codec
+from worldflow.worlds._records import Hook, Step, Wait, WorkflowRun
+
+__all__ = ["build_append_sql", "created_args", "rows_args"]
+
+
+def created_args(run: WorkflowRun) -> list[Any]:
+    """``$2`` to ``$13`` of a statement that creates the run."""
+    return [
+        run.workflow_name,
+        run.status.value,
+        run.last_seq,
+        run.resource_id,
+        codec.encode(run.metadata).decode(),
+        run.parent_run_id,
+        run.created_at,
+        bytes(run.input),
+        codec.encode_run(run),
+        run.owner_id,
+        run.owner_epoch,
+        run.forked_from,
+    ]
+
+
+def rows_args(
+    events: Sequence[AnyEvent],
+    steps: Mapping[str, Step],
+    hooks: Mapping[str, Hook],
+    waits: Mapping[str, Wait],
+) -> list[Any]:
+    """The arrays the ``ev`` / ``st`` / ``hk`` / ``wt`` CTEs unnest (only those present)."""
+    args: list[Any] = [
+        [e.seq for e in events],
+        [e.event_id for e in events],
+        [e.type for e in events],
+        [e.correlation_id for e in events],
+        [encode_event(e) for e in events],
+    ]
+    if steps:
+        s = list(steps.values())
+        args += [[x.step_id for x in s], [x.status.value for x in s], [codec.encode(x) for x in s]]
+    if hooks:
+        h = list(hooks.values())
+        args += [[x.hook_id for x in h], [x.token for x in h]]
+        args += [[x.status.value for x in h], [codec.encode(x) for x in h]]
+    if waits:
+        w = list(waits.values())
+        args += [[x.wait_id for x in w], [x.status.value for x in w]]
+        args += [[x.resume_at for x in w], [codec.encode(x) for x in w]]
+    return args
 
 
 def build_append_sql(

@@ -48,13 +48,13 @@ from worldflow.worlds._events import (
     AnyEvent,
     HookCreated,
     RunCreated,
-    encode_event,
 )
 from worldflow.worlds._fencing import check_expected_seq, check_fence
 from worldflow.worlds._ids import id_problem
 from worldflow.worlds._memory.log import LogState, RunState, StoredRun, commit
 from worldflow.worlds._postgres import codec
-from worldflow.worlds._postgres.append_sql import build_append_sql
+from worldflow.worlds._postgres.append_sql import build_append_sql, created_args, rows_args
+from worldflow.worlds._postgres.notify import MAX_PAYLOAD, Notifier
 from worldflow.worlds._protocol import OWNER_ONLY_EVENTS, EventResult
 from worldflow.worlds._records import (
     TERMINAL_RUN_STATUSES,
@@ -122,6 +122,7 @@ class _Cached:
     state: RunState  # changed in place by the run's writer before its statement commits
     pos: int
     last_seq: int  # as committed
+    ended: bool = False  # whether the run was terminal as committed (an end is final)
 
 
 @dataclass(slots=True, eq=False)
@@ -162,6 +163,8 @@ class Appender:
         on_commit: Called with ``(run_id, last_seq, urgent, became_terminal)`` after each
             committed statement, to wake local waiters and feed the notifier.
         log_channel: The NOTIFY channel that announces log growth.
+        notifier: The coalescing notifier, whose pending items ride along with a statement
+            that notifies anyway.
     """
 
     def __init__(
@@ -171,18 +174,22 @@ class Appender:
         clock: Clock,
         on_commit: Callable[[str, int, bool, bool], None],
         log_channel: str,
+        notifier: Notifier,
     ) -> None:
         self._pool = pool
         self._s = schema
         self._clock = clock
         self._on_commit = on_commit
         self._channel = log_channel
+        self._notifier = notifier
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._pending: dict[str, list[_Pending]] = {}
         self._writers: set[asyncio.Task[None]] = set()
         self._writing: set[str] = set()  # runs with a statement being prepared or in flight
         self._deferred: dict[str, int] = {}  # news heard while writing: run -> last_seq
+        self._deferred_ends: set[str] = set()  # ends heard while writing
         self.on_news: Callable[[str], None] = _ignore
+        self.on_end: Callable[[str], None] = _ignore
         self._sql_cache: dict[tuple[bool, ...], str] = {}
         self.stats = AppendStats()
         self.fault: FaultHook | None = None
@@ -239,6 +246,18 @@ class Appender:
             del self._cache[run_id]
         return True
 
+    def heard_end(self, run_id: str) -> bool:
+        """A notification said the run ended: whether to wake its result waiters now.
+
+        Not while this process is writing the run: it is most likely the echo of the
+        statement in flight, whose commit wakes them with the end already cached (no read).
+        ``on_end`` is called once the write is over, in case it was another's end.
+        """
+        if run_id in self._writing:
+            self._deferred_ends.add(run_id)
+            return False
+        return True
+
     def cached_last_seq(self, run_id: str) -> int:
         """The ``last_seq`` this process last wrote or read for the run (0 if unknown).
 
@@ -248,22 +267,21 @@ class Appender:
         return cached.last_seq if cached is not None else 0
 
     def cached_unfinished(self, run_id: str) -> bool:
-        """Whether this process's overlay of the run says it is not terminal, so the stored
-        run is not either (the overlay is at or ahead of what committed; an end is final)."""
+        """Whether the run was not terminal at ``cached_last_seq`` (as this process
+        committed or read it): the stored run has not ended unless its log grew since.
+
+        Decided on what committed, not on the overlay, which a statement in flight may have
+        taken to the end already (the waiter then waits for that commit's signal).
+        """
         cached = self._cache.get(run_id)
-        return cached is not None and cached.state.run.status not in TERMINAL_RUN_STATUSES
+        return cached is not None and not cached.ended
 
     def cached_end(self, run_id: str) -> int:
-        """The ``last_seq`` of a run this process's overlay holds as ended, as committed (0
-        if not so known). An end is final, so no read is needed to know it; not while the
-        run is being written (the overlay may be ahead of the database then)."""
+        """The ``last_seq`` of a run this process committed or read as ended (0 if not so
+        known). An end is final, so no read is needed to know it, even while a later
+        statement (a late step result) is in flight."""
         cached = self._cache.get(run_id)
-        if cached is None or run_id in self._writing:
-            return 0
-        run = cached.state.run
-        if run.status not in TERMINAL_RUN_STATUSES or run.last_seq != cached.last_seq:
-            return 0
-        return cached.last_seq
+        return cached.last_seq if cached is not None and cached.ended else 0
 
     async def _load(self, conn: Any, run_id: str) -> _Cached | None:
         self.stats.reloads += 1
@@ -294,7 +312,8 @@ class Appender:
                     state.waiting.add(wait.wait_id)
             else:
                 state.claimed_hook_ids.add(row["cid"])
-        return _Cached(state=state, pos=head["pos"], last_seq=run.last_seq)
+        ended = run.status in TERMINAL_RUN_STATUSES
+        return _Cached(state=state, pos=head["pos"], last_seq=run.last_seq, ended=ended)
 
     def _remember(self, run_id: str, cached: _Cached) -> None:
         cache = self._cache
@@ -361,6 +380,9 @@ class Appender:
             if heard > self.cached_last_seq(run_id):  # another process's news after all
                 self.evict(run_id)
                 self.on_news(run_id)
+            if run_id in self._deferred_ends:
+                self._deferred_ends.discard(run_id)
+                self.on_end(run_id)
 
     async def _write_wave(self, run_id: str, items: list[_Pending]) -> None:
         cached = self._cache.get(run_id)
@@ -412,7 +434,9 @@ class Appender:
                 wave.results = [
                     (item, _with_owner(out, owner_id, owner_epoch)) for item, out in wave.results
                 ]
-            self._remember(run_id, _Cached(state=new, pos=pos, last_seq=new.run.last_seq))
+            ended = new.run.status in TERMINAL_RUN_STATUSES
+            last_seq = new.run.last_seq
+            self._remember(run_id, _Cached(state=new, pos=pos, last_seq=last_seq, ended=ended))
             self._settle(wave)
             self._on_commit(run_id, new.run.last_seq, wave.urgent, wave.became_terminal)
             return
@@ -563,20 +587,7 @@ class Appender:
         claim = wave.claim
         args: list[Any] = [run_id]
         if wave.created:
-            args += [
-                run.workflow_name,
-                run.status.value,
-                run.last_seq,
-                run.resource_id,
-                codec.encode(run.metadata).decode(),
-                run.parent_run_id,
-                run.created_at,
-                bytes(run.input),
-                codec.encode_run(run),
-                run.owner_id,
-                run.owner_epoch,
-                run.forked_from,
-            ]
+            args += created_args(run)
         else:
             assert cached is not None
             args += [cached.pos, wave.start_seq, run.last_seq, run.status.value]
@@ -585,30 +596,19 @@ class Appender:
                 args += list(wave.owner)
             if claim is not None:
                 args += list(claim)
-        args += [
-            [e.seq for e in events],
-            [e.event_id for e in events],
-            [e.type for e in events],
-            [e.correlation_id for e in events],
-            [encode_event(e) for e in events],
-        ]
-        if wave.steps:
-            steps = list(wave.steps.values())
-            args += [[x.step_id for x in steps], [x.status.value for x in steps]]
-            args.append([codec.encode(x) for x in steps])
-        if wave.hooks:
-            hooks = list(wave.hooks.values())
-            args += [[x.hook_id for x in hooks], [x.token for x in hooks]]
-            args += [[x.status.value for x in hooks], [codec.encode(x) for x in hooks]]
-        if wave.waits:
-            waits = list(wave.waits.values())
-            args += [[x.wait_id for x in waits], [x.status.value for x in waits]]
-            args += [[x.resume_at for x in waits], [codec.encode(x) for x in waits]]
-        notify = wave.urgent or wave.became_terminal
+        args += rows_args(events, wave.steps, wave.hooks, wave.waits)
+        notify = (wave.urgent or wave.became_terminal) and self._notifier.wanted()
+        carried: list[str] = []
         if notify:
-            # "t:<run>" wakes the other processes' result waiters (wait_for_run(terminal=)).
-            ended = f",t:{run_id}" if wave.became_terminal else ""
-            args += [self._channel, f"{run_id}:{run.last_seq}{ended}"]
+            # "t:<run>" wakes the other processes' result waiters (wait_for_run(terminal=)),
+            # "s:<run>" the followers of its streams (one that never came ends now).
+            payload = f"{run_id}:{run.last_seq}"
+            if wave.became_terminal:
+                payload += f",t:{run_id},s:{run_id}"
+            carried = self._notifier.take(MAX_PAYLOAD - len(payload))
+            if carried:  # the notifier's pending news goes out with this NOTIFY
+                payload += "," + ",".join(carried)
+            args += [self._channel, payload]
         key = (
             wave.created,
             wave.fenced or claim is not None,
@@ -623,12 +623,21 @@ class Appender:
         if fault is not None:
             await fault("before", conn)
         self.stats.statements += 1
-        row = await conn.fetchrow(sql, *args)
-        if fault is not None:
-            await fault("after", conn)
+        try:
+            row = await conn.fetchrow(sql, *args)
+            if fault is not None:
+                await fault("after", conn)
+        except BaseException:
+            self._give_back(carried)  # (sent twice if it did commit: a hint, harmless)
+            raise
         if row["pos"] is None:
+            self._give_back(carried)
             return None
         return row["pos"], row["owner_id"], row["owner_epoch"]
+
+    def _give_back(self, items: list[str]) -> None:
+        for item in items:
+            self._notifier.add(item)
 
     async def _probe(self, run_id: str, wave: _Wave) -> tuple[int, str | None, int] | None:
         """After a lost reply: the run's ``(pos, owner)`` if the wave's first event is stored."""

@@ -9,11 +9,22 @@ dropped connection without a FIN) costs at most one poll interval, never a hang.
 * Appends announce log growth on ``<schema>_log`` (payload ``run_id:last_seq`` items joined
   by ``,``). Urgent ones (terminal, external events) notify in the append statement itself;
   the others are coalesced by :class:`Notifier` into one ``pg_notify`` every few ms, since a
-  NOTIFY in every append serializes commits on a database-wide lock.
+  NOTIFY in every append serializes commits on a database-wide lock. An urgent append also
+  carries what the notifier has pending (:meth:`Notifier.take`), so a run's appends cost
+  one NOTIFY at its end and no statement of their own.
 * ``<schema>_queue`` (a queue name) is sent by ``enqueue`` for a message due now.
 * :class:`Listener` owns one connection outside the pool, in autocommit, never in a
   transaction. On loss it reconnects with capped backoff, re-LISTENs and resyncs: every
   local waiter is woken to re-read.
+* Nobody else, no NOTIFY: a NOTIFY costs its statement a database-wide lock at commit
+  (about 0.3 ms here), so the log's news is sent only while another process may hear it
+  (:attr:`Listener.peers`). A listener says hello (``h:``) on the log channel as it starts
+  listening, which every other instance takes as "someone listens"; the health check, every
+  few seconds, looks for another process's sessions of the world (by their
+  ``application_name``) and clears the flag when there are none; so does the first look,
+  when the listener starts. A session of another process that exists when an instance
+  looks counts, so the only news not sent is an append made between a newcomer's
+  ``LISTEN`` and this instance hearing its hello: its waiters then wake on their poll.
 """
 
 from __future__ import annotations
@@ -29,12 +40,14 @@ import asyncpg
 
 from worldflow.worlds._wakeups import Signal
 
-__all__ = ["Listener", "Notifier", "Signals"]
+__all__ = ["HELLO", "MAX_PAYLOAD", "Listener", "Notifier", "Signals"]
 
 log = logging.getLogger("worldflow.worlds.postgres")
 
-_MAX_PAYLOAD: Final = 7900  # NOTIFY payloads must stay under 8000 bytes
+MAX_PAYLOAD: Final = 7900  # NOTIFY payloads must stay under 8000 bytes
 _HEALTH_EVERY: Final = 5.0
+HELLO: Final = "h:"
+"""What a listener sends on the log channel once it listens: "here is another process"."""
 
 
 class Signals:
@@ -71,12 +84,16 @@ class Notifier:
     Args:
         pool: The world's pool (one short statement per flush).
         channel: The ``<schema>_log`` channel.
+        wanted: Whether anyone else may listen now (else news is dropped, not sent).
         interval: Seconds between flushes while there is something to send.
     """
 
-    def __init__(self, pool: Any, channel: str, interval: float = 0.005) -> None:
+    def __init__(
+        self, pool: Any, channel: str, wanted: Callable[[], bool], interval: float = 0.010
+    ) -> None:
         self._pool = pool
         self._channel = channel
+        self.wanted = wanted
         self._interval = interval
         self._pending: dict[str, None] = {}
         self._task: asyncio.Task[None] | None = None
@@ -84,9 +101,25 @@ class Notifier:
 
     def add(self, item: str) -> None:
         """Announce ``item`` (``run_id:last_seq`` or ``s:run_id``) with the next flush."""
+        if not self.wanted():
+            return
         self._pending[item] = None
         if self._task is None:
             self._task = asyncio.ensure_future(self._flush_soon())
+
+    def take(self, room: int) -> list[str]:
+        """Hand over pending items, at most ``room`` characters of payload (joined by
+        ``,``), for a statement that notifies anyway; :meth:`add` them back if it fails."""
+        pending = self._pending
+        taken: list[str] = []
+        for item in pending:
+            room -= len(item) + 1
+            if room < 0:
+                break
+            taken.append(item)
+        for item in taken:
+            del pending[item]
+        return taken
 
     async def _flush_soon(self) -> None:
         try:
@@ -100,13 +133,13 @@ class Notifier:
     async def flush(self) -> None:
         """Send what is pending now."""
         items, self._pending = list(self._pending), {}
-        if not items:
+        if not items or not self.wanted():
             return
         payloads: list[str] = []
         current: list[str] = []
         size = 0
         for item in items:
-            if current and size + len(item) + 1 > _MAX_PAYLOAD:
+            if current and size + len(item) + 1 > MAX_PAYLOAD:
                 payloads.append(",".join(current))
                 current, size = [], 0
             current.append(item)
@@ -144,6 +177,9 @@ class Listener:
         channels: The channels to LISTEN on.
         on_notify: Called with ``(channel, payload)`` for each notification.
         on_resync: Called after every (re)connect: wake everyone, something may be missed.
+        application_name: The one every connection of the world has (peers are sessions
+            with it, of other processes).
+        own_pids: The server pids of this instance's pooled connections (not peers).
     """
 
     def __init__(
@@ -152,11 +188,17 @@ class Listener:
         channels: list[str],
         on_notify: Handler,
         on_resync: Callable[[], None],
+        application_name: str,
+        own_pids: Callable[[], list[int]],
     ) -> None:
         self._connect = connect
         self._channels = channels
         self._on_notify = on_notify
         self._on_resync = on_resync
+        self._application_name = application_name
+        self._own_pids = own_pids
+        self.peers = True
+        """Whether another process may be listening (see the module's docstring)."""
         self._conn: Any = None
         self._lost = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -169,11 +211,16 @@ class Listener:
         return self._conn
 
     async def start(self) -> None:
-        """Connect and LISTEN, then supervise the connection in the background."""
+        """Connect, LISTEN and look for peers, then supervise the connection."""
         await self._open()
+        await self.check_peers()
         self._task = asyncio.ensure_future(self._supervise())
 
     def _callback(self, conn: Any, pid: int, channel: str, payload: str) -> None:
+        if payload == HELLO:
+            if pid != conn.get_server_pid():  # not our own
+                self.peers = True
+            return
         try:
             self._on_notify(channel, payload)
         except Exception:  # pragma: no cover - a handler bug must not kill the listener
@@ -189,11 +236,13 @@ class Listener:
             for channel in self._channels:
                 await conn.add_listener(channel, self._callback)
             conn.add_termination_listener(self._terminated)
+            await conn.execute(f"NOTIFY {self._channels[0]}, '{HELLO}'")
         except BaseException:
             await conn.close()
             raise
         self._conn = conn
         self._lost.clear()
+        self.peers = True  # until the next look: we may have missed a hello
 
     def _stopped(self) -> bool:
         return self._closing
@@ -209,11 +258,29 @@ class Listener:
             if not self._lost.is_set() and conn is not None and not conn.is_closed():
                 try:
                     async with asyncio.timeout(_HEALTH_EVERY):
-                        await conn.execute("SELECT 1")
+                        await self.check_peers()
                     continue
                 except (TimeoutError, *_CONNECTION_ERRORS):
                     pass
             await self._reconnect()
+
+    async def check_peers(self) -> bool:
+        """Look for another process's sessions of the world now (the health check does it
+        every few seconds); set and return :attr:`peers`."""
+        conn = self._conn
+        if conn is None:
+            self.peers = True
+            return True
+        own = [conn.get_server_pid(), *self._own_pids()]
+        try:
+            found = await conn.fetchval(_PEERS_SQL, self._application_name, own)
+        except asyncpg.exceptions.PostgresError as exc:  # not a lost connection: a refusal
+            if isinstance(exc, _CONNECTION_ERRORS):
+                raise
+            log.debug("could not look for peers (%r): notifying anyway", exc)
+            found = True
+        self.peers = bool(found)
+        return self.peers
 
     async def _reconnect(self) -> None:
         old, self._conn = self._conn, None
@@ -248,6 +315,10 @@ class Listener:
             except (TimeoutError, *_CONNECTION_ERRORS):
                 conn.terminate()
 
+
+_PEERS_SQL: Final = """
+    SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
+        AND application_name = $1 AND pid <> ALL($2::int[]))"""
 
 _CONNECTION_ERRORS: Final = (
     asyncpg.exceptions.InterfaceError,

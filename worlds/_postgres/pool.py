@@ -51,6 +51,10 @@ class Pool:
         """Statements sent on the pool's connections (read by benchmarks and tests)."""
         self.checkouts = 0
 
+    def server_pids(self) -> list[int]:
+        """The server process ids of the open connections."""
+        return [conn.get_server_pid() for conn in self._all if not conn.is_closed()]
+
     async def start(self) -> None:
         """Open the first ``min_size`` connections."""
         for _ in range(self._min):

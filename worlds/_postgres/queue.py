@@ -60,7 +60,9 @@ class PostgresQueue:
                 RETURNING message_id, available_at <= clock_timestamp() AS due)
             SELECT message_id, CASE WHEN due THEN pg_notify('{channel}', $2) END FROM m"""
         # A consumer that names its workflows (or its engine) gets only the messages of
-        # workflows it serves, and no message addressed to another live engine.
+        # workflows it serves, and no message addressed to another live engine. A lease that
+        # takes nothing answers instead when the queue's next message is due (one row with a
+        # NULL message id), so an idle consumer's poll is one statement.
         self._lease_sql = f"""
             WITH due AS (
                 SELECT message_id FROM {s}.queue q
@@ -71,15 +73,21 @@ class PostgresQueue:
                     AND (q.engine_id IS NULL OR q.engine_id = $6::text OR NOT EXISTS (
                         SELECT 1 FROM {s}.engines e WHERE e.engine_id = q.engine_id
                           AND e.expires_at > clock_timestamp()))))
-                ORDER BY available_at, pos LIMIT $2 FOR UPDATE SKIP LOCKED)
-            UPDATE {s}.queue q SET lease_id = gen_random_uuid()::text, attempt = q.attempt + 1,
-                available_at = clock_timestamp() + $3 * interval '1 second',
-                idempotency_key = NULL
-            FROM due WHERE q.message_id = due.message_id
-            RETURNING q.message_id, q.pos, q.message, q.attempt, q.available_at, q.lease_id"""
-        self._next_due_sql = f"""
-            SELECT EXTRACT(EPOCH FROM min(available_at) - clock_timestamp())::float8
-            FROM {s}.queue WHERE queue = $1"""
+                ORDER BY available_at, pos LIMIT $2 FOR UPDATE SKIP LOCKED),
+            got AS (
+                UPDATE {s}.queue q SET lease_id = gen_random_uuid()::text,
+                    attempt = q.attempt + 1,
+                    available_at = clock_timestamp() + $3 * interval '1 second',
+                    idempotency_key = NULL
+                FROM due WHERE q.message_id = due.message_id
+                RETURNING q.message_id, q.pos, q.message, q.attempt, q.available_at, q.lease_id)
+            SELECT message_id, pos, message, attempt, available_at, lease_id,
+                NULL::float8 AS next_due FROM got
+            UNION ALL
+            SELECT NULL, NULL, NULL, NULL, NULL, NULL,
+                (SELECT EXTRACT(EPOCH FROM min(available_at) - clock_timestamp())::float8
+                 FROM {s}.queue WHERE queue = $1)
+            WHERE NOT EXISTS (SELECT 1 FROM got)"""
         self._ack_sql = f"""
             DELETE FROM {s}.queue
             WHERE message_id = $1 AND lease_id = $2 AND available_at > clock_timestamp()
@@ -146,21 +154,23 @@ class PostgresQueue:
                     served,
                     engine_id,
                 )
-                remaining = deadline - loop.time()
-                if rows or remaining <= 0:
-                    rows = sorted(rows, key=lambda r: r["pos"])
-                    return [
-                        Lease(
-                            lease_id=r["lease_id"],
-                            message_id=r["message_id"],
-                            queue=queue,
-                            message=codec.decode_message(r["message"]),
-                            attempt=r["attempt"],
-                            expires_at=r["available_at"],
-                        )
-                        for r in rows
-                    ]
-                next_due = await conn.fetchval(self._next_due_sql, queue)
+            next_due = None
+            if len(rows) == 1 and rows[0]["message_id"] is None:  # nothing due for us
+                next_due, rows = rows[0]["next_due"], []
+            remaining = deadline - loop.time()
+            if rows or remaining <= 0:
+                rows = sorted(rows, key=lambda r: r["pos"])
+                return [
+                    Lease(
+                        lease_id=r["lease_id"],
+                        message_id=r["message_id"],
+                        queue=queue,
+                        message=codec.decode_message(r["message"]),
+                        attempt=r["attempt"],
+                        expires_at=r["available_at"],
+                    )
+                    for r in rows
+                ]
             pause = min(remaining, _POLL)
             if next_due is not None:
                 pause = min(pause, max(next_due, 0.001))

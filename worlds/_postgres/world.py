@@ -18,11 +18,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import datetime
 from typing import Any, Final, Self
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from worldflow.errors import ConfigurationError, InvalidEventError, RunNotFoundError, WorldError
+from worldflow.errors import InvalidEventError, RunNotFoundError, WorldError
 from worldflow.worlds._clock import Clock, SystemClock
 from worldflow.worlds._events import AnyEvent, Event
 from worldflow.worlds._permits import check_permit_arguments, check_permit_key
@@ -36,6 +35,7 @@ from worldflow.worlds._postgres.queue import PostgresQueue
 from worldflow.worlds._postgres.reads import PostgresReads
 from worldflow.worlds._postgres.schema import check_schema_name, migrate
 from worldflow.worlds._postgres.streams import PostgresStreams
+from worldflow.worlds._postgres.url import application_name, parse_url
 from worldflow.worlds._protocol import PERMIT_WAIT_TTL, EventResult, SortOrder
 from worldflow.worlds._records import (
     EngineInfo,
@@ -61,35 +61,7 @@ from worldflow.worlds._wakeups import wait_for_event
 __all__ = ["PostgresWorld"]
 
 _POLL: Final = 1.0  # every wait re-reads at least this often: a lost NOTIFY never hangs it
-_OWN_OPTIONS: Final = frozenset({"schema", "pool_min", "pool_max", "maintain_every"})
 _WORLD_KEY: Final = "w"
-
-
-def _parse_url(url: str) -> tuple[str, str, int, int, float]:
-    """``(dsn, schema, pool_min, pool_max, maintain_every)`` from a ``postgresql://`` URL."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("postgresql", "postgres"):
-        raise ConfigurationError(f"not a postgresql:// URL: {url!r}")
-    options = dict(parse_qsl(parts.query, keep_blank_values=True))
-    schema = check_schema_name(options.get("schema", "worldflow"))
-    try:
-        pool_min = int(options.get("pool_min", "2"))
-        pool_max = int(options.get("pool_max", "10"))
-        maintain_every = float(options.get("maintain_every", "60"))
-    except ValueError:
-        raise ConfigurationError(
-            f"invalid option in {url!r}: pool_min and pool_max are integers, maintain_every "
-            "a number of seconds"
-        ) from None
-    if not maintain_every >= 0:
-        raise ConfigurationError(f"invalid maintain_every in {url!r}: seconds, 0 for never")
-    if not 0 <= pool_min <= pool_max or pool_max < 1:
-        raise ConfigurationError(
-            f"invalid pool sizes in {url!r}: need 0 <= pool_min <= pool_max and pool_max >= 1"
-        )
-    rest = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k not in _OWN_OPTIONS])
-    dsn = urlunsplit(("postgresql", parts.netloc, parts.path, rest, ""))
-    return dsn, schema, pool_min, pool_max, maintain_every
 
 
 class PostgresWorld:
@@ -112,9 +84,12 @@ class PostgresWorld:
         self._signals = Signals()
         self._log_channel = f"{schema}_log"
         self._queue_channel = f"{schema}_queue"
-        self._notifier = Notifier(pool, self._log_channel)
-        self._appender = Appender(pool, schema, clock, self._committed, self._log_channel)
+        self._notifier = Notifier(pool, self._log_channel, self._peers)
+        self._appender = Appender(
+            pool, schema, clock, self._committed, self._log_channel, self._notifier
+        )
         self._appender.on_news = self._news
+        self._appender.on_end = self._ended
         self._reads = PostgresReads(pool, schema)
         self._owners = PostgresOwners(pool, schema)
         self._permits = PostgresPermits(pool, schema, PERMIT_WAIT_TTL)
@@ -128,6 +103,8 @@ class PostgresWorld:
             [self._log_channel, self._queue_channel],
             self._notified,
             self._resynced,
+            application_name(schema),
+            pool.server_pids,
         )
         self._changes_sql = (
             f"SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {schema}.changes"
@@ -162,7 +139,7 @@ class PostgresWorld:
         # No world transaction is ever left open; a stuck one would hold the vacuum horizon
         # (and bloat the queue table), so the server ends it.
         settings = {
-            "application_name": f"worldflow:{schema}",
+            "application_name": application_name(schema),
             "idle_in_transaction_session_timeout": "60000",
         }
 
@@ -186,14 +163,14 @@ class PostgresWorld:
     @classmethod
     async def from_url(cls, url: str) -> Self:
         """Open the world at ``postgresql://user@host:port/db?schema=...&pool_max=...``."""
-        dsn, schema, pool_min, pool_max, every = _parse_url(url)
+        dsn, schema, pool_min, pool_max, every = parse_url(url)
         return await cls.open(
             dsn, schema=schema, pool_min=pool_min, pool_max=pool_max, maintain_every=every
         )
 
     async def _connect(self) -> Any:
         return await asyncpg.connect(
-            self._dsn, server_settings={"application_name": f"worldflow:{self._schema}"}
+            self._dsn, server_settings={"application_name": application_name(self._schema)}
         )
 
     # -- properties for the engine, tests and benchmarks ------------------------------------
@@ -245,9 +222,11 @@ class PostgresWorld:
         if terminal:  # result waiters, and followers of a stream that never came end
             signals.fire(f"t:{run_id}")
             signals.fire(f"s:{run_id}")
-            self._notifier.add(f"s:{run_id}")
-        elif not urgent:  # urgent ones were notified by the statement itself
+        elif not urgent:  # urgent and terminal ones were notified by the statement itself
             self._notifier.add(f"{run_id}:{last_seq}")
+
+    def _peers(self) -> bool:
+        return self._listener.peers
 
     def _stream_changed(self, run_id: str) -> None:
         self._notifier.add(f"s:{run_id}")
@@ -261,7 +240,8 @@ class PostgresWorld:
         news = False
         for item in payload.split(","):
             if item.startswith("t:"):  # beside its run's run:seq item, which tells the news
-                signals.fire(item)
+                if appender.heard_end(item[2:]):
+                    signals.fire(item)
                 continue
             if item.startswith("s:"):
                 signals.fire(item)
@@ -278,6 +258,10 @@ class PostgresWorld:
         """A notification held while this process wrote the run was another's append."""
         self._signals.fire(f"r:{run_id}")
         self._signals.fire(_WORLD_KEY)
+
+    def _ended(self, run_id: str) -> None:
+        """An end heard while this process wrote the run: wake its result waiters now."""
+        self._signals.fire(f"t:{run_id}")
 
     def _resynced(self) -> None:
         # Deaf for a while: notifications may be lost, so no cached last_seq is trusted.

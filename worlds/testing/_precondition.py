@@ -120,6 +120,41 @@ class PreconditionConformance(SuiteBase):
         assert stored[0].event_id
         assert stored[0].event_id == result.events[0].event_id
 
+    async def test_a_stamped_batch_gives_the_views_its_first_events_time(
+        self, world: World
+    ) -> None:
+        # An engine that starts a run feeds its body run_created and run_started stamped
+        # with its own time, and the ids the body mints rest on the run's created_at: the
+        # view must say the time the body saw (as a replay of the stored batch does).
+        run_id = new_id("wrun")
+        at = datetime(2031, 5, 6, 7, 8, 9, 123000, tzinfo=UTC)
+        step_id = new_id("step")
+        result = await world.append(
+            run_id,
+            [
+                RunCreated(run_id=run_id, workflow_name="wf", input=payload(1), created_at=at),
+                RunStarted(run_id=run_id, created_at=at),
+                StepCreated(run_id=run_id, correlation_id=step_id, step_name="s", input=payload(2)),
+                StepStarted(run_id=run_id, correlation_id=step_id),
+            ],
+            expected_seq=0,
+        )
+        assert [e.created_at for e in result.events[:2]] == [at, at]
+        for view in (result.run, await world.get_run(run_id)):
+            assert (view.created_at, view.started_at, view.updated_at) == (at, at, at)
+        step = await world.get_step(run_id, step_id)
+        assert step.created_at == at
+        later = at + timedelta(seconds=2)
+        done = StepCompleted(
+            run_id=run_id, correlation_id=step_id, result=payload(3), created_at=later
+        )
+        ended = await world.append(
+            run_id, [done, RunCompleted(run_id=run_id, output=payload(3))], expected_seq=4
+        )
+        assert ended.events[0].created_at == later
+        view = await world.get_run(run_id)
+        assert (view.created_at, view.updated_at, view.completed_at) == (at, later, later)
+
     async def test_without_a_precondition_the_world_stamps_the_time(self, world: World) -> None:
         run = await new_run(world, started=True)
         at = datetime(2031, 5, 6, tzinfo=UTC)
