@@ -18,13 +18,11 @@ import contextvars
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
-
-import msgspec
+from typing import Any, TypeVar
 
 from worldflow import _serde
 from worldflow._registry import Registry, WorkflowDefinition
-from worldflow._replay.child_contract import CHILD_TOKEN_PREFIX, child_hook_token
+from worldflow._replay.child_contract import child_hook_token
 from worldflow._replay.divergence import divergence
 from worldflow._replay.durable_ops import (
     EventWaitOp,
@@ -34,7 +32,6 @@ from worldflow._replay.durable_ops import (
     StepOp,
     TimerOp,
     decode_payload,
-    deliver_payload,
     iso,
 )
 from worldflow._replay.op_table import HookClosed, Operations, aware, operation_number
@@ -43,13 +40,10 @@ from worldflow._replay.progress import Progress, WorkflowMetadata, error_info
 from worldflow.errors import (
     NondeterminismError,
     SerializationError,
-    StepFailedError,
 )
 from worldflow.worlds import (
     AnyEvent,
     ChildEnded,
-    ChildOutcome,
-    ErrorInfo,
     EventRaised,
     HookConflict,
     HookCreated,
@@ -82,6 +76,8 @@ from worldflow.worlds import (
 )
 
 __all__ = ["HookClosed", "Progress", "WorkflowInstance", "WorkflowMetadata"]
+
+_OpT = TypeVar("_OpT", bound=Op)
 
 # Events that act even while the run is suspended; every other event waits for run_resumed.
 _THROUGH_SUSPENSION = (RunResumed, RunSuspended, RunStarted, RunCancelled, RunCompleted, RunFailed)
@@ -188,27 +184,6 @@ class WorkflowInstance(Operations):
             error=None if self.error is None else str(self.error),
             stalled=self.stalled,
         )
-
-    def step_call(self, step_id: str) -> StepOp | None:
-        """The step call ``step_id`` as the fed log has it (name, input, attempts started,
-        ``retry_after``, resume data, suspended), or ``None`` if it is not one of this
-        body's calls or has its final result: what the runtime launches an attempt from."""
-        op = self._ops.get(step_id)
-        if type(op) is not StepOp or op.terminal:
-            return None
-        return op
-
-    def children_waiting(self) -> dict[str, str]:
-        """Hook id -> child run id of each child workflow whose outcome the body still
-        waits for (its hook is recorded, no outcome fed yet); empty once the body ended."""
-        if self._finished:
-            return {}
-        prefix = CHILD_TOKEN_PREFIX
-        return {
-            op.corr: op.token[len(prefix) :]
-            for op in self._live.values()
-            if type(op) is HookOp and op.created and not op.buffer and op.token.startswith(prefix)
-        }
 
     def close(self) -> None:
         """Drop the body: cancel its tasks quietly and close its loop. Idempotent."""
@@ -533,8 +508,13 @@ class WorkflowInstance(Operations):
             self._queue_close(op)
 
     def _step_op(self, event: AnyEvent) -> StepOp:
+        return self._recorded(event, StepOp)
+
+    def _recorded(self, event: AnyEvent, kind: type[_OpT]) -> _OpT:
+        """The operation of kind ``kind`` whose creation the log recorded, that ``event`` is
+        about; anything else is a corrupt log."""
         op = self._ops.get(event.correlation_id or "")
-        if not isinstance(op, StepOp) or not op.created:
+        if not isinstance(op, kind) or not op.created:
             raise self._diverged(event, op, "corrupt")
         return op
 
@@ -542,17 +522,6 @@ class WorkflowInstance(Operations):
         op.terminal = True
         op.suspended = False
         self._open_steps.pop(op.corr, None)
-
-    def _step_failure(self, op: StepOp, error: ErrorInfo) -> StepFailedError:
-        what = op.label or f"step {op.step_name!r}"
-        return StepFailedError(
-            f"{what} failed: {error.name}: {error.message}",
-            step_name=op.step_name,
-            step_id=op.corr,
-            error_name=error.name,
-            error_code=error.code,
-            error_message=error.message,
-        )
 
     def _on_wait_woken(self, event: WaitWoken) -> None:
         """``wake``: the timer is due at the event's time; ``wait_completed`` still resumes
@@ -585,10 +554,7 @@ class WorkflowInstance(Operations):
             self._loop.fire_timer(op.handle)
 
     def _hook_op(self, event: AnyEvent) -> HookOp:
-        op = self._ops.get(event.correlation_id or "")
-        if not isinstance(op, HookOp) or not op.created:
-            raise self._diverged(event, op, "corrupt")
-        return op
+        return self._recorded(event, HookOp)
 
     def _on_hook_received(self, event: HookReceived) -> None:
         self._to_hook(self._hook_op(event), event.payload)
@@ -598,14 +564,6 @@ class WorkflowInstance(Operations):
         if op.token != child_hook_token(event.child_run_id):
             raise self._diverged(event, op, "corrupt")
         self._to_hook(op, event.outcome)
-
-    def _to_hook(self, op: HookOp, payload: msgspec.Raw | ChildOutcome) -> None:
-        while op.awaiters:
-            future = op.awaiters.popleft()
-            if not future.done():
-                deliver_payload(future, payload, raw=op.raw)
-                return
-        op.buffer.append(payload)
 
     def _on_hook_disposed(self, event: HookDisposed) -> None:
         op = self._hook_op(event)

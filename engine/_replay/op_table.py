@@ -22,6 +22,7 @@ from worldflow import _serde
 from worldflow._durations import Duration, parse_duration
 from worldflow._registry import StepDefinition, WorkflowDefinition
 from worldflow._replay.child_contract import (
+    CHILD_TOKEN_PREFIX,
     START_CHILD_STEP,
     child_hook_token,
     child_result,
@@ -38,8 +39,20 @@ from worldflow._replay.durable_ops import (
     deliver_payload,
 )
 from worldflow._replay.loop import WorkflowLoop
-from worldflow.errors import HookConflictError, HookNotFoundError, NondeterminismError
-from worldflow.worlds import NULL, RESERVED_TOKEN_PREFIX, ForkPoint, StateUpdated
+from worldflow.errors import (
+    HookConflictError,
+    HookNotFoundError,
+    NondeterminismError,
+    StepFailedError,
+)
+from worldflow.worlds import (
+    NULL,
+    RESERVED_TOKEN_PREFIX,
+    ChildOutcome,
+    ErrorInfo,
+    ForkPoint,
+    StateUpdated,
+)
 from worldflow.worlds._ids import UlidSequence, check_id
 
 __all__ = [
@@ -149,6 +162,48 @@ class Operations:
         self._finished = False
         self._fork: ForkPoint | None = None
         self._fork_error: NondeterminismError | None = None
+
+    # -- what the table answers -------------------------------------------------------------
+
+    def step_call(self, step_id: str) -> StepOp | None:
+        """The step call ``step_id`` as the fed log has it (name, input, attempts started,
+        ``retry_after``, resume data, suspended), or ``None`` if it is not one of this
+        body's calls or has its final result: what the runtime launches an attempt from."""
+        op = self._ops.get(step_id)
+        if type(op) is not StepOp or op.terminal:
+            return None
+        return op
+
+    def children_waiting(self) -> dict[str, str]:
+        """Hook id -> child run id of each child workflow whose outcome the body still
+        waits for (its hook is recorded, no outcome fed yet); empty once the body ended."""
+        if self._finished:
+            return {}
+        prefix = CHILD_TOKEN_PREFIX
+        return {
+            op.corr: op.token[len(prefix) :]
+            for op in self._live.values()
+            if type(op) is HookOp and op.created and not op.buffer and op.token.startswith(prefix)
+        }
+
+    def _to_hook(self, op: HookOp, payload: msgspec.Raw | ChildOutcome) -> None:
+        while op.awaiters:
+            future = op.awaiters.popleft()
+            if not future.done():
+                deliver_payload(future, payload, raw=op.raw)
+                return
+        op.buffer.append(payload)
+
+    def _step_failure(self, op: StepOp, error: ErrorInfo) -> StepFailedError:
+        what = op.label or f"step {op.step_name!r}"
+        return StepFailedError(
+            f"{what} failed: {error.name}: {error.message}",
+            step_name=op.step_name,
+            step_id=op.corr,
+            error_name=error.name,
+            error_code=error.code,
+            error_message=error.message,
+        )
 
     def fork_from(self, point: ForkPoint) -> None:
         """This run is a fork (``run_created.fork``): its ids have the time the copies were

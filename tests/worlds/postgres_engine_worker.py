@@ -83,17 +83,25 @@ class Recorder:
         world.register_engine = self.register_engine
 
     async def append(
-        self, run_id: str, events: Sequence[AnyEvent], *, fence: Fence | None = None
+        self,
+        run_id: str,
+        events: Sequence[AnyEvent],
+        *,
+        fence: Fence | None = None,
+        expected_seq: int | None = None,
     ) -> EventResult:
         record: dict[str, Any] = {
             "run": run_id,
             "fence": None if fence is None else [fence.engine_id, fence.epoch],
+            "expected_seq": expected_seq,
             "owner_only": any(type(e) in OWNER_ONLY_EVENTS for e in events),
             "types": [type(e).__name__ for e in events],
             "at": time.time(),
         }
         try:
-            result: EventResult = await self._append(run_id, events, fence=fence)
+            result: EventResult = await self._append(
+                run_id, events, fence=fence, expected_seq=expected_seq
+            )
         except BaseException as exc:
             record["error"] = type(exc).__name__
             say(append=record)

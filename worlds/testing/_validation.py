@@ -75,6 +75,9 @@ _BAD_CREATES: list[tuple[str, str, Callable[[str], Any]]] = [
     ),
     ("input-not-json", "input", lambda r: _created(r, input=msgspec.Raw(b"{not json"))),
     ("input-not-raw", "input", lambda r: _created(r, input={"a": 1})),
+    # One JSON value and more: inside the event's JSON it would read as another field.
+    ("input-two-values", "input", lambda r: _created(r, input=msgspec.Raw(b'1,"seed":"x"'))),
+    ("input-empty", "input", lambda r: _created(r, input=msgspec.Raw(b""))),
     ("input-huge", "input", lambda r: _created(r, input=_huge())),
     ("initial_state-str", "initial_state", lambda r: _created(r, initial_state="{}")),
     ("parent_run_id-int", "parent_run_id", lambda r: _created(r, parent_run_id=5)),
