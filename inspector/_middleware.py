@@ -14,11 +14,11 @@
   to the one id rule every world applies (:func:`~worldflow.worlds._ids.id_problem`) on the
   user-facing API families (native, Dapr, Mastra, webhooks, the inspector), reads included:
   a bad one is a 400 naming the parameter (``path.runId``, ``query.instanceID``), before the
-  handler runs. The World API (tag ``world``) carries the World protocol, whose reads answer
-  as a local world does (an id no run can have names no run: 404) and whose writes the world
-  checks field by field (400 naming the field). On every route, a URL whose percent-escapes
-  are not UTF-8 is a 400 (decoded with replacement characters, such an id would silently
-  become another one).
+  handler runs, and so is a URL whose percent-escapes are not UTF-8 (decoded with
+  replacement characters, such an id would silently become another one). The World API
+  (tag ``world``) carries the World protocol as it is: its reads answer as a local world does
+  (an id no run can have names no run: 404) and the world checks its writes field by field
+  (400 naming the field, as a :class:`~worldflow.worlds.RemoteWorld`'s caller expects).
 """
 
 from __future__ import annotations
@@ -194,6 +194,9 @@ def _check_id(field: str, value: str) -> None:
 @web.middleware
 async def id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Refuse a request whose id parameters break the id rule (see the module doc)."""
+    spec = _spec(request)
+    if spec is not None and "world" in spec.tags:
+        return await handler(request)
     try:
         unquote_to_bytes(request.raw_path).decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -203,9 +206,6 @@ async def id_middleware(request: web.Request, handler: Handler) -> web.StreamRes
             "and names as UTF-8 before percent-encoding them",
             field="url",
         ) from None
-    spec = _spec(request)
-    if spec is not None and "world" in spec.tags:
-        return await handler(request)
     for name, value in request.match_info.items():
         if name in _ID_PATH:
             _check_id(f"path.{name}", value)
