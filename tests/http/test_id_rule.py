@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -16,7 +15,7 @@ from tests.engine.runtime import running
 from tests.http.served import Served, serving
 from tests.worlds.served import served
 from worldflow import create_hook, workflow
-from worldflow.worlds import FileWorld, MemoryWorld, World
+from worldflow.worlds import World
 from worldflow.worlds._ids import MAX_ID_LENGTH
 
 pytestmark = pytest.mark.anyio
@@ -53,17 +52,6 @@ ROUTES = [
     ("inspector-page", "GET", "/runs/{bad}", "path.run_id"),
     ("inspector-cancel", "POST", "/runs/{bad}/cancel", "path.run_id"),
 ]
-
-
-@pytest.fixture(params=["memory", "file"])
-async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[World]:
-    if request.param == "memory":
-        memory = MemoryWorld()
-        yield memory
-        await memory.aclose()
-    else:
-        async with FileWorld(tmp_path / "world") as file_world:
-            yield file_world
 
 
 @pytest.fixture

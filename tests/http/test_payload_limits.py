@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import cast
 
 import pytest
@@ -17,7 +16,7 @@ from tests.http.served import Served, serve_app, serving
 from tests.worlds.served import Hosting
 from worldflow import InvalidEventError, create_hook, workflow
 from worldflow.inspector import ControlPlane, create_app
-from worldflow.worlds import FileWorld, MemoryWorld, World
+from worldflow.worlds import World
 from worldflow.worlds._validation import MAX_PAYLOAD_BYTES
 
 pytestmark = pytest.mark.anyio
@@ -29,17 +28,6 @@ LIMIT = 1000
 async def parked(token: str) -> object:
     """Wait on the hook ``token``; return its payload."""
     return await create_hook(token=token)
-
-
-@pytest.fixture(params=["memory", "file"])
-async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[World]:
-    if request.param == "memory":
-        memory = MemoryWorld()
-        yield memory
-        await memory.aclose()
-    else:
-        async with FileWorld(tmp_path / "world") as file_world:
-            yield file_world
 
 
 @pytest.fixture
