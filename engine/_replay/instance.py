@@ -191,6 +191,10 @@ class WorkflowInstance(Operations):
             return
         self._closed = True
         self._loop.shutdown()
+        # The body's task keeps its last exception (a cancel's traceback holds the body's
+        # frames, which hold the primitives' handles, which hold this instance): let it go.
+        self._root = None
+        self._release()
 
     # -- driving -----------------------------------------------------------------------------
 
