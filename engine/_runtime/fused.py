@@ -36,7 +36,7 @@ from worldflow._replay.instance import Progress, WorkflowInstance
 from worldflow._runtime.inbox import from_inbox, only_new_steps, steps_wait
 from worldflow._runtime.run_cache import unreserve
 from worldflow._runtime.slot import Slot, aware
-from worldflow._runtime.step_runner import StepJob
+from worldflow._runtime.step_job import StepJob
 from worldflow.errors import (
     EntityConflictError,
     InvalidEventError,
