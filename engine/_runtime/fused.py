@@ -225,12 +225,18 @@ class FusedAppends:
         instance = slot.instance
         assert instance is not None
         expected = pending[-1].seq if pending else instance.last_seq
+        replace = msgspec.structs.replace
         if expect_new:
             records = list(head)  # stamped by start() with the time its view was given
+            fed = [replace(e, seq=expected + 1 + i) for i, e in enumerate(records)]
+        elif len(head) == 1:  # a step's result, a hook's payload
+            at = aware(driver.clock.now())
+            records = [replace(head[0], created_at=at)]
+            fed = [replace(head[0], created_at=at, seq=expected + 1)]
         else:
             at = aware(driver.clock.now())
-            records = [msgspec.structs.replace(e, created_at=at) for e in head]
-        fed = [msgspec.structs.replace(e, seq=expected + 1 + i) for i, e in enumerate(records)]
+            records = [replace(e, created_at=at) for e in head]
+            fed = [replace(e, seq=expected + 1 + i) for i, e in enumerate(records)]
         try:
             progress = driver._feed(slot, [*pending, *fed])
         except Exception:

@@ -195,9 +195,8 @@ class StepRunner:
         """Take the engine's slot for a first attempt of ``step_name`` now, or ``None`` if
         it must wait (or is not registered: its job records the failure; or has world-held
         limits: its job asks the world for its permits first)."""
-        if not self._registry.has_step(step_name):
-            return None
-        if self._registry.step(step_name).limits is not None:
+        definition = self._registry.find_step(step_name)
+        if definition is None or definition.limits is not None:
             return None
         return self._local if self._slots.try_acquire() else None
 
