@@ -8,10 +8,9 @@ import asyncio
 import pytest
 
 from tests.engine.both_worlds import Worlds, worlds
-from tests.engine.runtime import WAIT, log_of, types_of, wait_for_type
+from tests.engine.runtime import WAIT, log_of, result_of, types_of, wait_for_type
 from worldflow import (
     Engine,
-    Run,
     WorkflowFailedError,
     build_timeline,
     get_step_metadata,
@@ -72,18 +71,6 @@ async def _hang(engine: Engine, wf: object, key: str) -> str:
     return run.run_id
 
 
-async def _result(run: Run) -> object:
-    """The run's result, waited for in real time.
-
-    ``run.result(timeout=)`` sleeps on the world's virtual clock, and the clock cannot see
-    the file world's writer thread: under load a write outlasts ``idle_delay``, the loop
-    looks idle, and the clock jumps straight to the timeout's deadline while the run is
-    still being driven. The bound here is a safety net, not the subject, so it is real time.
-    """
-    async with asyncio.timeout(WAIT):
-        return await run.result()
-
-
 async def _lose_attempts(world: World, run_id: str, times: int) -> None:
     """What crashes leave behind: the attempt started again, with no outcome recorded."""
     [started] = [e for e in await log_of(world, run_id) if isinstance(e, StepStarted)]
@@ -103,7 +90,7 @@ async def test_a_clean_stop_does_not_use_up_a_retry(worlds: Worlds) -> None:
     world = await worlds.open()
     async with Engine(world, [deploy]) as engine:
         run = await engine.get_run(run_id)
-        assert await _result(run) == "done a"
+        assert await result_of(run) == "done a"
     [view] = (await world.list_steps(run_id)).items
     assert (view.attempt, view.interrupted_attempts, view.lost_attempts) == (2, 1, 0)
     assert RAN == ["a", "a"]
@@ -127,10 +114,10 @@ async def test_attempts_lost_to_crashes_have_their_own_limit(worlds: Worlds) -> 
     world = await worlds.open()
     async with Engine(world, [crashy, deploy]) as engine:
         ok = await engine.get_run(ok_id)
-        assert await _result(ok) == "done b"
+        assert await result_of(ok) == "done b"
         bad = await engine.get_run(bad_id)
         with pytest.raises(WorkflowFailedError, match="lost 3 attempts to crashes"):
-            await _result(bad)
+            await result_of(bad)
     [view] = (await world.list_steps(bad_id)).items
     assert view.status is StepStatus.FAILED
     assert view.lost_attempts == 3
