@@ -391,7 +391,8 @@ def render_table(report: Report) -> str:
             # sorted() is stable: worlds and floors keep the order they were measured in
             same = sorted((f for f in mine if f.metric == metric), key=lambda f: kinds[f.kind])
             for f in same:
-                judged = verdicts.get((workload, f.source, metric)) or [None]
+                judged: list[Verdict | None] = [*verdicts.get((workload, f.source, metric), [])]
+                judged = judged or [None]
                 rows.extend(_row(report, f, verdict) for verdict in judged)
         rows.append(("",) * len(header))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
