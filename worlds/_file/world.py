@@ -211,7 +211,7 @@ class FileWorld(MemoryWorld):
         if self.read_only:
             self._poller = loop.create_task(self._poll(), name=f"worldflow-poll:{self.path}")
         else:
-            self._writer = Writer(self.path, fsync=self.fsync, loop=loop)
+            self._writer = Writer(self.path, fsync=self.fsync, loop=loop, spares_for=RUNS_DIR)
             self._writer.start()
             self._queues.attach(self._writer)
         self._opened = True

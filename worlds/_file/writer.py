@@ -48,6 +48,7 @@ import msgspec
 
 from worldflow.errors import CorruptLogError, DiskFullError, WorldError
 from worldflow.worlds._file.log import fsync_dir, write_atomically
+from worldflow.worlds._file.spares import Spares
 
 __all__ = [
     "WAL_FILE",
@@ -107,12 +108,14 @@ def sync_data(fd: int) -> None:
 
 @dataclass(slots=True)
 class WriterStats:
-    """Counters for tests and benchmarks: commits (groups), writes, syncs, checkpoints."""
+    """Counters for tests and benchmarks: commits (groups), writes, syncs, checkpoints, and
+    new files that were spares renamed into place rather than created."""
 
     groups: int = 0
     writes: int = 0
     syncs: int = 0
     checkpoints: int = 0
+    spares: int = 0
 
 
 _FULL: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -191,10 +194,20 @@ class _Journal:
 class Writer:
     """Group-committing writer of one world directory; see the module docstring."""
 
-    def __init__(self, root: Path, *, fsync: bool, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        fsync: bool,
+        loop: asyncio.AbstractEventLoop,
+        spares_for: str | None = None,
+    ) -> None:
         self.root = root
         self.fsync = fsync
         self.stats = WriterStats()
+        # new files in this directory (the run logs) are spares renamed into place
+        self._spares_dir = root / spares_for if spares_for is not None else None
+        self._spares = Spares(root) if spares_for is not None else None
         self._loop = loop
         self._ops: queue.SimpleQueue[_Op] = queue.SimpleQueue()
         self._stopping = False
@@ -211,8 +224,10 @@ class Writer:
     # -- the event loop's side -----------------------------------------------------------
 
     def start(self) -> None:
-        """Start the thread (the journal is opened on it)."""
+        """Start the thread (the journal is opened on it) and the pool of spare files."""
         self._thread.start()
+        if self._spares is not None:
+            self._spares.start()
 
     @property
     def failed(self) -> BaseException | None:
@@ -361,10 +376,10 @@ class Writer:
         frames: list[bytes] = []
         for op in ops:
             if op.kind == "append":
-                entry = self._files.get(op.path)
+                entry = self._open(op.path)
                 if op.path not in starts:
-                    starts[op.path] = entry[1] if entry is not None else self._size_of(op.path)
-                offset = self._write(op.path, op.data)
+                    starts[op.path] = entry[1]
+                offset = self._write(op.path, entry, op.data)
                 if journal is not None:
                     frames.append(journal.frame("w", op.path, offset, op.data))
             elif op.kind == "unlink":
@@ -383,12 +398,6 @@ class Writer:
             assert journal is not None
             journal.commit(frames)
 
-    def _size_of(self, path: str) -> int:
-        try:
-            return os.stat(self.root / path).st_size
-        except FileNotFoundError:
-            return 0
-
     def _settle(self, results: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
         if results:
             try:
@@ -405,19 +414,27 @@ class Writer:
         flags = os.O_WRONLY | os.O_APPEND
         try:
             fd = os.open(full, flags)
+            size = os.fstat(fd).st_size
         except FileNotFoundError:
-            self._dirty_dirs.update(_makedirs(full.parent, self.root))
-            fd = os.open(full, flags | os.O_CREAT, 0o644)
+            size = 0
+            spare = None
+            if self._spares is not None and full.parent == self._spares_dir:
+                spare = self._spares.take(full)
+            if spare is not None:
+                fd = spare
+                self.stats.spares += 1
+            else:
+                self._dirty_dirs.update(_makedirs(full.parent, self.root))
+                fd = os.open(full, flags | os.O_CREAT, 0o644)
             self._dirty_dirs.add(full.parent)
-        entry = [fd, os.fstat(fd).st_size]
+        entry = [fd, size]
         self._files[path] = entry
         if len(self._files) > _MAX_OPEN_FILES:
             _, (old_fd, _) = self._files.popitem(last=False)
             os.close(old_fd)  # if it is dirty, the checkpoint opens it again to sync it
         return entry
 
-    def _write(self, path: str, data: bytes) -> int:
-        entry = self._open(path)
+    def _write(self, path: str, entry: list[int], data: bytes) -> int:
         offset = entry[1]
         _write_all(entry[0], data)
         entry[1] = offset + len(data)
@@ -489,6 +506,8 @@ class Writer:
         for fd, _ in self._files.values():
             os.close(fd)
         self._files.clear()
+        if self._spares is not None:
+            self._spares.close()
         if self._journal is not None:
             self._journal.close()
             self._journal = None
