@@ -4,16 +4,17 @@ Creating a file is the costliest thing a new run's first append does: on ext4 th
 allocator may walk the inode bitmap and the inode table of the directory's block group (it
 skips inodes freed recently), which on a directory with files created and removed before
 (purged runs, a busy ``/tmp``) was measured at 0.05-0.55 ms of kernel CPU per file, while a
-rename of an existing empty file took ~0.02 ms. So a helper thread keeps a few empty files
-in ``spares/`` (at the world's root), opened for appending, and the writer thread renames
-one to the new log's name and writes through its descriptor.
+rename or a link of an existing empty file took ~0.02 ms. So a helper thread keeps a few
+empty files in ``spares/`` (at the world's root), opened for appending, and the writer
+thread links one under the new log's name and writes through its descriptor.
 
-Durability is the same as for a created file: the rename changes the log directory's
+Durability is the same as for a created file: the link changes the log directory's
 entries, which the next checkpoint syncs, and until then the journal holds every write to
 the new log, so after a power cut :func:`~worldflow.worlds._file.writer.replay_wal` creates
-the log again if the rename was lost. Nothing durable ever lives in ``spares/``: what a
-crash leaves there (an empty spare, or a spare whose rename a power cut undid) is debris,
-removed when the next writer starts its pool, and a closing writer removes its spares.
+the log again if the link was lost. Nothing durable depends on ``spares/``: what a crash
+leaves there (an empty spare, the second name of a log, a spare whose link a power cut
+undid) is debris, removed when the next writer starts its pool; removing a name never
+touches a log. A closing writer removes its spares.
 """
 
 from __future__ import annotations
@@ -36,14 +37,15 @@ _FLAGS: Final = os.O_WRONLY | os.O_APPEND
 class Spares:
     """A pool of empty files in ``root/spares``, refilled by a thread of its own.
 
-    :meth:`take` is called by the writer thread only; the deque is the one structure both
-    threads touch, and its ``append`` / ``popleft`` are atomic.
+    :meth:`take` is called by the writer thread only; the two deques are what both threads
+    touch, and their ``append`` / ``popleft`` are atomic.
     """
 
     def __init__(self, root: Path, *, size: int = 32) -> None:
         self.directory = root / SPARES_DIR
         self.size = size
         self._ready: deque[tuple[Path, int]] = deque()  # (path, fd open for appending)
+        self._spent: deque[Path] = deque()  # names of spares linked into place
         self._wanted = threading.Event()
         self._stopping = False
         self._serial = 0
@@ -58,20 +60,31 @@ class Spares:
         self._thread.start()
 
     def take(self, target: Path) -> int | None:
-        """Rename a spare to ``target``, which must not exist (the one writer checked), and
-        return its descriptor, open for appending; ``None`` when no spare is ready."""
+        """Link a spare as ``target`` and return its descriptor, open for appending;
+        ``None`` when no spare is ready or ``target`` exists (it is never replaced).
+
+        A link, not a rename: it fails on an existing file, so the caller need not look
+        first. The spare's own name is removed later by the pool's thread (until then the
+        log has two names; the one in ``spares/`` is debris a crash may leave, and removing
+        it never touches the log)."""
         try:
             path, fd = self._ready.popleft()
         except IndexError:
             self._wanted.set()
             return None
-        if len(self._ready) < self.size // 2:
-            self._wanted.set()
         try:
-            os.rename(path, target)
+            os.link(path, target)
+        except FileExistsError:
+            self._ready.appendleft((path, fd))
+            return None
         except OSError:
             os.close(fd)
+            self._spent.append(path)
+            self._wanted.set()
             raise
+        self._spent.append(path)
+        if len(self._ready) < self.size // 2:
+            self._wanted.set()
         return fd
 
     def close(self) -> None:
@@ -84,6 +97,7 @@ class Spares:
             path, fd = self._ready.popleft()
             os.close(fd)
             _remove(path)
+        self._clear_spent()
 
     def _fill(self) -> None:
         try:
@@ -97,6 +111,7 @@ class Spares:
         while True:
             self._wanted.wait()
             self._wanted.clear()
+            self._clear_spent()
             while not self._stopping and len(self._ready) < self.size:
                 self._serial += 1
                 path = self.directory / f"{self._prefix}-{self._serial}"
@@ -108,6 +123,10 @@ class Spares:
                 self._ready.append((path, fd))
             if self._stopping:
                 return
+
+    def _clear_spent(self) -> None:
+        while self._spent:
+            _remove(self._spent.popleft())
 
 
 def _remove(path: Path) -> None:

@@ -389,6 +389,7 @@ class FileWorld(MemoryWorld):
             cancelled = False
             if batch.events:
                 log = self._disk.logs.get(run_id)
+                new = log is None
                 if log is None:
                     log = LogFile(f"{RUNS_DIR}/{file_stem(run_id)}{LOG_SUFFIX}")
                 line = encode_record(batch.events)
@@ -396,7 +397,7 @@ class FileWorld(MemoryWorld):
                 for token in claimed:
                     self._claims[token] = run_id
                 try:
-                    cancelled = await settled(writer.append(log.path, line))
+                    cancelled = await settled(writer.append(log.path, line, new=new))
                 except DiskFullError as full:
                     self._disk_full(run_id, full)
                     raise

@@ -109,7 +109,7 @@ def sync_data(fd: int) -> None:
 @dataclass(slots=True)
 class WriterStats:
     """Counters for tests and benchmarks: commits (groups), writes, syncs, checkpoints, and
-    new files that were spares renamed into place rather than created."""
+    new run logs that were spares linked into place rather than created."""
 
     groups: int = 0
     writes: int = 0
@@ -137,6 +137,7 @@ class _Op:
     path: str = ""
     data: bytes = b""
     future: asyncio.Future[None] | None = None
+    new: bool = False  # an append to a file expected not to exist yet
 
 
 class _Journal:
@@ -205,8 +206,8 @@ class Writer:
         self.root = root
         self.fsync = fsync
         self.stats = WriterStats()
-        # new files in this directory (the run logs) are spares renamed into place
-        self._spares_dir = root / spares_for if spares_for is not None else None
+        # new files in this directory (the run logs) are spares linked into place
+        self._spares_dir = spares_for
         self._spares = Spares(root) if spares_for is not None else None
         self._loop = loop
         self._ops: queue.SimpleQueue[_Op] = queue.SimpleQueue()
@@ -234,9 +235,13 @@ class Writer:
         """The error that stopped the writer, if any."""
         return self._failed
 
-    def append(self, path: str, data: bytes) -> asyncio.Future[None]:
-        """Append ``data`` to ``path`` (relative to the root); the future settles once durable."""
-        return self._submit(_Op("append", path, data, _Durable(loop=self._loop)))
+    def append(self, path: str, data: bytes, *, new: bool = False) -> asyncio.Future[None]:
+        """Append ``data`` to ``path`` (relative to the root); the future settles once durable.
+
+        ``new``: the caller expects no such file yet (a new run's log), so a spare is linked
+        there without looking first (a link never replaces a file that does exist).
+        """
+        return self._submit(_Op("append", path, data, _Durable(loop=self._loop), new))
 
     def append_nowait(self, path: str, data: bytes) -> None:
         """Append without waiting: durable with the next commit (for writes that may be lost,
@@ -376,7 +381,7 @@ class Writer:
         frames: list[bytes] = []
         for op in ops:
             if op.kind == "append":
-                entry = self._open(op.path)
+                entry = self._open(op.path, new=op.new)
                 if op.path not in starts:
                     starts[op.path] = entry[1]
                 offset = self._write(op.path, entry, op.data)
@@ -405,29 +410,28 @@ class Writer:
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 pass
 
-    def _open(self, path: str) -> list[int]:
+    def _open(self, path: str, *, new: bool = False) -> list[int]:
         entry = self._files.get(path)
         if entry is not None:
             self._files.move_to_end(path)
             return entry
         full = self.root / path
-        flags = os.O_WRONLY | os.O_APPEND
-        try:
-            fd = os.open(full, flags)
-            size = os.fstat(fd).st_size
-        except FileNotFoundError:
-            size = 0
-            spare = None
-            if self._spares is not None and full.parent == self._spares_dir:
-                spare = self._spares.take(full)
-            if spare is not None:
-                fd = spare
-                self.stats.spares += 1
-            else:
+        fd = None
+        if new and self._spares is not None and path.rpartition("/")[0] == self._spares_dir:
+            fd = self._spares.take(full)
+        if fd is not None:
+            self.stats.spares += 1
+            self._dirty_dirs.add(full.parent)
+            entry = [fd, 0]
+        else:
+            flags = os.O_WRONLY | os.O_APPEND
+            try:
+                fd = os.open(full, flags)
+            except FileNotFoundError:
                 self._dirty_dirs.update(_makedirs(full.parent, self.root))
                 fd = os.open(full, flags | os.O_CREAT, 0o644)
-            self._dirty_dirs.add(full.parent)
-        entry = [fd, size]
+                self._dirty_dirs.add(full.parent)
+            entry = [fd, os.fstat(fd).st_size]
         self._files[path] = entry
         if len(self._files) > _MAX_OPEN_FILES:
             _, (old_fd, _) = self._files.popitem(last=False)
