@@ -21,7 +21,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import CodeType
-from typing import Any, ClassVar, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, ClassVar, Generic, ParamSpec, Protocol, TypeVar, cast, overload
 
 from worldflow._call_arguments import (
     NotPlain,
@@ -246,7 +246,32 @@ async def _run_plain(fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[s
     return fn(*args, **kwargs)
 
 
-class StepFunction(Generic[P, R]):
+D = TypeVar("D", bound=_Definition)
+
+
+class _Decorated(Generic[D]):
+    """What the decorators share: the definition, the function's metadata, ``name``, ``fn``
+    and the repr; each subclass says what a call does in and out of a workflow body."""
+
+    __name__: str
+    __qualname__: str
+    definition: D
+
+    def __init__(self, definition: D) -> None:
+        self.definition = definition
+        # Each subclass is callable (its own ``__call__``); update_wrapper wants a callable.
+        functools.update_wrapper(cast("Callable[..., Any]", self), definition.fn)
+
+    @property
+    def name(self) -> str:
+        """The registered name."""
+        return self.definition.name
+
+    def __repr__(self) -> str:
+        return f"<{self.definition.kind} {self.definition.name}>"
+
+
+class StepFunction(_Decorated[StepDefinition], Generic[P, R]):
     """What ``@step`` returns: the function, made durable when called from a workflow body.
 
     Inside a workflow body ``await charge(...)`` records a step operation and returns its
@@ -254,19 +279,6 @@ class StepFunction(Generic[P, R]):
     coroutine; a sync step returns a coroutine that calls it (``charge.fn(...)`` calls a sync
     step directly).
     """
-
-    __name__: str
-    __qualname__: str
-    definition: StepDefinition
-
-    def __init__(self, definition: StepDefinition) -> None:
-        self.definition = definition
-        functools.update_wrapper(self, definition.fn)
-
-    @property
-    def name(self) -> str:
-        """The step's registered name."""
-        return self.definition.name
 
     @property
     def fn(self) -> Callable[..., Any]:
@@ -282,30 +294,14 @@ class StepFunction(Generic[P, R]):
             return coro
         return _run_plain(self.definition.fn, args, kwargs)
 
-    def __repr__(self) -> str:
-        return f"<step {self.definition.name}>"
 
-
-class WorkflowFunction(Generic[P, R]):
+class WorkflowFunction(_Decorated[WorkflowDefinition], Generic[P, R]):
     """What ``@workflow`` returns: pass it to ``Engine.start``, or await it from a workflow.
 
     Awaited inside another workflow's body it starts a child run and returns the child's
     result (raising :class:`~worldflow.WorkflowFailedError` if the child failed). Called
     anywhere else it just calls the function (useful in tests of pure logic).
     """
-
-    __name__: str
-    __qualname__: str
-    definition: WorkflowDefinition
-
-    def __init__(self, definition: WorkflowDefinition) -> None:
-        self.definition = definition
-        functools.update_wrapper(self, definition.fn)
-
-    @property
-    def name(self) -> str:
-        """The workflow's registered name."""
-        return self.definition.name
 
     @property
     def fn(self) -> Callable[..., Coroutine[Any, Any, Any]]:
@@ -318,9 +314,6 @@ class WorkflowFunction(Generic[P, R]):
             return instance.call_child(self.definition, args, kwargs)
         coro: Coroutine[Any, Any, R] = self.definition.fn(*args, **kwargs)
         return coro
-
-    def __repr__(self) -> str:
-        return f"<workflow {self.definition.name}>"
 
 
 # -- decorators --------------------------------------------------------------------------------
@@ -586,6 +579,18 @@ Registrable = WorkflowFunction[Any, Any] | WorkflowDefinition
 RegistrableStep = StepFunction[Any, Any] | StepDefinition
 
 
+def _add(table: dict[str, D], definition: D) -> D:
+    """Put ``definition`` in ``table`` under its name; another function there is an error."""
+    known = table.get(definition.name)
+    if known is not None and known.fn is not definition.fn:
+        raise ConfigurationError(
+            f"two {definition.kind}s are named {definition.name!r} ({known.fn.__qualname__} "
+            f"and {definition.fn.__qualname__}); give one of them another name=..."
+        )
+    table[definition.name] = definition
+    return definition
+
+
 class Registry:
     """The workflows an engine serves, and where it looks up steps and workflows by name.
 
@@ -615,28 +620,14 @@ class Registry:
         definition = wf.definition if isinstance(wf, WorkflowFunction) else wf
         if not isinstance(definition, WorkflowDefinition):
             raise TypeError(f"not a @workflow: {wf!r}")
-        known = self._workflows.get(definition.name)
-        if known is not None and known.fn is not definition.fn:
-            raise ConfigurationError(
-                f"two workflows are named {definition.name!r} ({known.fn.__qualname__} and "
-                f"{definition.fn.__qualname__}); give one of them another name=..."
-            )
-        self._workflows[definition.name] = definition
-        return definition
+        return _add(self._workflows, definition)
 
     def add_step(self, s: RegistrableStep) -> StepDefinition:
         """Register ``s``; a second, different function under the same name is an error."""
         definition = s.definition if isinstance(s, StepFunction) else s
         if not isinstance(definition, StepDefinition):
             raise TypeError(f"not a @step: {s!r}")
-        known = self._steps.get(definition.name)
-        if known is not None and known.fn is not definition.fn:
-            raise ConfigurationError(
-                f"two steps are named {definition.name!r} ({known.fn.__qualname__} and "
-                f"{definition.fn.__qualname__}); give one of them another name=..."
-            )
-        self._steps[definition.name] = definition
-        return definition
+        return _add(self._steps, definition)
 
     def replace_step(self, name: str, definition: StepDefinition | None) -> StepDefinition | None:
         """Serve ``definition`` under ``name`` in place of what was there (``None``: remove
@@ -665,6 +656,10 @@ class Registry:
                 "pass it in Engine(workflows=[...]) and make sure its module is imported"
             )
         return found
+
+    def find_step(self, name: str) -> StepDefinition | None:
+        """The step named ``name``, or ``None`` (what :meth:`step` finds, without raising)."""
+        return self._steps.get(name) or _ALL_STEPS.get(name)
 
     def step(self, name: str) -> StepDefinition:
         """The step named ``name``, or :class:`~worldflow.StepNotRegisteredError`."""

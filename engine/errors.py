@@ -48,9 +48,9 @@ event for the same correlation id means another worker (or an earlier attempt) g
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import ClassVar
+from typing import Any, ClassVar
 
 __all__ = [
     "ConfigurationError",
@@ -96,18 +96,41 @@ __all__ = [
 ]
 
 
+ErrorDetail = str | int | float | bool | None
+"""What an error's detail attribute may hold (what crosses the wire with its code)."""
+
+
 class WorldflowError(Exception):
     """Base class of every error raised by worldflow."""
 
     code: ClassVar[str] = "worldflow_error"
     http_status: ClassVar[int] = 500
 
-    def __init__(self, message: str = "") -> None:
+    def __init__(self, message: str = "", **details: object) -> None:
+        """``details``: the error's own attributes (``run_id=``, ``owner_id=``), set on it.
+
+        The one constructor of the tree: a subclass with attributes declares them as typed
+        keyword-only parameters and hands them here, so :func:`error_details` reads them
+        back and a pickled copy keeps them.
+        """
         super().__init__(message)
         self.message = message
+        for name, value in details.items():
+            setattr(self, name, value)
 
-    def __reduce__(self) -> tuple[type[WorldflowError], tuple[str]]:
-        return (type(self), (self.message,))
+    def __reduce__(
+        self,
+    ) -> tuple[Callable[..., WorldflowError], tuple[type[WorldflowError], str, dict[str, Any]]]:
+        own = {k: v for k, v in vars(self).items() if k != "message" and not k.startswith("_")}
+        return (_rebuild, (type(self), self.message, own))
+
+
+def _rebuild(cls: type[WorldflowError], message: str, details: dict[str, Any]) -> WorldflowError:
+    """Unpickle an error: the message, then its details (every subclass takes ``message``)."""
+    error = cls(message)
+    for name, value in details.items():
+        setattr(error, name, value)
+    return error
 
 
 class ConfigurationError(WorldflowError):
@@ -228,12 +251,13 @@ class RunOwnedElsewhereError(EntityConflictError):
 
     code = "run_owned_elsewhere"
 
+    owner_id: str | None
+    owner_epoch: int | None
+
     def __init__(
         self, message: str = "", *, owner_id: str | None = None, owner_epoch: int | None = None
     ) -> None:
-        super().__init__(message)
-        self.owner_id = owner_id
-        self.owner_epoch = owner_epoch
+        super().__init__(message, owner_id=owner_id, owner_epoch=owner_epoch)
 
 
 class SeqConflictError(EntityConflictError):
@@ -246,9 +270,10 @@ class SeqConflictError(EntityConflictError):
 
     code = "seq_conflict"
 
+    last_seq: int | None
+
     def __init__(self, message: str = "", *, last_seq: int | None = None) -> None:
-        super().__init__(message)
-        self.last_seq = last_seq
+        super().__init__(message, last_seq=last_seq)
 
 
 class OwnershipLostError(WorldError):
@@ -308,6 +333,11 @@ class NondeterminismError(WorkflowError):
 
     code = "nondeterminism"
 
+    run_id: str
+    position: int
+    recorded: str
+    current: str
+
     def __init__(
         self,
         message: str = "",
@@ -317,11 +347,9 @@ class NondeterminismError(WorkflowError):
         recorded: str = "",
         current: str = "",
     ) -> None:
-        super().__init__(message)
-        self.run_id = run_id
-        self.position = position
-        self.recorded = recorded
-        self.current = current
+        super().__init__(
+            message, run_id=run_id, position=position, recorded=recorded, current=current
+        )
 
 
 class DeterminismViolationError(WorkflowError):
@@ -348,10 +376,11 @@ class WorkflowFailedError(WorkflowError):
 
     code = "workflow_failed"
 
+    run_id: str
+    error_name: str
+
     def __init__(self, message: str = "", *, run_id: str = "", error_name: str = "") -> None:
-        super().__init__(message)
-        self.run_id = run_id
-        self.error_name = error_name
+        super().__init__(message, run_id=run_id, error_name=error_name)
 
 
 class WorkflowCancelledError(WorkflowError):
@@ -391,6 +420,12 @@ class StepFailedError(WorkflowError):
 
     code = "step_failed"
 
+    step_name: str
+    step_id: str
+    error_name: str
+    error_code: str | None
+    error_message: str
+
     def __init__(
         self,
         message: str = "",
@@ -401,12 +436,14 @@ class StepFailedError(WorkflowError):
         error_code: str | None = None,
         error_message: str = "",
     ) -> None:
-        super().__init__(message)
-        self.step_name = step_name
-        self.step_id = step_id
-        self.error_name = error_name
-        self.error_code = error_code
-        self.error_message = error_message
+        super().__init__(
+            message,
+            step_name=step_name,
+            step_id=step_id,
+            error_name=error_name,
+            error_code=error_code,
+            error_message=error_message,
+        )
 
 
 class NotInWorkflowError(WorkflowError):
@@ -435,11 +472,12 @@ class RetryableError(StepError):
 
     code = "retryable"
 
+    retry_after: float | str | timedelta | datetime | None
+
     def __init__(
         self, message: str = "", *, retry_after: float | str | timedelta | datetime | None = None
     ) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+        super().__init__(message, retry_after=retry_after)
 
 
 def _all_subclasses(cls: type[WorldflowError]) -> list[type[WorldflowError]]:
@@ -448,9 +486,6 @@ def _all_subclasses(cls: type[WorldflowError]) -> list[type[WorldflowError]]:
         out.append(sub)
         out.extend(_all_subclasses(sub))
     return out
-
-
-ErrorDetail = str | int | float | bool | None
 
 
 def error_details(error: WorldflowError) -> dict[str, ErrorDetail]:

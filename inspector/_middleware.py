@@ -14,11 +14,13 @@
   to the one id rule every world applies (:func:`~worldflow.worlds._ids.id_problem`) on the
   user-facing API families (native, Dapr, Mastra, webhooks, the inspector), reads included:
   a bad one is a 400 naming the parameter (``path.runId``, ``query.instanceID``), before the
-  handler runs, and so is a URL whose percent-escapes are not UTF-8 (decoded with
-  replacement characters, such an id would silently become another one). The World API
-  (tag ``world``) carries the World protocol as it is: its reads answer as a local world does
-  (an id no run can have names no run: 404) and the world checks its writes field by field
-  (400 naming the field, as a :class:`~worldflow.worlds.RemoteWorld`'s caller expects).
+  handler runs, with the code ``invalid_id`` (``id_too_long`` for the length), which each
+  family's error shape answers in its own code (Dapr: ``ERR_INSTANCE_ID_INVALID``, as
+  daprd does). So is a URL whose percent-escapes are not UTF-8 (decoded with replacement
+  characters, such an id would silently become another one). The World API (tag ``world``)
+  carries the World protocol as it is: its reads answer as a local world does (an id no run
+  can have names no run: 404) and the world checks its writes field by field (400 naming
+  the field, as a :class:`~worldflow.worlds.RemoteWorld`'s caller expects).
 """
 
 from __future__ import annotations
@@ -37,9 +39,16 @@ from worldflow.errors import WorldError, WorldflowError, error_details
 from worldflow.inspector._body import RequestError, too_large
 from worldflow.inspector._keys import AUTH_CHECKS, SETTINGS
 from worldflow.inspector._routes import DEFAULT_ERRORS, ErrorShape, Problem, RouteSpec, spec_of
-from worldflow.worlds._ids import id_problem
+from worldflow.worlds._ids import MAX_ID_LENGTH, id_problem
 
-__all__ = ["auth_middleware", "error_middleware", "id_middleware", "problem_response"]
+__all__ = [
+    "ID_TOO_LONG",
+    "INVALID_ID",
+    "auth_middleware",
+    "error_middleware",
+    "id_middleware",
+    "problem_response",
+]
 
 log = logging.getLogger("worldflow.inspector")
 
@@ -179,6 +188,12 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 # ``instanceID``, Mastra ``runId``, the native API's ``{runId}`` / ``{step}``, the World API's
 # ``{run_id}``, ``{step_id}``, ``{lease_id}`` and ``token``, the inspector's ``{run_id}``).
 # Names (workflows, events, streams, queues) follow the name rule, checked where they are used.
+INVALID_ID = "invalid_id"
+"""The code of an id parameter that breaks the id rule (control characters, lone
+surrogates); an API family's error shape may answer it in its own code."""
+ID_TOO_LONG = "id_too_long"
+"""The code of an id parameter over :data:`~worldflow.worlds._ids.MAX_ID_LENGTH`."""
+
 _ID_PATH = frozenset({"id", "run_id", "runId", "step", "step_id", "lease_id"})
 _ID_QUERY = frozenset(
     {"instanceID", "runId", "run_id", "token", "resource_id", "parent_run_id", "forked_from"}
@@ -188,7 +203,10 @@ _ID_QUERY = frozenset(
 def _check_id(field: str, value: str) -> None:
     problem = id_problem(value)
     if problem is not None:
-        raise RequestError(400, f"{field} {problem}", field=field)
+        # Its own codes, so each family answers in its own words (Dapr:
+        # ERR_INSTANCE_ID_TOO_LONG / ERR_INSTANCE_ID_INVALID, as daprd does).
+        code = ID_TOO_LONG if len(value) > MAX_ID_LENGTH else INVALID_ID
+        raise RequestError(400, f"{field} {problem}", code=code, field=field)
 
 
 @web.middleware

@@ -18,7 +18,13 @@ import pytest
 import worldflow
 from worldflow import InvalidEventError, SerializationError, WorldflowError
 from worldflow._serde import decode, encode, encode_bytes
-from worldflow.errors import error_from_code
+from worldflow.errors import (
+    RetryableError,
+    RunOwnedElsewhereError,
+    WorkflowFailedError,
+    error_details,
+    error_from_code,
+)
 from worldflow.worlds import (
     AnyEvent,
     ChildEnded,
@@ -374,6 +380,17 @@ def test_error_codes_map_both_ways(cls: type[WorldflowError]) -> None:
     assert getattr(worldflow, cls.__name__) is cls  # every error is public
     clone = pickle.loads(pickle.dumps(error))
     assert (type(clone), clone.message) == (cls, "it broke")
+
+
+def test_an_errors_details_survive_pickling() -> None:
+    failed = WorkflowFailedError("no", run_id="wrun_1", error_name="KeyError")
+    owned = RunOwnedElsewhereError("taken", owner_id="eng_2", owner_epoch=3)
+    retry = RetryableError("later", retry_after=dt.timedelta(seconds=30))
+    for error in (failed, owned, retry):
+        clone = pickle.loads(pickle.dumps(error))
+        assert type(clone) is type(error)
+        assert vars(clone) == vars(error)
+    assert error_details(failed) == {"run_id": "wrun_1", "error_name": "KeyError"}
 
 
 def test_unknown_error_code_gives_the_base_class() -> None:

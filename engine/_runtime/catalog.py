@@ -10,15 +10,24 @@ with a type msgspec cannot describe, has none).
 from __future__ import annotations
 
 import inspect
+import logging
 import typing
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import msgspec
 
 from worldflow._registry import WorkflowDefinition
-from worldflow.worlds import NULL, ParameterInfo, Payload, WorkflowInfo
+from worldflow.errors import DiskFullError
+from worldflow.worlds import NULL, ParameterInfo, Payload, WorkflowInfo, World
+from worldflow.worlds._clock import Clock
 
-__all__ = ["WorkflowInfo", "workflow_info"]
+__all__ = ["WorkflowInfo", "publish_catalog", "workflow_info"]
+
+log = logging.getLogger("worldflow.engine")
+
+_RETRY_FIRST = 0.05  # seconds before the first new try of a catalog a full disk refused
+_RETRY_MAX = 5.0
 
 _NAMED = ("positional_only", "positional_or_keyword", "keyword_only")
 
@@ -66,3 +75,44 @@ def workflow_info(definition: WorkflowDefinition) -> WorkflowInfo:
         doc=definition.doc,
         input_schema=input_schema,
     )
+
+
+async def publish_catalog(
+    world: World,
+    entries: Sequence[WorkflowInfo],
+    clock: Clock,
+    spawn: Callable[[Coroutine[Any, Any, None], str], object],
+) -> None:
+    """Publish an engine's catalog entries as it starts.
+
+    An engine entered on a full disk starts anyway, as a running one goes on when the disk
+    fills (a step's outcome waits for room the same way): the catalog is what a client with
+    no workflow code reads, not what drives runs. The refusal is logged (a WARNING naming
+    the cause) and a task of the engine (``spawn``) publishes the entries again once there
+    is room, each try doubling the wait on the engine's clock, up to a few seconds.
+    """
+    try:
+        await world.publish_workflows(entries)
+    except DiskFullError as full:
+        log.warning(
+            "the workflow catalog (%s) could not be stored (%s); the engine runs, and "
+            "publishes it again once the world has room",
+            ", ".join(e.name for e in entries),
+            full.message,
+        )
+        spawn(_publish_when_there_is_room(world, entries, clock), "catalog")
+
+
+async def _publish_when_there_is_room(
+    world: World, entries: Sequence[WorkflowInfo], clock: Clock
+) -> None:
+    delay = _RETRY_FIRST
+    while True:
+        await clock.sleep(delay)
+        try:
+            await world.publish_workflows(entries)
+        except DiskFullError:
+            delay = min(delay * 2, _RETRY_MAX)
+            continue
+        log.info("the workflow catalog is stored now")
+        return

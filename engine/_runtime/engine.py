@@ -8,7 +8,8 @@
         print(await run.result(timeout=60))
 
 On enter the engine registers on the world (a fresh engine id, kept alive by heartbeats),
-publishes its workflows' catalog entries, and claims the orphaned runs of its workflows
+publishes its workflows' catalog entries (on a full disk it starts anyway, logs why, and
+publishes them once there is room), and claims the orphaned runs of its workflows
 (runs nobody owns, or whose owner stopped heartbeating): it drives each from its log, which
 re-arms timers and runs again the steps that were in flight. While it runs it keeps
 sweeping for orphans, so the runs of an engine that died are finished by the others.
@@ -40,7 +41,7 @@ from worldflow._registry import (
 )
 from worldflow._replay.instance import Progress
 from worldflow._runtime.arguments import actor_argument
-from worldflow._runtime.catalog import workflow_info
+from worldflow._runtime.catalog import publish_catalog, workflow_info
 from worldflow._runtime.children import start_child_services
 from worldflow._runtime.client import Client, IdTaken
 from worldflow._runtime.driver import RUN_QUEUE, STEP_QUEUE, Driver
@@ -202,13 +203,12 @@ class Engine(Client):
         )
         self._previous_default = api.set_default_engine(self)
         try:
-            await world.publish_workflows(
-                [
-                    workflow_info(d)
-                    for d in self.registry.workflows
-                    if not d.name.startswith(BUILTIN_PREFIX)
-                ]
-            )
+            entries = [
+                workflow_info(d)
+                for d in self.registry.workflows
+                if not d.name.startswith(BUILTIN_PREFIX)
+            ]
+            await publish_catalog(world, entries, self.clock, self._spawn)
             await self._register()
             if self._recover:
                 await self.recover()

@@ -61,6 +61,7 @@ from worldflow.errors import (
 )
 from worldflow.inspector._body import RequestError, query_params, read_body
 from worldflow.inspector._keys import CONTROL, ControlPlane, principal
+from worldflow.inspector._middleware import ID_TOO_LONG, INVALID_ID
 from worldflow.inspector._routes import ErrorShape, Problem, route
 from worldflow.worlds import RunStatus
 
@@ -180,6 +181,8 @@ _BY_CODE = {
     "forbidden": "ERR_UNAUTHORIZED",
     "body_too_large": "ERR_BODY_TOO_LARGE",
     "invalid_request": "ERR_MALFORMED_REQUEST",
+    INVALID_ID: "ERR_INSTANCE_ID_INVALID",  # the shared id rule, on the instance id
+    ID_TOO_LONG: "ERR_INSTANCE_ID_TOO_LONG",
     "serialization_error": "ERR_MALFORMED_REQUEST",
     "internal_error": "ERR_INTERNAL",
 }

@@ -26,6 +26,19 @@ async def running(world: World, workflows: Iterable[Any], **options: Any) -> Asy
         yield engine
 
 
+async def result_of(run: Run) -> Any:
+    """``run.result()``, bounded by :data:`WAIT` seconds of real time.
+
+    ``run.result(timeout=)`` sleeps on the world's clock. On a virtual clock beside a file
+    world that sleep is the earliest pending deadline, and the clock cannot see the file
+    world's writer thread: under load a write outlasts ``idle_delay``, the loop looks idle,
+    and the clock jumps straight to the timeout while the run is still being driven. A
+    safety net is not the subject of a test, so this one is real time.
+    """
+    async with asyncio.timeout(WAIT):
+        return await run.result()
+
+
 async def log_of(world: World, run_id: str) -> list[AnyEvent]:
     """The run's whole event log."""
     return list((await world.list_events(run_id)).items)

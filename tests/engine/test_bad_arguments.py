@@ -5,7 +5,7 @@ engine")."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ import pytest
 
 from tests.engine.runtime import WAIT, running, wait_for_type
 from worldflow import SerializationError, create_hook, workflow
-from worldflow.worlds import FileWorld, MemoryWorld, RunStatus, World
+from worldflow.worlds import FileWorld, RunStatus, World
 from worldflow.worlds._ids import MAX_ID_LENGTH
 
 pytestmark = pytest.mark.anyio
@@ -29,17 +29,6 @@ async def echo(value: object = None) -> object:
 async def waits_on_hook(token: str) -> object:
     """Wait on the hook ``token``; return its payload."""
     return await create_hook(token=token)
-
-
-@pytest.fixture(params=["memory", "file"])
-async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[World]:
-    if request.param == "memory":
-        memory = MemoryWorld()
-        yield memory
-        await memory.aclose()
-    else:
-        async with FileWorld(tmp_path / "world") as file_world:
-            yield file_world
 
 
 async def _reopened(world: World) -> World | None:

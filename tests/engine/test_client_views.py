@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from tests.engine.both_worlds import Worlds, worlds
-from tests.engine.runtime import WAIT, wait_for_type
+from tests.engine.runtime import result_of, wait_for_type
 from worldflow import Engine, EventInfo, HookInfo, create_hook, set_state, step, workflow
 from worldflow.worlds import Hook as HookRecord
 from worldflow.worlds import HookStatus
@@ -60,7 +60,7 @@ async def test_run_events_and_hooks_come_decoded(worlds: Worlds) -> None:
         resumed = await engine.resume_hook("views:4", {"ok": True})
         assert isinstance(resumed, HookInfo)
         assert (resumed.received_count, resumed.metadata) == (1, {"ask": ["yes", "no"]})
-        assert await run.result(timeout=WAIT) == {
+        assert await result_of(run) == {
             "made": {"made": [4, 5], "note": "é"},
             "answer": {"ok": True},
         }

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from tests.engine.both_worlds import Worlds, worlds
-from tests.engine.runtime import WAIT, log_of, types_of, wait_for_type
+from tests.engine.runtime import WAIT, log_of, result_of, types_of, wait_for_type
 from worldflow import (
     Engine,
     WorkflowFailedError,
@@ -90,7 +90,7 @@ async def test_a_clean_stop_does_not_use_up_a_retry(worlds: Worlds) -> None:
     world = await worlds.open()
     async with Engine(world, [deploy]) as engine:
         run = await engine.get_run(run_id)
-        assert await run.result(timeout=WAIT) == "done a"
+        assert await result_of(run) == "done a"
     [view] = (await world.list_steps(run_id)).items
     assert (view.attempt, view.interrupted_attempts, view.lost_attempts) == (2, 1, 0)
     assert RAN == ["a", "a"]
@@ -114,10 +114,10 @@ async def test_attempts_lost_to_crashes_have_their_own_limit(worlds: Worlds) -> 
     world = await worlds.open()
     async with Engine(world, [crashy, deploy]) as engine:
         ok = await engine.get_run(ok_id)
-        assert await ok.result(timeout=WAIT) == "done b"
+        assert await result_of(ok) == "done b"
         bad = await engine.get_run(bad_id)
         with pytest.raises(WorkflowFailedError, match="lost 3 attempts to crashes"):
-            await bad.result(timeout=WAIT)
+            await result_of(bad)
     [view] = (await world.list_steps(bad_id)).items
     assert view.status is StepStatus.FAILED
     assert view.lost_attempts == 3

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from tests.engine.both_worlds import Worlds, worlds
-from tests.engine.runtime import WAIT
+from tests.engine.runtime import WAIT, result_of
 from worldflow import Engine, sleep, workflow
 
 pytestmark = pytest.mark.anyio
@@ -30,7 +30,7 @@ async def test_runs_whose_timers_are_due_soon_stay_cached(worlds: Worlds) -> Non
     world = await worlds.open()
     async with Engine(world, [napper], max_cached_runs=5) as engine:
         runs = await asyncio.gather(*(engine.start(napper, i) for i in range(40)))
-        results = await asyncio.gather(*(r.result(timeout=WAIT) for r in runs))
+        results = await asyncio.gather(*(result_of(r) for r in runs))
         assert results == list(range(40))
         # Built by start() (fed its first events before they were appended); none rebuilt
         # from its log when its timer fired.

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from tests.engine.both_worlds import Worlds, worlds
-from tests.engine.runtime import WAIT, types_of
+from tests.engine.runtime import WAIT, result_of, types_of
 from worldflow import Engine, HookNotFoundError, InvalidEventError, create_hook, workflow
 from worldflow.worlds import NULL, HookReceived, RunStatus
 
@@ -70,7 +70,7 @@ async def test_a_forged_child_outcome_is_refused(worlds: Worlds) -> None:
                 if event.type == "hook_created":
                     break
         await engine.resume_hook("kid-go:4", 1)
-        assert await run.result(timeout=WAIT) == 50
+        assert await result_of(run) == 50
         types = await types_of(world, run.run_id)
         assert "child_ended" in types
         assert "hook_received" not in types
@@ -81,6 +81,6 @@ async def test_user_code_cannot_create_a_reserved_token(worlds: Worlds, token: s
     world = await worlds.open()
     async with Engine(world, [squatter]) as engine:
         run = await engine.start(squatter, token)
-        message = await run.result(timeout=WAIT)
+        message = await result_of(run)
         assert "reserved for the engine's own hooks" in message
         assert "hook_created" not in await types_of(world, run.run_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.engine.both_worlds import Worlds, worlds
-from tests.engine.runtime import WAIT
+from tests.engine.runtime import result_of
 from worldflow import (
     Engine,
     RunNotFoundError,
@@ -49,12 +49,12 @@ async def test_error_name_is_the_original_errors_class(worlds: Worlds) -> None:
     async with Engine(world, [lets_it_through, parent, kid]) as engine:
         run = await engine.start(lets_it_through, 1)
         with pytest.raises(WorkflowFailedError) as failed:
-            await run.result(timeout=WAIT)
+            await result_of(run)
         assert failed.value.error_name == "KeyError"
         assert "step 'messages.boom' failed: KeyError" in str(failed.value)
         run = await engine.start(parent, 2)
         with pytest.raises(WorkflowFailedError) as failed:
-            await run.result(timeout=WAIT)
+            await result_of(run)
         assert failed.value.error_name == "LookupError"
 
 
@@ -62,7 +62,7 @@ async def test_control_verbs_say_what_the_user_did(worlds: Worlds) -> None:
     world = await worlds.open()
     async with Engine(world, [quick]) as engine:
         run = await engine.start(quick, 1)
-        await run.result(timeout=WAIT)
+        await result_of(run)
         with pytest.raises(RunTerminalError, match=r"is completed already: cancel\(\)") as e:
             await run.cancel()
         assert "run_cancelled" not in str(e.value)

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from tests.engine.both_worlds import Worlds, worlds
-from tests.engine.runtime import WAIT, log_of, types_of
+from tests.engine.runtime import WAIT, log_of, result_of, types_of
 from worldflow import (
     Engine,
     EntityConflictError,
@@ -94,7 +94,7 @@ async def test_changed_code_stalls_the_run_and_the_old_code_lets_it_go_on(
     world = await worlds.open()
     async with Engine(world, [order]) as engine:
         run = await engine.get_run(run_id)
-        assert await run.result(timeout=WAIT) == "reserved a now"
+        assert await result_of(run) == "reserved a now"
         types = await types_of(world, run_id)
         assert types.count("run_stalled") == 1
         assert types.count("run_unstalled") == 1
@@ -116,7 +116,7 @@ async def test_unstall_replays_a_stalled_run_in_a_running_engine(worlds: Worlds)
         VERSION["v"] = 1
         assert await engine.unstall(run_id) is RunStatus.RUNNING
         await engine.resume_hook("go:b", "then")
-        assert await (await engine.get_run(run_id)).result(timeout=WAIT) == "reserved b then"
+        assert await result_of(await engine.get_run(run_id)) == "reserved b then"
 
 
 async def test_failing_a_stalled_run_is_an_explicit_call(worlds: Worlds) -> None:
@@ -132,7 +132,7 @@ async def test_failing_a_stalled_run_is_an_explicit_call(worlds: Worlds) -> None
         assert await run.status() is RunStatus.STALLED
         await run.fail("the old code is gone")
         with pytest.raises(WorkflowFailedError) as caught:
-            await run.result(timeout=WAIT)
+            await result_of(run)
         assert caught.value.error_name == "NondeterminismError"
         assert "the old code is gone" in str(caught.value)
 

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from tests.engine.both_worlds import Worlds, worlds
-from tests.engine.runtime import WAIT, wait_for_type
+from tests.engine.runtime import WAIT, result_of, wait_for_type
 from worldflow import Engine, get_step_metadata, step, workflow
 from worldflow.worlds import RunStatus
 
@@ -63,7 +63,7 @@ async def test_a_cancelled_thread_step_holds_its_slot_until_it_ends(worlds: Worl
             await asyncio.to_thread(ENTERED.wait)
         second = await engine.start(one, "second")
         await first.cancel("enough")
-        assert await second.result(timeout=WAIT) == "second"
+        assert await result_of(second) == "second"
         assert await first.status() is RunStatus.CANCELLED
     assert ACTIVE["max"] == 1, "two threads of a concurrency=1 step ran at once"
     assert ACTIVE["saw_cancel"] == 1
@@ -85,6 +85,6 @@ async def test_a_thread_that_ignores_the_cancel_keeps_its_slot_past_its_runs_end
             await asyncio.to_thread(ENTERED.wait)
         second = await engine.start(one, "second")
         await deaf.cancel("enough")
-        assert await second.result(timeout=WAIT) == "second"
+        assert await result_of(second) == "second"
         assert await deaf.status() is RunStatus.CANCELLED
     assert ACTIVE["max"] == 1, "a thread of an ended run lost its concurrency=1 slot"

@@ -7,12 +7,15 @@ process died, and their functions ran again at every try).
   the step's view counts no lost attempt.
 * A result over the world's size limit fails the step, saying so, after one run of the
   function (it was run again and again until the lost-attempt limit).
+* An engine entered on a full disk starts (it raised the catalog write's ``DiskFullError``):
+  the refusal is logged, and the catalog is published once the disk has room.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from tests.engine.runtime import WAIT
 from worldflow import DiskFullError, Engine, WorkflowFailedError, step, workflow
 from worldflow.worlds import FileWorld, MemoryWorld, StepStatus, World
 from worldflow.worlds._file import writer as writer_module
+from worldflow.worlds._file.log import write_atomically as real_write_atomically
 from worldflow.worlds._validation import MAX_PAYLOAD_BYTES
 
 pytestmark = pytest.mark.anyio
@@ -87,3 +91,32 @@ async def test_a_result_over_the_worlds_limit_fails_the_step_once(
         await world.aclose()
     assert RAN == {"b": 1}
     assert (view.status, view.lost_attempts) == (StepStatus.FAILED, 0)
+
+
+async def test_an_engine_entered_on_a_full_disk_starts_and_publishes_its_catalog_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    RAN.clear()
+    full = [True]
+
+    def write_atomically(path: Path, data: bytes, *, fsync: bool) -> None:
+        if full[0]:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_write_atomically(path, data, fsync=fsync)
+
+    monkeypatch.setattr(f"{writer_module.__name__}.write_atomically", write_atomically)
+    caplog.set_level(logging.WARNING, logger="worldflow.engine")
+    async with FileWorld(tmp_path / "w") as world, Engine(world, [flow]) as engine:
+        [warning] = [r for r in caplog.records if r.name == "worldflow.engine"]
+        assert "catalog (outcome.flow) could not be stored" in warning.getMessage()
+        assert "ENOSPC" in warning.getMessage()
+        async with FileWorld(tmp_path / "w", read_only=True) as reader:
+            assert await reader.list_workflows() == []  # nothing on disk yet
+            full[0] = False  # space is freed
+            async with asyncio.timeout(WAIT):
+                while not await reader.list_workflows():  # noqa: ASYNC110 - reads the file
+                    await asyncio.sleep(0.02)  # the engine tries again on a real clock
+            [entry] = await reader.list_workflows()
+            assert entry.name == "outcome.flow"
+        run = await engine.start(flow, "c")
+        assert await run.result(timeout=WAIT) == 1

@@ -4,8 +4,7 @@ Prometheus counters; nothing at all without OpenTelemetry. Memory and file world
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 from opentelemetry import trace
@@ -16,7 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from tests.http.served import serve_app
 from worldflow import Client, Engine, FatalError, RetryableError, sleep, step, workflow
 from worldflow.inspector import create_app
-from worldflow.worlds import FileWorld, MemoryWorld, World
+from worldflow.worlds import World
 
 pytestmark = pytest.mark.anyio
 
@@ -45,16 +44,6 @@ def spans() -> Iterator[InMemorySpanExporter]:
     attempts.clear()
     yield EXPORTER
     EXPORTER.clear()
-
-
-@pytest.fixture(params=["memory", "file"])
-async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[World]:
-    if request.param == "memory":
-        async with MemoryWorld() as memory:
-            yield memory
-    else:
-        async with FileWorld(tmp_path / "w", fsync=False) as file:
-            yield file
 
 
 @step(max_retries=2, backoff=0)

@@ -16,7 +16,7 @@ import msgspec
 import pytest
 
 from tests.engine.both_worlds import Worlds, worlds
-from tests.engine.runtime import WAIT, log_of, types_of
+from tests.engine.runtime import WAIT, log_of, result_of, types_of
 from tests.histories.versioning import workflows as wf
 from tests.properties.checks import check_prefixes
 from tests.properties.checks import replay as replay_instance
@@ -143,7 +143,7 @@ async def test_a_gather_run_live_asks_once_per_run(worlds: Worlds) -> None:
     world = await worlds.open()
     async with Engine(world, [wf.fanout_v2]) as engine:
         run = await engine.start(wf.fanout_v2, 3)
-        assert await run.result(timeout=WAIT) == [
+        assert await result_of(run) == [
             ["a99"],
             ["b0", "b99"],
             ["c0", "c1", "c2", "c99"],
@@ -165,14 +165,14 @@ async def test_a_run_in_flight_past_the_change_finishes_on_the_old_branch(
     async with Engine(world, [wf.pricing_v2]) as engine:
         await engine.resume_hook("delivered:desk", {"ok": True})
         run = await engine.get_run(run_id)
-        assert await run.result(timeout=WAIT) == "desk shipped at 400"
+        assert await result_of(run) == "desk shipped at 400"
         assert wf.CALLS == {}  # every step was recorded already: nothing ran again
         assert "patch_marked" not in await types_of(world, run_id)
         # A new run of the same code takes the new branch and records why.
         new = await engine.start(wf.pricing_v2, "desk")
         await resume_hook_when_waiting(new, "approve:desk", {"ok": True})
         await resume_hook_when_waiting(new, "delivered:desk", {"ok": True})
-        assert await new.result(timeout=WAIT) == "desk shipped at 360"
+        assert await result_of(new) == "desk shipped at 360"
         assert (await world.get_run(new.run_id)).patches == ["discount"]
 
 
@@ -186,7 +186,7 @@ async def test_a_run_in_flight_before_the_change_takes_the_new_branch(
         await resume_hook_when_waiting(run, "approve:lamp", {"ok": True})
         await resume_hook_when_waiting(run, "delivered:lamp", {"ok": True})
         # It reached patched() live, after the deploy: the new code, and the marker.
-        assert await run.result(timeout=WAIT) == "lamp shipped at 360"
+        assert await result_of(run) == "lamp shipped at 360"
         assert (await world.get_run(run_id)).patches == ["discount"]
 
 
@@ -205,7 +205,7 @@ async def test_a_run_stalled_by_the_change_goes_on_once_patched_code_is_deployed
     world = await worlds.open()
     async with Engine(world, [wf.pricing_v2]) as engine:  # the same change behind patched()
         run = await engine.get_run(run_id)
-        assert await run.result(timeout=WAIT) == "desk shipped at 400"
+        assert await result_of(run) == "desk shipped at 400"
         types = await types_of(world, run_id)
         assert types.count("run_stalled") == 1
         assert types.count("run_unstalled") == 1
@@ -227,7 +227,7 @@ async def test_a_patch_is_asked_many_times_and_recorded_once(worlds: Worlds) -> 
     world = await worlds.open()
     async with Engine(world, [looped]) as engine:
         run = await engine.start(looped, 3)
-        assert await run.result(timeout=WAIT) == [True, True, True]
+        assert await result_of(run) == [True, True, True]
         log = await log_of(world, run.run_id)
         assert [e.name for e in log if isinstance(e, PatchMarked)] == ["loop-patch", "gone"]
 
@@ -249,4 +249,4 @@ async def test_an_empty_patch_name_fails_the_run_with_a_message(worlds: Worlds) 
     async with Engine(world, [bad_name]) as engine:
         run = await engine.start(bad_name)
         with pytest.raises(WorkflowFailedError, match="patch name"):
-            await run.result(timeout=WAIT)
+            await result_of(run)

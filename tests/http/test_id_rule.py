@@ -79,6 +79,35 @@ async def test_every_api_refuses_an_id_that_breaks_the_rule(
     assert (await world.list_runs()).items == []
 
 
+# What daprd answers for each case (http-apis.md B.4); the URL that is not UTF-8 is no id.
+DAPR_CODES = {
+    "newline": "ERR_INSTANCE_ID_INVALID",
+    "nul": "ERR_INSTANCE_ID_INVALID",
+    "del": "ERR_INSTANCE_ID_INVALID",
+    "too-long": "ERR_INSTANCE_ID_TOO_LONG",
+    "not-utf-8": "ERR_MALFORMED_REQUEST",
+}
+NATIVE_CODES = {"too-long": "id_too_long", "not-utf-8": "invalid_request"}
+
+
+@pytest.mark.parametrize(("case", "bad", "says"), BAD_IDS, ids=[c for c, _, _ in BAD_IDS])
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [pytest.param(m, u, id=i) for i, m, u, _ in ROUTES if i.startswith(("dapr", "native"))],
+)
+async def test_the_id_rule_answers_in_each_familys_own_error_code(
+    srv: Served, case: str, bad: str, says: str, method: str, url: str
+) -> None:
+    headers = {"Content-Type": "application/json"}
+    async with srv.request(method, url.format(bad=bad), data='"t"', headers=headers) as r:
+        assert r.status == 400, await r.text()
+        body = await r.json()
+    if url.startswith(DAPR):
+        assert body["errorCode"] == DAPR_CODES[case], body
+    else:
+        assert body["code"] == NATIVE_CODES.get(case, "invalid_id"), body
+
+
 @pytest.mark.parametrize(("case", "bad", "says"), BAD_IDS, ids=[c for c, _, _ in BAD_IDS])
 async def test_a_hook_token_that_breaks_the_rule_is_a_400(
     srv: Served, case: str, bad: str, says: str

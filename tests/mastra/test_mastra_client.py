@@ -17,7 +17,7 @@ import pytest
 from tests.http.served import Served, serving
 from tests.mastra.workflows import WORKFLOWS
 from worldflow import Engine
-from worldflow.worlds import FileWorld, MemoryWorld, World
+from worldflow.worlds import World
 
 pytestmark = pytest.mark.anyio
 
@@ -37,16 +37,6 @@ def _npm_ci() -> None:
 @pytest.fixture(scope="module")
 def client_installed() -> None:
     _npm_ci()
-
-
-@pytest.fixture(params=["memory", "file"])
-async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[World]:
-    if request.param == "memory":
-        async with MemoryWorld() as memory:
-            yield memory
-    else:
-        async with FileWorld(tmp_path / "world") as file:
-            yield file
 
 
 @pytest.fixture

@@ -37,13 +37,16 @@ from worldflow.worlds import (
 )
 from worldflow.worlds._memory import log as log_module
 from worldflow.worlds._memory import queue as queue_module
+from worldflow.worlds._memory import reads as reads_module
 from worldflow.worlds._memory import world as world_module
 
 pytestmark = pytest.mark.anyio
 
 T = TypeVar("T")
 
-_WORLD_FILES = {m.__file__ for m in (world_module, log_module, queue_module, _wakeups)}
+_WORLD_FILES = {
+    m.__file__ for m in (world_module, reads_module, log_module, queue_module, _wakeups)
+}
 
 
 class ManualClock:

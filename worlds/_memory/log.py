@@ -157,6 +157,16 @@ def commit(log: LogState, batch: Batch) -> RunState:
         state = RunState(run=run, index=len(log.run_order))
         log.run_order.append(state)
         log.runs[batch.run_id] = state
+    else:
+        stored = state.run
+        if stored.owner_id != run.owner_id or stored.owner_epoch != run.owner_epoch:
+            # A batch never changes the owner (a claim is applied after the commit). A world
+            # that awaits its write between building the batch and committing it (the file
+            # world) may see the owner change meanwhile (a release at an engine's stop, a
+            # claim): the batch's copy of the view is older, and must not undo it.
+            run = msgspec.structs.replace(
+                run, owner_id=stored.owner_id, owner_epoch=stored.owner_epoch
+            )
     state.run = run
     state.events.extend(batch.events)
     if batch.steps:

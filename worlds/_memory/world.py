@@ -3,7 +3,8 @@
 Everything lives in dicts and lists indexed for the hot paths: appending to a run, reading a
 run, its events or a hook by token, and leasing a message cost the same whether the world holds
 ten runs or a million. Only ``list_runs`` / ``list_hooks`` / ``list_waits`` with filters walk
-their table from the cursor on.
+their table from the cursor on. The reads (the ``RunStore`` role) are in :mod:`.reads`; the
+queues, ownership and catalog tables in their own modules beside this one.
 
 It is safe under concurrent asyncio tasks on one event loop: every write runs from start to
 finish without awaiting, so a batch is checked and committed before any other task can look.
@@ -13,7 +14,7 @@ world's :class:`Clock` (``clock.sleep``), so a virtual clock drives them in test
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -23,14 +24,11 @@ import msgspec
 from worldflow.errors import (
     ConfigurationError,
     EntityConflictError,
-    HookNotFoundError,
     InvalidEventError,
     RunNotFoundError,
     RunNotTerminalError,
     RunTerminalError,
-    StepNotFoundError,
     StreamNotFoundError,
-    WorldError,
     WorldflowError,
 )
 from worldflow.worlds._clock import Clock, SystemClock
@@ -40,26 +38,21 @@ from worldflow.worlds._memory.catalog import Entries
 from worldflow.worlds._memory.log import LogState, RunState, StoredRun, StreamState, commit
 from worldflow.worlds._memory.ownership import Owners
 from worldflow.worlds._memory.queue import MemoryQueues
+from worldflow.worlds._memory.reads import RunReads
 from worldflow.worlds._permits import PermitTable, check_permit_arguments, check_permit_key
-from worldflow.worlds._protocol import PERMIT_WAIT_TTL, EventResult, SortOrder
-from worldflow.worlds._read_args import bad_cursor, check_limit, run_statuses
+from worldflow.worlds._protocol import PERMIT_WAIT_TTL, EventResult
+from worldflow.worlds._read_args import check_limit
 from worldflow.worlds._records import (
     TERMINAL_RUN_STATUSES,
     EngineInfo,
     Fence,
-    Hook,
-    HookStatus,
     Lease,
     Page,
     Permit,
     PermitGrant,
     QueueMessage,
-    RunStatus,
-    Step,
     StreamChunk,
     StreamInfo,
-    Wait,
-    WaitStatus,
     WorkflowInfo,
     WorkflowRun,
 )
@@ -71,29 +64,7 @@ __all__ = ["MemoryWorld"]
 T = TypeVar("T")
 
 
-def _cursor_position(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    try:
-        return int(cursor)
-    except ValueError:
-        raise bad_cursor(cursor) from None
-
-
-def _page(found: Iterable[tuple[int, T]], limit: int) -> Page[T]:
-    """The first ``limit`` of ``found`` (position, item) pairs; the cursor is a position."""
-    check_limit(limit)
-    items: list[T] = []
-    last = 0
-    for position, item in found:
-        if len(items) == limit:
-            return Page(items=items, cursor=str(last), has_more=True)
-        items.append(item)
-        last = position
-    return Page(items=items)
-
-
-class MemoryWorld:
+class MemoryWorld(RunReads):
     """A world held in this process's memory: for tests, demos and single-process services.
 
     Args:
@@ -139,22 +110,10 @@ class MemoryWorld:
         """The clock this world reads."""
         return self._clock
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise WorldError(
-                "this MemoryWorld was closed with aclose(); its data is gone, open a new one"
-            )
-
     def _write_failure(self, run_id: str) -> WorldflowError | None:
         """Why the run's last append failed for want of storage (a world on disk), if so:
         ``wait_for_run`` raises it rather than wait for a write that did not happen."""
         return None
-
-    def _state(self, run_id: str) -> RunState:
-        state = self._log.runs.get(run_id)
-        if state is None:
-            raise RunNotFoundError(f"no run {run_id!r} in this world")
-        return state
 
     # -- EventLog --------------------------------------------------------------------------
 
@@ -236,148 +195,6 @@ class MemoryWorld:
         if start + limit < len(events):
             return Page(items=items, cursor=str(items[-1].seq), has_more=True)
         return Page(items=items)
-
-    # -- RunStore --------------------------------------------------------------------------
-
-    async def get_run(self, run_id: str) -> WorkflowRun:
-        """The run's view."""
-        self._check_open()
-        return self._state(run_id).run
-
-    async def list_runs(
-        self,
-        *,
-        workflow_name: str | None = None,
-        status: RunStatus | Collection[RunStatus] | None = None,
-        resource_id: str | None = None,
-        metadata: dict[str, str] | None = None,
-        created_after: datetime | None = None,
-        created_before: datetime | None = None,
-        order: SortOrder = "desc",
-        limit: int = 100,
-        cursor: str | None = None,
-        forked_from: str | None = None,
-    ) -> Page[WorkflowRun]:
-        """Runs matching every filter; the cursor is a creation position, so pages are stable."""
-        self._check_open()
-        statuses = run_statuses(status)
-        wanted = dict(metadata or {})
-        table = self._log.run_order
-        start = _cursor_position(cursor)
-        positions: Iterable[int]
-        if order == "desc":
-            top = len(table) - 1 if start is None else min(start - 1, len(table) - 1)
-            positions = range(top, -1, -1)
-        elif order == "asc":
-            positions = range(0 if start is None else start + 1, len(table))
-        else:
-            raise InvalidEventError(f"`order` must be 'asc' or 'desc', got {order!r}")
-
-        def found() -> Iterator[tuple[int, WorkflowRun]]:
-            for position in positions:
-                state = table[position]
-                if state is None:
-                    continue
-                run = state.run
-                if (
-                    (workflow_name is None or run.workflow_name == workflow_name)
-                    and (statuses is None or run.status in statuses)
-                    and (resource_id is None or run.resource_id == resource_id)
-                    and (forked_from is None or run.forked_from == forked_from)
-                    and (created_after is None or run.created_at >= created_after)
-                    and (created_before is None or run.created_at < created_before)
-                    and all(run.metadata.get(k) == v for k, v in wanted.items())
-                ):
-                    yield position, run
-
-        return _page(found(), limit)
-
-    async def get_step(self, run_id: str, step_id: str) -> Step:
-        """One step of a run."""
-        self._check_open()
-        step = self._state(run_id).steps.get(step_id)
-        if step is None:
-            raise StepNotFoundError(f"run {run_id!r} has no step {step_id!r}")
-        return step
-
-    async def list_steps(
-        self, run_id: str, *, limit: int = 1000, cursor: str | None = None
-    ) -> Page[Step]:
-        """A run's steps in creation order."""
-        self._check_open()
-        state = self._state(run_id)
-        start = _cursor_position(cursor)
-        order, steps = state.step_order, state.steps
-        first = 0 if start is None else start + 1
-        return _page(((i, steps[order[i]]) for i in range(first, len(order))), limit)
-
-    async def get_hook_by_token(self, token: str) -> Hook:
-        """The live hook holding ``token``."""
-        self._check_open()
-        held = self._log.tokens.get(token)
-        if held is None:
-            raise HookNotFoundError(f"no live hook has the token {token!r}")
-        run_id, hook_id = held
-        return self._log.runs[run_id].hooks[hook_id]
-
-    async def list_hooks(
-        self,
-        *,
-        run_id: str | None = None,
-        status: HookStatus | None = None,
-        limit: int = 1000,
-        cursor: str | None = None,
-    ) -> Page[Hook]:
-        """Hooks of one run or of the world, in creation order."""
-        self._check_open()
-        wanted = None if status is None else HookStatus(status)
-        first = self._first_position(cursor)
-        found: Iterator[tuple[int, Hook]]
-        if run_id is not None:
-            state = self._state(run_id)
-            ids, hooks = state.hook_order, state.hooks
-            found = ((i, hooks[ids[i]]) for i in range(first, len(ids)))
-        else:
-            found = self._world_wide(self._log.hook_order, first, lambda s, i: s.hooks[i])
-        return _page(((i, h) for i, h in found if wanted is None or h.status is wanted), limit)
-
-    async def list_waits(
-        self,
-        *,
-        run_id: str | None = None,
-        status: WaitStatus | None = None,
-        limit: int = 1000,
-        cursor: str | None = None,
-    ) -> Page[Wait]:
-        """Waits of one run or of the world, in creation order."""
-        self._check_open()
-        wanted = None if status is None else WaitStatus(status)
-        first = self._first_position(cursor)
-        found: Iterator[tuple[int, Wait]]
-        if run_id is not None:
-            state = self._state(run_id)
-            ids, waits = state.wait_order, state.waits
-            found = ((i, waits[ids[i]]) for i in range(first, len(ids)))
-        else:
-            found = self._world_wide(self._log.wait_order, first, lambda s, i: s.waits[i])
-        return _page(((i, w) for i, w in found if wanted is None or w.status is wanted), limit)
-
-    @staticmethod
-    def _first_position(cursor: str | None) -> int:
-        start = _cursor_position(cursor)
-        return 0 if start is None else start + 1
-
-    def _world_wide(
-        self,
-        table: list[tuple[str, str] | None],
-        first: int,
-        view: Callable[[RunState, str], T],
-    ) -> Iterator[tuple[int, T]]:
-        runs = self._log.runs
-        for i in range(first, len(table)):
-            entry = table[i]
-            if entry is not None:
-                yield i, view(runs[entry[0]], entry[1])
 
     async def purge(self, run_id: str) -> None:
         """Delete a terminal run and everything of it."""
