@@ -153,7 +153,8 @@ class Target:
     """``metric`` of ``workload`` on ``world`` must be ``op`` ``factor`` x floor + ``plus``.
 
     Without a floor the bound is absolute: ``factor`` + ``plus``. ``world=None`` applies the
-    target to every world.
+    target to every world. ``why`` says where an absolute bound comes from (shown with it).
+    A figure may have several targets; the table shows a row for each.
     """
 
     workload: str
@@ -164,6 +165,7 @@ class Target:
     floor: str | None = None
     plus: float = 0.0
     unit: str = ""
+    why: str = ""
 
     def limit(self, figures: Sequence[Figure]) -> float | None:
         """The bound in this run, or ``None`` if its floor was not measured."""
@@ -177,10 +179,13 @@ class Target:
         """How the table shows it: ``≥ 3x fsync``, ``≤ 20x plain + 30 ms``, ``≤ 150 MiB``."""
         op = "≥" if self.op == ">=" else "≤"
         if self.floor is None:
-            return f"{op} {self.factor:g} {self.unit}".rstrip()
+            why = f" ({self.why})" if self.why else ""
+            return f"{op} {self.factor:g} {self.unit}".rstrip() + why
         plus = f" + {self.plus:g} {self.unit}".rstrip() if self.plus else ""
         return f"{op} {self.factor:g}x {self.floor}{plus}"
 
+
+_BEAT_DBOS: Final = "4x DBOS / PostgreSQL"
 
 TARGETS: tuple[Target, ...] = (
     Target("W1", "memory", "steps_per_s", ">=", 0.15, floor="plain"),
@@ -190,9 +195,12 @@ TARGETS: tuple[Target, ...] = (
     Target("W4", "memory", "wall_ms", "<=", 20, floor="plain", plus=30, unit="ms"),
     Target("W5", "file", "recovery_s", "<=", 2, unit="s"),
     Target("W5", "postgres", "recovery_over_bound", "<=", 1, unit="x"),
-    # PostgreSQL (issue #15): absolute, the database being the world's floor.
-    Target("W1", "postgres", "steps_per_s", ">=", 1000, unit="steps/s"),
+    # PostgreSQL (issue #15): absolute, the database being the world's floor; and 4x better
+    # than DBOS on PostgreSQL measured on this machine (~250 steps/s, W2 p50 5.3 ms).
+    Target("W1", "postgres", "steps_per_s", ">=", 1000, unit="steps/s", why=_BEAT_DBOS),
     Target("W2", "postgres", "p50_ms", "<=", 3, unit="ms"),
+    # 5.3 / 4 = 1.325, rounded down: the bound is at least 4x.
+    Target("W2", "postgres", "p50_ms", "<=", 1.32, unit="ms", why=_BEAT_DBOS),
     Target("W3", "postgres", "p50_ms", "<=", 2, unit="ms"),
     Target("W3", "postgres", "xproc_p50_ms", "<=", 5, unit="ms"),
     Target("W4", "postgres", "wall_ms", "<=", 250, unit="ms"),
@@ -371,7 +379,9 @@ def _source_text(figure: Figure) -> str:
 def render_table(report: Report) -> str:
     """The figures by workload and metric: the floors, the worlds (with their ratio to the
     relevant floor and their target), then the peers for context."""
-    verdicts = {(v.workload, v.source, v.metric): v for v in report.verdicts}
+    verdicts: dict[tuple[str, str, str], list[Verdict]] = {}
+    for verdict in report.verdicts:
+        verdicts.setdefault((verdict.workload, verdict.source, verdict.metric), []).append(verdict)
     header = ("workload", "figure", "source", "value", "vs floor", "target", "")
     rows: list[tuple[str, ...]] = []
     kinds = {"floor": 0, "world": 1, "peer": 2}
@@ -380,7 +390,10 @@ def render_table(report: Report) -> str:
         for metric in sorted({f.metric for f in mine}, key=_metric_order):
             # sorted() is stable: worlds and floors keep the order they were measured in
             same = sorted((f for f in mine if f.metric == metric), key=lambda f: kinds[f.kind])
-            rows.extend(_row(report, f, verdicts.get((workload, f.source, metric))) for f in same)
+            for f in same:
+                judged: list[Verdict | None] = [*verdicts.get((workload, f.source, metric), [])]
+                judged = judged or [None]
+                rows.extend(_row(report, f, verdict) for verdict in judged)
         rows.append(("",) * len(header))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = [

@@ -657,6 +657,10 @@ class Registry:
             )
         return found
 
+    def find_step(self, name: str) -> StepDefinition | None:
+        """The step named ``name``, or ``None`` (what :meth:`step` finds, without raising)."""
+        return self._steps.get(name) or _ALL_STEPS.get(name)
+
     def step(self, name: str) -> StepDefinition:
         """The step named ``name``, or :class:`~worldflow.StepNotRegisteredError`."""
         found = self._steps.get(name) or _ALL_STEPS.get(name)

@@ -189,6 +189,12 @@ def encode(value: Any) -> msgspec.Raw:
     """
     if value is None:
         return _raw_cache_null
+    t = type(value)
+    if t is int or t is str or t is bool:  # JSON-native as it is (a step's usual result)
+        try:
+            return msgspec.Raw(_encoder.encode(value))
+        except UnicodeEncodeError:
+            raise SerializationError(_why_unencodable(value)) from None
     return msgspec.Raw(encode_bytes(value))
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks._report import Figure, Report, filesystem_of, judge, render_table
+from benchmarks._report import TARGETS, Figure, Report, filesystem_of, judge, render_table
 from benchmarks._suite import ALL_WORKLOADS, Options, run_suite
 from benchmarks._workloads import WORKLOADS
 from benchmarks._worlds import POSTGRES_ENV
@@ -88,6 +88,27 @@ def test_no_durable_figure_is_judged_from_tmpfs() -> None:
     report.machine["scratch_fs"] = "ext4"
     report.verdicts = judge(figures, scratch_fs="ext4")
     assert "refused" not in render_table(report)
+
+
+def test_postgres_w2_is_held_to_3_ms_and_to_4x_dbos() -> None:
+    """Issue #15 asks for W2 p50 <= 3 ms and for 4x DBOS on PostgreSQL (5.3 ms): a figure
+    between the two meets one and misses the other, and the table shows a row for each."""
+    figures = [Figure(workload="W2", source="postgres", metric="p50_ms", value=1.5, kind="world")]
+    verdicts = judge(figures, scratch_fs="ext4")
+    assert sorted((v.limit, v.met) for v in verdicts) == [(1.32, False), (3, True)]
+    report = Report.begin(quick=False)
+    report.figures = figures
+    report.verdicts = verdicts
+    rows = [line for line in render_table(report).splitlines() if " postgres " in line]
+    assert len(rows) == 2, rows
+    assert rows[0].endswith("met"), rows
+    assert "≤ 3 ms" in rows[0], rows
+    assert rows[1].endswith("MISSED"), rows
+    assert "4x DBOS / PostgreSQL" in rows[1], rows
+    w1 = [
+        t for t in TARGETS if (t.workload, t.world, t.metric) == ("W1", "postgres", "steps_per_s")
+    ]
+    assert [(t.factor, "4x DBOS" in t.text) for t in w1] == [(1000, True)]
 
 
 @pytest.mark.parametrize("world", ["memory", "file"])

@@ -180,8 +180,32 @@ def new_ulid() -> str:
         head = rand >> 10
         if head != _head:  # a new millisecond, or the increment carried past 10 bits
             _head = head
-            _head_text = encode_ulid(_last_ms, rand)[:24]
+            _head_text = _head_of(_last_ms, rand)
         return _head_text + _PAIRS[rand & 0x3FF]
+
+
+_time_high = -1  # the last time's ms >> 10, and the 8 characters that encode it
+_time_high_text = ""
+
+
+def _head_of(ms: int, rand: int) -> str:
+    """``encode_ulid(ms, rand)[:24]`` (callers hold ``_lock``), re-encoding only the low 10
+    bits of the time when its high bits are the last call's (a new millisecond usually)."""
+    global _time_high, _time_high_text
+    ms &= 0xFFFFFFFFFFFF
+    high = ms >> 10
+    if high != _time_high:
+        _time_high = high
+        _time_high_text = _encode_time(ms)[:8]
+    p = _PAIRS
+    return (
+        _time_high_text
+        + p[ms & 0x3FF]
+        + _encode_40(rand >> 40)
+        + p[(rand >> 30) & 0x3FF]
+        + p[(rand >> 20) & 0x3FF]
+        + p[(rand >> 10) & 0x3FF]
+    )
 
 
 def _random10() -> bytes:

@@ -292,7 +292,9 @@ class Intent:
 
     ``kind`` is ``create`` (an operation's ``*_created``), ``close`` (its closing command),
     ``state`` (``state_updated``), ``patch`` (``patch_marked``) or ``end``
-    (``run_completed`` / ``run_failed``).
+    (``run_completed`` / ``run_failed``). It is owed until ``recorded``; a creation also
+    stops being owed once its operation is created or given up (``op.wanted`` false):
+    ``WorkflowInstance._commands`` drops it then.
     """
 
     __slots__ = ("_event", "kind", "op", "recorded", "run_id")
@@ -314,26 +316,6 @@ class Intent:
             assert self.op is not None, "an intent without an event is an operation's creation"
             event = self._event = self.op.creation(self.run_id)
         return event
-
-    def pending(self) -> bool:
-        """Whether the command still has to be appended."""
-        if self.recorded:
-            return False
-        if self.kind == "create":
-            op = self.op
-            assert op is not None
-            return not op.created and op.wanted
-        return True
-
-    def dead(self) -> bool:
-        """Whether the command will never be needed again (safe to forget)."""
-        if self.recorded:
-            return True
-        if self.kind == "create":
-            op = self.op
-            assert op is not None
-            return op.created or not op.wanted
-        return False
 
 
 def deliver_payload(

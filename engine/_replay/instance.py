@@ -168,15 +168,16 @@ class WorkflowInstance(Operations):
     def progress(self, *, describe: bool = True) -> Progress:
         """The current :class:`Progress` (what :meth:`feed` returned last)."""
         finished = self._finished
+        open_waits = self._open_waits
         return Progress(
             commands=self._commands(),
             finished=finished,
             pending_steps=[] if finished else list(self._open_steps),
             waits=[]
-            if finished
+            if finished or not open_waits
             else [
                 (c, min(op.resume_at, self._woken.get(c, op.resume_at)))
-                for c, op in self._open_waits.items()
+                for c, op in open_waits.items()
                 if op.resume_at
             ],
             suspended=self._suspended,
@@ -191,6 +192,10 @@ class WorkflowInstance(Operations):
             return
         self._closed = True
         self._loop.shutdown()
+        # The body's task keeps its last exception (a cancel's traceback holds the body's
+        # frames, which hold the primitives' handles, which hold this instance): let it go.
+        self._root = None
+        self._release()
 
     # -- driving -----------------------------------------------------------------------------
 
@@ -298,14 +303,23 @@ class WorkflowInstance(Operations):
     def _commands(self) -> list[AnyEvent]:
         if self._suspended:
             return []
+        intents = self._intents
+        if not intents:
+            return []
+        # Intent.dead() and Intent.pending() written out: an intent that is not dead is
+        # pending (not recorded; a creation whose op is neither created nor given up).
         keep: list[Intent] = []
         out: list[AnyEvent] = []
-        for intent in self._intents:
-            if intent.dead():
+        for intent in intents:
+            if intent.recorded:
                 continue
+            if intent.kind == "create":
+                op = intent.op
+                assert op is not None
+                if op.created or not op.wanted:
+                    continue
             keep.append(intent)
-            if intent.pending():
-                out.append(intent.event)
+            out.append(intent.event)
         self._intents = keep
         return out
 

@@ -78,6 +78,14 @@ class _BodyFuture(asyncio.Future[_T]):
         return True
 
 
+def _closed_clock() -> float:
+    raise RuntimeError("the workflow loop is closed (the run finished or was evicted)")
+
+
+def _ignore_timer(handle: asyncio.TimerHandle) -> None:
+    """A released loop's timer callbacks: nothing owns its timers any more."""
+
+
 class WorkflowLoop(asyncio.AbstractEventLoop):
     """A deterministic asyncio event loop driven one idle point at a time.
 
@@ -114,7 +122,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         # whole step, and an abandoned task is cancelled at shutdown rather than collected.
         self._tasks: list[asyncio.Task[Any]] = []
         self._tasks_limit = 64
-        self._hooks = (self._asyncgen_firstiter, self._asyncgen_finalizer)
+        self._hooks: tuple[Any, Any] = (self._asyncgen_firstiter, self._asyncgen_finalizer)
         self._created = 0  # tasks and futures made so far: their deterministic hashes
         self.violation: DeterminismViolationError | None = None
         """The first determinism violation seen: the owner fails the run with it."""
@@ -189,6 +197,21 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
             if task.done() and not task.cancelled() and task.exception() is not None:
                 _log.debug("a task of the closed workflow body had failed: %r", task)
         self.close()
+
+    def release(self) -> None:
+        """Drop what ties the closed loop to its owner and its tasks (each a reference cycle:
+        the owner's bound methods, the tasks that point back at the loop), so a dropped
+        instance is freed by reference counting at once instead of waiting, with all it
+        holds, for the cyclic garbage collector's oldest generation."""
+        if not self._closed:
+            raise RuntimeError("release() is for a closed workflow loop")
+        self.owner = None
+        self._clock = _closed_clock
+        self._on_timer = self._on_timer_cancelled = _ignore_timer
+        self._hooks = (None, None)
+        self._tasks = []
+        self._asyncgens = None
+        self._exception_handler = self._task_factory = None
 
     def _start_aclose(self, agen: Any) -> None:
         self.create_task(agen.aclose())

@@ -110,6 +110,10 @@ def draw_token(source: random.Random) -> str:
     return "".join(source.choices(_TOKEN_ALPHABET, k=26))
 
 
+def _ignore_cancel(op: Any, future: asyncio.Future[Any]) -> None:
+    """A released table's cancel callback: the body is gone, nobody waits."""
+
+
 class HookClosed(Exception):
     """Set on a hook awaiter when the hook is disposed (async iteration ends)."""
 
@@ -270,6 +274,17 @@ class Operations:
         if isinstance(op, (TimerOp, EventWaitOp, HookOp)):
             op.close_intent = Intent("close", op.closing_event(self.run_id), op)
             self._intents.append(op.close_intent)
+
+    def _release(self) -> None:
+        """Break the reference cycles of a closed table (each operation and its future point
+        at each other, and every future at this table's bound method), so refcounting frees
+        the instance when the runtime drops it."""
+        self._future_cancelled = _ignore_cancel
+        for op in self._ops.values():
+            future = getattr(op, "future", None)
+            if future is not None:
+                self._loop.on_cancel(future, None, _ignore_cancel)
+        self._loop.release()
 
     def _watch(self, op: Op, future: asyncio.Future[Any]) -> None:
         self._loop.on_cancel(future, op, self._future_cancelled)

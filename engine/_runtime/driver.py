@@ -44,7 +44,8 @@ from worldflow._runtime.inbox import from_inbox, only_new_steps, read_log, steps
 from worldflow._runtime.ownership import RunOwner
 from worldflow._runtime.run_cache import RunCache, unreserve
 from worldflow._runtime.slot import Slot, aware
-from worldflow._runtime.step_runner import StepJob, StepRunner, release
+from worldflow._runtime.step_job import StepJob, release
+from worldflow._runtime.step_runner import StepRunner
 from worldflow._runtime.timers import RunTimers, Spawn
 from worldflow.errors import (
     EntityConflictError,

@@ -36,7 +36,7 @@ from worldflow._replay.instance import Progress, WorkflowInstance
 from worldflow._runtime.inbox import from_inbox, only_new_steps, steps_wait
 from worldflow._runtime.run_cache import unreserve
 from worldflow._runtime.slot import Slot, aware
-from worldflow._runtime.step_runner import StepJob
+from worldflow._runtime.step_job import StepJob
 from worldflow.errors import (
     EntityConflictError,
     InvalidEventError,
@@ -225,12 +225,18 @@ class FusedAppends:
         instance = slot.instance
         assert instance is not None
         expected = pending[-1].seq if pending else instance.last_seq
+        replace = msgspec.structs.replace
         if expect_new:
             records = list(head)  # stamped by start() with the time its view was given
+            fed = [replace(e, seq=expected + 1 + i) for i, e in enumerate(records)]
+        elif len(head) == 1:  # a step's result, a hook's payload
+            at = aware(driver.clock.now())
+            records = [replace(head[0], created_at=at)]
+            fed = [replace(head[0], created_at=at, seq=expected + 1)]
         else:
             at = aware(driver.clock.now())
-            records = [msgspec.structs.replace(e, created_at=at) for e in head]
-        fed = [msgspec.structs.replace(e, seq=expected + 1 + i) for i, e in enumerate(records)]
+            records = [replace(e, created_at=at) for e in head]
+            fed = [replace(e, seq=expected + 1 + i) for i, e in enumerate(records)]
         try:
             progress = driver._feed(slot, [*pending, *fed])
         except Exception:

@@ -69,13 +69,12 @@ def steps_wait(slot: Slot, stored: list[AnyEvent], progress: Progress) -> Progre
     whose launch list comes from the batch itself."""
     slot.inbox = stored
     slot.track(stored)
-    created = [e.correlation_id for e in stored if type(e) is StepCreated]
-    return Progress(
-        commands=[],
-        finished=False,
-        pending_steps=[*progress.pending_steps, *(c for c in created if c)],
-        waits=progress.waits,
-        suspended=progress.suspended,
-        blocked_on=progress.blocked_on,
-        error=None,
-    )
+    # The caller's progress, updated in place (it is the caller's own: a feed's result):
+    # its commands are the batch just stored.
+    pending = progress.pending_steps
+    for event in stored:
+        if type(event) is StepCreated and event.correlation_id:
+            pending.append(event.correlation_id)
+    progress.commands = []
+    progress.error = None
+    return progress

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from datetime import timedelta
 
 from worldflow._runtime.slot import Slot
-from worldflow._runtime.step_runner import release
+from worldflow._runtime.step_job import release
 from worldflow.worlds._clock import Clock
 
 __all__ = ["RunCache", "unreserve"]

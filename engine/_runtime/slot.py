@@ -12,7 +12,7 @@ from typing import Any
 
 from worldflow._limits import PermitAsk
 from worldflow._replay.instance import WorkflowInstance, WorkflowMetadata
-from worldflow._runtime.step_runner import Limiter, StepJob
+from worldflow._runtime.step_job import Limiter, StepJob
 from worldflow.worlds import AnyEvent, StepWoken, WorkflowRun
 
 __all__ = ["Slot", "aware"]

@@ -27,7 +27,7 @@ from worldflow import (
     step,
     workflow,
 )
-from worldflow._runtime.step_runner import StepJob
+from worldflow._runtime.step_job import StepJob
 from worldflow.worlds import (
     NULL,
     MemoryWorld,

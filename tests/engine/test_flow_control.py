@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,8 @@ GATES: dict[str, asyncio.Event] = {}
 """A label named here holds its step until the event is set."""
 BEGUN: dict[str, asyncio.Event] = {}
 """Set when the step of a label begins."""
+BEGUN_AT: dict[str, datetime] = {}
+"""When the step of a label began (the system clock, which every world here judges by)."""
 
 
 def begun(label: str) -> asyncio.Event:
@@ -61,10 +63,12 @@ def _reset() -> None:
     ORDER.clear()
     GATES.clear()
     BEGUN.clear()
+    BEGUN_AT.clear()
 
 
 async def _occupy(group: str, label: str, seconds: float = 0.05) -> str:
     ORDER.append(label)
+    BEGUN_AT[label] = datetime.now(UTC)
     begun(label).set()
     INSIDE[group] = INSIDE.get(group, 0) + 1
     MOST[group] = max(MOST.get(group, 0), INSIDE[group])
@@ -229,21 +233,27 @@ async def test_a_step_limit_is_global_across_engines(place: Place) -> None:
 
 
 async def test_a_killed_engines_permit_lapses_with_its_lease(place: Place) -> None:
+    """The second run waits while the victim lives, and after its death until the victim's
+    last lease runs out, then gets the permit. Judged on the world's clock (the victim's
+    expiry against when the second run's step began), not on how long the test took: the
+    survivor is up before the kill, so a slow machine only delays the outcome."""
     world = await place.open()
     GATES["held"] = asyncio.Event()  # never set: the victim dies inside its step
-    victim = engine(world, ttl=0.5)
+    victim = engine(world, ttl=1.0)
     await victim.__aenter__()
     try:
         first = await victim.start(one_at_a_time, "held")
         await asyncio.wait_for(begun("held").wait(), WAIT)
-        await kill(victim)
         # recover=False: the survivor does not take the dead engine's run over, so only the
         # permit's lapse (the victim's TTL) can let the second run in.
         async with engine(world, recover=False) as survivor:
             second = await survivor.start(one_at_a_time, "next")
             await asyncio.sleep(0.2)
-            assert await second.status() is RunStatus.PENDING  # the dead engine's permit counts
+            assert await second.status() is RunStatus.PENDING  # the live victim's permit counts
+            [lease] = [e for e in await world.list_engines() if e.engine_id == victim.engine_id]
+            await kill(victim)  # its last heartbeat is this lease or a later one
             assert await second.result(timeout=WAIT) == "next"
+            assert BEGUN_AT["next"] >= lease.expires_at  # the dead engine's permit counted
             assert await first.status() is RunStatus.RUNNING  # nobody finished it
     finally:
         victim._closing = False

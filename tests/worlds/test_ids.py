@@ -44,6 +44,16 @@ def test_a_sequence_equals_encode_ulid_across_carries() -> None:
             assert sequence.at(base + n) == encode_ulid(ms, base + n)
 
 
+def test_a_new_milliseconds_head_equals_the_definition() -> None:
+    # new_ulid's head (time + random part but its low 10 bits) keeps the time's high bits
+    # from the last call: consecutive milliseconds, a jump, and a carry past 10 bits.
+    rng = random.Random(9)
+    times = [1_700_000_000_000 + k for k in range(2100)] + [rng.getrandbits(48) for _ in range(500)]
+    for ms in times:
+        rand = rng.getrandbits(79)
+        assert _ids._head_of(ms, rand) == _reference(ms, rand)[:24]
+
+
 def test_new_ids_increase_within_a_millisecond_and_across_carries(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

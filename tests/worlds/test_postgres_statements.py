@@ -46,7 +46,8 @@ async def pair(url: str) -> AsyncIterator[Pair]:
     b = await open_world(url)
     assert isinstance(a, PostgresWorld)
     assert isinstance(b, PostgresWorld)
-    await eventually(lambda: a.listener.peers)  # A heard B's hello: it notifies again
+    # A heard B's hello (it notifies again) and answered with a catch-up (B resynced).
+    await eventually(lambda: a.listener.peers and b.listener.resyncs == 1)
     for world in (a, b):
         world._notifier._interval = _QUIET
     try:

@@ -66,8 +66,9 @@ async def pair(url: str) -> AsyncIterator[Pair]:
     b = await open_world(url)
     assert isinstance(a, PostgresWorld)
     assert isinstance(b, PostgresWorld)
-    # A looked for peers when it opened, alone; it notifies once it has heard B's hello.
-    await eventually(lambda: a.listener.peers)
+    # A looked for peers when it opened, alone; it notifies once it has heard B's hello,
+    # which it answers with a catch-up (B resyncs): the tests start after both.
+    await eventually(lambda: a.listener.peers and b.listener.resyncs == 1)
     try:
         yield a, b
     finally:

@@ -54,7 +54,7 @@ from worldflow.worlds._ids import id_problem
 from worldflow.worlds._memory.log import LogState, RunState, StoredRun, commit
 from worldflow.worlds._postgres import codec
 from worldflow.worlds._postgres.append_sql import build_append_sql, created_args, rows_args
-from worldflow.worlds._postgres.notify import MAX_PAYLOAD, Notifier
+from worldflow.worlds._postgres.notify import CONNECTION_ERRORS, MAX_PAYLOAD, Notifier
 from worldflow.worlds._protocol import OWNER_ONLY_EVENTS, EventResult
 from worldflow.worlds._records import (
     TERMINAL_RUN_STATUSES,
@@ -68,21 +68,9 @@ from worldflow.worlds._records import (
 from worldflow.worlds._rules import Batch
 from worldflow.worlds._validation import validate_event
 
-__all__ = ["CONNECTION_ERRORS", "AppendStats", "Appender"]
+__all__ = ["AppendStats", "Appender"]
 
 log = logging.getLogger("worldflow.worlds.postgres")
-
-CONNECTION_ERRORS: Final = (
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.InterfaceError,
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.InternalClientError,
-    ConnectionError,
-    OSError,
-)
-"""Errors after which a statement's outcome is unknown (it may or may not have committed)."""
 
 # Events that another process may be waiting for at once: a terminal event (Run.result in
 # another process) or an external input (the owner must drive the run). These notify in
@@ -138,6 +126,7 @@ class _Wave:
     waits: dict[str, Wait] = field(default_factory=dict)
     urgent: bool = False
     became_terminal: bool = False
+    notified: bool = False  # the statement sent the news itself (a NOTIFY in it)
     # Ownership: the owner the overlay had before the wave, whether the database must still
     # have it (the wave holds owner-only events), and the owner a claim gives the run.
     owner: tuple[str | None, int] = (None, 0)
@@ -160,8 +149,9 @@ class Appender:
         pool: The world's connection pool.
         schema: The (checked) schema name.
         clock: Where view timestamps come from.
-        on_commit: Called with ``(run_id, last_seq, urgent, became_terminal)`` after each
-            committed statement, to wake local waiters and feed the notifier.
+        on_commit: Called with ``(run_id, last_seq, notified, became_terminal)`` after each
+            committed statement, to wake local waiters and feed the notifier (what the
+            statement did not send itself).
         log_channel: The NOTIFY channel that announces log growth.
         notifier: The coalescing notifier, whose pending items ride along with a statement
             that notifies anyway.
@@ -438,7 +428,7 @@ class Appender:
             last_seq = new.run.last_seq
             self._remember(run_id, _Cached(state=new, pos=pos, last_seq=last_seq, ended=ended))
             self._settle(wave)
-            self._on_commit(run_id, new.run.last_seq, wave.urgent, wave.became_terminal)
+            self._on_commit(run_id, new.run.last_seq, wave.notified, wave.became_terminal)
             return
         raise EntityConflictError(
             f"run {run_id!r} is appended to by other processes too fast: "
@@ -597,7 +587,7 @@ class Appender:
             if claim is not None:
                 args += list(claim)
         args += rows_args(events, wave.steps, wave.hooks, wave.waits)
-        notify = (wave.urgent or wave.became_terminal) and self._notifier.wanted()
+        notify = wave.notified = (wave.urgent or wave.became_terminal) and self._notifier.wanted()
         carried: list[str] = []
         if notify:
             # "t:<run>" wakes the other processes' result waiters (wait_for_run(terminal=)),

@@ -17,14 +17,18 @@ dropped connection without a FIN) costs at most one poll interval, never a hang.
   transaction. On loss it reconnects with capped backoff, re-LISTENs and resyncs: every
   local waiter is woken to re-read.
 * Nobody else, no NOTIFY: a NOTIFY costs its statement a database-wide lock at commit
-  (about 0.3 ms here), so the log's news is sent only while another process may hear it
-  (:attr:`Listener.peers`). A listener says hello (``h:``) on the log channel as it starts
-  listening, which every other instance takes as "someone listens"; the health check, every
-  few seconds, looks for another process's sessions of the world (by their
-  ``application_name``) and clears the flag when there are none; so does the first look,
-  when the listener starts. A session of another process that exists when an instance
-  looks counts, so the only news not sent is an append made between a newcomer's
-  ``LISTEN`` and this instance hearing its hello: its waiters then wake on their poll.
+  (about 0.3 ms here), so news (of the log, of streams, of the queue) is sent only while
+  another process may hear it (:attr:`Listener.peers`). A listener says hello (``h:``) on
+  the log channel as it starts listening, which every other instance takes as "someone
+  listens"; the health check, every few seconds, looks for another process's sessions of
+  the world (by their ``application_name``) and clears the flag when there are none; so does
+  the first look, when the listener starts. A session of another process that exists when an
+  instance looks counts, and a hello heard while it looks keeps the flag set.
+* A newcomer does not wait for its poll to hear what was not sent. An instance that was
+  alone and hears a hello answers with a catch-up (``r:``): every listener that hears it
+  resyncs (as after a reconnect), so it re-reads whatever was written silently before the
+  hello was heard. A statement that was decided silent and ends after the hello was heard
+  announces its news then, through the notifier (:meth:`Notifier.add` is gated again).
 """
 
 from __future__ import annotations
@@ -40,7 +44,15 @@ import asyncpg
 
 from worldflow.worlds._wakeups import Signal
 
-__all__ = ["HELLO", "MAX_PAYLOAD", "Listener", "Notifier", "Signals"]
+__all__ = [
+    "CATCH_UP",
+    "CONNECTION_ERRORS",
+    "HELLO",
+    "MAX_PAYLOAD",
+    "Listener",
+    "Notifier",
+    "Signals",
+]
 
 log = logging.getLogger("worldflow.worlds.postgres")
 
@@ -48,6 +60,21 @@ MAX_PAYLOAD: Final = 7900  # NOTIFY payloads must stay under 8000 bytes
 _HEALTH_EVERY: Final = 5.0
 HELLO: Final = "h:"
 """What a listener sends on the log channel once it listens: "here is another process"."""
+CATCH_UP: Final = "r:"
+"""What an instance that was alone sends on hearing a hello: "re-read, I wrote silently"."""
+
+CONNECTION_ERRORS: Final = (
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.InternalClientError,
+    ConnectionError,
+    OSError,
+)
+"""Errors after which a statement's outcome is unknown (it may or may not have committed),
+and after which the listener reconnects."""
 
 
 class Signals:
@@ -201,9 +228,16 @@ class Listener:
         """Whether another process may be listening (see the module's docstring)."""
         self._conn: Any = None
         self._lost = asyncio.Event()
+        self._poked = asyncio.Event()  # lost, or a catch-up to send
+        self._catch_up = False
+        self._hellos = 0
+        self._busy = asyncio.Lock()  # one statement at a time on the connection
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.reconnects = 0
+        self.catch_ups_sent = 0
+        self.resyncs = 0
+        """Resyncs after a reconnect or a catch-up heard (tests count them)."""
 
     @property
     def connection(self) -> Any:
@@ -217,18 +251,31 @@ class Listener:
         self._task = asyncio.ensure_future(self._supervise())
 
     def _callback(self, conn: Any, pid: int, channel: str, payload: str) -> None:
-        if payload == HELLO:
-            if pid != conn.get_server_pid():  # not our own
-                self.peers = True
+        if payload in (HELLO, CATCH_UP):
+            if pid == conn.get_server_pid():  # our own
+                return
+            if payload == CATCH_UP:
+                self._resync()
+                return
+            self._hellos += 1
+            if not self.peers:  # this instance wrote silently: the newcomer must re-read
+                self._catch_up = True
+                self._poked.set()
+            self.peers = True
             return
         try:
             self._on_notify(channel, payload)
         except Exception:  # pragma: no cover - a handler bug must not kill the listener
             log.exception("notification handler failed")
 
+    def _resync(self) -> None:
+        self.resyncs += 1
+        self._on_resync()
+
     def _terminated(self, conn: Any) -> None:
         if conn is self._conn:
             self._lost.set()
+            self._poked.set()
 
     async def _open(self) -> None:
         conn = await self._connect()
@@ -249,20 +296,32 @@ class Listener:
 
     async def _supervise(self) -> None:
         while not self._closing:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_HEALTH_EVERY):
-                    await self._lost.wait()
+            if not self._catch_up:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_HEALTH_EVERY):
+                        await self._poked.wait()
+            self._poked.clear()
             if self._stopped():
                 return
             conn = self._conn
             if not self._lost.is_set() and conn is not None and not conn.is_closed():
                 try:
                     async with asyncio.timeout(_HEALTH_EVERY):
-                        await self.check_peers()
+                        if self._catch_up:
+                            await self._send_catch_up(conn)
+                        else:
+                            await self.check_peers()
                     continue
-                except (TimeoutError, *_CONNECTION_ERRORS):
+                except (TimeoutError, *CONNECTION_ERRORS):
                     pass
             await self._reconnect()
+
+    async def _send_catch_up(self, conn: Any) -> None:
+        # On the listening connection, whose pid its own callback knows (and ignores).
+        async with self._busy:
+            await conn.execute(f"NOTIFY {self._channels[0]}, '{CATCH_UP}'")
+        self._catch_up = False
+        self.catch_ups_sent += 1
 
     async def check_peers(self) -> bool:
         """Look for another process's sessions of the world now (the health check does it
@@ -272,31 +331,38 @@ class Listener:
             self.peers = True
             return True
         own = [conn.get_server_pid(), *self._own_pids()]
+        hellos = self._hellos
         try:
-            found = await conn.fetchval(_PEERS_SQL, self._application_name, own)
+            async with self._busy:
+                found = await conn.fetchval(_PEERS_SQL, self._application_name, own)
         except asyncpg.exceptions.PostgresError as exc:  # not a lost connection: a refusal
-            if isinstance(exc, _CONNECTION_ERRORS):
+            if isinstance(exc, CONNECTION_ERRORS):
                 raise
             log.debug("could not look for peers (%r): notifying anyway", exc)
             found = True
-        self.peers = bool(found)
+        # A hello heard while looking is a newcomer the look may have missed.
+        self.peers = bool(found) or self._hellos != hellos
         return self.peers
 
     async def _reconnect(self) -> None:
         old, self._conn = self._conn, None
         if old is not None:
             old.terminate()
+        # Deaf, a hello would be missed: notify until the next look. What was written
+        # silently before is caught up once listening again.
+        self._catch_up = self._catch_up or not self.peers
+        self.peers = True
         delay = 0.05
         while not self._closing:
             try:
                 await self._open()
-            except (TimeoutError, *_CONNECTION_ERRORS) as exc:
+            except (TimeoutError, *CONNECTION_ERRORS) as exc:
                 log.warning("listener reconnect failed (%r); retrying in %.2f s", exc, delay)
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 10.0)
                 continue
             self.reconnects += 1
-            self._on_resync()
+            self._resync()
             return
 
     async def aclose(self) -> None:
@@ -312,20 +378,10 @@ class Listener:
             try:
                 async with asyncio.timeout(2):
                     await conn.close()
-            except (TimeoutError, *_CONNECTION_ERRORS):
+            except (TimeoutError, *CONNECTION_ERRORS):
                 conn.terminate()
 
 
 _PEERS_SQL: Final = """
     SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
         AND application_name = $1 AND pid <> ALL($2::int[]))"""
-
-_CONNECTION_ERRORS: Final = (
-    asyncpg.exceptions.InterfaceError,
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    ConnectionError,
-    OSError,
-)

@@ -15,7 +15,7 @@ acked messages are deleted, so the table holds only what waits or is in flight.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any, Final
 
 from worldflow.errors import InvalidEventError, LeaseLostError
@@ -40,14 +40,24 @@ class PostgresQueue:
         channel: The ``<schema>_queue`` channel.
         signals: The world's signals (keyed ``q:<queue>``), fired by the listener.
         clock: For the bounded waits.
+        wanted: Whether another process may listen now: alone, an enqueue sends no NOTIFY
+            (the listener's catch-up tells a newcomer what it missed).
     """
 
     def __init__(
-        self, pool: Any, schema: str, channel: str, signals: Signals, clock: Clock
+        self,
+        pool: Any,
+        schema: str,
+        channel: str,
+        signals: Signals,
+        clock: Clock,
+        wanted: Callable[[], bool],
     ) -> None:
         self._pool = pool
         self._signals = signals
         self._clock = clock
+        self._channel = channel
+        self._wanted = wanted
         s = schema
         self._enqueue_sql = f"""
             WITH m AS (
@@ -58,7 +68,9 @@ class PostgresQueue:
                 ON CONFLICT (queue, idempotency_key) WHERE idempotency_key IS NOT NULL
                 DO UPDATE SET available_at = LEAST({s}.queue.available_at, excluded.available_at)
                 RETURNING message_id, available_at <= clock_timestamp() AS due)
-            SELECT message_id, CASE WHEN due THEN pg_notify('{channel}', $2) END FROM m"""
+            SELECT message_id, due, CASE WHEN due AND $9 THEN pg_notify('{channel}', $2) END
+            FROM m"""
+        self._notify_sql = "SELECT pg_notify($1, $2)"
         # A consumer that names its workflows (or its engine) gets only the messages of
         # workflows it serves, and no message addressed to another live engine. A lease that
         # takes nothing answers instead when the queue's next message is due (one row with a
@@ -105,11 +117,13 @@ class PostgresQueue:
     async def enqueue(
         self, queue: str, message: QueueMessage, idempotency_key: str | None, delay: float
     ) -> str:
-        """Add (or merge by key) a message; notify consumers when it is due now."""
+        """Add (or merge by key) a message; notify consumers when it is due now (if any
+        other process may listen)."""
         if not isinstance(message, QueueMessage):
             raise InvalidEventError(f"enqueue() takes a QueueMessage, not {type(message).__name__}")
+        notify = self._wanted()
         async with self._pool.acquire() as conn:
-            message_id: str = await conn.fetchval(
+            row = await conn.fetchrow(
                 self._enqueue_sql,
                 new_id("msg"),
                 queue,
@@ -119,7 +133,12 @@ class PostgresQueue:
                 idempotency_key,
                 message.workflow_name,
                 message.engine_id,
+                notify,
             )
+            if row["due"] and not notify and self._wanted():
+                # Decided alone, and a newcomer's hello was heard meanwhile: tell it now.
+                await conn.execute(self._notify_sql, self._channel, queue)
+        message_id: str = row["message_id"]
         if delay <= 0:
             self._signals.fire(f"q:{queue}")
         return message_id

@@ -94,7 +94,9 @@ class PostgresWorld:
         self._owners = PostgresOwners(pool, schema)
         self._permits = PostgresPermits(pool, schema, PERMIT_WAIT_TTL)
         self._maintenance = Maintenance(pool, schema, 0)
-        self._queues = PostgresQueue(pool, schema, self._queue_channel, self._signals, clock)
+        self._queues = PostgresQueue(
+            pool, schema, self._queue_channel, self._signals, clock, self._peers
+        )
         self._streams = PostgresStreams(
             pool, schema, self._signals, clock, self._stream_changed, self._check_open
         )
@@ -215,15 +217,22 @@ class PostgresWorld:
 
     # -- wake-ups --------------------------------------------------------------------------
 
-    def _committed(self, run_id: str, last_seq: int, urgent: bool, terminal: bool) -> None:
+    def _committed(self, run_id: str, last_seq: int, notified: bool, terminal: bool) -> None:
         signals = self._signals
         signals.fire(f"r:{run_id}")
         signals.fire(_WORLD_KEY)
         if terminal:  # result waiters, and followers of a stream that never came end
             signals.fire(f"t:{run_id}")
             signals.fire(f"s:{run_id}")
-        elif not urgent:  # urgent and terminal ones were notified by the statement itself
-            self._notifier.add(f"{run_id}:{last_seq}")
+        if notified:  # the statement's own NOTIFY told the others
+            return
+        # Coalesced; dropped unless another process may listen now (an urgent statement
+        # decided silent, alone, and ended after a newcomer's hello: told now).
+        notifier = self._notifier
+        notifier.add(f"{run_id}:{last_seq}")
+        if terminal:
+            notifier.add(f"t:{run_id}")
+            notifier.add(f"s:{run_id}")
 
     def _peers(self) -> bool:
         return self._listener.peers
