@@ -54,6 +54,7 @@ from worldflow.worlds._ids import id_problem
 from worldflow.worlds._memory.log import LogState, RunState, StoredRun, commit
 from worldflow.worlds._postgres import codec
 from worldflow.worlds._postgres.append_sql import build_append_sql, created_args, rows_args
+from worldflow.worlds._postgres.children import CHILDREN_SQL, read_children
 from worldflow.worlds._postgres.notify import CONNECTION_ERRORS, MAX_PAYLOAD, Notifier
 from worldflow.worlds._protocol import OWNER_ONLY_EVENTS, EventResult
 from worldflow.worlds._records import (
@@ -64,6 +65,7 @@ from worldflow.worlds._records import (
     Step,
     Wait,
     WaitStatus,
+    WorkflowRun,
 )
 from worldflow.worlds._rules import Batch
 from worldflow.worlds._validation import validate_event
@@ -94,6 +96,7 @@ class AppendStats:
     cas_misses: int = 0
     reloads: int = 0
     token_reads: int = 0  # reads of who holds the tokens of new hooks
+    child_reads: int = 0  # reads of the children a child_ended reports on (not cached)
     unknown_outcomes: int = 0
 
 
@@ -201,6 +204,7 @@ class Appender:
             f"SELECT token, run_id, hook_id FROM {s}.hooks "
             "WHERE token = ANY($1::text[]) AND status = 'active'"
         )
+        self._children_sql = CHILDREN_SQL.format(s=s)
         self._probe_sql = f"""
             SELECT e.event_id, r.pos, r.owner_id, r.owner_epoch
             FROM {s}.events e JOIN {s}.runs r USING (run_id)
@@ -304,6 +308,11 @@ class Appender:
                 state.claimed_hook_ids.add(row["cid"])
         ended = run.status in TERMINAL_RUN_STATUSES
         return _Cached(state=state, pos=head["pos"], last_seq=run.last_seq, ended=ended)
+
+    def _ended_run(self, run_id: str) -> WorkflowRun | None:
+        """The view of a run this process committed or read as ended (an end is final)."""
+        cached = self._cache.get(run_id)
+        return cached.state.run if cached is not None and cached.ended else None
 
     def _remember(self, run_id: str, cached: _Cached) -> None:
         cache = self._cache
@@ -494,6 +503,9 @@ class Appender:
             for hook_id in base.live_hooks:
                 hook = base.hooks[hook_id]
                 logstate.tokens[hook.token] = (run_id, hook_id)
+        events = (ev for item in items for ev in item.events)
+        if await read_children(conn, self._children_sql, events, self._ended_run, logstate):
+            self.stats.child_reads += 1
         assumed_free = bool(tokens) and not check_live
         live: Callable[[str], bool] = _always
         if check_live:
