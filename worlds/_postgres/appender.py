@@ -1,9 +1,8 @@
 """``append`` on PostgreSQL: the shared rules in Python, then one compare-and-set statement.
 
-Each world instance caches an overlay of the runs it writes (a :class:`RunState`: the run,
-its steps, hooks and waits). An append applies its batch to that overlay with the rule
-engine every world shares (:class:`~worldflow.worlds._rules.Batch`, reading the overlay
-through the memory world's :class:`StoredRun` view), then writes everything in **one** autocommit
+Each world instance caches an overlay of the runs it writes (a :class:`RunState`). An append
+applies its batch to it with the rules every world shares (:class:`~worldflow.worlds._rules.Batch`
+through a :class:`StoredRun` view), then writes everything in **one** autocommit
 statement whose data-modifying CTEs all depend on a compare-and-set of the run row: the
 ``UPDATE runs ... WHERE run_id = $1 AND pos = $2 AND last_seq = $expected`` (or, for a batch
 that creates the run, ``INSERT ... ON CONFLICT DO NOTHING``). If another process appended
@@ -13,10 +12,9 @@ step result that lost the race), or the retry succeeds. ``seq`` is dense because
 ``PRIMARY KEY (run_id, seq)`` backs it up, and the database itself enforces that a live
 token belongs to one hook (a partial unique index) and that a ``*_created`` happens once.
 
-Appends to one run from this process are coalesced: while a statement for a run is in flight,
-later batches queue up and the next statement carries all of them (each batch still checked
-on its own, each caller gets its own result or error). A fan-in of hundreds of step results
-to one run becomes a handful of statements instead of a convoy on the run row.
+Appends to one run from this process are coalesced: while its statement is in flight, later
+batches queue up for the next one (each still checked on its own, each caller gets its own
+result or error), so a fan-in of hundreds of step results is a handful of statements.
 
 A statement whose outcome is unknown (the connection died before its reply) is resolved by
 reading the event id at the first ``seq`` it wrote: the world mints event ids before writing,
@@ -662,8 +660,7 @@ class Appender:
         )
 
 
-_LOST: Final = (-1, None, -1)
-"""A statement whose reply never came."""
+_LOST: Final = (-1, None, -1)  # a statement whose reply never came
 _replace: Final = msgspec.structs.replace
 
 
