@@ -45,7 +45,7 @@ class Spares:
     touch, and their ``append`` / ``popleft`` are atomic.
     """
 
-    def __init__(self, root: Path, *, size: int = 32) -> None:
+    def __init__(self, root: Path, *, size: int = 16) -> None:
         self.directory = root / SPARES_DIR
         self.size = size
         self._ready: deque[tuple[Path, int]] = deque()  # (path, fd open for appending)
@@ -86,8 +86,7 @@ class Spares:
             self._spent.append(path)
             raise
         self._spent.append(path)
-        if len(self._ready) < self.size // 2:
-            self._wanted.set()
+        self._wanted.set()  # one replacement per spare taken: no bursts of creations
         return fd
 
     def close(self) -> None:
