@@ -306,8 +306,7 @@ class WorkflowInstance(Operations):
         intents = self._intents
         if not intents:
             return []
-        # Intent.dead() and Intent.pending() written out: an intent that is not dead is
-        # pending (not recorded; a creation whose op is neither created nor given up).
+        # Owed: not recorded, and for a creation, its op neither created nor given up.
         keep: list[Intent] = []
         out: list[AnyEvent] = []
         for intent in intents:
@@ -321,20 +320,6 @@ class WorkflowInstance(Operations):
             keep.append(intent)
             out.append(intent.event)
         self._intents = keep
-        return out
-
-    def _blocked_on(self) -> list[str]:
-        out: list[str] = []
-        for op in self._live.values():
-            if isinstance(op, StepOp):
-                if not op.future.done():
-                    out.append(op.blocked())
-            elif isinstance(op, TimerOp):
-                out.append(op.describe())
-            elif isinstance(op, EventWaitOp):
-                out.append(f"event {op.event_name}")
-            elif isinstance(op, HookOp) and op.waiting():
-                out.append(op.label or f"hook {op.token}")
         return out
 
     # -- delivery ----------------------------------------------------------------------------
@@ -663,16 +648,7 @@ class WorkflowInstance(Operations):
         """The run's metadata, from its ``run_created`` and first ``run_started``."""
         created = self._created
         assert created is not None  # the body only runs after run_created
-        return WorkflowMetadata(
-            workflow_name=self.definition.name,
-            run_id=self.run_id,
-            created_at=aware(created.created_at),
-            started_at=self._started_at,
-            resource_id=created.resource_id,
-            metadata=dict(created.metadata),
-            parent_run_id=created.parent_run_id,
-            priority=created.priority,
-        )
+        return WorkflowMetadata.of(self.definition.name, created, self._started_at)
 
 
 _Deliver = Callable[[WorkflowInstance, Any], None]

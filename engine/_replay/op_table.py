@@ -190,6 +190,21 @@ class Operations:
             if type(op) is HookOp and op.created and not op.buffer and op.token.startswith(prefix)
         }
 
+    def _blocked_on(self) -> list[str]:
+        """What the body waits on, readably (``Progress.blocked_on``)."""
+        out: list[str] = []
+        for op in self._live.values():
+            if isinstance(op, StepOp):
+                if not op.future.done():
+                    out.append(op.blocked())
+            elif isinstance(op, TimerOp):
+                out.append(op.describe())
+            elif isinstance(op, EventWaitOp):
+                out.append(f"event {op.event_name}")
+            elif isinstance(op, HookOp) and op.waiting():
+                out.append(op.label or f"hook {op.token}")
+        return out
+
     def _to_hook(self, op: HookOp, payload: msgspec.Raw | ChildOutcome) -> None:
         while op.awaiters:
             future = op.awaiters.popleft()

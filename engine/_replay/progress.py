@@ -7,12 +7,12 @@ instance hands them without the instance's machinery. Pure data: no I/O, no cloc
 from __future__ import annotations
 
 import traceback
-from datetime import datetime
+from datetime import UTC, datetime
 
 import msgspec
 
 from worldflow.errors import StepFailedError, WorkflowFailedError, WorldflowError
-from worldflow.worlds import AnyEvent, ErrorInfo
+from worldflow.worlds import AnyEvent, ErrorInfo, RunCreated
 
 __all__ = ["Progress", "WorkflowMetadata", "error_info"]
 
@@ -72,6 +72,23 @@ class WorkflowMetadata(msgspec.Struct, frozen=True, kw_only=True):
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
     parent_run_id: str | None = None
     priority: int = 0
+
+    @classmethod
+    def of(
+        cls, workflow_name: str, created: RunCreated, started_at: datetime | None
+    ) -> WorkflowMetadata:
+        """The metadata of a run from its ``run_created`` and first ``run_started`` time."""
+        when = created.created_at
+        return cls(
+            workflow_name=workflow_name,
+            run_id=created.run_id,
+            created_at=when if when.tzinfo is not None else when.replace(tzinfo=UTC),
+            started_at=started_at,
+            resource_id=created.resource_id,
+            metadata=dict(created.metadata),
+            parent_run_id=created.parent_run_id,
+            priority=created.priority,
+        )
 
 
 def error_info(exc: BaseException) -> ErrorInfo:

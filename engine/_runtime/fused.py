@@ -92,9 +92,14 @@ class FusedAppends:
         if pending is None:
             slot.fetch = True  # the inbox had a gap: the next drive reads the log
             return False
-        self._driver._forget_job(slot, job)
         fence = self._driver.owner.fence(job.run_id)
-        return await self._run(slot, pending, [event], fence, handoff) is not None
+        if await self._run(slot, pending, [event], fence, handoff) is None:
+            # Not recorded: the job stays in flight while the caller records the result
+            # alone (and waits out a full disk), so a drive meanwhile does not take the
+            # step for one whose attempt was lost and start it again.
+            return False
+        self._driver._forget_job(slot, job)
+        return True
 
     async def deliver(self, event: HookReceived) -> EventResult | None:
         """Record a ``hook_received`` for a run this engine drives, fused with what the body

@@ -28,10 +28,17 @@ def from_inbox(slot: Slot) -> list[AnyEvent] | None:
     if not inbox:
         return inbox
     expected = instance.last_seq + 1
+    if inbox[0].seq == expected:
+        # The usual case: what one append stored, going on where the instance is.
+        at = expected
+        for event in inbox:
+            if event.seq != at:
+                break
+            at += 1
+        else:
+            return inbox
     if len(inbox) > 1:
         inbox.sort(key=_seq)
-    elif inbox[0].seq == expected:
-        return inbox  # the usual case: one batch that goes on where the instance is
     out: list[AnyEvent] = []
     for event in inbox:
         if event.seq < expected:
