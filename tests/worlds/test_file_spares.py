@@ -72,9 +72,11 @@ async def test_a_killed_writers_spares_are_debris_and_never_runs(tmp_path: Path)
     left = list((root / SPARES_DIR).iterdir())
     assert len(left) >= 8  # killed: nothing removed them
     left[0].write_bytes(b'{"type":"run_created"}\n')  # a spare whose rename a power cut undid
+    (root / SPARES_DIR / "not-ours").mkdir()  # what cannot be removed stays, and the world opens
     async with FileWorld(root) as world:
         assert [r.run_id for r in (await world.list_runs()).items] == ["r0"]
         assert not any(p.exists() for p in left)  # removed at open
+        assert (root / SPARES_DIR / "not-ours").is_dir()
         await new_run(world, "r1")
     async with FileWorld(root) as world:
         assert sorted(r.run_id for r in (await world.list_runs()).items) == ["r0", "r1"]

@@ -136,9 +136,13 @@ class Spares:
 
 
 def remove_debris(root: Path) -> None:
-    """Remove what a killed writer left in ``root/spares`` (at open, before any writer)."""
+    """Remove what a killed writer left in ``root/spares`` (at open, before any writer).
+    Nothing there is needed, so what cannot be removed is logged and left."""
     for debris in list_dir(root / SPARES_DIR):
-        _remove(Path(debris.path))
+        try:
+            _remove(Path(debris.path))
+        except OSError as exc:
+            logger.warning("%s: left in place (%s)", debris.path, exc)
 
 
 def _remove(path: Path) -> None:
