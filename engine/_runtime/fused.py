@@ -19,8 +19,9 @@ stamped batch gives the views its first event's time), so a replay of the log se
 body saw. If the append is refused for any reason (someone appended meanwhile, the run ended
 or moved to another engine, a world error) nothing was stored: the instance, which saw an
 event the log does not have, is dropped, and the caller records the event the plain way
-(alone; the run is then driven from its log). A crash before the append loses nothing that
-was acknowledged; the batch is atomic, so nothing is recorded twice.
+(alone; the run is then driven from its log; a step's job stays in flight until its result
+is stored, so no drive meanwhile starts the step again). A crash before the append loses
+nothing that was acknowledged; the batch is atomic, so nothing is recorded twice.
 """
 
 from __future__ import annotations
