@@ -14,6 +14,7 @@ import pytest
 
 from tests.worlds.test_file_world import crashing_writer, new_run, start_step
 from worldflow.worlds import FileWorld
+from worldflow.worlds._file import writer as writer_module
 from worldflow.worlds._file.spares import SPARES_DIR, Spares
 
 pytestmark = pytest.mark.anyio
@@ -41,6 +42,10 @@ async def test_new_run_logs_are_spares_linked_into_place(tmp_path: Path) -> None
         assert stats.spares == 5  # one per new log; a log's later appends open nothing
         logs = sorted((world.path / "runs").iterdir())
         assert {p.stat().st_ino for p in logs} <= spares  # the logs are those files
+        assert all(p.stat().st_nlink == 2 for p in logs)  # and keep their spare names...
+        assert world._writer is not None
+        await world._writer.checkpoint()
+        assert all(p.stat().st_nlink == 1 for p in logs)  # ...until the next checkpoint
     assert len(logs) == 5
     assert list((tmp_path / "w" / SPARES_DIR).iterdir()) == []  # closing removes the spares
     async with FileWorld(tmp_path / "w") as world:
@@ -67,13 +72,11 @@ async def test_a_killed_writers_spares_are_debris_and_never_runs(tmp_path: Path)
     left = list((root / SPARES_DIR).iterdir())
     assert len(left) >= 8  # killed: nothing removed them
     left[0].write_bytes(b'{"type":"run_created"}\n')  # a spare whose rename a power cut undid
+    (root / SPARES_DIR / "not-ours").mkdir()  # what cannot be removed stays, and the world opens
     async with FileWorld(root) as world:
         assert [r.run_id for r in (await world.list_runs()).items] == ["r0"]
-        for _ in range(500):
-            if not any(p.exists() for p in left):
-                break
-            await asyncio.sleep(0.01)
-        assert not any(p.exists() for p in left)  # removed by the new writer's pool
+        assert not any(p.exists() for p in left)  # removed at open
+        assert (root / SPARES_DIR / "not-ours").is_dir()
         await new_run(world, "r1")
     async with FileWorld(root) as world:
         assert sorted(r.run_id for r in (await world.list_runs()).items) == ["r0", "r1"]
@@ -122,3 +125,17 @@ def test_a_spare_never_replaces_a_file_that_exists(tmp_path: Path) -> None:
         spares.close()
     assert list((tmp_path / SPARES_DIR).iterdir()) == []  # the linked name went too
     assert (tmp_path / "other.jsonl").read_bytes() == b"new\n"
+
+
+async def test_without_checkpoints_the_spare_names_are_still_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_module, "_MAX_SPENT", 3)
+    async with FileWorld(tmp_path / "w", fsync=False) as world:  # no journal: no checkpoint
+        await _spares_ready(world, 8)
+        for i in range(3):
+            await new_run(world, f"r{i}")
+        await start_step(world, "r0")  # a write after the third: the writer is past it
+        logs = sorted((world.path / "runs").iterdir())
+        assert len(logs) == 3
+        assert all(p.stat().st_nlink == 1 for p in logs)  # the third took the names away

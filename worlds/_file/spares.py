@@ -13,8 +13,10 @@ entries, which the next checkpoint syncs, and until then the journal holds every
 the new log, so after a power cut :func:`~worldflow.worlds._file.writer.replay_wal` creates
 the log again if the link was lost. Nothing durable depends on ``spares/``: what a crash
 leaves there (an empty spare, the second name of a log, a spare whose link a power cut
-undid) is debris, removed when the next writer starts its pool; removing a name never
-touches a log. A closing writer removes its spares.
+undid) is debris, removed when the next writer opens the world; removing a name never
+touches a log. The names of spares linked into place are removed at each checkpoint, and a
+closing writer removes its spares. Only creating spares happens in the helper thread, so a
+copy of a live world's directory never finds a file vanishing under it there.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from collections import deque
 from pathlib import Path
 from typing import Final
 
-__all__ = ["SPARES_DIR", "Spares"]
+from worldflow.worlds._file.log import list_dir
+
+__all__ = ["SPARES_DIR", "Spares", "remove_debris"]
 
 logger = logging.getLogger("worldflow.worlds.file")
 
@@ -41,7 +45,7 @@ class Spares:
     touch, and their ``append`` / ``popleft`` are atomic.
     """
 
-    def __init__(self, root: Path, *, size: int = 32) -> None:
+    def __init__(self, root: Path, *, size: int = 16) -> None:
         self.directory = root / SPARES_DIR
         self.size = size
         self._ready: deque[tuple[Path, int]] = deque()  # (path, fd open for appending)
@@ -55,7 +59,7 @@ class Spares:
         )
 
     def start(self) -> None:
-        """Clear what an earlier writer left and start filling the pool (in the thread)."""
+        """Start filling the pool (in the thread)."""
         self._wanted.set()
         self._thread.start()
 
@@ -64,8 +68,8 @@ class Spares:
         ``None`` when no spare is ready or ``target`` exists (it is never replaced).
 
         A link, not a rename: it fails on an existing file, so the caller need not look
-        first. The spare's own name is removed later by the pool's thread (until then the
-        log has two names; the one in ``spares/`` is debris a crash may leave, and removing
+        first. The spare's own name is removed later (:meth:`remove_spent`; until then the
+        log has two names: the one in ``spares/`` is debris a crash may leave, and removing
         it never touches the log)."""
         try:
             path, fd = self._ready.popleft()
@@ -80,11 +84,9 @@ class Spares:
         except OSError:
             os.close(fd)
             self._spent.append(path)
-            self._wanted.set()
             raise
         self._spent.append(path)
-        if len(self._ready) < self.size // 2:
-            self._wanted.set()
+        self._wanted.set()  # one replacement per spare taken: no bursts of creations
         return fd
 
     def close(self) -> None:
@@ -97,21 +99,17 @@ class Spares:
             path, fd = self._ready.popleft()
             os.close(fd)
             _remove(path)
-        self._clear_spent()
+        self.remove_spent()
 
     def _fill(self) -> None:
         try:
             self.directory.mkdir(exist_ok=True)
-            with os.scandir(self.directory) as entries:
-                for debris in list(entries):  # a crashed writer's spares
-                    _remove(Path(debris.path))
         except OSError as exc:
             logger.warning("%s: no spare files for new run logs (%s)", self.directory, exc)
             return
         while True:
             self._wanted.wait()
             self._wanted.clear()
-            self._clear_spent()
             while not self._stopping and len(self._ready) < self.size:
                 self._serial += 1
                 path = self.directory / f"{self._prefix}-{self._serial}"
@@ -124,9 +122,27 @@ class Spares:
             if self._stopping:
                 return
 
-    def _clear_spent(self) -> None:
+    @property
+    def spent(self) -> int:
+        """How many names of spares linked into place are still in ``spares/``."""
+        return len(self._spent)
+
+    def remove_spent(self) -> None:
+        """Remove the ``spares/`` names of the spares linked into place (by the writer
+        thread, at a checkpoint: never while the writer is idle, so a copy of a live world
+        taken meanwhile finds no file vanishing under it)."""
         while self._spent:
             _remove(self._spent.popleft())
+
+
+def remove_debris(root: Path) -> None:
+    """Remove what a killed writer left in ``root/spares`` (at open, before any writer).
+    Nothing there is needed, so what cannot be removed is logged and left."""
+    for debris in list_dir(root / SPARES_DIR):
+        try:
+            _remove(Path(debris.path))
+        except OSError as exc:
+            logger.warning("%s: left in place (%s)", debris.path, exc)
 
 
 def _remove(path: Path) -> None:

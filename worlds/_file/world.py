@@ -87,6 +87,7 @@ from worldflow.worlds._file.log import (
     write_format,
 )
 from worldflow.worlds._file.queue import JournaledQueues
+from worldflow.worlds._file.spares import remove_debris
 from worldflow.worlds._file.streams import (
     LoadedStream,
     close_frame,
@@ -330,6 +331,7 @@ class FileWorld(MemoryWorld):
             for debris in list_dir(root, ".tmp"):  # left by a write_atomically cut short
                 if debris.name.startswith("."):
                     os.unlink(debris.path)
+            remove_debris(root)  # spare files a killed writer left
             missing = [root / d for d in (RUNS_DIR, STREAMS_DIR) if not (root / d).exists()]
             for directory in missing:
                 directory.mkdir()

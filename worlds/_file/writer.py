@@ -67,6 +67,7 @@ WAL_FILE: Final = "wal"
 _WAL_LIMIT: Final = 8 * 1024 * 1024  # journal bytes that trigger a checkpoint
 _WAL_STEP: Final = 64 * 1024  # the journal grows by zeroed steps of at least this
 _MAX_OPEN_FILES: Final = 256
+_MAX_SPENT: Final = 1024  # names of used spares kept until a checkpoint removes them
 _FRAME_HEAD: Final = struct.Struct(">II")  # payload length, crc32 of the payload
 
 
@@ -353,6 +354,8 @@ class Writer:
         self._settle([(op.future, None) for op in ops if op.future is not None])
         if self._journal is not None and self._journal.offset > _WAL_LIMIT:
             self._checkpoint()
+        elif self._spares is not None and self._spares.spent >= _MAX_SPENT:
+            self._spares.remove_spent()  # no checkpoint came (fsync off): bound the names
 
     def _undo(self, starts: dict[str, int]) -> None:
         """Cut every file this group appended to back to its length before the group, and
@@ -493,6 +496,8 @@ class Writer:
         self._dirty.clear()
         self._dirty_dirs.clear()
         journal.restart()
+        if self._spares is not None:
+            self._spares.remove_spent()  # the logs' names are durable now
         self.stats.checkpoints += 1
 
     def _sync_file(self, path: str) -> None:
