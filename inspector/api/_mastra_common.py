@@ -53,6 +53,7 @@ __all__ = [
     "catch_up",
     "conflict",
     "control_of",
+    "drop_reservation",
     "existing_run",
     "follow",
     "invalid",
@@ -211,6 +212,18 @@ async def run_of(world: World, entry: CatalogEntry, run_id: str) -> WorkflowRun:
     if run.workflow_name != entry.name:
         raise run_not_found()
     return run
+
+
+def drop_reservation(request: web.Request, entry: CatalogEntry, run_id: str) -> bool:
+    """Forget ``run_id``'s ``create-run`` reservation if it is one of ``entry``'s; whether
+    there was one. Another workflow's reservation is left alone (to this workflow it is as
+    unknown as a missing run)."""
+    runs = request.app[PENDING].runs
+    held = runs.get(run_id)
+    if held is None or held.workflow != entry.name:
+        return False
+    del runs[run_id]
+    return True
 
 
 async def translator_of(world: World, run: WorkflowRun, key: str) -> RunTranslator:

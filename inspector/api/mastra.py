@@ -48,6 +48,7 @@ from worldflow.inspector.api._mastra_common import (
     catch_up,
     conflict,
     control_of,
+    drop_reservation,
     existing_run,
     invalid,
     iso,
@@ -222,7 +223,7 @@ async def cancel(request: web.Request) -> web.StreamResponse:
     """Cancel a run (also fine for a run that has already finished)."""
     _, entry = await workflow_of(request)
     run_id = request.match_info["runId"]
-    if request.app[PENDING].runs.pop(run_id, None) is not None:
+    if drop_reservation(request, entry, run_id):
         return json_response(Message(message="Workflow run cancelled"))
     await run_of(world_of(request), entry, run_id)  # 404 unless one of its runs
     try:
@@ -239,7 +240,7 @@ async def delete_run(request: web.Request) -> web.StreamResponse:
     """Delete a finished run and everything of it (a run still going: 409)."""
     _, entry = await workflow_of(request)
     run_id = request.match_info["runId"]
-    if request.app[PENDING].runs.pop(run_id, None) is not None:
+    if drop_reservation(request, entry, run_id):
         return json_response(Message(message="Workflow run deleted"))
     run = await run_of(world_of(request), entry, run_id)
     try:

@@ -194,3 +194,22 @@ async def test_waiting_on_events_and_failures(served: Served) -> None:
     async with served.request("GET", "/openapi.json", headers=AUTH) as r:
         document = await r.json()
     assert "/api/workflows/{workflowId}/start-async" in document["paths"]
+
+
+async def test_a_reservation_is_cancelled_or_deleted_only_through_its_own_workflow(
+    served: Served,
+) -> None:
+    status, body = await _post(served, "/api/workflows/approval-wf/create-run", {})
+    assert status == 200
+    run_id = body["runId"]
+    # another workflow's reservation is as unknown to it as a missing run
+    status, _ = await _post(served, f"/api/workflows/hook-wf/runs/{run_id}/cancel")
+    assert status == 404
+    async with served.request("DELETE", f"/api/workflows/hook-wf/runs/{run_id}", headers=AUTH) as r:
+        assert r.status == 404
+    status, state = await _get(served, f"/api/workflows/approval-wf/runs/{run_id}")
+    assert (status, state["status"]) == (200, "pending")  # still reserved for its own
+    status, done = await _post(served, f"/api/workflows/approval-wf/runs/{run_id}/cancel")
+    assert (status, done) == (200, {"message": "Workflow run cancelled"})
+    status, _ = await _get(served, f"/api/workflows/approval-wf/runs/{run_id}")
+    assert status == 404
