@@ -208,6 +208,14 @@ class Driver:
             slot.failures = 0
         except (RunOwnedElsewhereError, OwnershipLostError) as exc:
             self._lost(slot, exc)
+            if slot.again:
+                # A drive was asked for while this one was refused: its append carried a
+                # fence from before, and the request may come from this engine's claim of
+                # the run since (a restarted world, a late heartbeat). Drive again from the
+                # log, whose owner decides; dropping it would leave the run, owned by a live
+                # engine, undriven for good.
+                slot.again = False
+                self.wake(run_id)
         except Exception:
             log.exception("run %s: driving failed", run_id)
             self._retry_later(slot)
