@@ -179,6 +179,7 @@ WORLDS_ALL = [
     "WorkflowInfo",
     "WorkflowRun",
     "World",
+    "child_outcome",
     "decode_event",
     "decode_events",
     "encode_event",
@@ -188,6 +189,7 @@ WORLDS_ALL = [
 
 TESTING_ALL = [
     "CatalogConformance",
+    "ChildOutcomeConformance",
     "FlowControlConformance",
     "HookWaitConformance",
     "LogConformance",

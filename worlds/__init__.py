@@ -87,6 +87,7 @@ from worldflow.worlds._records import (
     WaitStatus,
     WorkflowInfo,
     WorkflowRun,
+    child_outcome,
 )
 
 __all__ = [
@@ -164,6 +165,7 @@ __all__ = [
     "WorkflowInfo",
     "WorkflowRun",
     "World",
+    "child_outcome",
     "decode_event",
     "decode_events",
     "encode_event",

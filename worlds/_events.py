@@ -305,8 +305,9 @@ class ChildEnded(Event, tag="child_ended", frozen=True):
     """The child run ``child_run_id`` ended: its ``outcome`` goes to the parent's hook
     ``correlation_id`` (token ``worldflow:child:{child_run_id}``).
 
-    Only the engine appends it, after reading the child's terminal event; the hook's token is
-    reserved, so no ``hook_received`` can forge an outcome.
+    The engine appends it, after reading the child's terminal event; the hook's token is
+    reserved, so no ``hook_received`` can forge an outcome, and every world checks the
+    outcome against the child's recorded end (``worldflow.worlds._children``).
     """
 
     correlation_id: str

@@ -19,6 +19,13 @@ Rules every world enforces (``worldflow.worlds.testing`` checks each):
 * ``hook_received`` / ``hook_disposed`` on a missing or disposed hook raise
   :class:`~worldflow.HookNotFoundError`. A live token belongs to one hook: ``hook_created``
   with a live token is stored as a ``hook_conflict`` event instead (and returned as such).
+* ``child_ended`` tells a parent only what its child recorded: it goes to the hook whose
+  token is ``worldflow:child:{child_run_id}``, the named run must exist with the parent as
+  its ``parent_run_id`` (else :class:`~worldflow.InvalidEventError`), have ended (else
+  :class:`~worldflow.errors.RunNotTerminalError`) with exactly the outcome carried
+  (:func:`~worldflow.worlds.child_outcome`; else ``InvalidEventError``), and a parent is
+  told once per child (a second one is an ``EntityConflictError``). A fork's first batch
+  copies its source's recorded outcomes as they are.
 * A terminal run releases its hooks (disposed) and waits (completed).
 * ``seq`` is dense per run, from 1, with no gaps or duplicates under concurrent appends.
 * A batch is atomic: if one event is refused, none of the batch is stored.

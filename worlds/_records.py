@@ -44,6 +44,7 @@ __all__ = [
     "WaitStatus",
     "WorkflowInfo",
     "WorkflowRun",
+    "child_outcome",
 ]
 
 Payload = msgspec.Raw
@@ -224,6 +225,33 @@ class WorkflowRun(msgspec.Struct, frozen=True, kw_only=True):
     what is wrong and where (file and line). Such a run is listed, with this mark, but every
     read of it and every append to it raises :class:`~worldflow.CorruptLogError`; the view
     holds what the log said before the damage."""
+
+
+def child_outcome(run: WorkflowRun) -> ChildOutcome:
+    """The outcome a parent receives for its terminal child ``run`` (what ``child_ended``
+    carries): the output, the error without its stack, or the cancel reason.
+
+    Every world checks a ``child_ended`` against it (the child's recorded end), so it is the
+    one definition the engine sends and the rules accept.
+
+    Raises:
+        ValueError: the run is not terminal.
+    """
+    status = run.status
+    if status is RunStatus.COMPLETED:
+        return ChildCompleted(output=run.output)
+    if status is RunStatus.FAILED:
+        error = run.error
+        return ChildFailed(
+            error=ErrorInfo(
+                name=error.name if error else "WorkflowError",
+                message=error.message if error else "the child run failed",
+                code=error.code if error else None,
+            )
+        )
+    if status is RunStatus.CANCELLED:
+        return ChildCancelled(reason=run.cancel_reason)
+    raise ValueError(f"run {run.run_id} is {status}, not terminal: no outcome yet")
 
 
 class Step(msgspec.Struct, frozen=True, kw_only=True):

@@ -37,6 +37,7 @@ from worldflow.errors import (
     RunTerminalError,
     StepNotFoundError,
 )
+from worldflow.worlds._children import check_child_outcome
 from worldflow.worlds._events import (
     EPOCH,
     AnyEvent,
@@ -136,6 +137,12 @@ class RunView(Protocol):
 
     def waiting_wait_ids(self) -> Iterable[str]:
         """The ids of the run's waits still waiting (completed when it ends)."""
+        ...
+
+    def other_run(self, run_id: str) -> WorkflowRun | None:
+        """Another run of the world as stored (a child whose end the run is told of), or
+        ``None`` if the world has no such run. A terminal run's answer never changes, so a
+        world may answer from what it committed or read earlier."""
         ...
 
 
@@ -565,11 +572,22 @@ class Batch:
 
     def _child_ended(self, ev: ChildEnded, run: WorkflowRun) -> bool:
         hook = self._live_hook(ev.correlation_id, run)
-        if hook.token != CHILD_TOKEN_PREFIX + ev.child_run_id:
+        child_id = ev.child_run_id
+        if hook.token != CHILD_TOKEN_PREFIX + child_id:
             raise InvalidEventError(
-                f"child_ended for child run {ev.child_run_id!r} went to hook {hook.hook_id!r} "
+                f"child_ended for child run {child_id!r} went to hook {hook.hook_id!r} "
                 f"of run {run.run_id!r}, whose token is {hook.token!r}"
             )
+        # Stored logs were checked when appended (and may hold a second report of one child
+        # from before this rule); a fork's first batch copies its source's recorded outcomes
+        # for children it reuses, whose ids it maps (no such run exists).
+        if not self.replay and not (self.base_run is None and run.forked_from_step):
+            if hook.received_count:
+                raise EntityConflictError(
+                    f"run {run.run_id!r} was told already that its child run {child_id!r} "
+                    "ended: the first child_ended wins"
+                )
+            check_child_outcome(self.view.other_run(child_id), ev, run)
         self.hooks[hook.hook_id] = _replace(hook, received_count=hook.received_count + 1)
         return True
 

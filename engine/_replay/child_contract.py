@@ -12,8 +12,9 @@
 
 The child's run id is ``{parent_run_id}-{step correlation id}``, so it is known before the step
 runs and the same on every replay. When the child reaches a terminal state the runtime appends
-``child_ended`` to the parent with :func:`child_outcome` of the child's run (a
-:data:`~worldflow.worlds.ChildOutcome`); the parent returns the output, or raises
+``child_ended`` to the parent with :func:`~worldflow.worlds.child_outcome` of the child's run
+(a :data:`~worldflow.worlds.ChildOutcome`; every world checks that it is the child's recorded
+end); the parent returns the output, or raises
 :class:`~worldflow.WorkflowFailedError` / :class:`~worldflow.WorkflowCancelledError`. Logs
 written before ``child_ended`` existed carry the same JSON in a ``hook_received`` payload;
 :func:`decode_outcome` reads it.
@@ -35,10 +36,8 @@ from worldflow.worlds import (
     ChildCompleted,
     ChildFailed,
     ChildOutcome,
-    ErrorInfo,
     Payload,
-    RunStatus,
-    WorkflowRun,
+    child_outcome,
 )
 
 __all__ = [
@@ -88,24 +87,6 @@ def child_run_id(parent_run_id: str, step_id: str) -> str:
 def child_hook_token(child_run_id: str) -> str:
     """The token of the parent's hook that receives the outcome of ``child_run_id``."""
     return f"{CHILD_TOKEN_PREFIX}{child_run_id}"
-
-
-def child_outcome(run: WorkflowRun) -> ChildOutcome:
-    """What the parent receives for a terminal child ``run``."""
-    if run.status is RunStatus.COMPLETED:
-        return ChildCompleted(output=run.output)
-    if run.status is RunStatus.FAILED:
-        error = run.error
-        return ChildFailed(
-            error=ErrorInfo(
-                name=error.name if error else "WorkflowError",
-                message=error.message if error else "the child run failed",
-                code=error.code if error else None,
-            )
-        )
-    if run.status is RunStatus.CANCELLED:
-        return ChildCancelled(reason=run.cancel_reason)
-    raise ValueError(f"run {run.run_id} is {run.status}, not terminal: no outcome yet")
 
 
 def decode_outcome(payload: Payload | ChildOutcome) -> ChildOutcome | None:

@@ -19,8 +19,9 @@ stamped batch gives the views its first event's time), so a replay of the log se
 body saw. If the append is refused for any reason (someone appended meanwhile, the run ended
 or moved to another engine, a world error) nothing was stored: the instance, which saw an
 event the log does not have, is dropped, and the caller records the event the plain way
-(alone; the run is then driven from its log). A crash before the append loses nothing that
-was acknowledged; the batch is atomic, so nothing is recorded twice.
+(alone; the run is then driven from its log; a step's job stays in flight until its result
+is stored, so no drive meanwhile starts the step again). A crash before the append loses
+nothing that was acknowledged; the batch is atomic, so nothing is recorded twice.
 """
 
 from __future__ import annotations
@@ -92,9 +93,14 @@ class FusedAppends:
         if pending is None:
             slot.fetch = True  # the inbox had a gap: the next drive reads the log
             return False
-        self._driver._forget_job(slot, job)
         fence = self._driver.owner.fence(job.run_id)
-        return await self._run(slot, pending, [event], fence, handoff) is not None
+        if await self._run(slot, pending, [event], fence, handoff) is None:
+            # Not recorded: the job stays in flight while the caller records the result
+            # alone (and waits out a full disk), so a drive meanwhile does not take the
+            # step for one whose attempt was lost and start it again.
+            return False
+        self._driver._forget_job(slot, job)
+        return True
 
     async def deliver(self, event: HookReceived) -> EventResult | None:
         """Record a ``hook_received`` for a run this engine drives, fused with what the body

@@ -63,6 +63,7 @@ __all__ = [
     "optional_body",
     "resume_run",
     "run_not_found",
+    "run_of",
     "run_result",
     "run_state",
     "start_run",
@@ -201,6 +202,15 @@ async def existing_run(world: World, run_id: str) -> WorkflowRun | None:
         return await world.get_run(run_id)
     except RunNotFoundError:
         return None
+
+
+async def run_of(world: World, entry: CatalogEntry, run_id: str) -> WorkflowRun:
+    """The run, if it is one of ``entry``'s: a Mastra workflow sees only its own runs, so
+    another workflow's run is as unknown as a missing one (404)."""
+    run = await world.get_run(run_id)
+    if run.workflow_name != entry.name:
+        raise run_not_found()
+    return run
 
 
 async def translator_of(world: World, run: WorkflowRun, key: str) -> RunTranslator:
@@ -375,9 +385,7 @@ async def resume_run(
     """Resume the step (idempotent per data); the run's translator and where its new
     segment's records begin."""
     world = world_of(request)
-    run = await world.get_run(run_id)
-    if run.workflow_name != entry.name:
-        raise run_not_found()
+    run = await run_of(world, entry, run_id)
     translator = await translator_of(world, run, key)
     step = body.step[-1] if isinstance(body.step, list) and body.step else body.step
     if not isinstance(step, str) or not step:

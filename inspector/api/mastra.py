@@ -54,7 +54,7 @@ from worldflow.inspector.api._mastra_common import (
     json_response,
     optional_body,
     resume_run,
-    run_not_found,
+    run_of,
     run_result,
     run_state,
     start_run,
@@ -224,9 +224,7 @@ async def cancel(request: web.Request) -> web.StreamResponse:
     run_id = request.match_info["runId"]
     if request.app[PENDING].runs.pop(run_id, None) is not None:
         return json_response(Message(message="Workflow run cancelled"))
-    run = await world_of(request).get_run(run_id)
-    if run.workflow_name != entry.name:
-        raise run_not_found()
+    await run_of(world_of(request), entry, run_id)  # 404 unless one of its runs
     try:
         await control_of(request).cancel(
             run_id, "cancelled through the Mastra API", actor=principal(request)
@@ -243,9 +241,7 @@ async def delete_run(request: web.Request) -> web.StreamResponse:
     run_id = request.match_info["runId"]
     if request.app[PENDING].runs.pop(run_id, None) is not None:
         return json_response(Message(message="Workflow run deleted"))
-    run = await world_of(request).get_run(run_id)
-    if run.workflow_name != entry.name:
-        raise run_not_found()
+    run = await run_of(world_of(request), entry, run_id)
     try:
         await control_of(request).purge(run_id)
     except RunNotTerminalError:
@@ -277,9 +273,7 @@ async def run_by_id(request: web.Request) -> web.StreamResponse:
         pending = RunTranslator(run_id=run_id, workflow_id=key)
         return json_response(run_state(pending, key=key, run=None, reserved=held, fields=fields))
     world = world_of(request)
-    run = await world.get_run(run_id)
-    if run.workflow_name != entry.name:
-        raise run_not_found()
+    run = await run_of(world, entry, run_id)
     translator = await translator_of(world, run, key)
     return json_response(run_state(translator, key=key, run=run, fields=fields))
 

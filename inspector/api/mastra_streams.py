@@ -20,7 +20,7 @@ from worldflow.inspector.api._mastra_common import (
     invalid,
     optional_body,
     resume_run,
-    run_not_found,
+    run_of,
     start_run,
     translator_of,
     wait_limit,
@@ -118,8 +118,6 @@ async def observe(request: web.Request) -> web.StreamResponse:
     if query.offset < 0:
         raise invalid("query.offset", "must be 0 or more")
     world = world_of(request)
-    run = await world.get_run(query.runId)
-    if run.workflow_name != entry.name:
-        raise run_not_found()
+    run = await run_of(world, entry, query.runId)
     translator = await translator_of(world, run, catalog.key_of(entry.name))
     return await _send_records(request, translator, query.offset, close_on_rest=True)

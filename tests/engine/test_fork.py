@@ -35,6 +35,7 @@ from worldflow.testing import (
     wait_until_blocked,
 )
 from worldflow.worlds import (
+    ChildEnded,
     HookCreated,
     RunCreated,
     RunStatus,
@@ -108,6 +109,20 @@ async def approval(order: str) -> list[str]:
     return [receipt, await notify(receipt)]
 
 
+@workflow
+async def priced(order: str) -> int:
+    """A child: the amount of ``order``."""
+    return await fetch(order)
+
+
+@workflow
+async def family(order: str) -> list[str]:
+    """Ask a child workflow for the amount, then charge it and notify."""
+    amount = await priced(order)
+    receipt = await charge(amount)
+    return [receipt, await notify(receipt)]
+
+
 @pytest.fixture(params=WORLD_FACTORIES)
 async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[World]:
     factory: WorldFactory = request.param
@@ -143,6 +158,23 @@ async def test_fork_reuses_steps_before_the_point_and_runs_it_with_a_new_input(
         reused = next(e for e in log if isinstance(e, StepCompleted))
         assert bytes(reused.result) == b"30"
         assert reused.correlation_id not in {e.correlation_id for e in before}
+
+
+async def test_a_fork_after_a_child_ended_reuses_its_recorded_outcome(world: World) -> None:
+    # The fork's first batch copies the child's outcome under the fork's own child id (which
+    # names no run): the world takes it, as its source's record, in that batch only.
+    async with running(world, [family, priced]) as engine:
+        source = await engine.start(family, "abcd")
+        assert await source.result(timeout=WAIT) == ["charged 40", "told charged 40"]
+        CALLS.clear()
+        fork = await engine.fork(source.run_id, from_step="charge", input={"amount": 5})
+        assert await fork.result(timeout=WAIT) == ["charged 5", "told charged 5"]
+        assert CALLS == {"charge": 1, "notify": 1}  # no second child: its outcome was reused
+        log = await log_of(world, fork.run_id)
+        [reused] = [e for e in log if isinstance(e, ChildEnded)]
+        assert reused.child_run_id.startswith(f"{fork.run_id}-")
+        with pytest.raises(RunNotFoundError):
+            await world.get_run(reused.child_run_id)
 
 
 async def test_a_fork_replays_from_its_own_log_after_the_source_is_purged(

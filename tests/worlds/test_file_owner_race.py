@@ -50,8 +50,8 @@ async def test_an_owner_released_during_a_write_stays_released(tmp_path: Path) -
         in_writer = asyncio.Event()
         write = writer.append
 
-        def held_append(path: str, data: bytes) -> asyncio.Future[None]:
-            done = write(path, data)
+        def held_append(path: str, data: bytes, *, new: bool = False) -> asyncio.Future[None]:
+            done = write(path, data, new=new)
             held: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
             async def relay() -> None:

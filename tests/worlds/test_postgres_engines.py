@@ -12,7 +12,7 @@ The checks are about outcomes, read from the world and from what each process pr
   at most the run's ``last_seq`` at the claim); the zombie, continued once its timers are
   due, fires them from its cache under its old registration: those owner-only appends
   (called after the takeover was seen) are made, and all refused;
-* SIGTERM: the leaving engine's runs are owned by the others within a second of its release
+* SIGTERM: the leaving engine's runs are owned by the others within a second of the signal
   (graceful hand-over, not the TTL).
 
 Bounds on waiting are generous (a loaded 2-core machine); they only keep a broken build from
@@ -357,6 +357,9 @@ async def test_sigterm_hands_its_runs_over_within_a_second(
         assert await leaving.process.wait() == 0
         slowest = max(moved_at.values())
         assert slowest - released <= 1.0, f"runs moved {slowest - released:.2f} s after release"
+        # The bound, from the signal (its handling, the release and the hand-over
+        # included); detection here polls, so this is an upper bound of the real time.
+        assert slowest - signalled <= 1.0, f"runs moved {slowest - signalled:.2f} s after SIGTERM"
         resumer = asyncio.ensure_future(resume_hooks(client))
         try:
             await all_done(client)

@@ -259,3 +259,27 @@ async def test_a_listener_that_reconnects_alone_sends_a_catch_up(url: str) -> No
     finally:
         await raw.close()
         await a.aclose()
+
+
+async def test_a_refused_catch_up_leaves_the_listener_supervising(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A catch-up the server refuses (here: a payload over NOTIFY's limit) costs the newcomer
+    its poll, never the listener: it still reconnects when its connection dies."""
+    monkeypatch.setattr(pg_notify, "CATCH_UP", "r" * 9000)
+    a = await alone(url)
+    b = await open_world(url)
+    try:
+        await eventually(lambda: a.listener.peers and not a.listener._catch_up)
+        assert a.listener.catch_ups_sent == 0
+        raw = await admin(url)
+        try:
+            pid = a.listener.connection.get_server_pid()
+            assert await raw.fetchval("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await raw.close()
+        async with asyncio.timeout(_BOUND):
+            await eventually(lambda: a.listener.reconnects == 1)
+    finally:
+        await b.aclose()
+        await a.aclose()

@@ -46,7 +46,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections import deque
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Self
@@ -96,6 +95,7 @@ from worldflow.worlds._file.streams import (
     stream_dir,
     stream_path,
 )
+from worldflow.worlds._file.turns import RunTurns
 from worldflow.worlds._file.url import parse_file_url
 from worldflow.worlds._file.writer import (
     DiskFullError,
@@ -165,8 +165,7 @@ class FileWorld(MemoryWorld):
         self._open_lock: asyncio.Lock | None = None
         self._opened = False
         self._disk = Disk(self.path, self._log, fsync=fsync)
-        # run id -> tasks waiting for the run's turn; a run holding its turn has an entry
-        self._turns: dict[str, deque[asyncio.Future[None]] | None] = {}
+        self._turns = RunTurns()  # writes to one run go one at a time
         self._claims: dict[str, str] = {}  # token -> run of an in-flight append claiming it
         self._closing: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._poller: asyncio.Task[None] | None = None
@@ -211,7 +210,7 @@ class FileWorld(MemoryWorld):
         if self.read_only:
             self._poller = loop.create_task(self._poll(), name=f"worldflow-poll:{self.path}")
         else:
-            self._writer = Writer(self.path, fsync=self.fsync, loop=loop)
+            self._writer = Writer(self.path, fsync=self.fsync, loop=loop, spares_for=RUNS_DIR)
             self._writer.start()
             self._queues.attach(self._writer)
         self._opened = True
@@ -297,36 +296,6 @@ class FileWorld(MemoryWorld):
             )
         return self._writer
 
-    async def _take_turn(self, run_id: str) -> bool:
-        """Writes to one run go one at a time, in arrival order: each is checked against
-        the one before it. Free: taken at once, with no lock object; release with
-        :meth:`_pass_turn` (in a ``finally``). Returns whether it had to wait."""
-        turns = self._turns
-        if run_id not in turns:
-            turns[run_id] = None  # taken, nobody waiting
-            return False
-        waiters = turns[run_id]
-        if waiters is None:
-            waiters = turns[run_id] = deque()
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiters.append(future)
-        try:
-            await future
-        except asyncio.CancelledError:
-            if future.done() and not future.cancelled():
-                self._pass_turn(run_id)  # it was handed to us as we were cancelled
-            raise
-        return True
-
-    def _pass_turn(self, run_id: str) -> None:
-        waiters = self._turns[run_id]
-        while waiters:
-            future = waiters.popleft()
-            if not future.done():  # one cancelled while waiting is skipped
-                future.set_result(None)
-                return
-        del self._turns[run_id]
-
     # -- loading (in a thread, before the world is shared) -----------------------------------
 
     def _load(self) -> None:
@@ -395,7 +364,7 @@ class FileWorld(MemoryWorld):
             raise InvalidEventError(
                 f"append() takes a sequence of events, not {type(events).__name__}"
             )
-        waited = await self._take_turn(run_id)
+        waited = await self._turns.take(run_id)
         try:
             if run_id in self._disk.corrupt:
                 raise CorruptLogError(self._disk.corrupt[run_id].message)
@@ -420,6 +389,7 @@ class FileWorld(MemoryWorld):
             cancelled = False
             if batch.events:
                 log = self._disk.logs.get(run_id)
+                new = log is None
                 if log is None:
                     log = LogFile(f"{RUNS_DIR}/{file_stem(run_id)}{LOG_SUFFIX}")
                 line = encode_record(batch.events)
@@ -427,7 +397,7 @@ class FileWorld(MemoryWorld):
                 for token in claimed:
                     self._claims[token] = run_id
                 try:
-                    cancelled = await settled(writer.append(log.path, line))
+                    cancelled = await settled(writer.append(log.path, line, new=new))
                 except DiskFullError as full:
                     self._disk_full(run_id, full)
                     raise
@@ -457,7 +427,7 @@ class FileWorld(MemoryWorld):
                 waits=list(batch.waits.values()) if batch.waits else [],
             )
         finally:
-            self._pass_turn(run_id)
+            self._turns.release(run_id)
         if cancelled:
             raise asyncio.CancelledError
         return result
@@ -492,7 +462,7 @@ class FileWorld(MemoryWorld):
     async def purge(self, run_id: str) -> None:
         """Delete a terminal run: its log, its streams and its queue messages."""
         writer = self._writable()
-        await self._take_turn(run_id)
+        await self._turns.take(run_id)
         try:
             if not self._state(run_id).run.status.is_terminal:
                 await super().purge(run_id)  # refuses it, with the memory world's words
@@ -508,7 +478,7 @@ class FileWorld(MemoryWorld):
             for key in [k for k in self._disk.streams if k[0] == run_id]:
                 del self._disk.streams[key]
         finally:
-            self._pass_turn(run_id)
+            self._turns.release(run_id)
         if cancelled:
             raise asyncio.CancelledError
 

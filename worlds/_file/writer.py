@@ -48,6 +48,7 @@ import msgspec
 
 from worldflow.errors import CorruptLogError, DiskFullError, WorldError
 from worldflow.worlds._file.log import fsync_dir, write_atomically
+from worldflow.worlds._file.spares import Spares
 
 __all__ = [
     "WAL_FILE",
@@ -107,12 +108,14 @@ def sync_data(fd: int) -> None:
 
 @dataclass(slots=True)
 class WriterStats:
-    """Counters for tests and benchmarks: commits (groups), writes, syncs, checkpoints."""
+    """Counters for tests and benchmarks: commits (groups), writes, syncs, checkpoints, and
+    new run logs that were spares linked into place rather than created."""
 
     groups: int = 0
     writes: int = 0
     syncs: int = 0
     checkpoints: int = 0
+    spares: int = 0
 
 
 _FULL: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -134,6 +137,7 @@ class _Op:
     path: str = ""
     data: bytes = b""
     future: asyncio.Future[None] | None = None
+    new: bool = False  # an append to a file expected not to exist yet
 
 
 class _Journal:
@@ -191,10 +195,20 @@ class _Journal:
 class Writer:
     """Group-committing writer of one world directory; see the module docstring."""
 
-    def __init__(self, root: Path, *, fsync: bool, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        fsync: bool,
+        loop: asyncio.AbstractEventLoop,
+        spares_for: str | None = None,
+    ) -> None:
         self.root = root
         self.fsync = fsync
         self.stats = WriterStats()
+        # new files in this directory (the run logs) are spares linked into place
+        self._spares_dir = spares_for
+        self._spares = Spares(root) if spares_for is not None else None
         self._loop = loop
         self._ops: queue.SimpleQueue[_Op] = queue.SimpleQueue()
         self._stopping = False
@@ -211,17 +225,23 @@ class Writer:
     # -- the event loop's side -----------------------------------------------------------
 
     def start(self) -> None:
-        """Start the thread (the journal is opened on it)."""
+        """Start the thread (the journal is opened on it) and the pool of spare files."""
         self._thread.start()
+        if self._spares is not None:
+            self._spares.start()
 
     @property
     def failed(self) -> BaseException | None:
         """The error that stopped the writer, if any."""
         return self._failed
 
-    def append(self, path: str, data: bytes) -> asyncio.Future[None]:
-        """Append ``data`` to ``path`` (relative to the root); the future settles once durable."""
-        return self._submit(_Op("append", path, data, _Durable(loop=self._loop)))
+    def append(self, path: str, data: bytes, *, new: bool = False) -> asyncio.Future[None]:
+        """Append ``data`` to ``path`` (relative to the root); the future settles once durable.
+
+        ``new``: the caller expects no such file yet (a new run's log), so a spare is linked
+        there without looking first (a link never replaces a file that does exist).
+        """
+        return self._submit(_Op("append", path, data, _Durable(loop=self._loop), new))
 
     def append_nowait(self, path: str, data: bytes) -> None:
         """Append without waiting: durable with the next commit (for writes that may be lost,
@@ -361,10 +381,10 @@ class Writer:
         frames: list[bytes] = []
         for op in ops:
             if op.kind == "append":
-                entry = self._files.get(op.path)
+                entry = self._open(op.path, new=op.new)
                 if op.path not in starts:
-                    starts[op.path] = entry[1] if entry is not None else self._size_of(op.path)
-                offset = self._write(op.path, op.data)
+                    starts[op.path] = entry[1]
+                offset = self._write(op.path, entry, op.data)
                 if journal is not None:
                     frames.append(journal.frame("w", op.path, offset, op.data))
             elif op.kind == "unlink":
@@ -383,12 +403,6 @@ class Writer:
             assert journal is not None
             journal.commit(frames)
 
-    def _size_of(self, path: str) -> int:
-        try:
-            return os.stat(self.root / path).st_size
-        except FileNotFoundError:
-            return 0
-
     def _settle(self, results: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
         if results:
             try:
@@ -396,28 +410,35 @@ class Writer:
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 pass
 
-    def _open(self, path: str) -> list[int]:
+    def _open(self, path: str, *, new: bool = False) -> list[int]:
         entry = self._files.get(path)
         if entry is not None:
             self._files.move_to_end(path)
             return entry
         full = self.root / path
-        flags = os.O_WRONLY | os.O_APPEND
-        try:
-            fd = os.open(full, flags)
-        except FileNotFoundError:
-            self._dirty_dirs.update(_makedirs(full.parent, self.root))
-            fd = os.open(full, flags | os.O_CREAT, 0o644)
+        fd = None
+        if new and self._spares is not None and path.rpartition("/")[0] == self._spares_dir:
+            fd = self._spares.take(full)
+        if fd is not None:
+            self.stats.spares += 1
             self._dirty_dirs.add(full.parent)
-        entry = [fd, os.fstat(fd).st_size]
+            entry = [fd, 0]
+        else:
+            flags = os.O_WRONLY | os.O_APPEND
+            try:
+                fd = os.open(full, flags)
+            except FileNotFoundError:
+                self._dirty_dirs.update(_makedirs(full.parent, self.root))
+                fd = os.open(full, flags | os.O_CREAT, 0o644)
+                self._dirty_dirs.add(full.parent)
+            entry = [fd, os.fstat(fd).st_size]
         self._files[path] = entry
         if len(self._files) > _MAX_OPEN_FILES:
             _, (old_fd, _) = self._files.popitem(last=False)
             os.close(old_fd)  # if it is dirty, the checkpoint opens it again to sync it
         return entry
 
-    def _write(self, path: str, data: bytes) -> int:
-        entry = self._open(path)
+    def _write(self, path: str, entry: list[int], data: bytes) -> int:
         offset = entry[1]
         _write_all(entry[0], data)
         entry[1] = offset + len(data)
@@ -489,6 +510,8 @@ class Writer:
         for fd, _ in self._files.values():
             os.close(fd)
         self._files.clear()
+        if self._spares is not None:
+            self._spares.close()
         if self._journal is not None:
             self._journal.close()
             self._journal = None

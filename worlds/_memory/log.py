@@ -145,6 +145,10 @@ class StoredRun:
         state = self._state
         return state.waiting if state is not None else ()
 
+    def other_run(self, run_id: str) -> WorkflowRun | None:
+        state = self._log.runs.get(run_id)
+        return state.run if state is not None else None
+
 
 def commit(log: LogState, batch: Batch) -> RunState:
     """Write a batch into the stored state (cannot fail) and return the run's state."""

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import datetime
-from typing import TypeVar
+from enum import Enum
+from typing import Protocol, TypeVar
 
 from worldflow.errors import (
     HookNotFoundError,
@@ -38,6 +39,22 @@ from worldflow.worlds._records import (
 __all__ = ["RunReads", "cursor_position"]
 
 T = TypeVar("T")
+
+
+class _HasStatus(Protocol):
+    @property
+    def status(self) -> Enum: ...
+
+
+L = TypeVar("L", bound=_HasStatus)
+
+
+def _hooks(state: RunState) -> tuple[list[str], dict[str, Hook]]:
+    return state.hook_order, state.hooks
+
+
+def _waits(state: RunState) -> tuple[list[str], dict[str, Wait]]:
+    return state.wait_order, state.waits
 
 
 def cursor_position(cursor: str | None) -> int | None:
@@ -175,15 +192,7 @@ class RunReads:
         """Hooks of one run or of the world, in creation order."""
         self._check_open()
         wanted = None if status is None else HookStatus(status)
-        first = self._first_position(cursor)
-        found: Iterator[tuple[int, Hook]]
-        if run_id is not None:
-            state = self._state(run_id)
-            ids, hooks = state.hook_order, state.hooks
-            found = ((i, hooks[ids[i]]) for i in range(first, len(ids)))
-        else:
-            found = self._world_wide(self._log.hook_order, first, lambda s, i: s.hooks[i])
-        return _page(((i, h) for i, h in found if wanted is None or h.status is wanted), limit)
+        return self._listed(run_id, _hooks, self._log.hook_order, wanted, limit, cursor)
 
     async def list_waits(
         self,
@@ -196,20 +205,28 @@ class RunReads:
         """Waits of one run or of the world, in creation order."""
         self._check_open()
         wanted = None if status is None else WaitStatus(status)
-        first = self._first_position(cursor)
-        found: Iterator[tuple[int, Wait]]
-        if run_id is not None:
-            state = self._state(run_id)
-            ids, waits = state.wait_order, state.waits
-            found = ((i, waits[ids[i]]) for i in range(first, len(ids)))
-        else:
-            found = self._world_wide(self._log.wait_order, first, lambda s, i: s.waits[i])
-        return _page(((i, w) for i, w in found if wanted is None or w.status is wanted), limit)
+        return self._listed(run_id, _waits, self._log.wait_order, wanted, limit, cursor)
 
-    @staticmethod
-    def _first_position(cursor: str | None) -> int:
+    def _listed(
+        self,
+        run_id: str | None,
+        table: Callable[[RunState], tuple[list[str], dict[str, L]]],
+        world_order: list[tuple[str, str] | None],
+        wanted: Enum | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page[L]:
+        """Rows (hooks or waits) of one run, or of the world in ``world_order``, in creation
+        order, with the status ``wanted`` (``None``: any)."""
         start = cursor_position(cursor)
-        return 0 if start is None else start + 1
+        first = 0 if start is None else start + 1
+        found: Iterator[tuple[int, L]]
+        if run_id is not None:
+            ids, rows = table(self._state(run_id))
+            found = ((i, rows[ids[i]]) for i in range(first, len(ids)))
+        else:
+            found = self._world_wide(world_order, first, lambda s, i: table(s)[1][i])
+        return _page(((i, r) for i, r in found if wanted is None or r.status is wanted), limit)
 
     def _world_wide(
         self,

@@ -1,9 +1,8 @@
 """``append`` on PostgreSQL: the shared rules in Python, then one compare-and-set statement.
 
-Each world instance caches an overlay of the runs it writes (a :class:`RunState`: the run,
-its steps, hooks and waits). An append applies its batch to that overlay with the rule
-engine every world shares (:class:`~worldflow.worlds._rules.Batch`, reading the overlay
-through the memory world's :class:`StoredRun` view), then writes everything in **one** autocommit
+Each world instance caches an overlay of the runs it writes (a :class:`RunState`). An append
+applies its batch to it with the rules every world shares (:class:`~worldflow.worlds._rules.Batch`
+through a :class:`StoredRun` view), then writes everything in **one** autocommit
 statement whose data-modifying CTEs all depend on a compare-and-set of the run row: the
 ``UPDATE runs ... WHERE run_id = $1 AND pos = $2 AND last_seq = $expected`` (or, for a batch
 that creates the run, ``INSERT ... ON CONFLICT DO NOTHING``). If another process appended
@@ -13,10 +12,9 @@ step result that lost the race), or the retry succeeds. ``seq`` is dense because
 ``PRIMARY KEY (run_id, seq)`` backs it up, and the database itself enforces that a live
 token belongs to one hook (a partial unique index) and that a ``*_created`` happens once.
 
-Appends to one run from this process are coalesced: while a statement for a run is in flight,
-later batches queue up and the next statement carries all of them (each batch still checked
-on its own, each caller gets its own result or error). A fan-in of hundreds of step results
-to one run becomes a handful of statements instead of a convoy on the run row.
+Appends to one run from this process are coalesced: while its statement is in flight, later
+batches queue up for the next one (each still checked on its own, each caller gets its own
+result or error), so a fan-in of hundreds of step results is a handful of statements.
 
 A statement whose outcome is unknown (the connection died before its reply) is resolved by
 reading the event id at the first ``seq`` it wrote: the world mints event ids before writing,
@@ -54,6 +52,7 @@ from worldflow.worlds._ids import id_problem
 from worldflow.worlds._memory.log import LogState, RunState, StoredRun, commit
 from worldflow.worlds._postgres import codec
 from worldflow.worlds._postgres.append_sql import build_append_sql, created_args, rows_args
+from worldflow.worlds._postgres.children import CHILDREN_SQL, read_children
 from worldflow.worlds._postgres.notify import CONNECTION_ERRORS, MAX_PAYLOAD, Notifier
 from worldflow.worlds._protocol import OWNER_ONLY_EVENTS, EventResult
 from worldflow.worlds._records import (
@@ -64,6 +63,7 @@ from worldflow.worlds._records import (
     Step,
     Wait,
     WaitStatus,
+    WorkflowRun,
 )
 from worldflow.worlds._rules import Batch
 from worldflow.worlds._validation import validate_event
@@ -94,6 +94,7 @@ class AppendStats:
     cas_misses: int = 0
     reloads: int = 0
     token_reads: int = 0  # reads of who holds the tokens of new hooks
+    child_reads: int = 0  # reads of the children a child_ended reports on (not cached)
     unknown_outcomes: int = 0
 
 
@@ -201,6 +202,7 @@ class Appender:
             f"SELECT token, run_id, hook_id FROM {s}.hooks "
             "WHERE token = ANY($1::text[]) AND status = 'active'"
         )
+        self._children_sql = CHILDREN_SQL.format(s=s)
         self._probe_sql = f"""
             SELECT e.event_id, r.pos, r.owner_id, r.owner_epoch
             FROM {s}.events e JOIN {s}.runs r USING (run_id)
@@ -304,6 +306,11 @@ class Appender:
                 state.claimed_hook_ids.add(row["cid"])
         ended = run.status in TERMINAL_RUN_STATUSES
         return _Cached(state=state, pos=head["pos"], last_seq=run.last_seq, ended=ended)
+
+    def _ended_run(self, run_id: str) -> WorkflowRun | None:
+        """The view of a run this process committed or read as ended (an end is final)."""
+        cached = self._cache.get(run_id)
+        return cached.state.run if cached is not None and cached.ended else None
 
     def _remember(self, run_id: str, cached: _Cached) -> None:
         cache = self._cache
@@ -494,6 +501,9 @@ class Appender:
             for hook_id in base.live_hooks:
                 hook = base.hooks[hook_id]
                 logstate.tokens[hook.token] = (run_id, hook_id)
+        events = (ev for item in items for ev in item.events)
+        if await read_children(conn, self._children_sql, events, self._ended_run, logstate):
+            self.stats.child_reads += 1
         assumed_free = bool(tokens) and not check_live
         live: Callable[[str], bool] = _always
         if check_live:
@@ -650,8 +660,7 @@ class Appender:
         )
 
 
-_LOST: Final = (-1, None, -1)
-"""A statement whose reply never came."""
+_LOST: Final = (-1, None, -1)  # a statement whose reply never came
 _replace: Final = msgspec.structs.replace
 
 

@@ -318,10 +318,16 @@ class Listener:
 
     async def _send_catch_up(self, conn: Any) -> None:
         # On the listening connection, whose pid its own callback knows (and ignores).
-        async with self._busy:
-            await conn.execute(f"NOTIFY {self._channels[0]}, '{CATCH_UP}'")
+        try:
+            async with self._busy:
+                await conn.execute(f"NOTIFY {self._channels[0]}, '{CATCH_UP}'")
+        except asyncpg.exceptions.PostgresError as exc:  # a refusal, not a lost connection
+            if isinstance(exc, CONNECTION_ERRORS):
+                raise
+            log.debug("catch-up NOTIFY refused (%r): newcomers re-read on their poll", exc)
+        else:
+            self.catch_ups_sent += 1
         self._catch_up = False
-        self.catch_ups_sent += 1
 
     async def check_peers(self) -> bool:
         """Look for another process's sessions of the world now (the health check does it

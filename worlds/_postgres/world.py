@@ -224,11 +224,11 @@ class PostgresWorld:
         if terminal:  # result waiters, and followers of a stream that never came end
             signals.fire(f"t:{run_id}")
             signals.fire(f"s:{run_id}")
-        if notified:  # the statement's own NOTIFY told the others
-            return
-        # Coalesced; dropped unless another process may listen now (an urgent statement
-        # decided silent, alone, and ended after a newcomer's hello: told now).
         notifier = self._notifier
+        if notified or not notifier.wanted():  # told by the statement's NOTIFY, or nobody to tell
+            return
+        # Coalesced (and an urgent statement decided silent, alone, that ended after a
+        # newcomer's hello: told now).
         notifier.add(f"{run_id}:{last_seq}")
         if terminal:
             notifier.add(f"t:{run_id}")

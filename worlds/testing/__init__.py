@@ -22,7 +22,8 @@ It needs the dev extras (pytest, anyio's pytest plugin, hypothesis). Subclass
             await world.aclose()
 
 The suite covers every rule of the ``World`` protocol: creation conflicts, the terminal-run
-rules, first completion wins, waits and hooks (token uniqueness, release at the end of a run),
+rules, first completion wins, a child's outcome only as the child recorded it (once), waits
+and hooks (token uniqueness, release at the end of a run),
 dense ``seq`` under concurrent appends, atomic batches, malformed events, not-found errors on
 every read, every event field checked before it is stored (type, size, the id rule),
 pagination without gaps or repeats, the ``list_runs`` filters, purge,
@@ -61,6 +62,7 @@ import pytest
 # already cannot be rewritten; skip it rather than have pytest warn.)
 _SUITE_MODULES = (
     "worldflow.worlds.testing._base",
+    "worldflow.worlds.testing._children",
     "worldflow.worlds.testing._hooks_waits",
     "worldflow.worlds.testing._log",
     "worldflow.worlds.testing._ownership",
@@ -74,6 +76,7 @@ _SUITE_MODULES = (
 pytest.register_assert_rewrite(*(m for m in _SUITE_MODULES if m not in sys.modules))
 
 from worldflow.worlds.testing._base import WorldFactory  # noqa: E402
+from worldflow.worlds.testing._children import ChildOutcomeConformance  # noqa: E402
 from worldflow.worlds.testing._hooks_waits import HookWaitConformance  # noqa: E402
 from worldflow.worlds.testing._log import LogConformance  # noqa: E402
 from worldflow.worlds.testing._ownership import (  # noqa: E402
@@ -93,6 +96,7 @@ from worldflow.worlds.testing._validation import ValidationConformance  # noqa: 
 
 __all__ = [
     "CatalogConformance",
+    "ChildOutcomeConformance",
     "FlowControlConformance",
     "HookWaitConformance",
     "LogConformance",
@@ -112,6 +116,7 @@ __all__ = [
 
 class WorldConformance(
     LogConformance,
+    ChildOutcomeConformance,
     HookWaitConformance,
     ReadConformance,
     QueueConformance,

@@ -19,7 +19,6 @@ from worldflow.errors import (
 )
 from worldflow.worlds._events import (
     AnyEvent,
-    ChildEnded,
     EventRaised,
     HookConflict,
     HookCreated,
@@ -52,8 +51,6 @@ from worldflow.worlds._ids import new_id
 from worldflow.worlds._protocol import World
 from worldflow.worlds._records import (
     NULL,
-    RESERVED_TOKEN_PREFIX,
-    ChildCompleted,
     RunStatus,
     StepStatus,
 )
@@ -280,31 +277,6 @@ class LogConformance(SuiteBase):
         assert resumed.run.status is RunStatus.RUNNING
         cancelled = await world.append(r, [RunSuspended(run_id=r), RunCancelled(run_id=r)])
         assert cancelled.run.status is RunStatus.CANCELLED
-
-    async def test_a_child_outcome_goes_only_by_child_ended(self, world: World) -> None:
-        run = await new_run(world, started=True)
-        r = run.run_id
-        token = f"{RESERVED_TOKEN_PREFIX}child:{r}-kid"
-        await world.append(r, [HookCreated(run_id=r, correlation_id="hc", token=token)])
-        await world.append(r, [HookCreated(run_id=r, correlation_id="h", token=new_id("t"))])
-        with pytest.raises(InvalidEventError, match="only the engine sends"):
-            await world.append(r, [HookReceived(run_id=r, correlation_id="hc", payload=NULL)])
-        outcome = ChildCompleted(output=payload(7))
-        with pytest.raises(InvalidEventError, match="whose token is"):  # not that child's hook
-            await world.append(
-                r, [ChildEnded(run_id=r, correlation_id="h", child_run_id="x", outcome=outcome)]
-            )
-        ended = ChildEnded(run_id=r, correlation_id="hc", child_run_id=f"{r}-kid", outcome=outcome)
-        result = await world.append(r, [ended])
-        assert result.events[0] == msgspec.structs.replace(
-            ended,
-            seq=result.events[0].seq,
-            event_id=result.events[0].event_id,
-            created_at=result.events[0].created_at,
-        )
-        assert (await world.get_hook_by_token(token)).received_count == 1
-        [stored] = (await world.list_events(r, after_seq=result.events[0].seq - 1)).items
-        assert stored == result.events[0]
 
     async def test_stall_and_unstall(self, world: World) -> None:
         run = await new_run(world, started=True)

@@ -68,6 +68,7 @@ from worldflow.worlds._records import (
     WorkflowRun,
 )
 from worldflow.worlds.testing._base import SuiteBase, error_info, new_run, payload
+from worldflow.worlds.testing._children import ended_child
 
 __all__ = ["CatalogConformance", "OwnershipConformance"]
 
@@ -306,6 +307,8 @@ class OwnershipConformance(SuiteBase):
         owner = await world.register_engine(workflows=["wf"], ttl=_LONG_TTL)
         other = await world.register_engine(workflows=["wf"], ttl=_LONG_TTL)
         run = await _owned_run(world, owner.engine_id)
+        kid = f"{run.run_id}-kid"  # the child_ended below reports its end
+        await ended_child(world, run.run_id, kid, RunCompleted(run_id=kid, output=payload(5)))
         kinds = {type(make(run.run_id)) for make in _ANYONE} | {RunCreated, HookConflict}
         every = set(typing.get_args(AnyEvent))
         assert kinds | OWNER_ONLY_EVENTS == every  # each type is filed one way or the other
