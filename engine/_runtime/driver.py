@@ -514,10 +514,11 @@ class Driver:
             for step_id in pending:
                 if step_id not in jobs:
                     self._launch(slot, step_id, handoff)
-        unreserve(slot)  # reserved for steps that did not launch after all
+        if slot.reserved:
+            unreserve(slot)  # reserved for steps that did not launch after all
         if progress.waits:
             self.timers.arm(slot, min(aware(at) for _, at in progress.waits))
-        else:
+        elif slot.timer is not None:
             self.timers.disarm(slot)
 
     # -- steps -------------------------------------------------------------------------------

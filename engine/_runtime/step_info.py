@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import msgspec
@@ -165,14 +166,13 @@ def current_step() -> StepContext | None:
     return _current.get()
 
 
-def set_current_step(ctx: StepContext | None) -> contextvars.Token[StepContext | None]:
-    """Install ``ctx`` as the running step (engine use); reset with the returned token."""
-    return _current.set(ctx)
+set_current_step: Callable[[StepContext | None], contextvars.Token[StepContext | None]]
+set_current_step = _current.set
+"""Install a context as the running step (engine use); reset with the returned token. The
+context variable's own method: one Python call less on every attempt."""
 
-
-def reset_current_step(token: contextvars.Token[StepContext | None]) -> None:
-    """Undo :func:`set_current_step`."""
-    _current.reset(token)
+reset_current_step: Callable[[contextvars.Token[StepContext | None]], None] = _current.reset
+"""Undo :func:`set_current_step`."""
 
 
 def _require(fn: str) -> StepContext:
