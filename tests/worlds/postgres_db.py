@@ -18,8 +18,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from worldflow.worlds._postgres import PostgresWorld
 
 ADMIN_ENV: Final = "WORLDFLOW_TEST_POSTGRES_URL"
 SKIP_ENV: Final = "WORLDFLOW_SKIP_POSTGRES"
@@ -109,3 +112,20 @@ async def fresh_schema() -> AsyncIterator[str]:
             await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         finally:
             await conn.close()
+
+
+@asynccontextmanager
+async def two_worlds(url: str) -> AsyncIterator[tuple[PostgresWorld, PostgresWorld]]:
+    """Two PostgreSQL worlds on one schema (standing in for two processes), closed after."""
+    from worldflow.worlds import open_world
+    from worldflow.worlds._postgres import PostgresWorld
+
+    a = await open_world(url)
+    b = await open_world(url)
+    assert isinstance(a, PostgresWorld)
+    assert isinstance(b, PostgresWorld)
+    try:
+        yield a, b
+    finally:
+        await a.aclose()
+        await b.aclose()

@@ -16,7 +16,6 @@ from worldflow.worlds import (
     ChildCompleted,
     ChildEnded,
     RunCompleted,
-    open_world,
 )
 from worldflow.worlds._postgres import PostgresWorld
 from worldflow.worlds.testing._base import new_run, payload
@@ -35,16 +34,8 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 async def pair() -> AsyncIterator[tuple[PostgresWorld, PostgresWorld]]:
-    async with postgres_db.fresh_schema() as url:
-        a = await open_world(url)
-        b = await open_world(url)
-        assert isinstance(a, PostgresWorld)
-        assert isinstance(b, PostgresWorld)
-        try:
-            yield a, b
-        finally:
-            await a.aclose()
-            await b.aclose()
+    async with postgres_db.fresh_schema() as url, postgres_db.two_worlds(url) as worlds:
+        yield worlds
 
 
 async def _queries(world: PostgresWorld) -> int:

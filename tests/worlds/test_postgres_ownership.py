@@ -22,7 +22,6 @@ from worldflow.worlds import (
     StepCreated,
     StepStarted,
     WorkflowRun,
-    open_world,
 )
 from worldflow.worlds._postgres import PostgresWorld
 
@@ -34,16 +33,8 @@ pytestmark = [
 
 @pytest.fixture
 async def pair() -> AsyncIterator[Pair]:
-    async with postgres_db.fresh_schema() as url:
-        a = await open_world(url)
-        b = await open_world(url)
-        assert isinstance(a, PostgresWorld)
-        assert isinstance(b, PostgresWorld)
-        try:
-            yield a, b
-        finally:
-            await a.aclose()
-            await b.aclose()
+    async with postgres_db.fresh_schema() as url, postgres_db.two_worlds(url) as worlds:
+        yield worlds
 
 
 def step(run_id: str, step_id: str) -> list[StepCreated | StepStarted]:

@@ -42,19 +42,12 @@ async def url() -> AsyncIterator[str]:
 
 @pytest.fixture
 async def pair(url: str) -> AsyncIterator[Pair]:
-    a = await open_world(url)
-    b = await open_world(url)
-    assert isinstance(a, PostgresWorld)
-    assert isinstance(b, PostgresWorld)
-    # A heard B's hello (it notifies again) and answered with a catch-up (B resynced).
-    await eventually(lambda: a.listener.peers and b.listener.resyncs == 1)
-    for world in (a, b):
-        world._notifier._interval = _QUIET
-    try:
+    async with postgres_db.two_worlds(url) as (a, b):
+        # A heard B's hello (it notifies again) and answered with a catch-up (B resynced).
+        await eventually(lambda: a.listener.peers and b.listener.resyncs == 1)
+        for world in (a, b):
+            world._notifier._interval = _QUIET
         yield a, b
-    finally:
-        await a.aclose()
-        await b.aclose()
 
 
 class Heard:

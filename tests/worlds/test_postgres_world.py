@@ -62,18 +62,11 @@ async def url() -> AsyncIterator[str]:
 
 @pytest.fixture
 async def pair(url: str) -> AsyncIterator[Pair]:
-    a = await open_world(url)
-    b = await open_world(url)
-    assert isinstance(a, PostgresWorld)
-    assert isinstance(b, PostgresWorld)
-    # A looked for peers when it opened, alone; it notifies once it has heard B's hello,
-    # which it answers with a catch-up (B resyncs): the tests start after both.
-    await eventually(lambda: a.listener.peers and b.listener.resyncs == 1)
-    try:
+    async with postgres_db.two_worlds(url) as (a, b):
+        # A looked for peers when it opened, alone; it notifies once it has heard B's hello,
+        # which it answers with a catch-up (B resyncs): the tests start after both.
+        await eventually(lambda: a.listener.peers and b.listener.resyncs == 1)
         yield a, b
-    finally:
-        await a.aclose()
-        await b.aclose()
 
 
 @pytest.fixture
