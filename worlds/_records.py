@@ -3,6 +3,13 @@
 All records are frozen msgspec Structs. Payloads (inputs, outputs, hook payloads, state) are
 :data:`Payload` values: JSON text the engine produced with ``worldflow._serde``; a world stores
 and returns them byte for byte and never looks inside.
+
+The records a world keeps for every run (:class:`WorkflowRun`, :class:`Step`, :class:`Hook`,
+:class:`Wait`, :class:`ErrorInfo`) and the events (``worldflow.worlds._events``) are declared
+``gc=False``: the cyclic collector does not track them. They hold only data (strings, numbers,
+times, payloads, dicts and lists of strings, other such records), so they can never be part of
+a reference cycle, and a world that holds thousands of runs no longer makes every full
+collection walk them (``tests/worlds/test_records_untracked.py``).
 """
 
 from __future__ import annotations
@@ -109,7 +116,7 @@ class WaitStatus(enum.StrEnum):
     COMPLETED = "completed"
 
 
-class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
+class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A recorded error: the exception's class name, its message, and where it came from."""
 
     name: str
@@ -179,7 +186,7 @@ class ForkPoint(msgspec.Struct, frozen=True, kw_only=True):
     clock: list[datetime] = msgspec.field(default_factory=list)
 
 
-class WorkflowRun(msgspec.Struct, frozen=True, kw_only=True):
+class WorkflowRun(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The view of one run, kept in step with its event log.
 
     ``last_seq`` is the ``seq`` of the newest event in the log (0 for none); readers use it to
@@ -254,7 +261,7 @@ def child_outcome(run: WorkflowRun) -> ChildOutcome:
     raise ValueError(f"run {run.run_id} is {status}, not terminal: no outcome yet")
 
 
-class Step(msgspec.Struct, frozen=True, kw_only=True):
+class Step(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The view of one step call of a run; ``step_id`` is its correlation id.
 
     ``attempt`` counts ``step_started`` events (0 before the first start). Of those,
@@ -284,7 +291,7 @@ class Step(msgspec.Struct, frozen=True, kw_only=True):
     lost_attempts: int = 0
 
 
-class Hook(msgspec.Struct, frozen=True, kw_only=True):
+class Hook(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The view of one hook; its ``token`` resolves to it while it is ``active``."""
 
     run_id: str
@@ -298,7 +305,7 @@ class Hook(msgspec.Struct, frozen=True, kw_only=True):
     disposed_at: datetime | None = None
 
 
-class Wait(msgspec.Struct, frozen=True, kw_only=True):
+class Wait(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The view of one wait: a durable sleep (``resume_at``) or a named-event wait."""
 
     run_id: str

@@ -35,7 +35,7 @@ import msgspec
 
 from worldflow.errors import InvalidEventError
 from worldflow.worlds._events import _EVENT_CLASSES, CORRELATED_EVENT_TYPES, AnyEvent, Event
-from worldflow.worlds._ids import id_problem
+from worldflow.worlds._ids import MAX_ID_LENGTH, id_problem
 from worldflow.worlds._records import ErrorInfo
 
 __all__ = [
@@ -76,11 +76,6 @@ _STAMPS: Final = frozenset({"seq", "event_id", "created_at"})
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AnyEvent)
 _one_json_value = msgspec.json.Decoder(msgspec.Raw).decode  # raises unless bytes hold one
-# Strings (exactly str) that passed the id rule, and the name rule: appends repeat them (the
-# run id, step ids, names), and a set lookup is cheaper than checking them again.
-_GOOD_IDS: set[str] = set()
-_GOOD_NAMES: set[str] = set()
-_KNOWN_GOOD_MAX: Final = 65536
 _PATH: Final = re.compile(r" - at `\$\.([A-Za-z_]+)(.*)`$")
 
 
@@ -182,14 +177,7 @@ def _full_check(event: object, run_id: str) -> None:
         if kind == "payload":
             problem = _payload_problem(value)
         elif kind == "id" or kind == "name":
-            known = _GOOD_IDS if kind == "id" else _GOOD_NAMES
-            if type(value) is str and value in known:  # a run's ids come again and again
-                continue
             problem = id_problem(value) if kind == "id" else name_problem(value)
-            if problem is None and type(value) is str and _storable(value):
-                if len(known) >= _KNOWN_GOOD_MAX:
-                    known.clear()
-                known.add(value)
         elif kind == "text":
             problem = _text_problem(value)
         elif kind == "time":
@@ -318,23 +306,22 @@ def _storable(text: str) -> bool:
     return True
 
 
-def _good(value: object, known: set[str], problem: Callable[[object], str | None]) -> bool:
-    """Whether ``value`` is an exact ``str`` that passes ``problem``'s rule and encodes; the
-    good ones are remembered in ``known`` (the plain checks look there first)."""
-    if type(value) is not str or problem(value) is not None or not _storable(value):
-        return False
-    if len(known) >= _KNOWN_GOOD_MAX:
-        known.clear()
-    known.add(value)
-    return True
-
-
 def _good_id(value: object) -> bool:
-    return _good(value, _GOOD_IDS, id_problem)
+    """Whether ``value`` is an exact ``str`` that passes the id rule and encodes (the plain
+    checks' way for what their ASCII test leaves: non-ASCII ids, and the refusals)."""
+    return type(value) is str and id_problem(value) is None and _storable(value)
 
 
 def _good_name(value: object) -> bool:
-    return _good(value, _GOOD_NAMES, name_problem)
+    """:func:`_good_id` for names."""
+    return type(value) is str and name_problem(value) is None and _storable(value)
+
+
+def _ascii_short(value: str, limit: int) -> bool:
+    """Whether ``value`` is 1 to ``limit`` printable ASCII characters: then it passes the id
+    and the name rule (no C0 control character, no DEL; C1 controls and lone surrogates are
+    not ASCII) and encodes. Two C passes over the string, no regular expression."""
+    return 0 < len(value) <= limit and value.isascii() and value.isprintable()
 
 
 def _good_text(value: object) -> bool:
@@ -345,7 +332,7 @@ def _good_metadata(value: object) -> bool:
     if type(value) is not dict or len(value) > MAX_METADATA_ENTRIES:
         return False
     for key, item in value.items():
-        if key not in _GOOD_NAMES and not _good_name(key):
+        if not ((type(key) is str and _ascii_short(key, MAX_NAME_LENGTH)) or _good_name(key)):
             return False
         if type(item) is not str or len(item) > MAX_METADATA_VALUE or not _storable(item):
             return False
@@ -356,7 +343,10 @@ def _good_error(value: object) -> bool:
     if type(value) is not ErrorInfo:
         return False
     return (
-        (value.name in _GOOD_NAMES or _good_name(value.name))
+        (
+            (type(value.name) is str and _ascii_short(value.name, MAX_NAME_LENGTH))
+            or _good_name(value.name)
+        )
         and _good_text(value.message)
         and (value.code is None or _good_text(value.code))
         and (value.stack is None or _good_text(value.stack))
@@ -366,8 +356,12 @@ def _good_error(value: object) -> bool:
 # The test of one field's value ``v`` for each kind (``{b}``: an int's bounds), written into
 # the plain check of each class. Each accepts only what the full check accepts.
 _TESTS: Final = {
-    "id": "type(v) is str and v in IDS or good_id(v)",  # ids and names come again and again
-    "name": "type(v) is str and v in NAMES or good_name(v)",
+    # printable ASCII of the right length passes the id and name rules (see _ascii_short);
+    # the rest (non-ASCII, refusals) takes the rule itself
+    "id": "type(v) is str and 0 < len(v) <= MAX_ID and v.isascii() and v.isprintable()"
+    " or good_id(v)",
+    "name": "type(v) is str and 0 < len(v) <= MAX_NAME and v.isascii() and v.isprintable()"
+    " or good_name(v)",
     "payload": "type(v) is Raw and len(v) <= MAX_PAYLOAD",  # and one JSON value: see below
     "text": "type(v) is str and len(v) <= MAX_TEXT and v.isascii() or good_text(v)",
     "time": "type(v) is datetime and v.tzinfo is UTC",
@@ -379,8 +373,8 @@ _TESTS: Final = {
     "record": "False",  # a nested Struct: the full check's decoder checks it
 }
 _NAMESPACE: Final = {
-    "IDS": _GOOD_IDS,
-    "NAMES": _GOOD_NAMES,
+    "MAX_ID": MAX_ID_LENGTH,
+    "MAX_NAME": MAX_NAME_LENGTH,
     "MAX_TEXT": MAX_TEXT_LENGTH,
     "MAX_PAYLOAD": MAX_PAYLOAD_BYTES,
     "Raw": msgspec.Raw,

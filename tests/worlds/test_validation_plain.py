@@ -47,6 +47,15 @@ _AWKWARD: list[object] = [
     "bad\ud800",
     "a\x00b",
     "line\nbreak",
+    "tab\there",
+    "del\x7f",
+    "nel\x85",  # a C1 control: not ASCII, so the rule itself decides
+    "a space",
+    "~!*/:@",
+    "x" * 255,  # the longest id
+    "x" * 256,
+    "x" * 512,  # the longest name
+    "x" * 513,
     "x" * 600,
     "x" * (1024 * 1024 + 1),
     _Str("sub"),

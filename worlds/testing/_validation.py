@@ -87,6 +87,9 @@ _BAD_RUN_IDS: list[tuple[str, object]] = [
     ("surrogate", _LONE),
     ("newline", "run\nid"),
     ("nul", "run\x00id"),
+    ("tab", "run\tid"),  # C0 control characters, DEL and C1 (NEL) are refused alike
+    ("del", "run\x7fid"),
+    ("nel", "run\x85id"),
     ("too-long", "r" * (MAX_ID_LENGTH + 1)),
     ("empty", ""),
 ]
