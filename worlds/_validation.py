@@ -317,11 +317,13 @@ def _good_name(value: object) -> bool:
     return type(value) is str and name_problem(value) is None and _storable(value)
 
 
-def _ascii_short(value: str, limit: int) -> bool:
-    """Whether ``value`` is 1 to ``limit`` printable ASCII characters: then it passes the id
-    and the name rule (no C0 control character, no DEL; C1 controls and lone surrogates are
-    not ASCII) and encodes. Two C passes over the string, no regular expression."""
-    return 0 < len(value) <= limit and value.isascii() and value.isprintable()
+def _printable(value: str, limit: int) -> bool:
+    """Whether ``value`` is 1 to ``limit`` printable characters (``str.isprintable``): then
+    it passes the id and the name rule and encodes, since C0 and C1 controls and DEL (category
+    Cc) and lone surrogates (Cs) are not printable (checked over every code point by
+    ``tests/worlds/test_validation_plain.py``). One C pass, no regular expression; what it
+    leaves (a format character, a line separator, a refusal) takes the rule itself."""
+    return 0 < len(value) <= limit and value.isprintable()
 
 
 def _good_text(value: object) -> bool:
@@ -332,7 +334,7 @@ def _good_metadata(value: object) -> bool:
     if type(value) is not dict or len(value) > MAX_METADATA_ENTRIES:
         return False
     for key, item in value.items():
-        if not ((type(key) is str and _ascii_short(key, MAX_NAME_LENGTH)) or _good_name(key)):
+        if not ((type(key) is str and _printable(key, MAX_NAME_LENGTH)) or _good_name(key)):
             return False
         if type(item) is not str or len(item) > MAX_METADATA_VALUE or not _storable(item):
             return False
@@ -344,7 +346,7 @@ def _good_error(value: object) -> bool:
         return False
     return (
         (
-            (type(value.name) is str and _ascii_short(value.name, MAX_NAME_LENGTH))
+            (type(value.name) is str and _printable(value.name, MAX_NAME_LENGTH))
             or _good_name(value.name)
         )
         and _good_text(value.message)
@@ -356,12 +358,10 @@ def _good_error(value: object) -> bool:
 # The test of one field's value ``v`` for each kind (``{b}``: an int's bounds), written into
 # the plain check of each class. Each accepts only what the full check accepts.
 _TESTS: Final = {
-    # printable ASCII of the right length passes the id and name rules (see _ascii_short);
-    # the rest (non-ASCII, refusals) takes the rule itself
-    "id": "type(v) is str and 0 < len(v) <= MAX_ID and v.isascii() and v.isprintable()"
-    " or good_id(v)",
-    "name": "type(v) is str and 0 < len(v) <= MAX_NAME and v.isascii() and v.isprintable()"
-    " or good_name(v)",
+    # printable text of the right length passes the id and name rules (see _printable); the
+    # rest (other characters, refusals) takes the rule itself
+    "id": "type(v) is str and 0 < len(v) <= MAX_ID and v.isprintable() or good_id(v)",
+    "name": "type(v) is str and 0 < len(v) <= MAX_NAME and v.isprintable() or good_name(v)",
     "payload": "type(v) is Raw and len(v) <= MAX_PAYLOAD",  # and one JSON value: see below
     "text": "type(v) is str and len(v) <= MAX_TEXT and v.isascii() or good_text(v)",
     "time": "type(v) is datetime and v.tzinfo is UTC",

@@ -25,7 +25,8 @@ from worldflow import step, workflow
 from worldflow.errors import InvalidEventError
 from worldflow.worlds import ChildCompleted, ErrorInfo, Event, ForkPoint, MemoryWorld
 from worldflow.worlds._events import _EVENT_CLASSES
-from worldflow.worlds._validation import _full_check, _plain_for, validate_event
+from worldflow.worlds._ids import id_problem
+from worldflow.worlds._validation import _full_check, _plain_for, name_problem, validate_event
 
 RUN = "wrun_plain"
 
@@ -51,6 +52,8 @@ _AWKWARD: list[object] = [
     "del\x7f",
     "nel\x85",  # a C1 control: not ASCII, so the rule itself decides
     "a space",
+    "zero\u200bwidth",  # a format character: not printable, yet a good id and name
+    "line\u2028sep",
     "~!*/:@",
     "x" * 255,  # the longest id
     "x" * 256,
@@ -236,3 +239,17 @@ async def test_the_events_an_engine_writes_take_the_plain_check() -> None:
     assert {e.type for e in events} >= {"run_created", "step_created", "run_completed"}
     for event in events:
         assert _plain(type(event))(event, run.run_id), event.type
+
+
+def test_printable_text_passes_the_id_and_name_rules_over_every_code_point() -> None:
+    # The plain check takes a printable str of the right length as a good id or name
+    # without the rules' regular expressions: no printable character may be one they refuse
+    # (and every printable one encodes: lone surrogates are not printable).
+    assert not "\ud800".isprintable()
+    refused = [
+        hex(code)
+        for code in range(0x110000)
+        if chr(code).isprintable()
+        and (id_problem(f"a{chr(code)}") is not None or name_problem(f"a{chr(code)}") is not None)
+    ]
+    assert refused == []
