@@ -308,7 +308,7 @@ def _storable(text: str) -> bool:
 
 def _good_id(value: object) -> bool:
     """Whether ``value`` is an exact ``str`` that passes the id rule and encodes (the plain
-    checks' way for what their ASCII test leaves: non-ASCII ids, and the refusals)."""
+    checks' way for what their printable test leaves: a format character, a refusal)."""
     return type(value) is str and id_problem(value) is None and _storable(value)
 
 
