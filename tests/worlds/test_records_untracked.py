@@ -14,18 +14,20 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from worldflow.worlds import open_world
-from worldflow.worlds._events import _EVENT_CLASSES, RunCreated, StepCreated
-from worldflow.worlds._records import (
+from worldflow.worlds import (
     NULL,
     ErrorInfo,
     Hook,
+    RunCreated,
     RunStatus,
     Step,
+    StepCreated,
     StepStatus,
     Wait,
     WorkflowRun,
+    open_world,
 )
+from worldflow.worlds._events import _EVENT_CLASSES
 
 _KEPT = [WorkflowRun, Step, Hook, Wait, ErrorInfo]
 
